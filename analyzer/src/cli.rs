@@ -1,0 +1,603 @@
+//! The `memtrace` command line. See `docs/CLI.md`.
+//!
+//! Exit codes: 0 ok, 1 bad input (a snapshot that cannot be read, a rank
+//! that does not exist), 2 bad usage.
+
+use crate::filter::{Filter, FilterSet, Pattern};
+use crate::format::{kib, traceback_slice, LineCache};
+use crate::snapshot::{self, basename, FrameId, FrameRules, FrameTable, Snapshot};
+use crate::stats::{self, KeyType, Statistic};
+use crate::symbolize::Symbolizer;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::{json, Value};
+use std::io::Write;
+use std::path::PathBuf;
+
+const SYSTEM_HELP: &str = "\
+THE USER'S LINE, NOT THE ALLOCATOR'S:
+  Before grouping, filtering or printing, memtrace drops the frames that belong to the
+  toolchain and the system rather than the program:
+    - frames without line information (except functions of the main executable);
+    - source files under /usr/include, /usr/lib, /usr/local/include, /rustc/, a cargo
+      registry or git checkout (*/.cargo/registry/*, */.cargo/git/*), a rustup toolchain,
+      /build/glibc-*, /build/gcc-*;
+    - the runtimes' modules: libc, libm, libpthread, libdl, librt, ld-linux, libstdc++,
+      libgcc_s, libunwind, the vDSO and memtrace's own libtrace.so;
+    - runtime functions: std::*, __gnu_cxx::*, alloc::*, core::* (and <std::..>, <alloc::..>,
+      <core::..> impls), operator new/delete, __rdl_*, __rust_*, __rg_*, the malloc family,
+      _start, __libc_start_*.
+  If that would leave a traceback empty, its innermost frame is kept.
+  --raw keeps every frame; --user PATTERN exempts matching frames from the rule and
+  --system PATTERN adds them to it (fnmatch on the file name, the module path or file
+  name, or the function name).
+
+FRAMES WITHOUT LINE INFORMATION:
+  are named <function in module> (or <module+0xoffset>) with line 0 in statistics, and
+  printed as `File \"/path/libfoo.so\", function foo+0x12` in tracebacks.
+
+EXIT STATUS: 0 ok, 1 bad input, 2 bad usage.";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "memtrace",
+    version,
+    about = "Python's tracemalloc for native programs: statistics over libtrace.so snapshots",
+    after_help = SYSTEM_HELP
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// The biggest allocation sites: `[ Top N ]` then one str(Statistic) line each.
+    #[command(after_help = SYSTEM_HELP)]
+    Top {
+        /// Snapshot file (`<prefix>.<n>.snap` or `<prefix>.exit.snap`).
+        snapshot: PathBuf,
+        #[command(flatten)]
+        stat: StatArgs,
+        /// Print the "pretty top" of the tracemalloc documentation (display_top).
+        #[arg(long)]
+        pretty: bool,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// What grew between two snapshots: `[ Top N differences ]` then str(StatisticDiff) lines.
+    #[command(after_help = SYSTEM_HELP)]
+    Diff {
+        /// The older snapshot.
+        old: PathBuf,
+        /// The newer snapshot.
+        new: PathBuf,
+        #[command(flatten)]
+        stat: StatArgs,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// The traceback of the R-th biggest group by traceback.
+    #[command(after_help = SYSTEM_HELP)]
+    Traceback {
+        snapshot: PathBuf,
+        /// Which group, 1 = the biggest.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        rank: u64,
+        /// Traceback.format(limit): N > 0 prints the N most recent frames, N <= 0 all but the
+        /// |N| most recent (0 prints none).
+        #[arg(long, allow_hyphen_values = true)]
+        frames: Option<i64>,
+        /// Print the oldest call first (CPython 3.7+'s default order) instead of the most recent.
+        #[arg(long)]
+        oldest_first: bool,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Header facts: traced memory now and at peak, blocks, allocations, frees, process.
+    Stats {
+        snapshot: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Key {
+    Lineno,
+    Filename,
+    Traceback,
+    Function,
+}
+
+impl From<Key> for KeyType {
+    fn from(k: Key) -> KeyType {
+        match k {
+            Key::Lineno => KeyType::Lineno,
+            Key::Filename => KeyType::Filename,
+            Key::Traceback => KeyType::Traceback,
+            Key::Function => KeyType::Function,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct StatArgs {
+    /// Group by: lineno (file:line of the allocating user frame), filename, traceback (the
+    /// whole kept traceback, labelled by its allocating frame) or function ("function (file)").
+    #[arg(long, value_enum, default_value = "lineno")]
+    key: Key,
+    /// How many lines to print.
+    #[arg(long, default_value_t = 10)]
+    limit: usize,
+    /// Count every frame of each traceback, not only the most recent (lineno, filename, function).
+    #[arg(long)]
+    cumulative: bool,
+}
+
+#[derive(Args, Debug)]
+struct CommonArgs {
+    /// Keep only traces matching PATTERN (tracemalloc Filter(True, ...)): fnmatch on the file
+    /// name, module or function of the most recent kept frame; `PATTERN:LINENO` also requires
+    /// that line. Several --include are or-ed.
+    #[arg(long, value_name = "PATTERN")]
+    include: Vec<String>,
+    /// Drop traces matching PATTERN (Filter(False, ...)); every --exclude must let a trace through.
+    #[arg(long, value_name = "PATTERN")]
+    exclude: Vec<String>,
+    /// Filters test every kept frame of the traceback, not only the most recent (Filter's all_frames).
+    #[arg(long)]
+    all_frames: bool,
+    /// Keep toolchain and system frames (operator new, malloc, std::, alloc::, libc ...).
+    #[arg(long, alias = "keep-system-frames")]
+    raw: bool,
+    /// Treat frames matching PATTERN as the program's, even if the rule would drop them.
+    #[arg(long, value_name = "PATTERN")]
+    user: Vec<String>,
+    /// Treat frames matching PATTERN as system frames and drop them too.
+    #[arg(long, value_name = "PATTERN")]
+    system: Vec<String>,
+    /// Print JSON instead of text (schema in docs/CLI.md).
+    #[arg(long)]
+    json: bool,
+}
+
+impl CommonArgs {
+    fn rules(&self) -> FrameRules {
+        FrameRules {
+            keep_all: self.raw,
+            user: self.user.iter().map(|p| Pattern::new(p)).collect(),
+            system: self.system.iter().map(|p| Pattern::new(p)).collect(),
+        }
+    }
+
+    fn filters(&self) -> FilterSet {
+        let mut v: Vec<Filter> = self.include.iter().map(|p| Filter::parse(true, p, self.all_frames)).collect();
+        v.extend(self.exclude.iter().map(|p| Filter::parse(false, p, self.all_frames)));
+        FilterSet::new(v)
+    }
+}
+
+enum Failure {
+    /// Bad input: exit 1.
+    Input(String),
+    /// Bad usage: exit 2.
+    Usage(String),
+    /// stdout closed (e.g. `| head`): exit quietly.
+    Pipe,
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Failure {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            Failure::Pipe
+        } else {
+            Failure::Input(format!("cannot write output: {}", crate::io_msg(&e)))
+        }
+    }
+}
+
+/// Runs the CLI with the process's arguments; returns the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let res = run(cli, &mut out).and_then(|()| out.flush().map_err(Failure::from));
+    match res {
+        Ok(()) | Err(Failure::Pipe) => 0,
+        Err(Failure::Input(m)) => {
+            let _ = out.flush();
+            eprintln!("memtrace: {m}");
+            1
+        }
+        Err(Failure::Usage(m)) => {
+            eprintln!("memtrace: {m}");
+            2
+        }
+    }
+}
+
+struct Session {
+    table: FrameTable,
+    sym: Symbolizer,
+    rules: FrameRules,
+}
+
+impl Session {
+    fn new(rules: FrameRules) -> Session {
+        Session { table: FrameTable::new(), sym: Symbolizer::new(), rules }
+    }
+
+    fn load(&mut self, path: &std::path::Path) -> Result<Snapshot, Failure> {
+        let s = snapshot::load(path, &mut self.table, &mut self.sym, &self.rules).map_err(|e| Failure::Input(e.to_string()));
+        for w in self.sym.warnings.drain(..) {
+            eprintln!("memtrace: warning: {w}");
+        }
+        s
+    }
+}
+
+fn check_key(stat: &StatArgs) -> Result<(), Failure> {
+    if stat.cumulative && matches!(stat.key, Key::Traceback) {
+        return Err(Failure::Usage("cumulative mode cannot be used with key type 'traceback'".into()));
+    }
+    Ok(())
+}
+
+fn frame_json(table: &FrameTable, id: FrameId) -> Value {
+    let f = table.frame(id);
+    json!({
+        "filename": f.filename,
+        "lineno": f.lineno,
+        "function": f.function,
+        "module": f.module,
+        "module_offset": f.module_offset,
+        "has_line": f.has_line,
+        "system": f.system,
+    })
+}
+
+fn average(size: u64, count: u64) -> Value {
+    if count == 0 {
+        Value::Null
+    } else {
+        json!(size as f64 / count as f64)
+    }
+}
+
+fn write_json(out: &mut dyn Write, v: &Value) -> Result<(), Failure> {
+    serde_json::to_writer_pretty(&mut *out, v).map_err(|e| Failure::from(std::io::Error::from(e)))?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
+    match cli.command {
+        Command::Top { snapshot, stat, pretty, common } => {
+            check_key(&stat)?;
+            let mut s = Session::new(common.rules());
+            let snap = s.load(&snapshot)?.filter_traces(&s.table, &mut common.filters());
+            let key = KeyType::from(stat.key);
+            let stats = stats::statistics(&snap, &s.table, key, stat.cumulative).map_err(|e| Failure::Usage(e.0))?;
+            if common.json {
+                return write_json(out, &top_json(&s.table, &snap, &stats, key, &stat, pretty));
+            }
+            if pretty {
+                display_top(out, &s.table, &stats, stat.limit)
+            } else {
+                writeln!(out, "[ Top {} ]", stat.limit)?;
+                for st in stats.iter().take(stat.limit) {
+                    writeln!(out, "{}", st.format(&s.table))?;
+                }
+                Ok(())
+            }
+        }
+        Command::Diff { old, new, stat, common } => {
+            check_key(&stat)?;
+            let mut s = Session::new(common.rules());
+            let mut filters = common.filters();
+            let old_snap = s.load(&old)?.filter_traces(&s.table, &mut filters);
+            let new_snap = s.load(&new)?.filter_traces(&s.table, &mut filters);
+            let key = KeyType::from(stat.key);
+            let diffs =
+                stats::compare_to(&new_snap, &old_snap, &s.table, key, stat.cumulative).map_err(|e| Failure::Usage(e.0))?;
+            if common.json {
+                let list: Vec<Value> = diffs
+                    .iter()
+                    .take(stat.limit)
+                    .enumerate()
+                    .map(|(i, d)| {
+                        json!({
+                            "rank": i + 1,
+                            "label": d.label(&s.table),
+                            "text": d.format(&s.table),
+                            "size": d.size,
+                            "size_diff": d.size_diff,
+                            "count": d.count,
+                            "count_diff": d.count_diff,
+                            "average": average(d.size, d.count),
+                            "frames": d.frames.iter().map(|&f| frame_json(&s.table, f)).collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect();
+                let (os, oc) = old_snap.totals();
+                let (ns, nc) = new_snap.totals();
+                return write_json(
+                    out,
+                    &json!({
+                        "command": "diff",
+                        "old": old.display().to_string(),
+                        "new": new.display().to_string(),
+                        "key": key.name(),
+                        "cumulative": stat.cumulative,
+                        "limit": stat.limit,
+                        "groups": diffs.len(),
+                        "old_total": {"size": os, "count": oc},
+                        "new_total": {"size": ns, "count": nc},
+                        "statistics": list,
+                    }),
+                );
+            }
+            writeln!(out, "[ Top {} differences ]", stat.limit)?;
+            for d in diffs.iter().take(stat.limit) {
+                writeln!(out, "{}", d.format(&s.table))?;
+            }
+            Ok(())
+        }
+        Command::Traceback { snapshot, rank, frames, oldest_first, common } => {
+            let mut s = Session::new(common.rules());
+            let snap = s.load(&snapshot)?.filter_traces(&s.table, &mut common.filters());
+            let stats = stats::statistics(&snap, &s.table, KeyType::Traceback, false).map_err(|e| Failure::Usage(e.0))?;
+            let Some(st) = stats.get(rank as usize - 1) else {
+                return Err(Failure::Input(format!(
+                    "{}: no traceback of rank {rank} (the snapshot has {} group{})",
+                    snapshot.display(),
+                    stats.len(),
+                    if stats.len() == 1 { "" } else { "s" }
+                )));
+            };
+            // Python's Traceback order: oldest first.
+            let oldest_first_frames: Vec<FrameId> = st.frames.iter().rev().copied().collect();
+            let sel = traceback_slice(oldest_first_frames.len(), frames, !oldest_first);
+            let mut lc = LineCache::new();
+            if common.json {
+                let fr: Vec<Value> = sel
+                    .iter()
+                    .map(|&i| {
+                        let id = oldest_first_frames[i];
+                        let f = s.table.frame(id);
+                        let mut v = frame_json(&s.table, id);
+                        v["source"] = json!(if f.has_line { lc.getline(&f.filename, f.lineno) } else { None });
+                        v
+                    })
+                    .collect();
+                return write_json(
+                    out,
+                    &json!({
+                        "command": "traceback",
+                        "snapshot": snapshot.display().to_string(),
+                        "rank": rank,
+                        "groups": stats.len(),
+                        "size": st.size,
+                        "count": st.count,
+                        "truncated": st.truncated,
+                        "order": if oldest_first { "oldest_first" } else { "most_recent_first" },
+                        "frames": fr,
+                    }),
+                );
+            }
+            writeln!(out, "{} memory blocks: {}", st.count, kib(st.size))?;
+            for i in sel {
+                let f = s.table.frame(oldest_first_frames[i]);
+                writeln!(out, "{}", f.format_line())?;
+                if f.has_line {
+                    if let Some(line) = lc.getline(&f.filename, f.lineno) {
+                        writeln!(out, "    {line}")?;
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Stats { snapshot, json } => {
+            let dump = snapshot::read_dump(&snapshot).map_err(|e| Failure::Input(e.to_string()))?;
+            print_stats(out, &snapshot.display().to_string(), &dump, json)
+        }
+    }
+}
+
+fn top_json(table: &FrameTable, snap: &Snapshot, stats: &[Statistic], key: KeyType, a: &StatArgs, pretty: bool) -> Value {
+    let list: Vec<Value> = stats
+        .iter()
+        .take(a.limit)
+        .enumerate()
+        .map(|(i, st)| {
+            json!({
+                "rank": i + 1,
+                "label": st.label(table),
+                "text": st.format(table),
+                "size": st.size,
+                "count": st.count,
+                "average": average(st.size, st.count),
+                "truncated": st.truncated,
+                "frames": st.frames.iter().map(|&f| frame_json(table, f)).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let other = &stats[a.limit.min(stats.len())..];
+    let (ts, tc) = snap.totals();
+    json!({
+        "command": "top",
+        "snapshot": snap.path,
+        "key": key.name(),
+        "cumulative": a.cumulative,
+        "limit": a.limit,
+        "pretty": pretty,
+        "groups": stats.len(),
+        "total": {"size": ts, "count": tc},
+        "statistics": list,
+        "other": {
+            "groups": other.len(),
+            "size": other.iter().fold(0u64, |x, s| x.saturating_add(s.size)),
+            "count": other.iter().fold(0u64, |x, s| x.saturating_add(s.count)),
+        },
+    })
+}
+
+/// The documentation's `display_top` recipe.
+fn display_top(out: &mut dyn Write, table: &FrameTable, stats: &[Statistic], limit: usize) -> Result<(), Failure> {
+    let mut lc = LineCache::new();
+    writeln!(out, "Top {limit} lines")?;
+    for (index, st) in stats.iter().take(limit).enumerate() {
+        let frame = table.frame(st.frames[0]);
+        let label = match st.key {
+            stats::GroupKey::Func(_) => st.label(table),
+            stats::GroupKey::File(_) => format!("{}:0", short_name(&frame.filename)),
+            _ => format!("{}:{}", short_name(&frame.filename), frame.lineno),
+        };
+        writeln!(out, "#{}: {}: {}", index + 1, label, kib(st.size))?;
+        if !matches!(st.key, stats::GroupKey::File(_)) {
+            if let Some(line) = lc.getline(&frame.filename, frame.lineno) {
+                writeln!(out, "    {line}")?;
+            }
+        }
+    }
+    let other = &stats[limit.min(stats.len())..];
+    if !other.is_empty() {
+        let size = other.iter().fold(0u64, |x, s| x.saturating_add(s.size));
+        writeln!(out, "{} other: {}", other.len(), kib(size))?;
+    }
+    let total = stats.iter().fold(0u64, |x, s| x.saturating_add(s.size));
+    writeln!(out, "Total allocated size: {}", kib(total))?;
+    Ok(())
+}
+
+/// `os.sep.join(filename.split(os.sep)[-2:])`.
+fn short_name(filename: &str) -> String {
+    let parts: Vec<&str> = filename.split('/').collect();
+    parts[parts.len().saturating_sub(2)..].join("/")
+}
+
+fn shell_quote(arg: &[u8]) -> String {
+    let s = String::from_utf8_lossy(arg);
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c)) {
+        s.into_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// Seconds since the epoch → `YYYY-MM-DD HH:MM:SS.nnnnnnnnn UTC`.
+pub fn utc_time(ns: u64) -> String {
+    let secs = ns / 1_000_000_000;
+    let frac = ns % 1_000_000_000;
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    // Howard Hinnant's civil_from_days
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{frac:09} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+fn print_stats(out: &mut dyn Write, path: &str, d: &memtrace_format::Snapshot, as_json: bool) -> Result<(), Failure> {
+    let h = &d.header;
+    let (blocks, bytes) = d.traces.iter().fold((0u64, 0u64), |(c, s), t| {
+        (c.saturating_add(t.count), s.saturating_add(t.size.saturating_mul(t.count)))
+    });
+    let truncated = d.stacks.iter().filter(|s| s.truncated).count();
+    let cmdline: Vec<String> = h.cmdline.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+    let kind = match h.kind {
+        memtrace_format::SnapshotKind::Signal => "signal",
+        memtrace_format::SnapshotKind::Exit => "exit",
+    };
+    if as_json {
+        return write_json(
+            out,
+            &json!({
+                "command": "stats",
+                "snapshot": path,
+                "kind": kind,
+                "index": h.index,
+                "pid": h.pid,
+                "cmdline": cmdline,
+                "exe": String::from_utf8_lossy(&h.exe),
+                "time_ns": h.time_ns,
+                "time": utc_time(h.time_ns),
+                "seq": h.seq,
+                "traced_memory": {"current": h.traced_bytes, "peak": h.peak_bytes},
+                "live": {"blocks": blocks, "size": bytes, "traces": d.traces.len(), "stacks": d.stacks.len(), "truncated_stacks": truncated},
+                "alloc_count": h.alloc_count,
+                "free_count": h.free_count,
+                "frame_limit": h.frame_limit,
+                "sample_rate": h.sample_rate,
+                "modules": d.modules.len(),
+            }),
+        );
+    }
+    let fs = |v: u64| crate::format::format_size(v as f64, false);
+    let what = match h.kind {
+        memtrace_format::SnapshotKind::Signal => format!("snapshot #{} (on signal)", h.index),
+        memtrace_format::SnapshotKind::Exit => "exit snapshot (blocks never freed)".to_string(),
+    };
+    writeln!(out, "Snapshot:       {path}: {what}")?;
+    writeln!(out, "Process:        pid {}", h.pid)?;
+    writeln!(out, "Command line:   {}", h.cmdline.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" "))?;
+    writeln!(out, "Executable:     {}", String::from_utf8_lossy(&h.exe))?;
+    writeln!(out, "Time:           {}", utc_time(h.time_ns))?;
+    writeln!(out, "Traced memory:  current={} ({} B), peak={} ({} B)", fs(h.traced_bytes), h.traced_bytes, fs(h.peak_bytes), h.peak_bytes)?;
+    writeln!(out, "Live blocks:    {blocks} ({}, {} B) from {} stacks", fs(bytes), bytes, d.stacks.len())?;
+    writeln!(out, "Allocations:    {} seen", h.alloc_count)?;
+    writeln!(out, "Frees:          {} seen", h.free_count)?;
+    writeln!(out, "Frame limit:    {} ({truncated} stacks truncated)", h.frame_limit)?;
+    if h.sample_rate == 0 {
+        writeln!(out, "Sampling:       every allocation recorded")?;
+    } else {
+        writeln!(out, "Sampling:       one sample per {} B on average", h.sample_rate)?;
+    }
+    writeln!(out, "Modules:        {}", d.modules.len())?;
+    Ok(())
+}
+
+#[allow(dead_code)]
+fn module_short(m: &str) -> &str {
+    basename(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time() {
+        assert_eq!(utc_time(0), "1970-01-01 00:00:00.000000000 UTC");
+        assert_eq!(utc_time(1_700_000_000_123_456_789), "2023-11-14 22:13:20.123456789 UTC");
+        assert_eq!(utc_time(951_782_400_000_000_000), "2000-02-29 00:00:00.000000000 UTC");
+    }
+
+    #[test]
+    fn short() {
+        assert_eq!(short_name("/a/b/c.c"), "b/c.c");
+        assert_eq!(short_name("c.c"), "c.c");
+        assert_eq!(short_name("<unknown>"), "<unknown>");
+    }
+
+    #[test]
+    fn verify_cli() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}
