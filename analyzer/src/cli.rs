@@ -4,7 +4,7 @@
 //! that does not exist), 2 bad usage.
 
 use crate::filter::{Filter, FilterSet, Pattern};
-use crate::format::{kib, traceback_slice, LineCache};
+use crate::format::{kib, traceback_lines, traceback_slice, LineCache};
 use crate::snapshot::{self, basename, FrameId, FrameRules, FrameTable, Snapshot};
 use crate::stats::{self, KeyType, Statistic};
 use crate::symbolize::Symbolizer;
@@ -290,7 +290,7 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 return write_json(out, &top_json(&s.table, &snap, &stats, key, &stat, pretty));
             }
             if pretty {
-                display_top(out, &s.table, &stats, stat.limit)
+                Ok(display_top(out, &s.table, &stats, stat.limit)?)
             } else {
                 writeln!(out, "[ Top {} ]", stat.limit)?;
                 for st in stats.iter().take(stat.limit) {
@@ -363,11 +363,10 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
                     if stats.len() == 1 { "" } else { "s" }
                 )));
             };
-            // Python's Traceback order: oldest first.
-            let oldest_first_frames: Vec<FrameId> = st.frames.iter().rev().copied().collect();
-            let sel = traceback_slice(oldest_first_frames.len(), frames, !oldest_first);
             let mut lc = LineCache::new();
             if common.json {
+                let oldest_first_frames: Vec<FrameId> = st.frames.iter().rev().copied().collect();
+                let sel = traceback_slice(oldest_first_frames.len(), frames, !oldest_first);
                 let fr: Vec<Value> = sel
                     .iter()
                     .map(|&i| {
@@ -394,14 +393,8 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 );
             }
             writeln!(out, "{} memory blocks: {}", st.count, kib(st.size))?;
-            for i in sel {
-                let f = s.table.frame(oldest_first_frames[i]);
-                writeln!(out, "{}", f.format_line())?;
-                if f.has_line {
-                    if let Some(line) = lc.getline(&f.filename, f.lineno) {
-                        writeln!(out, "    {line}")?;
-                    }
-                }
+            for line in traceback_lines(&s.table, &st.frames, frames, !oldest_first, &mut lc) {
+                writeln!(out, "{line}")?;
             }
             Ok(())
         }
@@ -451,7 +444,7 @@ fn top_json(table: &FrameTable, snap: &Snapshot, stats: &[Statistic], key: KeyTy
 }
 
 /// The documentation's `display_top` recipe.
-fn display_top(out: &mut dyn Write, table: &FrameTable, stats: &[Statistic], limit: usize) -> Result<(), Failure> {
+pub fn display_top(out: &mut dyn Write, table: &FrameTable, stats: &[Statistic], limit: usize) -> std::io::Result<()> {
     let mut lc = LineCache::new();
     writeln!(out, "Top {limit} lines")?;
     for (index, st) in stats.iter().take(limit).enumerate() {

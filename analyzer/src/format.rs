@@ -78,6 +78,29 @@ pub fn traceback_slice(len: usize, limit: Option<i64>, most_recent_first: bool) 
     v
 }
 
+/// `Traceback.format(limit, most_recent_first)` over frames stored most
+/// recent first, with source lines from `lc`.
+pub fn traceback_lines(
+    table: &crate::snapshot::FrameTable,
+    frames: &[crate::snapshot::FrameId],
+    limit: Option<i64>,
+    most_recent_first: bool,
+    lc: &mut LineCache,
+) -> Vec<String> {
+    let oldest_first: Vec<_> = frames.iter().rev().copied().collect();
+    let mut lines = Vec::new();
+    for i in traceback_slice(oldest_first.len(), limit, most_recent_first) {
+        let f = table.frame(oldest_first[i]);
+        lines.push(f.format_line());
+        if f.has_line {
+            if let Some(line) = lc.getline(&f.filename, f.lineno) {
+                lines.push(format!("    {line}"));
+            }
+        }
+    }
+    lines
+}
+
 /// Python's `str.isspace()` set, used by `str.strip()`.
 pub fn is_py_space(c: char) -> bool {
     matches!(c,
