@@ -1,1 +1,154 @@
-// placeholder
+//! libtrace.so — the LD_PRELOAD half of memtrace.
+//!
+//! `LD_PRELOAD=libtrace.so ./app` records every allocation with its stack;
+//! the snapshot signal (default SIGUSR2) writes `<prefix>.<n>.snap`, exit
+//! writes `<prefix>.exit.snap`. See the module docs for how:
+//! - `hooks`: the exported malloc family;
+//! - `unwind`: stack capture; `intern`: stack ids;
+//! - `ring`: per-thread event rings to the writer;
+//! - `writer`: the writer thread, live table and snapshot files;
+//! - `modules`: the module map; `signal`, `fork`, `config`.
+
+mod config;
+mod fork;
+mod hooks;
+mod intern;
+mod modules;
+mod ring;
+mod signal;
+mod sys;
+mod unwind;
+mod writer;
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+
+/// The global event order. Snapshot points take a number from it too.
+pub(crate) static SEQ: AtomicU64 = AtomicU64::new(1);
+
+const UNINIT: u8 = 0;
+const INITIALIZING: u8 = 1;
+const READY: u8 = 2;
+const DISABLED: u8 = 3;
+static STATE: AtomicU8 = AtomicU8::new(UNINIT);
+
+/// Our own heap: straight to glibc, never through the hooks, so the
+/// profiler's memory is never recorded and can never recurse.
+struct LibcAlloc;
+
+// SAFETY: forwards to glibc's allocator, which satisfies the GlobalAlloc
+// contract; alignments above malloc's 16 go through memalign.
+unsafe impl GlobalAlloc for LibcAlloc {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        if l.align() <= 16 {
+            hooks::__libc_malloc(l.size()).cast()
+        } else {
+            hooks::__libc_memalign(l.align(), l.size()).cast()
+        }
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        if l.align() <= 16 {
+            hooks::__libc_calloc(1, l.size()).cast()
+        } else {
+            let p = self.alloc(l);
+            if !p.is_null() {
+                std::ptr::write_bytes(p, 0, l.size());
+            }
+            p
+        }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, _l: Layout) {
+        hooks::__libc_free(p.cast())
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
+        if l.align() <= 16 {
+            hooks::__libc_realloc(p.cast(), new_size).cast()
+        } else {
+            let n = self.alloc(Layout::from_size_align_unchecked(new_size, l.align()));
+            if !n.is_null() {
+                std::ptr::copy_nonoverlapping(p, n, l.size().min(new_size));
+                self.dealloc(p, l);
+            }
+            n
+        }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: LibcAlloc = LibcAlloc;
+
+/// True once initialised (and not disabled). Initialises on first use:
+/// allocations arrive before any constructor runs.
+#[inline(always)]
+pub(crate) fn ensure_ready() -> bool {
+    match STATE.load(Ordering::Acquire) {
+        READY => true,
+        UNINIT => {
+            init();
+            STATE.load(Ordering::Acquire) == READY
+        }
+        _ => false,
+    }
+}
+
+#[inline]
+pub(crate) fn is_ready() -> bool {
+    STATE.load(Ordering::Acquire) == READY
+}
+
+/// From now on every hook passes straight through.
+pub(crate) fn disable() {
+    STATE.store(DISABLED, Ordering::Release);
+}
+
+/// The part of initialisation that is safe from inside the very first
+/// malloc (possibly during the dynamic loader's start-up): no threads, no
+/// loader locks. Other threads calling in meanwhile pass through unrecorded.
+#[cold]
+fn init() {
+    if STATE.compare_exchange(UNINIT, INITIALIZING, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        return;
+    }
+    let _g = sys::NoTrace::new();
+    config::load();
+    unwind::init();
+    let ok = intern::init() && ring::init() && writer::init();
+    if ok {
+        STATE.store(READY, Ordering::Release);
+    } else {
+        STATE.store(DISABLED, Ordering::Release);
+        sys::log("cannot initialise (out of memory?); tracing disabled");
+    }
+}
+
+/// Runs when libtrace.so is initialised by the loader, before the program's
+/// own constructors: makes sure we are initialised even if nothing allocated
+/// yet, and does what must not happen inside the first malloc (signal
+/// handler, atexit, atfork, the writer thread).
+extern "C" fn constructor() {
+    let _g = sys::NoTrace::new();
+    if !ensure_ready() {
+        return;
+    }
+    unwind::load_libunwind();
+    modules::init();
+    if !config::follow_exec() {
+        fork::drop_self_from_ld_preload();
+    }
+    signal::install();
+    // SAFETY: registering a plain extern "C" fn. Registered this early, it
+    // runs after the program's own atexit handlers and static destructors.
+    unsafe { libc::atexit(writer::at_exit) };
+    fork::install();
+    writer::ensure_started();
+    sys::verbose(&format!(
+        "tracing pid {} into {}.*.snap, {} frames",
+        std::process::id(),
+        String::from_utf8_lossy(&config::expand(&config::out_prefix(), std::process::id())),
+        config::frames()
+    ));
+}
+
+#[used]
+#[link_section = ".init_array"]
+static CONSTRUCTOR: extern "C" fn() = constructor;

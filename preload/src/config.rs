@@ -1,0 +1,188 @@
+//! MEMTRACE_* environment variables, read once at initialisation with
+//! getenv (no allocation before we know our own allocator works).
+//! Garbage in a variable gives one warning and the default.
+
+use crate::sys::{log, Locked};
+use std::ffi::CStr;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+
+pub const DEFAULT_FRAMES: usize = 32;
+pub const MAX_FRAMES: usize = memtrace_format::MAX_FRAMES;
+
+static FRAMES: AtomicUsize = AtomicUsize::new(DEFAULT_FRAMES);
+static VERBOSE: AtomicBool = AtomicBool::new(false);
+static FOLLOW_EXEC: AtomicBool = AtomicBool::new(false);
+/// 0 = off.
+static SIGNAL: AtomicI32 = AtomicI32::new(libc::SIGUSR2);
+/// The output prefix as given (`%p` not yet expanded), made absolute at init
+/// so that a later chdir() of the program does not move our files.
+static OUT: Locked<Vec<u8>> = Locked::new(Vec::new());
+
+#[inline]
+pub fn frames() -> usize {
+    FRAMES.load(Ordering::Relaxed)
+}
+#[inline]
+pub fn verbose() -> bool {
+    VERBOSE.load(Ordering::Relaxed)
+}
+pub fn follow_exec() -> bool {
+    FOLLOW_EXEC.load(Ordering::Relaxed)
+}
+pub fn signal() -> i32 {
+    SIGNAL.load(Ordering::Relaxed)
+}
+pub fn out_prefix() -> Vec<u8> {
+    OUT.lock().clone()
+}
+
+fn env(name: &CStr) -> Option<&'static [u8]> {
+    // SAFETY: getenv returns NULL or a NUL-terminated string that lives as
+    // long as the environment entry; we copy what we keep.
+    unsafe {
+        let p = libc::getenv(name.as_ptr());
+        if p.is_null() {
+            None
+        } else {
+            Some(CStr::from_ptr(p).to_bytes())
+        }
+    }
+}
+
+fn warn(var: &str, val: &[u8], what: &str) {
+    log(&format!("{var}={:?}: {what}", String::from_utf8_lossy(val)));
+}
+
+fn parse_bool(var: &str, v: Option<&[u8]>) -> bool {
+    match v {
+        None | Some(b"") | Some(b"0") => false,
+        Some(b"1") => true,
+        Some(v) => {
+            let s = String::from_utf8_lossy(v).to_ascii_lowercase();
+            match s.as_str() {
+                "yes" | "true" | "on" => true,
+                "no" | "false" | "off" => false,
+                _ => {
+                    warn(var, v, "expected 0 or 1, using 0");
+                    false
+                }
+            }
+        }
+    }
+}
+
+/// Parses a MEMTRACE_SIGNAL value: a name with or without SIG (any case), a
+/// number, or `off`. Returns None for garbage, Some(0) for off.
+pub fn parse_signal(v: &[u8]) -> Option<i32> {
+    let s = std::str::from_utf8(v).ok()?.trim().to_ascii_uppercase();
+    if s == "OFF" || s == "NONE" || s == "0" {
+        return Some(0);
+    }
+    let sig = if let Ok(n) = s.parse::<i32>() {
+        n
+    } else {
+        let name = s.strip_prefix("SIG").unwrap_or(&s);
+        match name {
+            "HUP" => libc::SIGHUP,
+            "INT" => libc::SIGINT,
+            "QUIT" => libc::SIGQUIT,
+            "USR1" => libc::SIGUSR1,
+            "USR2" => libc::SIGUSR2,
+            "ALRM" => libc::SIGALRM,
+            "TERM" => libc::SIGTERM,
+            "CONT" => libc::SIGCONT,
+            "TTIN" => libc::SIGTTIN,
+            "TTOU" => libc::SIGTTOU,
+            "URG" => libc::SIGURG,
+            "PROF" => libc::SIGPROF,
+            "VTALRM" => libc::SIGVTALRM,
+            "WINCH" => libc::SIGWINCH,
+            "PWR" => libc::SIGPWR,
+            _ => {
+                let rt = name.strip_prefix("RTMIN+")?;
+                libc::SIGRTMIN() + rt.parse::<i32>().ok()?
+            }
+        }
+    };
+    // Not KILL/STOP (cannot be caught), not the synchronous fault signals.
+    let bad = [libc::SIGKILL, libc::SIGSTOP, libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE];
+    if sig <= 0 || sig > libc::SIGRTMAX() || bad.contains(&sig) {
+        return None;
+    }
+    Some(sig)
+}
+
+pub fn load() {
+    VERBOSE.store(parse_bool("MEMTRACE_VERBOSE", env(c"MEMTRACE_VERBOSE")), Ordering::Relaxed);
+    FOLLOW_EXEC.store(parse_bool("MEMTRACE_FOLLOW_EXEC", env(c"MEMTRACE_FOLLOW_EXEC")), Ordering::Relaxed);
+
+    let mut frames = DEFAULT_FRAMES;
+    if let Some(v) = env(c"MEMTRACE_FRAMES") {
+        match std::str::from_utf8(v).ok().and_then(|s| s.trim().parse::<u64>().ok()) {
+            Some(n) if (1..=MAX_FRAMES as u64).contains(&n) => frames = n as usize,
+            Some(n) if n > MAX_FRAMES as u64 => {
+                warn("MEMTRACE_FRAMES", v, "the maximum is 256, using 256");
+                frames = MAX_FRAMES;
+            }
+            _ => warn("MEMTRACE_FRAMES", v, "expected a number from 1 to 256, using 32"),
+        }
+    }
+    FRAMES.store(frames, Ordering::Relaxed);
+
+    let mut sig = libc::SIGUSR2;
+    if let Some(v) = env(c"MEMTRACE_SIGNAL") {
+        match parse_signal(v) {
+            Some(s) => sig = s,
+            None => warn("MEMTRACE_SIGNAL", v, "expected USR1, USR2, a signal number or off; using USR2"),
+        }
+    }
+    SIGNAL.store(sig, Ordering::Relaxed);
+
+    let mut out: Vec<u8> = b"memtrace.%p".to_vec();
+    if let Some(v) = env(c"MEMTRACE_OUT") {
+        if v.is_empty() || v.ends_with(b"/") {
+            warn("MEMTRACE_OUT", v, "expected a file name prefix, using memtrace.%p");
+        } else {
+            out = v.to_vec();
+        }
+    }
+    if out.first() != Some(&b'/') {
+        if let Ok(cwd) = std::env::current_dir() {
+            let mut abs = std::os::unix::ffi::OsStrExt::as_bytes(cwd.as_os_str()).to_vec();
+            if abs.last() != Some(&b'/') {
+                abs.push(b'/');
+            }
+            abs.extend_from_slice(&out);
+            out = abs;
+        }
+    }
+    *OUT.lock() = out;
+}
+
+/// Fork child: a prefix without %p gets `.<childpid>` appended so that no
+/// file of the parent's is ever overwritten.
+pub fn fork_child_prefix(pid: u32) {
+    // SAFETY: fork child, single-threaded; the lock may have been held by a
+    // thread that no longer exists.
+    OUT.lock.reset();
+    let mut out = OUT.lock();
+    if !out.windows(2).any(|w| w == b"%p") {
+        out.extend_from_slice(format!(".{pid}").as_bytes());
+    }
+}
+
+/// `%p` → pid (every occurrence).
+pub fn expand(prefix: &[u8], pid: u32) -> Vec<u8> {
+    let mut r = Vec::with_capacity(prefix.len() + 8);
+    let mut i = 0;
+    while i < prefix.len() {
+        if prefix[i] == b'%' && prefix.get(i + 1) == Some(&b'p') {
+            r.extend_from_slice(pid.to_string().as_bytes());
+            i += 2;
+        } else {
+            r.push(prefix[i]);
+            i += 1;
+        }
+    }
+    r
+}

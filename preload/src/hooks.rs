@@ -1,0 +1,228 @@
+//! The exported malloc family. Each hook forwards to glibc's `__libc_*`
+//! entry points (exported by glibc for exactly this purpose, so no dlsym and
+//! no bootstrap problem) and records what happened.
+//!
+//! Ordering (what keeps the live table exact across threads): a free takes
+//! its sequence number before the real free, an allocation takes its number
+//! after the real malloc returned. So for any address, its events in seq
+//! order alternate alloc, free, alloc, … even when another thread frees the
+//! block and glibc hands the address out again at once.
+//!
+//! errno: our bookkeeping may clobber it (unwinder, waits), so it is saved
+//! and restored around everything that is not the real call.
+
+use crate::ring::{with_ring, Ring};
+use crate::sys::{errno, set_errno, IN_HOOK};
+use crate::{intern, unwind, SEQ};
+use libc::{c_int, c_void, size_t};
+use std::mem::MaybeUninit;
+use std::sync::atomic::Ordering;
+
+extern "C" {
+    pub fn __libc_malloc(size: size_t) -> *mut c_void;
+    pub fn __libc_free(p: *mut c_void);
+    pub fn __libc_calloc(n: size_t, size: size_t) -> *mut c_void;
+    pub fn __libc_realloc(p: *mut c_void, size: size_t) -> *mut c_void;
+    pub fn __libc_memalign(align: size_t, size: size_t) -> *mut c_void;
+    pub fn __libc_valloc(size: size_t) -> *mut c_void;
+    pub fn __libc_pvalloc(size: size_t) -> *mut c_void;
+}
+
+/// True if this call is to be recorded; then the re-entrancy flag is set and
+/// the caller must call `leave()`. False while we initialise, once tracing
+/// is disabled, and for calls made from inside our own code (libunwind,
+/// dlsym, the writer thread).
+#[inline(always)]
+fn enter() -> bool {
+    if !crate::ensure_ready() {
+        return false;
+    }
+    IN_HOOK.with(|f| if f.get() { false } else { f.set(true); true })
+}
+
+#[inline(always)]
+fn leave() {
+    IN_HOOK.with(|f| f.set(false));
+}
+
+/// Captures and interns the caller's stack. errno is preserved.
+#[inline(always)]
+fn stack_id() -> u32 {
+    let e = errno();
+    let mut buf = [MaybeUninit::<usize>::uninit(); unwind::BUF];
+    let (frames, truncated) = unwind::capture(&mut buf, crate::config::frames());
+    let id = intern::intern(frames, truncated);
+    set_errno(e);
+    id
+}
+
+#[inline(always)]
+fn publish_alloc(r: &Ring, p: *mut c_void, size: usize, id: u32) {
+    r.busy.store(1, Ordering::SeqCst);
+    let seq = SEQ.fetch_add(1, Ordering::SeqCst);
+    let mut buf = [0u8; 64];
+    let mut n = 0;
+    r.enc_alloc(&mut buf, &mut n, seq, p as usize, size, id);
+    r.push(&buf[..n]);
+    r.busy.store(0, Ordering::Release);
+}
+
+#[inline(always)]
+fn publish_free(r: &Ring, p: *mut c_void) {
+    r.busy.store(1, Ordering::SeqCst);
+    let seq = SEQ.fetch_add(1, Ordering::SeqCst);
+    let mut buf = [0u8; 64];
+    let mut n = 0;
+    r.enc_free(&mut buf, &mut n, seq, p as usize);
+    r.push(&buf[..n]);
+    r.busy.store(0, Ordering::Release);
+}
+
+/// An allocation through `real`, recorded with `size` if it succeeds.
+#[inline(always)]
+unsafe fn traced_alloc(size: usize, real: impl FnOnce() -> *mut c_void) -> *mut c_void {
+    if !enter() {
+        return real();
+    }
+    let id = stack_id();
+    let p = real();
+    if !p.is_null() {
+        let e = errno();
+        with_ring(|r| publish_alloc(r, p, size, id));
+        set_errno(e);
+    }
+    leave();
+    p
+}
+
+/// Records the free of `p` (not NULL), before the real free.
+#[inline(always)]
+fn record_free(p: *mut c_void) {
+    if enter() {
+        let e = errno();
+        with_ring(|r| publish_free(r, p));
+        set_errno(e);
+        leave();
+    }
+}
+
+#[no_mangle]
+#[inline(never)]
+pub unsafe extern "C" fn malloc(size: size_t) -> *mut c_void {
+    traced_alloc(size, || __libc_malloc(size))
+}
+
+#[no_mangle]
+#[inline(never)]
+pub unsafe extern "C" fn free(p: *mut c_void) {
+    if p.is_null() {
+        return;
+    }
+    record_free(p);
+    __libc_free(p);
+}
+
+#[no_mangle]
+#[inline(never)]
+pub unsafe extern "C" fn calloc(n: size_t, size: size_t) -> *mut c_void {
+    match n.checked_mul(size) {
+        Some(total) => traced_alloc(total, || __libc_calloc(n, size)),
+        // glibc sets ENOMEM and returns NULL; nothing to record.
+        None => __libc_calloc(n, size),
+    }
+}
+
+#[no_mangle]
+#[inline(never)]
+pub unsafe extern "C" fn realloc(p: *mut c_void, size: size_t) -> *mut c_void {
+    if p.is_null() {
+        return traced_alloc(size, || __libc_realloc(p, size));
+    }
+    if size == 0 {
+        // glibc 2.36 (REALLOC_ZERO_BYTES_FREES) frees p and returns NULL.
+        record_free(p);
+        return __libc_realloc(p, 0);
+    }
+    if !enter() {
+        return __libc_realloc(p, size);
+    }
+    let id = stack_id();
+    // The free's number is taken before the real realloc (which may free the
+    // old block and let another thread get its address), the allocation's
+    // after it returned. A failed realloc leaves p live: record nothing.
+    let q = with_ring(|r| {
+        r.busy.store(1, Ordering::SeqCst);
+        let s_free = SEQ.fetch_add(1, Ordering::SeqCst);
+        let q = __libc_realloc(p, size);
+        if !q.is_null() {
+            let e = errno();
+            let s_alloc = SEQ.fetch_add(1, Ordering::SeqCst);
+            let mut buf = [0u8; 64];
+            let mut n = 0;
+            r.enc_free(&mut buf, &mut n, s_free, p as usize);
+            r.enc_alloc(&mut buf, &mut n, s_alloc, q as usize, size, id);
+            r.push(&buf[..n]);
+            set_errno(e);
+        }
+        r.busy.store(0, Ordering::Release);
+        q
+    });
+    leave();
+    match q {
+        Some(q) => q,
+        None => __libc_realloc(p, size),
+    }
+}
+
+#[no_mangle]
+#[inline(never)]
+pub unsafe extern "C" fn reallocarray(p: *mut c_void, n: size_t, size: size_t) -> *mut c_void {
+    match n.checked_mul(size) {
+        Some(total) => realloc(p, total),
+        None => {
+            set_errno(libc::ENOMEM);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+#[no_mangle]
+#[inline(never)]
+pub unsafe extern "C" fn posix_memalign(memptr: *mut *mut c_void, align: size_t, size: size_t) -> c_int {
+    const W: usize = std::mem::size_of::<usize>();
+    if align % W != 0 || !(align / W).is_power_of_two() {
+        return libc::EINVAL;
+    }
+    let p = traced_alloc(size, || __libc_memalign(align, size));
+    if p.is_null() {
+        return libc::ENOMEM;
+    }
+    // SAFETY: the caller passes a valid out pointer (as glibc requires).
+    *memptr = p;
+    0
+}
+
+/// glibc 2.36's aligned_alloc is an alias of memalign (no extra checks).
+#[no_mangle]
+#[inline(never)]
+pub unsafe extern "C" fn aligned_alloc(align: size_t, size: size_t) -> *mut c_void {
+    traced_alloc(size, || __libc_memalign(align, size))
+}
+
+#[no_mangle]
+#[inline(never)]
+pub unsafe extern "C" fn memalign(align: size_t, size: size_t) -> *mut c_void {
+    traced_alloc(size, || __libc_memalign(align, size))
+}
+
+#[no_mangle]
+#[inline(never)]
+pub unsafe extern "C" fn valloc(size: size_t) -> *mut c_void {
+    traced_alloc(size, || __libc_valloc(size))
+}
+
+#[no_mangle]
+#[inline(never)]
+pub unsafe extern "C" fn pvalloc(size: size_t) -> *mut c_void {
+    traced_alloc(size, || __libc_pvalloc(size))
+}

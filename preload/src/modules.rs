@@ -1,0 +1,176 @@
+//! The module map written into each snapshot, so that the analyzer can
+//! symbolize offline: every loaded object (dl_iterate_phdr) with its load
+//! bias, PT_LOAD segments and GNU build-id, plus objects unloaded since
+//! (dlclose) if a stack in the dump points into them. To catch those, the
+//! `dlclose` hook refreshes the registry before the real dlclose.
+
+use crate::sys::{Locked, NoTrace};
+use memtrace_format::{Module, Segment};
+use std::ffi::CStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+#[derive(Clone)]
+pub struct ModInfo {
+    path: Vec<u8>,
+    base: u64,
+    build_id: Vec<u8>,
+    segments: Vec<Segment>,
+}
+
+/// Every module seen so far (loaded or not any more), by (path, base).
+pub static REGISTRY: Locked<Vec<ModInfo>> = Locked::new(Vec::new());
+static EXE: Locked<Vec<u8>> = Locked::new(Vec::new());
+static SELF_PATH: Locked<Vec<u8>> = Locked::new(Vec::new());
+
+/// Reads /proc/self/exe ("at start") and our own path; fills the registry.
+pub fn init() {
+    let exe = std::fs::read_link("/proc/self/exe")
+        .map(|p| std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()).to_vec())
+        .unwrap_or_default();
+    *EXE.lock() = exe;
+    let base = crate::unwind::self_base() as u64;
+    if let Some(m) = current().into_iter().find(|m| m.base == base) {
+        *SELF_PATH.lock() = m.path;
+    }
+    refresh();
+}
+
+pub fn exe() -> Vec<u8> {
+    EXE.lock().clone()
+}
+
+pub fn self_path() -> Vec<u8> {
+    SELF_PATH.lock().clone()
+}
+
+const NT_GNU_BUILD_ID: u32 = 3;
+
+/// # Safety
+/// `addr..addr+len` must be mapped (a PT_NOTE segment of a loaded object).
+unsafe fn build_id(addr: usize, len: usize) -> Option<Vec<u8>> {
+    let mut p = addr;
+    let end = addr + len;
+    let align4 = |n: usize| (n + 3) & !3;
+    while p + 12 <= end {
+        let namesz = (p as *const u32).read_unaligned() as usize;
+        let descsz = ((p + 4) as *const u32).read_unaligned() as usize;
+        let ty = ((p + 8) as *const u32).read_unaligned();
+        let name = p + 12;
+        let desc = name + align4(namesz);
+        let next = desc + align4(descsz);
+        if next > end || next <= p {
+            return None;
+        }
+        if ty == NT_GNU_BUILD_ID && namesz == 4 && std::slice::from_raw_parts(name as *const u8, 4) == b"GNU\0" {
+            return Some(std::slice::from_raw_parts(desc as *const u8, descsz).to_vec());
+        }
+        p = next;
+    }
+    None
+}
+
+unsafe extern "C" fn callback(info: *mut libc::dl_phdr_info, _size: usize, data: *mut libc::c_void) -> libc::c_int {
+    let out = &mut *(data as *mut Vec<ModInfo>);
+    let info = &*info;
+    let name = if info.dlpi_name.is_null() { &b""[..] } else { CStr::from_ptr(info.dlpi_name).to_bytes() };
+    let path = if name.is_empty() {
+        if out.is_empty() {
+            EXE.lock().clone() // the main program comes first, nameless
+        } else {
+            return 0;
+        }
+    } else if name.starts_with(b"linux-vdso") || name.starts_with(b"linux-gate") {
+        b"[vdso]".to_vec()
+    } else {
+        name.to_vec()
+    };
+    let mut segments = Vec::new();
+    let mut bid = Vec::new();
+    for i in 0..info.dlpi_phnum as usize {
+        let ph = &*info.dlpi_phdr.add(i);
+        if ph.p_type == libc::PT_LOAD {
+            segments.push(Segment { vaddr: ph.p_vaddr, memsz: ph.p_memsz, file_offset: ph.p_offset, flags: ph.p_flags });
+        } else if ph.p_type == libc::PT_NOTE && bid.is_empty() {
+            let addr = (info.dlpi_addr as usize).wrapping_add(ph.p_vaddr as usize);
+            if let Some(b) = build_id(addr, ph.p_memsz as usize) {
+                bid = b;
+            }
+        }
+    }
+    out.push(ModInfo { path, base: info.dlpi_addr, build_id: bid, segments });
+    0
+}
+
+fn current() -> Vec<ModInfo> {
+    let _g = NoTrace::new();
+    let mut v: Vec<ModInfo> = Vec::new();
+    // SAFETY: the callback only reads the loader's data for the duration of
+    // the call and writes into `v`, passed through `data`.
+    unsafe { libc::dl_iterate_phdr(Some(callback), &mut v as *mut Vec<ModInfo> as *mut libc::c_void) };
+    v
+}
+
+fn merge(reg: &mut Vec<ModInfo>, cur: &[ModInfo]) {
+    for m in cur {
+        if !reg.iter().any(|r| r.base == m.base && r.path == m.path) {
+            reg.push(m.clone());
+        }
+    }
+}
+
+/// Remembers every module loaded right now (called before dlclose).
+pub fn refresh() {
+    let cur = current();
+    merge(&mut REGISTRY.lock(), &cur);
+}
+
+fn to_module(m: &ModInfo, unloaded: bool) -> Module {
+    Module { path: m.path.clone(), base: m.base, build_id: m.build_id.clone(), unloaded, segments: m.segments.clone() }
+}
+
+fn contains(m: &ModInfo, addr: u64) -> bool {
+    m.segments.iter().any(|s| {
+        let start = m.base.wrapping_add(s.vaddr);
+        addr >= start && addr - start < s.memsz
+    })
+}
+
+/// The module list for a dump whose stacks hold `frames`.
+pub fn for_snapshot(frames: &[u64]) -> Vec<Module> {
+    let cur = current();
+    let mut reg = REGISTRY.lock();
+    merge(&mut reg, &cur);
+    let mut out: Vec<Module> = cur.iter().map(|m| to_module(m, false)).collect();
+    for m in reg.iter() {
+        if cur.iter().any(|c| c.base == m.base && c.path == m.path) {
+            continue;
+        }
+        if frames.iter().any(|&f| contains(m, f)) {
+            out.push(to_module(m, true));
+        }
+    }
+    out
+}
+
+static REAL_DLCLOSE: AtomicUsize = AtomicUsize::new(0);
+
+/// Hooked so that a module's map is remembered before it goes away.
+#[no_mangle]
+pub unsafe extern "C" fn dlclose(handle: *mut libc::c_void) -> libc::c_int {
+    let _g = NoTrace::new();
+    let mut real = REAL_DLCLOSE.load(Ordering::Acquire);
+    if real == 0 {
+        real = libc::dlsym(libc::RTLD_NEXT, c"dlclose".as_ptr()) as usize;
+        if real == 0 {
+            return -1;
+        }
+        REAL_DLCLOSE.store(real, Ordering::Release);
+    }
+    if crate::is_ready() {
+        refresh();
+    }
+    // SAFETY: `real` is libc's dlclose, found with dlsym(RTLD_NEXT).
+    let f: unsafe extern "C" fn(*mut libc::c_void) -> libc::c_int = std::mem::transmute(real);
+    drop(_g);
+    f(handle)
+}

@@ -1,0 +1,390 @@
+//! Per-thread event rings: the transport from the hooks to the writer.
+//!
+//! Each thread owns one single-producer/single-consumer byte ring (mmap'd,
+//! never malloc'd). All rings ever created sit in a global lock-free list;
+//! they are never unmapped but recycled: when a thread exits, its ring is
+//! marked FINISHED, the writer drains it and marks it FREE, and the next new
+//! thread takes it. Memory is thus bounded by the peak number of threads.
+//!
+//! Events: a tag byte and varints. Alloc {seq, addr, size, stack},
+//! Free {seq, addr}; seq and addr are zigzag deltas against the previous
+//! event of the same ring (both sides keep the previous values; they are
+//! reset together when the ring is recycled).
+//!
+//! The producer publishes with a Release store of `head`; the consumer reads
+//! with Acquire and frees space with a Release store of `tail`. A full ring
+//! makes the producer wait for the writer: memory stays bounded and no event
+//! is dropped.
+
+use crate::sys::{backoff, IN_HOOK};
+use std::cell::{Cell, UnsafeCell};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+
+pub const RING_BYTES: usize = 256 << 10;
+const MASK: u64 = RING_BYTES as u64 - 1;
+const HEADER_BYTES: usize = 4096;
+
+pub const FREE: u32 = 0;
+pub const OWNED: u32 = 1;
+pub const FINISHED: u32 = 2;
+
+pub const TAG_ALLOC: u8 = 1;
+pub const TAG_FREE: u8 = 2;
+
+#[repr(C, align(64))]
+pub struct Ring {
+    /// Bytes published by the producer (monotonic).
+    pub head: AtomicU64,
+    _pad0: [u8; 56],
+    /// Bytes consumed by the writer (monotonic).
+    pub tail: AtomicU64,
+    _pad1: [u8; 56],
+    /// Set (SeqCst) by the producer before it takes a sequence number and
+    /// cleared after it published the event: lets the writer know whether an
+    /// event numbered below a snapshot point may still be on its way.
+    pub busy: AtomicU32,
+    pub state: AtomicU32,
+    pub next: AtomicPtr<Ring>,
+    // Producer-private.
+    p_cached_tail: UnsafeCell<u64>,
+    p_prev_seq: UnsafeCell<u64>,
+    p_prev_addr: UnsafeCell<u64>,
+    // Consumer-private (writer thread, under its state lock).
+    pub c_prev_seq: UnsafeCell<u64>,
+    pub c_prev_addr: UnsafeCell<u64>,
+    /// Highest seq the writer has drained from this ring (seqs of one ring
+    /// are increasing).
+    pub c_max_seq: UnsafeCell<u64>,
+    data: *mut u8,
+}
+
+// SAFETY: the atomics are shared; the producer-private cells are only touched
+// by the owning thread (state OWNED, or the writer while the ring is FINISHED
+// and drained), the consumer cells only by the writer under its lock.
+unsafe impl Sync for Ring {}
+
+static RINGS: AtomicPtr<Ring> = AtomicPtr::new(std::ptr::null_mut());
+static KEY: AtomicU32 = AtomicU32::new(u32::MAX);
+
+thread_local! {
+    static MY_RING: Cell<*mut Ring> = const { Cell::new(std::ptr::null_mut()) };
+    /// Our pthread key destructor already ran for this thread: it is exiting,
+    /// later events (from other TLS destructors, glibc's thread teardown) use
+    /// a ring only for the one event and hand it back at once.
+    static EXITING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Creates the pthread key whose destructor hands a thread's ring back.
+pub fn init() -> bool {
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: valid out pointer; the destructor is a plain extern fn.
+    if unsafe { libc::pthread_key_create(&mut key, Some(thread_exit)) } != 0 {
+        return false;
+    }
+    KEY.store(key, Ordering::Release);
+    true
+}
+
+extern "C" fn thread_exit(p: *mut libc::c_void) {
+    let r = p as *mut Ring;
+    MY_RING.with(|c| c.set(std::ptr::null_mut()));
+    EXITING.with(|c| c.set(true));
+    if !r.is_null() {
+        // SAFETY: rings are never unmapped.
+        unsafe { (*r).state.store(FINISHED, Ordering::SeqCst) };
+    }
+}
+
+/// Iterates over every ring ever created.
+pub fn for_each(mut f: impl FnMut(&Ring)) {
+    let mut r = RINGS.load(Ordering::SeqCst);
+    while !r.is_null() {
+        // SAFETY: rings are never unmapped; `next` is set before publication.
+        unsafe {
+            f(&*r);
+            r = (*r).next.load(Ordering::Acquire);
+        }
+    }
+}
+
+fn acquire() -> *mut Ring {
+    let mut found: *mut Ring = std::ptr::null_mut();
+    for_each(|r| {
+        if found.is_null() && r.state.compare_exchange(FREE, OWNED, Ordering::SeqCst, Ordering::Relaxed).is_ok() {
+            found = r as *const Ring as *mut Ring;
+        }
+    });
+    if !found.is_null() {
+        return found;
+    }
+    let Some(mem) = crate::sys::mmap_anon(HEADER_BYTES + RING_BYTES) else {
+        return std::ptr::null_mut();
+    };
+    let r = mem as *mut Ring;
+    // SAFETY: fresh zeroed mapping, large enough, page-aligned.
+    unsafe {
+        std::ptr::write(
+            r,
+            Ring {
+                head: AtomicU64::new(0),
+                _pad0: [0; 56],
+                tail: AtomicU64::new(0),
+                _pad1: [0; 56],
+                busy: AtomicU32::new(0),
+                state: AtomicU32::new(OWNED),
+                next: AtomicPtr::new(std::ptr::null_mut()),
+                p_cached_tail: UnsafeCell::new(0),
+                p_prev_seq: UnsafeCell::new(0),
+                p_prev_addr: UnsafeCell::new(0),
+                c_prev_seq: UnsafeCell::new(0),
+                c_prev_addr: UnsafeCell::new(0),
+                c_max_seq: UnsafeCell::new(0),
+                data: mem.add(HEADER_BYTES),
+            },
+        );
+        let mut head = RINGS.load(Ordering::SeqCst);
+        loop {
+            (*r).next.store(head, Ordering::Release);
+            match RINGS.compare_exchange(head, r, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => break,
+                Err(h) => head = h,
+            }
+        }
+    }
+    r
+}
+
+/// Runs `f` with this thread's ring (acquiring one on first use).
+/// Returns None if no ring could be had (mmap failed): the event is lost,
+/// which only happens when the process is out of memory anyway.
+#[inline]
+pub fn with_ring<R>(f: impl FnOnce(&Ring) -> R) -> Option<R> {
+    let r = MY_RING.with(|c| c.get());
+    if !r.is_null() {
+        // SAFETY: our own ring, never unmapped.
+        return Some(f(unsafe { &*r }));
+    }
+    with_new_ring(f)
+}
+
+#[cold]
+fn with_new_ring<R>(f: impl FnOnce(&Ring) -> R) -> Option<R> {
+    let r = acquire();
+    if r.is_null() {
+        return None;
+    }
+    // SAFETY: rings are never unmapped.
+    let ring = unsafe { &*r };
+    if EXITING.with(|c| c.get()) {
+        let v = f(ring);
+        ring.state.store(FINISHED, Ordering::SeqCst);
+        return Some(v);
+    }
+    MY_RING.with(|c| c.set(r));
+    let key = KEY.load(Ordering::Acquire);
+    if key != u32::MAX {
+        // SAFETY: key was created by pthread_key_create. Our key is among the
+        // first 32, so glibc stores it without allocating.
+        unsafe { libc::pthread_setspecific(key, r as *const libc::c_void) };
+    }
+    Some(f(ring))
+}
+
+/// This thread's ring pointer (fork child keeps it).
+pub fn current() -> *mut Ring {
+    MY_RING.with(|c| c.get())
+}
+
+#[inline]
+fn put_varint(buf: &mut [u8; 64], n: &mut usize, mut v: u64) {
+    while v >= 0x80 {
+        buf[*n] = (v as u8) | 0x80;
+        *n += 1;
+        v >>= 7;
+    }
+    buf[*n] = v as u8;
+    *n += 1;
+}
+
+#[inline]
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+impl Ring {
+    #[inline]
+    fn encode_head(&self, buf: &mut [u8; 64], n: &mut usize, tag: u8, seq: u64, addr: u64) {
+        // SAFETY: producer-private cells, touched only by the owning thread.
+        let (ps, pa) = unsafe { (&mut *self.p_prev_seq.get(), &mut *self.p_prev_addr.get()) };
+        buf[*n] = tag;
+        *n += 1;
+        put_varint(buf, n, zigzag(seq.wrapping_sub(*ps) as i64));
+        put_varint(buf, n, zigzag(addr.wrapping_sub(*pa) as i64));
+        *ps = seq;
+        *pa = addr;
+    }
+
+    #[inline]
+    pub fn enc_alloc(&self, buf: &mut [u8; 64], n: &mut usize, seq: u64, addr: usize, size: usize, stack: u32) {
+        self.encode_head(buf, n, TAG_ALLOC, seq, addr as u64);
+        put_varint(buf, n, size as u64);
+        put_varint(buf, n, stack as u64);
+    }
+
+    #[inline]
+    pub fn enc_free(&self, buf: &mut [u8; 64], n: &mut usize, seq: u64, addr: usize) {
+        self.encode_head(buf, n, TAG_FREE, seq, addr as u64);
+    }
+
+    /// Copies `bytes` into the ring and publishes them. Waits while full.
+    #[inline]
+    pub fn push(&self, bytes: &[u8]) {
+        let len = bytes.len() as u64;
+        let head = self.head.load(Ordering::Relaxed);
+        // SAFETY: producer-private cell.
+        let cached = unsafe { &mut *self.p_cached_tail.get() };
+        if head + len - *cached > RING_BYTES as u64 {
+            *cached = self.tail.load(Ordering::Acquire);
+            if head + len - *cached > RING_BYTES as u64 && !self.wait_for_space(head, len) {
+                return;
+            }
+        }
+        let off = (head & MASK) as usize;
+        let first = bytes.len().min(RING_BYTES - off);
+        // SAFETY: [head, head+len) is free space of our ring (checked above),
+        // split at the wrap point; only we write there.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.data.add(off), first);
+            std::ptr::copy_nonoverlapping(bytes.as_ptr().add(first), self.data, bytes.len() - first);
+        }
+        self.head.store(head + len, Ordering::Release);
+        if head + len - *cached > (RING_BYTES / 2) as u64 {
+            // Refresh the cached tail so that we only nudge once per half ring.
+            *cached = self.tail.load(Ordering::Acquire);
+            if head + len - *cached > (RING_BYTES / 2) as u64 {
+                crate::writer::nudge();
+            }
+        }
+    }
+
+    /// Returns false if tracing got disabled meanwhile (event dropped).
+    #[cold]
+    fn wait_for_space(&self, head: u64, len: u64) -> bool {
+        let e = crate::sys::errno();
+        let mut spins = 0u32;
+        // SAFETY: producer-private cell.
+        let cached = unsafe { &mut *self.p_cached_tail.get() };
+        loop {
+            if !crate::is_ready() {
+                crate::sys::set_errno(e);
+                return false;
+            }
+            crate::writer::ensure_started();
+            crate::writer::nudge();
+            backoff(&mut spins);
+            *cached = self.tail.load(Ordering::Acquire);
+            if head + len - *cached <= RING_BYTES as u64 {
+                crate::sys::set_errno(e);
+                return true;
+            }
+        }
+    }
+
+    /// Writer side: calls `f` with every complete event published since the
+    /// last drain, then frees the space.
+    ///
+    /// # Safety
+    /// Only the writer (holding its state lock) may call this.
+    pub unsafe fn drain(&self, mut f: impl FnMut(Event)) {
+        let head = self.head.load(Ordering::Acquire);
+        let mut pos = self.tail.load(Ordering::Relaxed);
+        let ps = &mut *self.c_prev_seq.get();
+        let pa = &mut *self.c_prev_addr.get();
+        let maxs = &mut *self.c_max_seq.get();
+        let byte = |p: &mut u64| -> u8 {
+            let b = *self.data.add((*p & MASK) as usize);
+            *p += 1;
+            b
+        };
+        let varint = |p: &mut u64| -> u64 {
+            let mut v = 0u64;
+            let mut shift = 0;
+            loop {
+                let b = byte(p);
+                if shift < 64 {
+                    v |= ((b & 0x7f) as u64) << shift;
+                }
+                shift += 7;
+                if b & 0x80 == 0 {
+                    return v;
+                }
+            }
+        };
+        while pos < head {
+            let tag = byte(&mut pos);
+            let ds = varint(&mut pos);
+            let da = varint(&mut pos);
+            let seq = ps.wrapping_add(unzigzag(ds) as u64);
+            let addr = pa.wrapping_add(unzigzag(da) as u64);
+            *ps = seq;
+            *pa = addr;
+            if seq > *maxs {
+                *maxs = seq;
+            }
+            match tag {
+                TAG_ALLOC => {
+                    let size = varint(&mut pos);
+                    let stack = varint(&mut pos) as u32;
+                    f(Event { seq, addr, size, stack, alloc: true });
+                }
+                _ => f(Event { seq, addr, size: 0, stack: 0, alloc: false }),
+            }
+        }
+        self.tail.store(head, Ordering::Release);
+    }
+
+    /// Writer side: a FINISHED ring with nothing left to read goes back to
+    /// the pool. The delta state of both sides restarts from zero.
+    ///
+    /// # Safety
+    /// Only the writer may call this.
+    pub unsafe fn try_recycle(&self) {
+        if self.state.load(Ordering::SeqCst) == FINISHED && self.tail.load(Ordering::Relaxed) == self.head.load(Ordering::Acquire) {
+            *self.c_prev_seq.get() = 0;
+            *self.c_prev_addr.get() = 0;
+            *self.p_prev_seq.get() = 0;
+            *self.p_prev_addr.get() = 0;
+            *self.p_cached_tail.get() = self.tail.load(Ordering::Relaxed);
+            self.busy.store(0, Ordering::SeqCst);
+            self.state.store(FREE, Ordering::SeqCst);
+        }
+    }
+}
+
+#[inline]
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Event {
+    pub seq: u64,
+    pub addr: u64,
+    pub size: u64,
+    pub stack: u32,
+    pub alloc: bool,
+}
+
+/// Fork child: rings of the threads that did not survive the fork are
+/// handed to the writer to drain (their published events happened before
+/// the fork) and recycle. Whatever they had not published is lost.
+pub fn fork_child() {
+    let mine = current();
+    for_each(|r| {
+        if r as *const Ring as *mut Ring != mine && r.state.load(Ordering::SeqCst) == OWNED {
+            r.busy.store(0, Ordering::SeqCst);
+            r.state.store(FINISHED, Ordering::SeqCst);
+        }
+    });
+    let _ = IN_HOOK.with(|c| c.get());
+}

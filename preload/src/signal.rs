@@ -1,0 +1,124 @@
+//! The snapshot signal. The handler only marks the moment (a sequence
+//! number and the clock, both async-signal-safe) in a lock-free queue and
+//! wakes the writer; then it chains to the program's handler.
+//!
+//! `signal` and `sigaction` are hooked for our signal only: when the program
+//! installs its own handler we keep ours in place and remember theirs, so the
+//! program's handler still runs and snapshots keep working. A program's
+//! SIG_IGN or SIG_DFL means: only snapshot (never die of SIGUSR2 while
+//! traced).
+
+use crate::sys::Locked;
+use libc::{c_int, c_void, sighandler_t, siginfo_t};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+
+extern "C" {
+    /// glibc's real sigaction under its exported internal name (our own
+    /// `sigaction` export would otherwise call itself).
+    fn __sigaction(sig: c_int, act: *const libc::sigaction, old: *mut libc::sigaction) -> c_int;
+    /// The same function as glibc's `signal` (BSD semantics).
+    fn bsd_signal(sig: c_int, h: sighandler_t) -> sighandler_t;
+}
+
+static SIGNO: AtomicI32 = AtomicI32::new(0);
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+/// The program's handler and flags, read by our handler.
+static PROG_HANDLER: AtomicUsize = AtomicUsize::new(libc::SIG_DFL);
+static PROG_FLAGS: AtomicI32 = AtomicI32::new(0);
+/// The program's full action (for returning it as `oldact`).
+pub static PROG: Locked<Option<libc::sigaction>> = Locked::new(None);
+
+pub fn install() {
+    let sig = crate::config::signal();
+    if sig == 0 {
+        return;
+    }
+    // SAFETY: zeroed sigaction is a valid "empty" value; we fill the fields.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = handler as *const () as usize;
+        sa.sa_flags = libc::SA_RESTART | libc::SA_SIGINFO;
+        libc::sigemptyset(&mut sa.sa_mask);
+        let mut old: libc::sigaction = std::mem::zeroed();
+        let mut g = PROG.lock();
+        if __sigaction(sig, &sa, &mut old) != 0 {
+            crate::sys::log(&format!("cannot install the handler for signal {sig}; no snapshots on signal"));
+            return;
+        }
+        PROG_FLAGS.store(old.sa_flags, Ordering::Relaxed);
+        PROG_HANDLER.store(old.sa_sigaction, Ordering::Release);
+        *g = Some(old);
+        SIGNO.store(sig, Ordering::Relaxed);
+        INSTALLED.store(true, Ordering::Release);
+    }
+}
+
+extern "C" fn handler(sig: c_int, info: *mut siginfo_t, ctx: *mut c_void) {
+    let e = crate::sys::errno();
+    crate::writer::snapshot_requested_from_signal();
+    crate::sys::set_errno(e);
+    let h = PROG_HANDLER.load(Ordering::Acquire);
+    let flags = PROG_FLAGS.load(Ordering::Relaxed);
+    if h == libc::SIG_DFL || h == libc::SIG_IGN || h == libc::SIG_ERR {
+        return;
+    }
+    if flags & libc::SA_RESETHAND != 0 {
+        PROG_HANDLER.store(libc::SIG_DFL, Ordering::Release);
+    }
+    // SAFETY: the program installed `h` for this signal with these flags;
+    // we call it the way the kernel would have.
+    unsafe {
+        if flags & libc::SA_SIGINFO != 0 {
+            let f: extern "C" fn(c_int, *mut siginfo_t, *mut c_void) = std::mem::transmute(h);
+            f(sig, info, ctx);
+        } else {
+            let f: extern "C" fn(c_int) = std::mem::transmute(h);
+            f(sig);
+        }
+    }
+}
+
+fn ours(sig: c_int) -> bool {
+    INSTALLED.load(Ordering::Acquire) && sig == SIGNO.load(Ordering::Relaxed) && crate::is_ready()
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn sigaction(sig: c_int, act: *const libc::sigaction, old: *mut libc::sigaction) -> c_int {
+    if !ours(sig) {
+        return __sigaction(sig, act, old);
+    }
+    let mut g = PROG.lock();
+    if !old.is_null() {
+        *old = match *g {
+            Some(a) => a,
+            None => std::mem::zeroed(),
+        };
+    }
+    if !act.is_null() {
+        let a = *act;
+        *g = Some(a);
+        PROG_FLAGS.store(a.sa_flags, Ordering::Relaxed);
+        PROG_HANDLER.store(a.sa_sigaction, Ordering::Release);
+    }
+    0
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn signal(sig: c_int, h: sighandler_t) -> sighandler_t {
+    if !ours(sig) {
+        return bsd_signal(sig, h);
+    }
+    if h == libc::SIG_ERR {
+        crate::sys::set_errno(libc::EINVAL);
+        return libc::SIG_ERR;
+    }
+    // What glibc's signal() would install: BSD semantics.
+    let mut sa: libc::sigaction = std::mem::zeroed();
+    sa.sa_sigaction = h;
+    sa.sa_flags = libc::SA_RESTART;
+    libc::sigemptyset(&mut sa.sa_mask);
+    libc::sigaddset(&mut sa.sa_mask, sig);
+    let mut old: libc::sigaction = std::mem::zeroed();
+    sigaction(sig, &sa, &mut old);
+    old.sa_sigaction
+}

@@ -1,0 +1,222 @@
+//! Small pieces of plumbing shared by the other modules: a spin lock that
+//! survives fork, errno save/restore, raw stderr logging, and the
+//! re-entrancy flag.
+
+use std::cell::{Cell, UnsafeCell};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+thread_local! {
+    /// Set while this thread is inside one of our hooks, the unwinder, our
+    /// initialisation, or for good on the writer thread: the hooks then pass
+    /// straight through to glibc without recording. `const` initialiser and
+    /// no destructor: plain static TLS, no lazy registration, no allocation.
+    pub static IN_HOOK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Sets the re-entrancy flag for a scope and restores the previous value.
+pub struct NoTrace {
+    prev: bool,
+}
+
+impl NoTrace {
+    #[inline]
+    pub fn new() -> Self {
+        NoTrace { prev: IN_HOOK.with(|f| f.replace(true)) }
+    }
+}
+
+impl Drop for NoTrace {
+    #[inline]
+    fn drop(&mut self) {
+        IN_HOOK.with(|f| f.set(self.prev));
+    }
+}
+
+#[inline]
+pub fn errno() -> i32 {
+    // SAFETY: __errno_location always returns this thread's errno slot.
+    unsafe { *libc::__errno_location() }
+}
+
+#[inline]
+pub fn set_errno(e: i32) {
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = e }
+}
+
+/// A test-and-set lock. Not a pthread mutex because the fork child must be
+/// able to reset it with a plain store, and because the writer holds it for
+/// milliseconds at most while the other users (fork prepare, dlclose) are rare.
+pub struct SpinLock {
+    locked: AtomicBool,
+}
+
+impl SpinLock {
+    pub const fn new() -> Self {
+        SpinLock { locked: AtomicBool::new(false) }
+    }
+
+    pub fn lock(&self) {
+        let mut spins = 0u32;
+        while self
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            backoff(&mut spins);
+        }
+    }
+
+    pub fn unlock(&self) {
+        self.locked.store(false, Ordering::Release);
+    }
+
+    /// Only in a fork child, where the holder no longer exists.
+    pub fn reset(&self) {
+        self.locked.store(false, Ordering::Release);
+    }
+}
+
+/// Spin a little, then yield, then sleep briefly: waits here are short in the
+/// common case but must not burn a core when the other side is descheduled.
+pub fn backoff(spins: &mut u32) {
+    *spins += 1;
+    if *spins < 64 {
+        std::hint::spin_loop();
+    } else if *spins < 128 {
+        // SAFETY: plain syscall wrapper.
+        unsafe { libc::sched_yield() };
+    } else {
+        sleep_ns(50_000);
+    }
+}
+
+pub fn sleep_ns(ns: u64) {
+    let ts = libc::timespec { tv_sec: (ns / 1_000_000_000) as _, tv_nsec: (ns % 1_000_000_000) as _ };
+    // SAFETY: valid timespec; an early wake-up by a signal is harmless.
+    unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
+}
+
+/// Data guarded by a `SpinLock`.
+pub struct Locked<T> {
+    pub lock: SpinLock,
+    data: UnsafeCell<T>,
+}
+
+// SAFETY: access to `data` only goes through `lock()`, which serialises it.
+unsafe impl<T: Send> Sync for Locked<T> {}
+
+impl<T> Locked<T> {
+    pub const fn new(v: T) -> Self {
+        Locked { lock: SpinLock::new(), data: UnsafeCell::new(v) }
+    }
+
+    pub fn lock(&self) -> LockedGuard<'_, T> {
+        self.lock.lock();
+        LockedGuard { l: self }
+    }
+}
+
+pub struct LockedGuard<'a, T> {
+    l: &'a Locked<T>,
+}
+
+impl<T> std::ops::Deref for LockedGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: we hold the lock.
+        unsafe { &*self.l.data.get() }
+    }
+}
+
+impl<T> std::ops::DerefMut for LockedGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: we hold the lock.
+        unsafe { &mut *self.l.data.get() }
+    }
+}
+
+impl<T> Drop for LockedGuard<'_, T> {
+    fn drop(&mut self) {
+        self.l.lock.unlock();
+    }
+}
+
+/// Writes `memtrace: <msg>\n` to stderr with one write(2): no std stderr
+/// lock, no allocation beyond the message itself.
+pub fn log(msg: &str) {
+    let mut line = Vec::with_capacity(msg.len() + 11);
+    line.extend_from_slice(b"memtrace: ");
+    line.extend_from_slice(msg.as_bytes());
+    line.push(b'\n');
+    let e = errno();
+    // SAFETY: writing an initialised buffer to fd 2; failure is ignored.
+    unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
+    set_errno(e);
+}
+
+pub fn verbose(msg: &str) {
+    if crate::config::verbose() {
+        log(msg);
+    }
+}
+
+pub fn now_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid out pointer; clock_gettime is async-signal-safe.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    (ts.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(ts.tv_nsec as u64)
+}
+
+/// Anonymous private mapping straight from the kernel: the interning table,
+/// its arena and the rings never touch malloc. MAP_NORESERVE: we reserve
+/// generously and only touched pages cost memory.
+pub fn mmap_anon(bytes: usize) -> Option<*mut u8> {
+    // SAFETY: a fresh anonymous mapping aliases nothing.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            bytes,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        None
+    } else {
+        Some(p.cast())
+    }
+}
+
+/// A fast hasher for the writer's tables. Heap addresses are 16-aligned, so
+/// the low bits must be mixed in from the high ones (FxHash would not).
+#[derive(Default, Clone, Copy)]
+pub struct MixHasher(u64);
+
+impl std::hash::Hasher for MixHasher {
+    fn finish(&self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51afd7ed558ccd);
+        x ^= x >> 33;
+        x
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(b as u64);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0 ^ v).wrapping_mul(0x9E3779B97F4A7C15).rotate_left(31);
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(v as u64)
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64)
+    }
+}
+
+pub type BuildMix = std::hash::BuildHasherDefault<MixHasher>;

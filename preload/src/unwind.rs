@@ -1,0 +1,166 @@
+//! Stack capture. Kept behind `capture()` so that a faster cached unwinder
+//! (issue 5) can replace it without touching the hooks.
+//!
+//! We call libunwind's `unw_backtrace` (≈ 6 ns a frame here). It walks
+//! .eh_frame, so stacks stay complete through code without frame pointers
+//! (Debian's glibc and libstdc++). libunwind.so.8 is dlopen()ed with
+//! RTLD_LOCAL from our constructor (see build.rs for why not linked), and the
+//! function is declared by hand: the `libunwind-sys` crate builds a
+//! different, bundled libunwind from source, then loads Debian's at run
+//! time, and its wrappers bind the generic `_Ux86_64_*` address space.
+//!
+//! Before the constructor has run (allocations during start-up, before any
+//! dlopen is safe) and if libunwind.so.8 is missing, libgcc's
+//! `_Unwind_Backtrace` is used: complete too, but ≈ 15× slower.
+
+use std::mem::MaybeUninit;
+use std::os::raw::{c_int, c_void};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+type UnwBacktrace = unsafe extern "C" fn(*mut *mut c_void, c_int) -> c_int;
+/// `unw_backtrace` once libunwind.so.8 is loaded, else 0.
+static UNW_BACKTRACE: AtomicUsize = AtomicUsize::new(0);
+
+extern "C" {
+    // libgcc_s (a dependency of every Rust cdylib anyway).
+    fn _Unwind_Backtrace(
+        trace: unsafe extern "C" fn(ctx: *mut c_void, arg: *mut c_void) -> c_int,
+        arg: *mut c_void,
+    ) -> c_int;
+    fn _Unwind_GetIP(ctx: *mut c_void) -> usize;
+    /// Linker-provided: the ELF header of libtrace.so itself, i.e. its load
+    /// address. Lets us find our own text range without taking the loader's
+    /// locks (dladdr/dl_iterate_phdr) from inside the very first malloc.
+    static __ehdr_start: libc::Elf64_Ehdr;
+}
+
+/// How many of our own frames (hook, capture, libunwind) we allow for on top
+/// of the user's frame limit. They are skipped by address, not by count.
+pub const SKIP_MAX: usize = 16;
+/// Size of the capture buffer the hooks put on their stack.
+pub const BUF: usize = crate::config::MAX_FRAMES + SKIP_MAX + 1;
+
+static TEXT_START: AtomicUsize = AtomicUsize::new(0);
+static TEXT_END: AtomicUsize = AtomicUsize::new(0);
+static SELF_BASE: AtomicUsize = AtomicUsize::new(0);
+
+/// Finds libtrace.so's executable segment(s) from its own program headers.
+pub fn init() {
+    // SAFETY: __ehdr_start is the mapped ELF header of this object, and its
+    // program headers are mapped with it (they lie in the first PT_LOAD).
+    unsafe {
+        let eh = &__ehdr_start as *const libc::Elf64_Ehdr;
+        let phdrs = (eh as *const u8).add((*eh).e_phoff as usize) as *const libc::Elf64_Phdr;
+        let mut min_vaddr = u64::MAX;
+        for i in 0..(*eh).e_phnum as usize {
+            let ph = &*phdrs.add(i);
+            if ph.p_type == libc::PT_LOAD {
+                min_vaddr = min_vaddr.min(ph.p_vaddr & !0xfff);
+            }
+        }
+        if min_vaddr == u64::MAX {
+            min_vaddr = 0;
+        }
+        let base = (eh as usize).wrapping_sub(min_vaddr as usize);
+        let (mut lo, mut hi) = (usize::MAX, 0usize);
+        for i in 0..(*eh).e_phnum as usize {
+            let ph = &*phdrs.add(i);
+            if ph.p_type == libc::PT_LOAD && ph.p_flags & libc::PF_X != 0 {
+                lo = lo.min(base + ph.p_vaddr as usize);
+                hi = hi.max(base + (ph.p_vaddr + ph.p_memsz) as usize);
+            }
+        }
+        if lo < hi {
+            TEXT_START.store(lo, Ordering::Relaxed);
+            TEXT_END.store(hi, Ordering::Relaxed);
+        }
+        SELF_BASE.store(base, Ordering::Relaxed);
+    }
+}
+
+/// Loads libunwind.so.8 privately. Called from our constructor, where
+/// dlopen is safe (not from inside the first malloc).
+pub fn load_libunwind() {
+    let _g = crate::sys::NoTrace::new();
+    // SAFETY: dlopen/dlsym with valid C strings; the handle is never closed.
+    unsafe {
+        let h = libc::dlopen(c"libunwind.so.8".as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+        if h.is_null() {
+            crate::sys::log("cannot load libunwind.so.8 (apt-get install libunwind8); using the slower libgcc unwinder");
+            return;
+        }
+        let f = libc::dlsym(h, c"unw_backtrace".as_ptr());
+        if f.is_null() {
+            crate::sys::log("libunwind.so.8 has no unw_backtrace; using the slower libgcc unwinder");
+            return;
+        }
+        UNW_BACKTRACE.store(f as usize, Ordering::Release);
+    }
+}
+
+struct GccState {
+    buf: *mut usize,
+    n: usize,
+    cap: usize,
+}
+
+unsafe extern "C" fn gcc_frame(ctx: *mut c_void, arg: *mut c_void) -> c_int {
+    let st = &mut *(arg as *mut GccState);
+    if st.n >= st.cap {
+        return 5; // _URC_END_OF_STACK: stop
+    }
+    *st.buf.add(st.n) = _Unwind_GetIP(ctx);
+    st.n += 1;
+    0 // _URC_NO_REASON: go on
+}
+
+/// # Safety
+/// `buf` must have room for `cap` entries.
+unsafe fn backtrace_into(buf: *mut usize, cap: usize) -> usize {
+    let f = UNW_BACKTRACE.load(Ordering::Acquire);
+    if f != 0 {
+        let f: UnwBacktrace = std::mem::transmute(f);
+        return f(buf.cast(), cap as c_int).max(0) as usize;
+    }
+    let mut st = GccState { buf, n: 0, cap };
+    _Unwind_Backtrace(gcc_frame, &mut st as *mut GccState as *mut c_void);
+    st.n
+}
+
+/// Load address of libtrace.so (its dlpi_addr).
+pub fn self_base() -> usize {
+    SELF_BASE.load(Ordering::Relaxed)
+}
+
+#[inline]
+fn ours(pc: usize) -> bool {
+    pc >= TEXT_START.load(Ordering::Relaxed) && pc < TEXT_END.load(Ordering::Relaxed)
+}
+
+/// Captures the caller's stack into `buf` (length `BUF`), return addresses
+/// most recent first, without our own frames. Returns the frames (at most
+/// `limit`) and whether the real stack was deeper than `limit`.
+#[inline(never)]
+pub fn capture(buf: &mut [MaybeUninit<usize>; BUF], limit: usize) -> (&[usize], bool) {
+    let limit = limit.clamp(1, crate::config::MAX_FRAMES);
+    let want = limit + SKIP_MAX + 1;
+    // SAFETY: buf has room for `want` <= BUF pointers; the unwinder
+    // initialises the first `n` of them, and we only read those. The buffer
+    // is left uninitialised on purpose: zeroing 2 KiB per malloc costs more
+    // than the rest of the hook's bookkeeping.
+    let buf: &[usize] = unsafe {
+        let n = backtrace_into(buf.as_mut_ptr().cast(), want).min(want);
+        std::slice::from_raw_parts(buf.as_ptr().cast::<usize>(), n)
+    };
+    let n = buf.len();
+    let mut skip = 0;
+    while skip < n && ours(buf[skip]) {
+        skip += 1;
+    }
+    let frames = &buf[skip..n];
+    if frames.len() > limit {
+        (&frames[..limit], true)
+    } else {
+        (frames, false)
+    }
+}

@@ -1,0 +1,574 @@
+//! The writer thread: drains the rings, keeps the live table, writes the
+//! snapshot files.
+//!
+//! The live table is order-independent: per address it keeps the event with
+//! the highest seq seen. alloc e: ignored if the entry's seq is higher, else
+//! the entry becomes Live(e). free e: ignored if the entry's seq is higher;
+//! a Live entry with lower seq is removed; with no entry a Tombstone(e.seq)
+//! is left (the free was drained before its alloc; it also happens for
+//! blocks allocated before we started). After all events below S were
+//! applied, in any order, the table is exactly the live set at S.
+//!
+//! A snapshot point S (signal, exit, or an internal sync to purge
+//! tombstones) is complete when every ring has shown an event with seq ≥ S,
+//! or is empty while its thread is not inside a hook (`busy`, read before
+//! draining). Then exactly the events below S are applied and the file is
+//! written; later events wait in `deferred`.
+//!
+//! Peak bytes: each drained batch is applied in seq order, so the running
+//! maximum is exact except when an event reaches us in a later batch than
+//! events numbered after it (a thread preempted between taking its number
+//! and publishing): then the peak may be off by that block for a moment.
+//!
+//! All of the writer's state lives in `STATE` (not on its stack) under a
+//! lock, so that the fork child can take it over consistent.
+
+use crate::ring::{self, Event};
+use crate::sys::{self, BuildMix, Locked, IN_HOOK};
+use crate::{config, intern, modules, SEQ};
+use memtrace_format::{Header, Snapshot, SnapshotKind, Stack, TraceGroup};
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
+
+#[derive(Clone, Copy)]
+struct Entry {
+    seq: u64,
+    size: u64,
+    stack: u32,
+    live: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Signal,
+    Exit,
+    Sync,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    seq: u64,
+    time_ns: u64,
+    kind: Kind,
+}
+
+pub struct State {
+    table: HashMap<u64, Entry, BuildMix>,
+    traced: u64,
+    peak: u64,
+    allocs: u64,
+    frees: u64,
+    tombstones: usize,
+    deferred: Vec<Event>,
+    pending: Vec<Pending>,
+    next_index: u64,
+    error_reported: bool,
+}
+
+pub static STATE: Locked<Option<State>> = Locked::new(None);
+
+// ---- the signal handler's side: a fixed queue of snapshot moments.
+
+const SLOT_EMPTY: u32 = 0;
+const SLOT_WRITING: u32 = 1;
+const SLOT_READY: u32 = 2;
+const NSLOTS: usize = 64;
+
+struct Slot {
+    state: AtomicU32,
+    seq: AtomicU64,
+    time_ns: AtomicU64,
+}
+
+#[allow(clippy::declare_interior_mutable_const)]
+const EMPTY_SLOT: Slot = Slot { state: AtomicU32::new(SLOT_EMPTY), seq: AtomicU64::new(0), time_ns: AtomicU64::new(0) };
+static SLOTS: [Slot; NSLOTS] = [EMPTY_SLOT; NSLOTS];
+
+static EVENTFD: AtomicI32 = AtomicI32::new(-1);
+static SLEEPING: AtomicBool = AtomicBool::new(false);
+/// 0 none, 1 starting, 2 running.
+static WRITER: AtomicU32 = AtomicU32::new(0);
+
+static EXIT_STARTED: AtomicBool = AtomicBool::new(false);
+/// Seq of the exit snapshot asked for, 0 if none.
+static EXIT_REQ: AtomicU64 = AtomicU64::new(0);
+static EXIT_TIME: AtomicU64 = AtomicU64::new(0);
+static EXIT_DONE: AtomicBool = AtomicBool::new(false);
+
+/// Async-signal-safe: marks the moment, wakes the writer.
+pub fn snapshot_requested_from_signal() {
+    if !crate::is_ready() || EXIT_STARTED.load(Ordering::Relaxed) {
+        return;
+    }
+    let seq = SEQ.fetch_add(1, Ordering::SeqCst);
+    let t = sys::now_ns(libc::CLOCK_REALTIME);
+    for s in SLOTS.iter() {
+        if s.state.compare_exchange(SLOT_EMPTY, SLOT_WRITING, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+            s.seq.store(seq, Ordering::Relaxed);
+            s.time_ns.store(t, Ordering::Relaxed);
+            s.state.store(SLOT_READY, Ordering::Release);
+            break;
+        }
+        // All slots busy: this signal coalesces with the pending ones.
+    }
+    wake();
+}
+
+fn wake() {
+    let fd = EVENTFD.load(Ordering::Relaxed);
+    if fd >= 0 {
+        let one: u64 = 1;
+        // SAFETY: writing 8 bytes to an eventfd; async-signal-safe.
+        unsafe { libc::write(fd, &one as *const u64 as *const libc::c_void, 8) };
+    }
+}
+
+/// Called by producers whose ring is getting full: wakes the writer if it sleeps.
+pub fn nudge() {
+    if SLEEPING.load(Ordering::Relaxed) && SLEEPING.swap(false, Ordering::Relaxed) {
+        let e = sys::errno();
+        wake();
+        sys::set_errno(e);
+    }
+}
+
+fn new_state() -> State {
+    State {
+        table: HashMap::default(),
+        traced: 0,
+        peak: 0,
+        allocs: 0,
+        frees: 0,
+        tombstones: 0,
+        deferred: Vec::new(),
+        pending: Vec::new(),
+        next_index: 1,
+        error_reported: false,
+    }
+}
+
+pub fn init() -> bool {
+    // SAFETY: plain syscall.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if fd < 0 {
+        return false;
+    }
+    EVENTFD.store(fd, Ordering::Relaxed);
+    *STATE.lock() = Some(new_state());
+    true
+}
+
+/// Starts the writer thread if it is not running.
+pub fn ensure_started() {
+    if WRITER.load(Ordering::Acquire) != 0 {
+        return;
+    }
+    if WRITER.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        return;
+    }
+    let _g = sys::NoTrace::new();
+    // SAFETY: standard pthread calls with valid pointers. All signals are
+    // blocked in the new thread (inherited mask) so that the program's
+    // signal handlers never run on our thread.
+    let ok = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        libc::pthread_attr_init(&mut attr);
+        libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
+        libc::pthread_attr_setstacksize(&mut attr, 1 << 20);
+        let mut tid: libc::pthread_t = 0;
+        let r = libc::pthread_create(&mut tid, &attr, writer_main, std::ptr::null_mut());
+        libc::pthread_attr_destroy(&mut attr);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        r == 0
+    };
+    if ok {
+        WRITER.store(2, Ordering::Release);
+    } else {
+        sys::log("cannot start the writer thread; tracing disabled");
+        crate::disable();
+    }
+}
+
+extern "C" fn writer_main(_: *mut libc::c_void) -> *mut libc::c_void {
+    IN_HOOK.with(|f| f.set(true));
+    // SAFETY: naming our own thread; the name fits in 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"memtrace".as_ptr() as libc::c_ulong, 0, 0, 0) };
+    loop {
+        wait_for_work();
+        let mut g = STATE.lock();
+        if let Some(st) = g.as_mut() {
+            st.step();
+        }
+    }
+}
+
+fn wait_for_work() {
+    let fd = EVENTFD.load(Ordering::Relaxed);
+    SLEEPING.store(true, Ordering::SeqCst);
+    let work = SLOTS.iter().any(|s| s.state.load(Ordering::Relaxed) == SLOT_READY) || EXIT_REQ.load(Ordering::SeqCst) != 0;
+    if !work {
+        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut pfd, 1, 10) };
+    }
+    let mut buf = 0u64;
+    // SAFETY: reading 8 bytes into a u64 from a non-blocking eventfd.
+    unsafe { libc::read(fd, &mut buf as *mut u64 as *mut libc::c_void, 8) };
+    SLEEPING.store(false, Ordering::SeqCst);
+}
+
+/// Called from the exit handler (atexit): asks for the exit snapshot at this
+/// moment and waits until it is written.
+pub extern "C" fn at_exit() {
+    if !crate::is_ready() || EXIT_STARTED.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let _g = sys::NoTrace::new();
+    ensure_started();
+    if !crate::is_ready() {
+        return;
+    }
+    EXIT_TIME.store(sys::now_ns(libc::CLOCK_REALTIME), Ordering::Relaxed);
+    EXIT_REQ.store(SEQ.fetch_add(1, Ordering::SeqCst), Ordering::SeqCst);
+    wake();
+    let start = sys::now_ns(libc::CLOCK_MONOTONIC);
+    while !EXIT_DONE.load(Ordering::Acquire) {
+        sys::sleep_ns(200_000);
+        if sys::now_ns(libc::CLOCK_MONOTONIC) - start > 120_000_000_000 {
+            sys::log("the exit snapshot takes too long; giving up");
+            break;
+        }
+    }
+    crate::disable();
+}
+
+/// Fork child (single-threaded, locks reset): new writer, own numbering.
+pub fn fork_child() {
+    for s in SLOTS.iter() {
+        s.state.store(SLOT_EMPTY, Ordering::Relaxed);
+    }
+    // The parent's eventfd is shared with it; get our own.
+    // SAFETY: plain syscalls.
+    unsafe {
+        let old = EVENTFD.load(Ordering::Relaxed);
+        let fd = libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK);
+        EVENTFD.store(fd, Ordering::Relaxed);
+        if old >= 0 {
+            libc::close(old);
+        }
+    }
+    SLEEPING.store(false, Ordering::Relaxed);
+    EXIT_REQ.store(0, Ordering::Relaxed);
+    EXIT_DONE.store(false, Ordering::Relaxed);
+    if let Some(st) = STATE.lock().as_mut() {
+        st.pending.clear();
+        st.next_index = 1;
+        st.error_reported = false;
+    }
+    WRITER.store(0, Ordering::Release);
+    ensure_started();
+}
+
+impl State {
+    fn step(&mut self) {
+        self.drain_all();
+        self.collect_pending();
+        if self.tombstones > 65_536 && self.pending.is_empty() {
+            self.pending.push(Pending { seq: SEQ.fetch_add(1, Ordering::SeqCst), time_ns: 0, kind: Kind::Sync });
+        }
+        while !self.pending.is_empty() {
+            let p = self.pending.remove(0);
+            self.complete(p.seq);
+            self.apply_below(p.seq);
+            match p.kind {
+                Kind::Signal => {
+                    let n = self.next_index;
+                    self.next_index += 1;
+                    self.write_snapshot(SnapshotKind::Signal, n, p);
+                }
+                Kind::Exit => {
+                    self.write_snapshot(SnapshotKind::Exit, 0, p);
+                    EXIT_DONE.store(true, Ordering::Release);
+                }
+                Kind::Sync => {}
+            }
+            self.purge_tombstones(p.seq);
+        }
+        self.apply_below(u64::MAX);
+        self.recycle();
+    }
+
+    fn drain_all(&mut self) {
+        let d = &mut self.deferred;
+        // SAFETY: we are the writer and hold the state lock.
+        ring::for_each(|r| unsafe { r.drain(|e| d.push(e)) });
+    }
+
+    fn recycle(&mut self) {
+        // SAFETY: as above.
+        ring::for_each(|r| unsafe { r.try_recycle() });
+    }
+
+    fn collect_pending(&mut self) {
+        for s in SLOTS.iter() {
+            if s.state.load(Ordering::Acquire) == SLOT_READY {
+                let seq = s.seq.load(Ordering::Relaxed);
+                let time_ns = s.time_ns.load(Ordering::Relaxed);
+                s.state.store(SLOT_EMPTY, Ordering::Release);
+                self.pending.push(Pending { seq, time_ns, kind: Kind::Signal });
+            }
+        }
+        let e = EXIT_REQ.swap(0, Ordering::SeqCst);
+        if e != 0 {
+            self.pending.push(Pending { seq: e, time_ns: EXIT_TIME.load(Ordering::Relaxed), kind: Kind::Exit });
+        }
+        self.pending.sort_by_key(|p| p.seq);
+    }
+
+    /// Drains until every event numbered below `s` is in `deferred`.
+    fn complete(&mut self, s: u64) {
+        let start = sys::now_ns(libc::CLOCK_MONOTONIC);
+        let mut spins = 0u32;
+        loop {
+            let mut done = true;
+            let d = &mut self.deferred;
+            ring::for_each(|r| {
+                // SAFETY: c_max_seq is the writer's own field; we hold the lock.
+                let seen = unsafe { &*r.c_max_seq.get() };
+                if *seen >= s {
+                    return;
+                }
+                let busy = r.busy.load(Ordering::SeqCst);
+                // SAFETY: we are the writer.
+                unsafe { r.drain(|e| d.push(e)) };
+                let seen = unsafe { *r.c_max_seq.get() };
+                if seen < s && busy != 0 {
+                    done = false;
+                }
+            });
+            if done {
+                return;
+            }
+            sys::backoff(&mut spins);
+            if sys::now_ns(libc::CLOCK_MONOTONIC) - start > 5_000_000_000 {
+                sys::log("a thread stayed inside an allocation call for 5 s; snapshot may miss its event");
+                return;
+            }
+        }
+    }
+
+    /// Applies, in seq order, the deferred events numbered below `s`.
+    fn apply_below(&mut self, s: u64) {
+        if self.deferred.is_empty() {
+            return;
+        }
+        self.deferred.sort_unstable_by_key(|e| e.seq);
+        let k = self.deferred.partition_point(|e| e.seq < s);
+        let evs: Vec<Event> = self.deferred.drain(..k).collect();
+        for e in evs {
+            self.apply(e);
+        }
+    }
+
+    fn apply(&mut self, e: Event) {
+        use std::collections::hash_map::Entry as E;
+        if e.alloc {
+            self.allocs += 1;
+            match self.table.entry(e.addr) {
+                E::Occupied(mut o) => {
+                    let cur = *o.get();
+                    if cur.seq > e.seq {
+                        return;
+                    }
+                    if cur.live {
+                        self.traced -= cur.size;
+                    } else {
+                        self.tombstones -= 1;
+                    }
+                    o.insert(Entry { seq: e.seq, size: e.size, stack: e.stack, live: true });
+                }
+                E::Vacant(v) => {
+                    v.insert(Entry { seq: e.seq, size: e.size, stack: e.stack, live: true });
+                }
+            }
+            self.traced += e.size;
+            self.peak = self.peak.max(self.traced);
+        } else {
+            self.frees += 1;
+            match self.table.entry(e.addr) {
+                E::Occupied(mut o) => {
+                    let cur = *o.get();
+                    if cur.seq > e.seq {
+                        return;
+                    }
+                    if cur.live {
+                        self.traced -= cur.size;
+                        o.remove();
+                    } else {
+                        o.get_mut().seq = e.seq;
+                    }
+                }
+                E::Vacant(v) => {
+                    v.insert(Entry { seq: e.seq, size: 0, stack: 0, live: false });
+                    self.tombstones += 1;
+                }
+            }
+        }
+    }
+
+    /// After every event below `s` was applied, tombstones below `s` have
+    /// done their job (no alloc they could cancel can still arrive).
+    fn purge_tombstones(&mut self, s: u64) {
+        if self.tombstones == 0 {
+            return;
+        }
+        let mut removed = 0;
+        self.table.retain(|_, e| {
+            let keep = e.live || e.seq >= s;
+            if !keep {
+                removed += 1;
+            }
+            keep
+        });
+        self.tombstones -= removed;
+    }
+
+    fn write_snapshot(&mut self, kind: SnapshotKind, index: u64, p: Pending) {
+        let mut groups: HashMap<(u32, u64), u64, BuildMix> = HashMap::default();
+        for e in self.table.values() {
+            if e.live {
+                *groups.entry((e.stack, e.size)).or_insert(0) += 1;
+            }
+        }
+        let mut traces: Vec<TraceGroup> =
+            groups.into_iter().map(|((stack, size), count)| TraceGroup { stack: stack as u64, size, count }).collect();
+        traces.sort_unstable_by_key(|t| (t.stack, t.size));
+        let mut ids: Vec<u32> = traces.iter().map(|t| t.stack as u32).collect();
+        ids.dedup();
+        let stacks: Vec<Stack> = ids
+            .iter()
+            .map(|&id| match intern::get(id) {
+                Some((frames, truncated)) => Stack { id: id as u64, frames: frames.to_vec(), truncated },
+                None => Stack { id: id as u64, frames: Vec::new(), truncated: true },
+            })
+            .collect();
+        let all_frames: Vec<u64> = {
+            let mut v: Vec<u64> = stacks.iter().flat_map(|s| s.frames.iter().copied()).collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        let pid = std::process::id();
+        let cmdline: Vec<Vec<u8>> = std::fs::read("/proc/self/cmdline")
+            .map(|b| {
+                let b = b.strip_suffix(b"\0").unwrap_or(&b).to_vec();
+                b.split(|&c| c == 0).map(|a| a.to_vec()).collect()
+            })
+            .unwrap_or_default();
+        let time_ns = if p.time_ns != 0 { p.time_ns } else { sys::now_ns(libc::CLOCK_REALTIME) };
+        let snap = Snapshot {
+            header: Header {
+                kind,
+                index,
+                pid,
+                time_ns,
+                seq: p.seq,
+                frame_limit: config::frames() as u32,
+                traced_bytes: self.traced,
+                peak_bytes: self.peak,
+                alloc_count: self.allocs,
+                free_count: self.frees,
+                sample_rate: 0,
+                cmdline,
+                exe: modules::exe(),
+            },
+            modules: modules::for_snapshot(&all_frames),
+            stacks,
+            traces,
+        };
+        let bytes = memtrace_format::encode(&snap);
+        let mut path = config::expand(&config::out_prefix(), pid);
+        match kind {
+            SnapshotKind::Signal => path.extend_from_slice(format!(".{index}.snap").as_bytes()),
+            SnapshotKind::Exit => path.extend_from_slice(b".exit.snap"),
+        }
+        match write_file(&path, &bytes, pid) {
+            Ok(()) => sys::verbose(&format!(
+                "wrote {} ({} live blocks, {} bytes)",
+                String::from_utf8_lossy(&path),
+                self.table.len() - self.tombstones,
+                self.traced
+            )),
+            Err(why) => {
+                if !self.error_reported {
+                    self.error_reported = true;
+                    sys::log(&format!("cannot write {}: {why}", String::from_utf8_lossy(&path)));
+                }
+            }
+        }
+    }
+}
+
+fn os_err() -> String {
+    std::io::Error::last_os_error().to_string()
+}
+
+/// Writes under a temporary name created with O_EXCL|O_NOFOLLOW (never
+/// clobbers, never follows a symlink, mode 0640), then renames to the final
+/// name only if that does not exist.
+fn write_file(path: &[u8], bytes: &[u8], pid: u32) -> Result<(), String> {
+    let mut tmp = path.to_vec();
+    tmp.extend_from_slice(format!(".tmp.{pid}").as_bytes());
+    let cpath = CString::new(path.to_vec()).map_err(|_| "file name contains a NUL byte".to_string())?;
+    let ctmp = CString::new(tmp).map_err(|_| "file name contains a NUL byte".to_string())?;
+    // SAFETY: plain syscalls on valid NUL-terminated paths and buffers.
+    unsafe {
+        let fd = libc::open(
+            ctmp.as_ptr(),
+            libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o640 as libc::c_uint,
+        );
+        if fd < 0 {
+            return Err(os_err());
+        }
+        let mut off = 0;
+        while off < bytes.len() {
+            let n = libc::write(fd, bytes[off..].as_ptr().cast(), bytes.len() - off);
+            if n < 0 {
+                if sys::errno() == libc::EINTR {
+                    continue;
+                }
+                let e = os_err();
+                libc::close(fd);
+                libc::unlink(ctmp.as_ptr());
+                return Err(e);
+            }
+            off += n as usize;
+        }
+        if libc::close(fd) != 0 {
+            let e = os_err();
+            libc::unlink(ctmp.as_ptr());
+            return Err(e);
+        }
+        let r = libc::renameat2(libc::AT_FDCWD, ctmp.as_ptr(), libc::AT_FDCWD, cpath.as_ptr(), libc::RENAME_NOREPLACE);
+        if r == 0 {
+            return Ok(());
+        }
+        let e = sys::errno();
+        if e == libc::EINVAL || e == libc::ENOSYS {
+            // File system without RENAME_NOREPLACE: link() fails if the name exists.
+            let r = libc::link(ctmp.as_ptr(), cpath.as_ptr());
+            let err = os_err();
+            libc::unlink(ctmp.as_ptr());
+            return if r == 0 { Ok(()) } else { Err(err) };
+        }
+        let err = os_err();
+        libc::unlink(ctmp.as_ptr());
+        Err(err)
+    }
+}
