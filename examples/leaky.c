@@ -13,7 +13,7 @@ struct entry {
 };
 
 static struct entry *cache[64];
-static void *leaked[4096];
+static char *leaked[4096];
 static int nleaked;
 
 static char *copy_string(const char *s, size_t n)
@@ -36,15 +36,17 @@ static void cache_put(int id)
     cache[id % 64] = e;
 }
 
-static void handle_request(int id)
+static size_t handle_request(int id)
 {
     char *buf = malloc(4000);                 /* freed below */
-    memset(buf, 'r', 4000);
+    size_t n = (size_t)snprintf(buf, 4000, "response %d", id);
     char *session = calloc(1, 256);           /* the leak: never freed */
+    memcpy(session, buf, n);
     leaked[nleaked++ % 4096] = session;
     if (id % 10 == 0)
         cache_put(id);
     free(buf);
+    return n;
 }
 
 int main(void)
@@ -53,10 +55,15 @@ int main(void)
         cache_put(100000 + i);
     raise(SIGUSR2);                           /* snapshot 1: the warm cache */
 
+    size_t bytes = 0;
     for (int i = 0; i < 2000; i++)
-        handle_request(i);
+        bytes += handle_request(i);
     raise(SIGUSR2);                           /* snapshot 2: after 2000 requests */
 
-    printf("served 2000 requests\n");
+    /* Reading what was stored keeps gcc -O2 from deleting the allocations. */
+    size_t sessions = 0;
+    for (int i = 0; i < 4096; i++)
+        sessions += leaked[i] != NULL && leaked[i][0] == 'r';
+    printf("served 2000 requests (%zu bytes, %zu sessions)\n", bytes, sessions);
     return 0;
 }
