@@ -2,12 +2,14 @@
 //! snapshot files.
 //!
 //! The live table is order-independent: per address it keeps the event with
-//! the highest seq seen. alloc e: ignored if the entry's seq is higher, else
-//! the entry becomes Live(e). free e: ignored if the entry's seq is higher;
-//! a Live entry with lower seq is removed; with no entry a Tombstone(e.seq)
-//! is left (the free was drained before its alloc; it also happens for
-//! blocks allocated before we started). After all events below S were
-//! applied, in any order, the table is exactly the live set at S.
+//! the highest seq seen: alloc e makes the entry Live(e), free e makes it
+//! Tombstone(e.seq), unless the entry already holds a higher seq. After all
+//! events below S were applied, in any order, the table is exactly the live
+//! set at S. A free must leave a tombstone even when it removes a live
+//! block: an older alloc of the same address may still arrive (alloc 1,
+//! free 2, alloc 3, free 4 drained as 1, 4, 3). Tombstones below a completed
+//! point S can no longer matter and are purged then; an internal sync point
+//! is made when they pile up.
 //!
 //! A snapshot point S (signal, exit, or an internal sync to purge
 //! tombstones) is complete when every ring has shown an event with seq ≥ S,
@@ -79,10 +81,16 @@ struct Slot {
     state: AtomicU32,
     seq: AtomicU64,
     time_ns: AtomicU64,
+    exit: AtomicBool,
 }
 
 #[allow(clippy::declare_interior_mutable_const)]
-const EMPTY_SLOT: Slot = Slot { state: AtomicU32::new(SLOT_EMPTY), seq: AtomicU64::new(0), time_ns: AtomicU64::new(0) };
+const EMPTY_SLOT: Slot = Slot {
+    state: AtomicU32::new(SLOT_EMPTY),
+    seq: AtomicU64::new(0),
+    time_ns: AtomicU64::new(0),
+    exit: AtomicBool::new(false),
+};
 static SLOTS: [Slot; NSLOTS] = [EMPTY_SLOT; NSLOTS];
 
 static EVENTFD: AtomicI32 = AtomicI32::new(-1);
@@ -91,28 +99,34 @@ static SLEEPING: AtomicBool = AtomicBool::new(false);
 static WRITER: AtomicU32 = AtomicU32::new(0);
 
 static EXIT_STARTED: AtomicBool = AtomicBool::new(false);
-/// Seq of the exit snapshot asked for, 0 if none.
-static EXIT_REQ: AtomicU64 = AtomicU64::new(0);
-static EXIT_TIME: AtomicU64 = AtomicU64::new(0);
 static EXIT_DONE: AtomicBool = AtomicBool::new(false);
 
-/// Async-signal-safe: marks the moment, wakes the writer.
+/// Marks a snapshot moment. Async-signal-safe. The slot is claimed *before*
+/// the number is taken: a writer that read SEQ = W and then finds no claimed
+/// slot knows that no snapshot point below W can appear any more, so it may
+/// apply every event below W (see `State::step`).
+fn mark(exit: bool) -> bool {
+    for s in SLOTS.iter() {
+        if s.state.compare_exchange(SLOT_EMPTY, SLOT_WRITING, Ordering::SeqCst, Ordering::Relaxed).is_ok() {
+            let seq = SEQ.fetch_add(1, Ordering::SeqCst);
+            s.time_ns.store(sys::now_ns(libc::CLOCK_REALTIME), Ordering::Relaxed);
+            s.seq.store(seq, Ordering::Relaxed);
+            s.exit.store(exit, Ordering::Relaxed);
+            s.state.store(SLOT_READY, Ordering::Release);
+            wake();
+            return true;
+        }
+    }
+    // All slots taken: this signal coalesces with the pending ones.
+    false
+}
+
+/// The signal handler's part.
 pub fn snapshot_requested_from_signal() {
     if !crate::is_ready() || EXIT_STARTED.load(Ordering::Relaxed) {
         return;
     }
-    let seq = SEQ.fetch_add(1, Ordering::SeqCst);
-    let t = sys::now_ns(libc::CLOCK_REALTIME);
-    for s in SLOTS.iter() {
-        if s.state.compare_exchange(SLOT_EMPTY, SLOT_WRITING, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-            s.seq.store(seq, Ordering::Relaxed);
-            s.time_ns.store(t, Ordering::Relaxed);
-            s.state.store(SLOT_READY, Ordering::Release);
-            break;
-        }
-        // All slots busy: this signal coalesces with the pending ones.
-    }
-    wake();
+    mark(false);
 }
 
 fn wake() {
@@ -210,7 +224,7 @@ extern "C" fn writer_main(_: *mut libc::c_void) -> *mut libc::c_void {
 fn wait_for_work() {
     let fd = EVENTFD.load(Ordering::Relaxed);
     SLEEPING.store(true, Ordering::SeqCst);
-    let work = SLOTS.iter().any(|s| s.state.load(Ordering::Relaxed) == SLOT_READY) || EXIT_REQ.load(Ordering::SeqCst) != 0;
+    let work = SLOTS.iter().any(|s| s.state.load(Ordering::Relaxed) != SLOT_EMPTY);
     if !work {
         let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
         // SAFETY: one valid pollfd.
@@ -233,9 +247,10 @@ pub extern "C" fn at_exit() {
     if !crate::is_ready() {
         return;
     }
-    EXIT_TIME.store(sys::now_ns(libc::CLOCK_REALTIME), Ordering::Relaxed);
-    EXIT_REQ.store(SEQ.fetch_add(1, Ordering::SeqCst), Ordering::SeqCst);
-    wake();
+    let mut spins = 0;
+    while !mark(true) {
+        sys::backoff(&mut spins);
+    }
     let start = sys::now_ns(libc::CLOCK_MONOTONIC);
     while !EXIT_DONE.load(Ordering::Acquire) {
         sys::sleep_ns(200_000);
@@ -263,7 +278,6 @@ pub fn fork_child() {
         }
     }
     SLEEPING.store(false, Ordering::Relaxed);
-    EXIT_REQ.store(0, Ordering::Relaxed);
     EXIT_DONE.store(false, Ordering::Relaxed);
     if let Some(st) = STATE.lock().as_mut() {
         st.pending.clear();
@@ -277,9 +291,17 @@ pub fn fork_child() {
 impl State {
     fn step(&mut self) {
         self.drain_all();
+        // Everything drained so far is numbered below W. Snapshot points
+        // below W have claimed their slot already (claim before number), so
+        // after collecting the slots, events below W are safe to apply even
+        // if no snapshot is pending; events drained later wait for the next
+        // step (a snapshot point may be taken between them).
+        let w = SEQ.load(Ordering::SeqCst);
         self.collect_pending();
-        if self.tombstones > 65_536 && self.pending.is_empty() {
-            self.pending.push(Pending { seq: SEQ.fetch_add(1, Ordering::SeqCst), time_ns: 0, kind: Kind::Sync });
+        if self.tombstones > 65_536.max(self.table.len() / 2) && self.pending.is_empty() {
+            // At W itself: a point numbered above W could pass a signal
+            // snapshot that is claimed but not collected yet.
+            self.pending.push(Pending { seq: w, time_ns: 0, kind: Kind::Sync });
         }
         while !self.pending.is_empty() {
             let p = self.pending.remove(0);
@@ -299,7 +321,7 @@ impl State {
             }
             self.purge_tombstones(p.seq);
         }
-        self.apply_below(u64::MAX);
+        self.apply_below(w);
         self.recycle();
     }
 
@@ -316,16 +338,21 @@ impl State {
 
     fn collect_pending(&mut self) {
         for s in SLOTS.iter() {
-            if s.state.load(Ordering::Acquire) == SLOT_READY {
+            let mut st = s.state.load(Ordering::SeqCst);
+            let mut spins = 0;
+            // A handler between claiming and filling its slot: it finishes
+            // in nanoseconds unless preempted.
+            while st == SLOT_WRITING {
+                sys::backoff(&mut spins);
+                st = s.state.load(Ordering::SeqCst);
+            }
+            if st == SLOT_READY {
                 let seq = s.seq.load(Ordering::Relaxed);
                 let time_ns = s.time_ns.load(Ordering::Relaxed);
+                let kind = if s.exit.load(Ordering::Relaxed) { Kind::Exit } else { Kind::Signal };
                 s.state.store(SLOT_EMPTY, Ordering::Release);
-                self.pending.push(Pending { seq, time_ns, kind: Kind::Signal });
+                self.pending.push(Pending { seq, time_ns, kind });
             }
-        }
-        let e = EXIT_REQ.swap(0, Ordering::SeqCst);
-        if e != 0 {
-            self.pending.push(Pending { seq: e, time_ns: EXIT_TIME.load(Ordering::Relaxed), kind: Kind::Exit });
         }
         self.pending.sort_by_key(|p| p.seq);
     }
@@ -406,12 +433,14 @@ impl State {
                     if cur.seq > e.seq {
                         return;
                     }
+                    // Not removed: the tombstone must stay to override an
+                    // older alloc of this address that may still arrive
+                    // (alloc 1, free 2, alloc 3, free 4 drained as 1, 4, 3).
                     if cur.live {
                         self.traced -= cur.size;
-                        o.remove();
-                    } else {
-                        o.get_mut().seq = e.seq;
+                        self.tombstones += 1;
                     }
+                    o.insert(Entry { seq: e.seq, size: 0, stack: 0, live: false });
                 }
                 E::Vacant(v) => {
                     v.insert(Entry { seq: e.seq, size: 0, stack: 0, live: false });
