@@ -18,8 +18,8 @@ THE USER'S LINE, NOT THE ALLOCATOR'S:
   Before grouping, filtering or printing, memtrace drops the frames that belong to the
   toolchain and the system rather than the program:
     - frames without line information (except functions of the main executable);
-    - source files under /usr/include, /usr/lib, /usr/local/include, /rustc/, a cargo
-      registry or git checkout (*/.cargo/registry/*, */.cargo/git/*), a rustup toolchain,
+    - source files under /usr/include, /usr/lib, /usr/local/include, /rustc/, /rust/deps/, a
+      cargo registry or git checkout (*/.cargo/registry/*, */.cargo/git/*), a rustup toolchain,
       /build/glibc-*, /build/gcc-*;
     - the runtimes' modules: libc, libm, libpthread, libdl, librt, ld-linux, libstdc++,
       libgcc_s, libunwind, the vDSO and memtrace's own libtrace.so;

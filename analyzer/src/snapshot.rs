@@ -15,7 +15,7 @@
 use crate::filter::{FilterSet, Pattern};
 use crate::symbolize::{SymFrame, Symbolizer};
 use memtrace_format::{Header, Module};
-use std::collections::HashMap;
+use crate::FxHashMap as HashMap;
 use std::path::Path;
 use std::rc::Rc;
 
@@ -95,7 +95,7 @@ pub fn basename(p: &str) -> &str {
 #[derive(Default)]
 pub struct FrameTable {
     frames: Vec<Frame>,
-    by_key: HashMap<(String, u32, Option<String>, Option<String>, u64), FrameId>,
+    by_key: HashMap<String, FrameId>,
     locs: Vec<(u32, u32)>,
     loc_ids: HashMap<(u32, u32), u32>,
     files: Vec<String>,
@@ -160,12 +160,12 @@ impl FrameTable {
         symbol_offset: Option<u64>,
         system: bool,
     ) -> FrameId {
-        let key = (
-            filename.to_string(),
-            lineno,
-            function.map(str::to_string),
-            module.map(str::to_string),
+        let key = format!(
+            "{filename}\0{lineno}\0{}\0{}\0{}\0{}",
+            function.unwrap_or("\u{1}"),
+            module.unwrap_or("\u{1}"),
             if has_line { 0 } else { module_offset },
+            has_line as u8,
         );
         if let Some(&id) = self.by_key.get(&key) {
             return id;
@@ -237,7 +237,7 @@ impl FrameTable {
 /// - has no line information (unless it is in the main executable, whose
 ///   function names are then the best there is),
 /// - has its source under /usr/include, /usr/lib, /usr/local/include,
-///   /rustc/, a cargo registry or git checkout (`*/.cargo/registry/*`,
+///   /rustc/ and /rust/deps/ (Rust's std and its vendored crates), a cargo registry or git checkout (`*/.cargo/registry/*`,
 ///   `*/.cargo/git/*`), a rustup toolchain, or a glibc/gcc build tree
 ///   (`/build/glibc-*`, `/build/gcc-*`),
 /// - lives in the C/C++/Rust runtimes: libc, libm, libpthread, libdl,
@@ -258,7 +258,8 @@ pub struct FrameRules {
     pub system: Vec<Pattern>,
 }
 
-const SYSTEM_DIRS: &[&str] = &["/usr/include/", "/usr/lib/", "/usr/local/include/", "/rustc/", "/build/glibc-", "/build/gcc-"];
+const SYSTEM_DIRS: &[&str] =
+    &["/usr/include/", "/usr/lib/", "/usr/local/include/", "/rustc/", "/rust/deps/", "/build/glibc-", "/build/gcc-"];
 const SYSTEM_DIR_PARTS: &[&str] = &["/.cargo/registry/", "/.cargo/git/", "/.rustup/toolchains/", "/libstdc++-v3/"];
 const SYSTEM_MODULES: &[&str] = &[
     "libc.so", "libc-", "libm.so", "libm-", "libpthread.so", "libpthread-", "libdl.so", "libdl-", "librt.so", "ld-linux",
@@ -338,7 +339,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// A snapshot made of raw traces `(size, count, frames most recent first)`.
     pub fn from_traces(traces: Vec<(u64, u64, Vec<FrameId>)>) -> Snapshot {
-        let mut tbs: HashMap<Vec<FrameId>, u32> = HashMap::new();
+        let mut tbs: HashMap<Vec<FrameId>, u32> = HashMap::default();
         let mut tracebacks = Vec::new();
         let mut out = Vec::new();
         for (size, count, frames) in traces {
@@ -413,10 +414,10 @@ pub fn symbolize_dump(
 ) -> Snapshot {
     let exe = String::from_utf8_lossy(&dump.header.exe).into_owned();
     let modules: &[Module] = &dump.modules;
-    let mut by_addr: HashMap<u64, Rc<[FrameId]>> = HashMap::new();
-    let mut tb_ids: HashMap<Vec<FrameId>, u32> = HashMap::new();
+    let mut by_addr: HashMap<u64, Rc<[FrameId]>> = HashMap::default();
+    let mut tb_ids: HashMap<Vec<FrameId>, u32> = HashMap::default();
     let mut tracebacks: Vec<Traceback> = Vec::new();
-    let mut stack_tb: HashMap<u64, u32> = HashMap::with_capacity(dump.stacks.len());
+    let mut stack_tb: HashMap<u64, u32> = HashMap::default();
     for st in &dump.stacks {
         let mut raw: Vec<FrameId> = Vec::with_capacity(st.frames.len() * 2);
         for &addr in &st.frames {

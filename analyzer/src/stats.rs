@@ -12,7 +12,7 @@
 use crate::format::{statistic_diff_str, statistic_str};
 use crate::snapshot::{FrameId, FrameTable, Snapshot};
 use std::cmp::Ordering;
-use std::collections::HashMap;
+use crate::FxHashMap as HashMap;
 use std::rc::Rc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,7 +144,7 @@ pub fn group_by(
     if cumulative && key_type == KeyType::Traceback {
         return Err(KeyError("cumulative mode cannot be used with key type 'traceback'".into()));
     }
-    let mut stats: HashMap<GroupKey, Statistic> = HashMap::new();
+    let mut stats: HashMap<GroupKey, Statistic> = HashMap::default();
     if !cumulative {
         // One key per traceback, computed once.
         let mut keys: Vec<Option<GroupKey>> = vec![None; snap.tracebacks.len()];

@@ -303,8 +303,8 @@ impl Symbolizer {
         let Some(d) = self.module(m) else { return vec![bare] };
         let ModState::Ready { ctx, symbols } = &d.state else { return vec![bare] };
         let sym = symbols.find(probe);
-        let sym_name = sym.map(|(_, n)| demangle(n));
         let sym_off = sym.map(|(start, _)| off - start);
+        let sym_name = || sym.map(|(_, n)| demangle(n));
         let mut out = Vec::new();
         if let Some(ctx) = ctx {
             if let Ok(mut it) = ctx.find_frames(probe).skip_all_loads() {
@@ -326,13 +326,13 @@ impl Symbolizer {
             }
         }
         if out.is_empty() {
-            out.push(SymFrame { function: sym_name, symbol_offset: sym_off, ..bare });
+            out.push(SymFrame { function: sym_name(), symbol_offset: sym_off, ..bare });
         } else {
             // The outermost (physical) frame gets the ELF symbol's offset and,
             // if DWARF had no name for it, the symbol's name.
             let last = out.last_mut().unwrap();
             if last.function.is_none() {
-                last.function = sym_name;
+                last.function = sym_name();
             }
             last.symbol_offset = sym_off;
         }
