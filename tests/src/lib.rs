@@ -146,13 +146,39 @@ pub fn line_of(file: &str, marker: &str) -> u32 {
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-/// A fresh, empty directory under `target/memtrace-tests/`.
-pub fn fresh_dir(name: &str) -> PathBuf {
+/// A fresh, empty directory under `target/memtrace-tests/`, removed when
+/// the test passes and kept (its path printed) when it fails.
+pub fn fresh_dir(name: &str) -> TestDir {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
     let d = target_dir().join("memtrace-tests").join(format!("{name}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    TestDir(d)
+}
+
+pub struct TestDir(PathBuf);
+
+impl std::ops::Deref for TestDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TestDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() || std::env::var_os("MEMTRACE_TESTS_KEEP").is_some() {
+            eprintln!("test files kept in {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 }
 
 /// What a finished run left.

@@ -36,8 +36,8 @@ fn memtrace<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(args: I) -> Cl
     Cli { out }
 }
 
-/// Traces cli_prog and returns (snap1, snap2).
-fn snapshots(opt: Opt) -> (PathBuf, PathBuf) {
+/// Traces cli_prog and returns (its directory, snap1, snap2).
+fn snapshots(opt: Opt) -> (TestDir, PathBuf, PathBuf) {
     let dir = fresh_dir("cli");
     let prefix = dir.join("k");
     let out = Run::new(prog("cli_prog", opt), &dir).out(&prefix).run();
@@ -46,7 +46,7 @@ fn snapshots(opt: Opt) -> (PathBuf, PathBuf) {
     // The snapshots themselves are exact (else the CLI cannot be).
     assert_eq!(load(&a).count_of(1000), 1000);
     assert_eq!(load(&b).count_of(4000), 500);
-    (a, b)
+    (dir, a, b)
 }
 
 fn stat_lines(text: &str) -> Vec<&str> {
@@ -58,7 +58,7 @@ fn p(s: &Path) -> &str {
 }
 
 fn top_names_lines(opt: Opt) {
-    let (s1, s2) = snapshots(opt);
+    let (_d, s1, s2) = snapshots(opt);
     let la = line_of("cli_prog.c", "MARK:site_a");
     let lb = line_of("cli_prog.c", "MARK:site_b");
 
@@ -99,7 +99,7 @@ fn top_names_the_allocating_lines_o2() {
 #[test]
 fn diff_shows_growth() {
     for opt in BOTH {
-        let (s1, s2) = snapshots(opt);
+        let (_d, s1, s2) = snapshots(opt);
         let la = line_of("cli_prog.c", "MARK:site_a");
         let lb = line_of("cli_prog.c", "MARK:site_b");
         let d = memtrace(["diff", p(&s1), p(&s2)]).ok().stdout();
@@ -119,7 +119,7 @@ fn diff_shows_growth() {
 #[test]
 fn traceback_prints_the_stack() {
     for opt in BOTH {
-        let (_, s2) = snapshots(opt);
+        let (_d, _, s2) = snapshots(opt);
         let lb = line_of("cli_prog.c", "MARK:site_b");
         let cb = line_of("cli_prog.c", "MARK:call_b");
         let t = memtrace(["traceback", p(&s2)]).ok().stdout();
@@ -148,7 +148,7 @@ fn traceback_prints_the_stack() {
 
 #[test]
 fn stats_and_json() {
-    let (s1, s2) = snapshots(Opt::O2);
+    let (_d, s1, s2) = snapshots(Opt::O2);
     let s = load(&s2);
     let st = memtrace(["stats", p(&s2)]).ok().stdout();
     assert!(st.contains(&s.header.pid.to_string()), "stats lacks the pid:\n{st}");
@@ -169,7 +169,7 @@ fn stats_and_json() {
 /// Bad input: one line `memtrace: FILE: what is wrong`, exit code 1.
 #[test]
 fn bad_input_exit_1() {
-    let (_, s2) = snapshots(Opt::O2);
+    let (_d, _, s2) = snapshots(Opt::O2);
     let dir = fresh_dir("cli-bad");
     let good = std::fs::read(&s2).unwrap();
     std::fs::write(dir.join("empty.snap"), b"").unwrap();
@@ -189,4 +189,51 @@ fn bad_input_exit_1() {
     }
     let r = memtrace(["top", p(&s2), "--no-such-option"]);
     assert_eq!(r.out.status.code(), Some(2), "bad usage exits 2");
+}
+
+/// C++: the lines of the program come out on top, not operator new,
+/// std::vector's or std::string's internals. 300 x 3000 B = "879 KiB";
+/// 64 x 20000 B = "1250 KiB" (average "19.5 KiB"); 40 x 7000 B = "273 KiB".
+#[test]
+fn cpp_top_names_the_program_lines() {
+    for opt in BOTH {
+        let dir = fresh_dir("cli-cpp");
+        let prefix = dir.join("k");
+        let out = Run::new(prog("cli_cpp", opt), &dir).out(&prefix).run();
+        out.assert_ok();
+        let s1 = snap_path(&prefix, "1");
+        let s = load(&s1);
+        assert_eq!(s.count_of(3000), 300);
+        assert_eq!(s.count_of(20000), 64);
+        assert_eq!(s.count_of(7000), 40);
+        let t = memtrace(["top", p(&s1)]).ok().stdout();
+        let l = stat_lines(&t);
+        let want = [
+            format!("cli_cpp.cpp:{}: size=1250 KiB, count=64, average=19.5 KiB", line_of("cli_cpp.cpp", "MARK:vector_reserve")),
+            format!("cli_cpp.cpp:{}: size=879 KiB, count=300, average=3000 B", line_of("cli_cpp.cpp", "MARK:new_array")),
+            format!("cli_cpp.cpp:{}: size=273 KiB, count=40, average=7000 B", line_of("cli_cpp.cpp", "MARK:string")),
+        ];
+        for (i, w) in want.iter().enumerate() {
+            assert!(l.len() > i && l[i].ends_with(w.as_str()), "{opt:?}: line {} should end with {w:?}:\n{t}", i + 1);
+        }
+    }
+}
+
+/// `top --pretty` is the seed's display_top: last two path components,
+/// the source line, "N other", the total.
+#[test]
+fn pretty_top() {
+    let (_d, _, s2) = snapshots(Opt::O0);
+    let la = line_of("cli_prog.c", "MARK:site_a");
+    let lb = line_of("cli_prog.c", "MARK:site_b");
+    let t = memtrace(["top", p(&s2), "--pretty", "--limit", "2"]).ok().stdout();
+    let lines: Vec<&str> = t.lines().collect();
+    assert_eq!(lines[0], "Top 2 lines", "{t}");
+    assert_eq!(lines[1], format!("#1: programs/cli_prog.c:{lb}: 1953.1 KiB"), "{t}");
+    assert_eq!(lines[2], "    site_b[i] = malloc(4000); /* MARK:site_b */", "{t}");
+    assert_eq!(lines[3], format!("#2: programs/cli_prog.c:{la}: 976.6 KiB"), "{t}");
+    assert_eq!(lines[4], "    site_a[i] = malloc(1000); /* MARK:site_a */", "{t}");
+    let total = load(&s2).total_bytes();
+    let last = *lines.last().unwrap();
+    assert_eq!(last, format!("Total allocated size: {:.1} KiB", total as f64 / 1024.0), "{t}");
 }

@@ -2,7 +2,7 @@
 
 use memtrace_format::SnapshotKind;
 use memtrace_tests::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// With `%p` in the prefix each process writes under its own pid; the
 /// child starts from the live set it inherited.
@@ -59,7 +59,7 @@ fn fork_child_prefix_without_percent_p() {
     assert_eq!(list_dir(&dir), want);
 }
 
-fn fork_exec(follow: bool) -> (PathBuf, Output) {
+fn fork_exec(follow: bool) -> (TestDir, Output) {
     let dir = fresh_dir(if follow { "exec-follow" } else { "exec" });
     let target = prog("exec_target", Opt::O2);
     let mut r = Run::new(prog("forker", Opt::O2), &dir)
