@@ -35,7 +35,9 @@ extern "C" fn prepare() {
     if !crate::is_ready() {
         return;
     }
+    crate::writer::FORK_WAITING.store(true, Ordering::Relaxed);
     crate::writer::STATE.lock.lock();
+    crate::writer::FORK_WAITING.store(false, Ordering::Relaxed);
     crate::modules::REGISTRY.lock.lock();
     crate::signal::PROG.lock.lock();
     LOCKED.store(true, Ordering::Relaxed);

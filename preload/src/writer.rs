@@ -98,6 +98,9 @@ static SLEEPING: AtomicBool = AtomicBool::new(false);
 /// 0 none, 1 starting, 2 running.
 static WRITER: AtomicU32 = AtomicU32::new(0);
 
+/// Set by the fork prepare handler while it waits for `STATE`.
+pub static FORK_WAITING: AtomicBool = AtomicBool::new(false);
+
 static EXIT_STARTED: AtomicBool = AtomicBool::new(false);
 static EXIT_DONE: AtomicBool = AtomicBool::new(false);
 
@@ -214,6 +217,12 @@ extern "C" fn writer_main(_: *mut libc::c_void) -> *mut libc::c_void {
     unsafe { libc::prctl(libc::PR_SET_NAME, c"memtrace".as_ptr() as libc::c_ulong, 0, 0, 0) };
     loop {
         wait_for_work();
+        // A forking thread waits for our lock in its prepare handler; the
+        // spin lock is not fair, so step aside until it got it.
+        let mut spins = 0;
+        while FORK_WAITING.load(Ordering::Relaxed) {
+            sys::backoff(&mut spins);
+        }
         let mut g = STATE.lock();
         if let Some(st) = g.as_mut() {
             st.step();
