@@ -2,7 +2,7 @@
 #include <stdlib.h>
 
 __attribute__((noinline)) void *dl_alloc_one(size_t n) {
-    void *p = malloc(n);
+    void *p = malloc(n); /* MARK:dl_malloc */
     __asm__ volatile("" : : "r"(p) : "memory");
     return p;
 }

@@ -237,3 +237,19 @@ fn pretty_top() {
     let last = *lines.last().unwrap();
     assert_eq!(last, format!("Total allocated size: {:.1} KiB", total as f64 / 1024.0), "{t}");
 }
+
+/// Frames in a library unloaded by dlclose before the snapshot still
+/// symbolize: top names the library's allocating line.
+#[test]
+fn dlclosed_library_frames_symbolize() {
+    let dir = fresh_dir("cli-dl");
+    let prefix = dir.join("k");
+    let lib = shared_lib("libdlalloc");
+    let out = Run::new(prog("dl_prog", Opt::O2), &dir).out(&prefix).arg(lib.to_str().unwrap()).run();
+    out.assert_ok();
+    let s1 = snap_path(&prefix, "1");
+    assert_eq!(load(&s1).count_of(7070), 100);
+    let t = memtrace(["top", p(&s1)]).ok().stdout();
+    let want = format!("libdlalloc.c:{}: size=690 KiB, count=100, average=7070 B", line_of("libdlalloc.c", "MARK:dl_malloc"));
+    assert!(stat_lines(&t).first().is_some_and(|l| l.ends_with(&want)), "want a first line ending with {want:?}:\n{t}");
+}
