@@ -107,6 +107,16 @@ fn current() -> Vec<ModInfo> {
     // SAFETY: the callback only reads the loader's data for the duration of
     // the call and writes into `v`, passed through `data`.
     unsafe { libc::dl_iterate_phdr(Some(callback), &mut v as *mut Vec<ModInfo> as *mut libc::c_void) };
+    // dlopen("./lib.so") leaves a relative name: make it absolute (against
+    // the current directory, as the loader did) for offline symbolization.
+    for m in v.iter_mut() {
+        if m.path.first().is_some_and(|&c| c != b'/' && c != b'[') {
+            let p: &std::ffi::OsStr = std::os::unix::ffi::OsStrExt::from_bytes(&m.path);
+            if let Ok(abs) = std::fs::canonicalize(p) {
+                m.path = std::os::unix::ffi::OsStrExt::as_bytes(abs.as_os_str()).to_vec();
+            }
+        }
+    }
     v
 }
 

@@ -31,7 +31,7 @@ use crate::{config, intern, modules, SEQ};
 use memtrace_format::{Header, Snapshot, SnapshotKind, Stack, TraceGroup};
 use std::collections::HashMap;
 use std::ffi::CString;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 #[derive(Clone, Copy)]
 struct Entry {
@@ -93,7 +93,10 @@ const EMPTY_SLOT: Slot = Slot {
 };
 static SLOTS: [Slot; NSLOTS] = [EMPTY_SLOT; NSLOTS];
 
-static EVENTFD: AtomicI32 = AtomicI32::new(-1);
+/// The writer sleeps on this word with a futex (no file descriptor: a
+/// program that closes all its descriptors must not have us write into a
+/// file that reused the number). Bumped and woken by `wake()`.
+static WAKE_WORD: AtomicU32 = AtomicU32::new(0);
 static SLEEPING: AtomicBool = AtomicBool::new(false);
 /// 0 none, 1 starting, 2 running.
 static WRITER: AtomicU32 = AtomicU32::new(0);
@@ -132,13 +135,11 @@ pub fn snapshot_requested_from_signal() {
     mark(false);
 }
 
+/// Async-signal-safe (one atomic add, one futex syscall).
 fn wake() {
-    let fd = EVENTFD.load(Ordering::Relaxed);
-    if fd >= 0 {
-        let one: u64 = 1;
-        // SAFETY: writing 8 bytes to an eventfd; async-signal-safe.
-        unsafe { libc::write(fd, &one as *const u64 as *const libc::c_void, 8) };
-    }
+    WAKE_WORD.fetch_add(1, Ordering::SeqCst);
+    // SAFETY: FUTEX_WAKE on a static word; no memory is written by the kernel.
+    unsafe { libc::syscall(libc::SYS_futex, WAKE_WORD.as_ptr(), libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, 1) };
 }
 
 /// Called by producers whose ring is getting full: wakes the writer if it sleeps.
@@ -166,12 +167,6 @@ fn new_state() -> State {
 }
 
 pub fn init() -> bool {
-    // SAFETY: plain syscall.
-    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-    if fd < 0 {
-        return false;
-    }
-    EVENTFD.store(fd, Ordering::Relaxed);
     *STATE.lock() = Some(new_state());
     true
 }
@@ -230,18 +225,25 @@ extern "C" fn writer_main(_: *mut libc::c_void) -> *mut libc::c_void {
     }
 }
 
+/// Sleeps up to 10 ms unless woken (snapshot, exit, a ring half full).
 fn wait_for_work() {
-    let fd = EVENTFD.load(Ordering::Relaxed);
+    let v = WAKE_WORD.load(Ordering::SeqCst);
     SLEEPING.store(true, Ordering::SeqCst);
-    let work = SLOTS.iter().any(|s| s.state.load(Ordering::Relaxed) != SLOT_EMPTY);
+    let work = SLOTS.iter().any(|s| s.state.load(Ordering::SeqCst) != SLOT_EMPTY);
     if !work {
-        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-        // SAFETY: one valid pollfd.
-        unsafe { libc::poll(&mut pfd, 1, 10) };
+        let ts = libc::timespec { tv_sec: 0, tv_nsec: 10_000_000 };
+        // SAFETY: FUTEX_WAIT on a static word with a relative timeout; it
+        // returns at once if the word changed since we read `v`.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                WAKE_WORD.as_ptr(),
+                libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+                v,
+                &ts as *const libc::timespec,
+            )
+        };
     }
-    let mut buf = 0u64;
-    // SAFETY: reading 8 bytes into a u64 from a non-blocking eventfd.
-    unsafe { libc::read(fd, &mut buf as *mut u64 as *mut libc::c_void, 8) };
     SLEEPING.store(false, Ordering::SeqCst);
 }
 
@@ -275,16 +277,6 @@ pub extern "C" fn at_exit() {
 pub fn fork_child() {
     for s in SLOTS.iter() {
         s.state.store(SLOT_EMPTY, Ordering::Relaxed);
-    }
-    // The parent's eventfd is shared with it; get our own.
-    // SAFETY: plain syscalls.
-    unsafe {
-        let old = EVENTFD.load(Ordering::Relaxed);
-        let fd = libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK);
-        EVENTFD.store(fd, Ordering::Relaxed);
-        if old >= 0 {
-            libc::close(old);
-        }
     }
     SLEEPING.store(false, Ordering::Relaxed);
     EXIT_DONE.store(false, Ordering::Relaxed);
