@@ -46,14 +46,14 @@ fn cross_thread_free_address_reuse_4_threads_o0() {
 /// (instead of before) loses blocks here.
 #[test]
 fn cross_thread_free_address_reuse_shared_arena_fastbin() {
-    for i in 0..3 {
+    for i in 0..5 {
         xfree(Opt::O2, &format!("arena-fast-{i}"), 97, Some(SHARED_ARENA));
     }
 }
 
 #[test]
 fn cross_thread_free_address_reuse_shared_arena_unsorted() {
-    for i in 0..2 {
+    for i in 0..3 {
         xfree(Opt::O2, &format!("arena-2001-{i}"), 2001, Some(SHARED_ARENA));
     }
 }
