@@ -17,7 +17,8 @@ const SYSTEM_HELP: &str = "\
 THE USER'S LINE, NOT THE ALLOCATOR'S:
   Before grouping, filtering or printing, memtrace drops the frames that belong to the
   toolchain and the system rather than the program:
-    - frames without line information (except functions of the main executable);
+    - frames without line information (except the main executable's functions when the
+      traceback has no line information at all: a program built without -g);
     - source files under /usr/include, /usr/lib, /usr/local/include, /rustc/, /rust/deps/, a
       cargo registry or git checkout (*/.cargo/registry/*, */.cargo/git/*), a rustup toolchain,
       /build/glibc-*, /build/gcc-*;

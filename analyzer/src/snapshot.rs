@@ -234,8 +234,9 @@ impl FrameTable {
 
 /// Which frames are the toolchain's and the system's rather than the
 /// program's. By default such a frame is one that
-/// - has no line information (unless it is in the main executable, whose
-///   function names are then the best there is),
+/// - has no line information (unless it is in the main executable and the
+///   traceback has no frame with line information: a program built without
+///   -g is then still shown by its function names),
 /// - has its source under /usr/include, /usr/lib, /usr/local/include,
 ///   /rustc/ and /rust/deps/ (Rust's std and its vendored crates), a cargo registry or git checkout (`*/.cargo/registry/*`,
 ///   `*/.cargo/git/*`), a rustup toolchain, or a glibc/gcc build tree
@@ -274,6 +275,42 @@ const SYSTEM_FUNCS: &[&str] = &[
     "pvalloc", "_start", "strdup", "strndup",
 ];
 
+/// The qualified name of a demangled function, without the return type that
+/// C++ template functions carry (`void std::vector<int>::_M_realloc_insert<..>(..)`
+/// → `std::vector<int>::_M_realloc_insert<..>`) and without the parameters.
+pub fn qualified_name(f: &str) -> &str {
+    let b = f.as_bytes();
+    let mut depth = 0i32;
+    let mut end = b.len();
+    let mut last_space = None;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'<' => depth += 1,
+            b'>' => depth -= 1,
+            b'(' if depth == 0 => {
+                if f[..i].ends_with("operator") {
+                    i += 2; // `operator()`
+                    continue;
+                }
+                end = i;
+                break;
+            }
+            b' ' if depth == 0 => last_space = Some(i),
+            _ => {}
+        }
+        i += 1;
+    }
+    let end = end.min(b.len());
+    let head = &f[..end];
+    let start = match head.rfind("operator") {
+        // `operator new`, `foo::operator delete[]`: keep the operator's words
+        Some(op) => head[..op].rfind(' ').map(|s| s + 1).unwrap_or(0),
+        None => last_space.filter(|&s| s < end).map(|s| s + 1).unwrap_or(0),
+    };
+    &head[start..]
+}
+
 fn pattern_hit(p: &Pattern, filename: &str, function: Option<&str>, module: Option<&str>) -> bool {
     p.matches(filename)
         || module.map(|m| p.matches(m) || p.matches(basename(m))).unwrap_or(false)
@@ -289,7 +326,8 @@ impl FrameRules {
             return true;
         }
         if let Some(f) = function {
-            if SYSTEM_FUNCS.contains(&f) || SYSTEM_FUNC_PREFIXES.iter().any(|p| f.starts_with(p)) {
+            let q = qualified_name(f);
+            if SYSTEM_FUNCS.contains(&q) || SYSTEM_FUNC_PREFIXES.iter().any(|p| q.starts_with(p)) {
                 return true;
             }
         }
@@ -433,7 +471,12 @@ pub fn symbolize_dump(
         let frames: Vec<FrameId> = if rules.keep_all {
             raw
         } else {
-            let user: Vec<FrameId> = raw.iter().copied().filter(|&id| !table.frame(id).system).collect();
+            let mut user: Vec<FrameId> = raw.iter().copied().filter(|&id| !table.frame(id).system).collect();
+            // The main executable's line-less functions (_start, a Rust `main`
+            // shim) are kept only when the program has no line info at all.
+            if user.iter().any(|&id| table.frame(id).has_line) {
+                user.retain(|&id| table.frame(id).has_line);
+            }
             if user.is_empty() {
                 raw.into_iter().take(1).collect()
             } else {
@@ -466,4 +509,39 @@ pub fn symbolize_dump(
 pub fn load(path: &Path, table: &mut FrameTable, sym: &mut Symbolizer, rules: &FrameRules) -> Result<Snapshot, LoadError> {
     let dump = read_dump(path)?;
     Ok(symbolize_dump(&path.display().to_string(), &dump, table, sym, rules))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qualified() {
+        assert_eq!(
+            qualified_name("void std::vector<Node*, std::allocator<Node*> >::_M_realloc_insert<Node*>(__gnu_cxx::__normal_iterator<Node**, std::vector<Node*, std::allocator<Node*> > >, Node*&&)"),
+            "std::vector<Node*, std::allocator<Node*> >::_M_realloc_insert<Node*>"
+        );
+        assert_eq!(qualified_name("operator new(unsigned long)"), "operator new");
+        assert_eq!(qualified_name("make_names(int)"), "make_names");
+        assert_eq!(qualified_name("malloc"), "malloc");
+        assert_eq!(qualified_name("<alloc::vec::Vec<T> as core::clone::Clone>::clone"), "<alloc::vec::Vec<T> as core::clone::Clone>::clone");
+        assert_eq!(qualified_name("std::__cxx11::basic_string<char> make<int>(int)"), "make<int>");
+        assert_eq!(qualified_name("Foo::operator()(int) const"), "Foo::operator()");
+    }
+
+    #[test]
+    fn rules() {
+        let r = FrameRules::default();
+        assert!(r.is_system("<x>", false, Some("void std::vector<int>::_M_realloc_insert<int>(int&&)"), Some("/a/app"), "/a/app"));
+        assert!(!r.is_system("<x>", false, Some("make_names(int)"), Some("/a/app"), "/a/app"));
+        assert!(r.is_system("<x>", false, Some("make_names(int)"), Some("/a/lib.so"), "/a/app"));
+        assert!(r.is_system("/usr/include/c++/12/bits/stl_vector.h", true, Some("push_back"), Some("/a/app"), "/a/app"));
+        assert!(r.is_system("/x/alloc.rs", true, Some("alloc::alloc::alloc"), Some("/a/app"), "/a/app"));
+        assert!(r.is_system("/x/a.c", true, Some("f"), Some("/lib/x86_64-linux-gnu/libc.so.6"), "/a/app"));
+        assert!(!r.is_system("/src/a.c", true, Some("f"), Some("/a/app"), "/a/app"));
+        assert!(r.is_system("/root/.cargo/registry/src/x/lib.rs", true, Some("hashbrown::x"), Some("/a/app"), "/a/app"));
+        let r = FrameRules { user: vec![Pattern::new("*stl_vector.h")], system: vec![Pattern::new("/src/*")], keep_all: false };
+        assert!(!r.is_system("/usr/include/c++/12/bits/stl_vector.h", true, Some("push_back"), Some("/a/app"), "/a/app"));
+        assert!(r.is_system("/src/a.c", true, Some("f"), Some("/a/app"), "/a/app"));
+    }
 }
