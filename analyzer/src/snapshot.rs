@@ -37,6 +37,9 @@ pub struct Frame {
     pub symbol_offset: Option<u64>,
     /// Toolchain or system frame (see `FrameRules`).
     pub system: bool,
+    /// A line-less frame of the main executable: kept only in tracebacks
+    /// that have no line information at all.
+    pub weak: bool,
     /// Interned (filename, lineno): tracemalloc's frame identity.
     pub loc: u32,
     /// Interned filename.
@@ -189,6 +192,7 @@ impl FrameTable {
             module_offset,
             symbol_offset,
             system,
+            weak: false,
             loc,
             file,
             func: 0,
@@ -219,7 +223,10 @@ impl FrameTable {
             (name, 0, false)
         };
         let system = rules.is_system(&filename, has_line, f.function.as_deref(), f.module.as_deref(), exe);
-        self.intern(
+        let weak = !system
+            && !has_line
+            && !rules.user.iter().any(|p| pattern_hit(p, &filename, f.function.as_deref(), f.module.as_deref()));
+        let id = self.intern(
             &filename,
             lineno,
             f.function.as_deref(),
@@ -228,7 +235,9 @@ impl FrameTable {
             f.module_offset,
             f.symbol_offset,
             system,
-        )
+        );
+        self.frames[id as usize].weak = weak;
+        id
     }
 }
 
@@ -475,7 +484,7 @@ pub fn symbolize_dump(
             // The main executable's line-less functions (_start, a Rust `main`
             // shim) are kept only when the program has no line info at all.
             if user.iter().any(|&id| table.frame(id).has_line) {
-                user.retain(|&id| table.frame(id).has_line);
+                user.retain(|&id| !table.frame(id).weak);
             }
             if user.is_empty() {
                 raw.into_iter().take(1).collect()
