@@ -254,6 +254,14 @@ pub extern "C" fn at_exit() {
         return;
     }
     let _g = sys::NoTrace::new();
+    // exit() called from a signal handler that interrupted one of our hooks
+    // on this thread: that hook will never finish publishing; do not make
+    // the writer wait for it.
+    let r = ring::current();
+    if !r.is_null() {
+        // SAFETY: rings are never unmapped.
+        unsafe { (*r).busy.store(0, Ordering::SeqCst) };
+    }
     ensure_started();
     if !crate::is_ready() {
         return;
@@ -342,8 +350,11 @@ impl State {
             let mut st = s.state.load(Ordering::SeqCst);
             let mut spins = 0;
             // A handler between claiming and filling its slot: it finishes
-            // in nanoseconds unless preempted.
-            while st == SLOT_WRITING {
+            // in nanoseconds unless preempted, or interrupted by another
+            // handler that never returns (exit() in a signal handler): give
+            // up on it after a second rather than hang.
+            let start = sys::now_ns(libc::CLOCK_MONOTONIC);
+            while st == SLOT_WRITING && sys::now_ns(libc::CLOCK_MONOTONIC) - start < 1_000_000_000 {
                 sys::backoff(&mut spins);
                 st = s.state.load(Ordering::SeqCst);
             }
