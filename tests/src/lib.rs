@@ -7,11 +7,10 @@
 //! against what the program says it holds (`EXPECT <snap> <size> <count>`
 //! lines on its stdout, see `programs/common.h`).
 //!
-//! libtrace.so and the `memtrace` binary are not built here: `cargo test`
-//! holds the build lock of the target directory while tests run, so a nested
-//! `cargo build` would wait forever. Build them first
-//! (`cargo build --release -p memtrace-preload -p memtrace`; `make test`
-//! does). A missing libtrace.so fails every test with that instruction.
+//! libtrace.so and the `memtrace` binary are built by the harness itself,
+//! once per test binary: `cargo build --release -p memtrace-preload -p
+//! memtrace` in the workspace (a no-op when `make test` has built them).
+//! Set `MEMTRACE_TESTS_NO_BUILD=1` to use what is in target/release as is.
 
 use memtrace_format::{Module, Snapshot, Stack};
 use std::collections::BTreeMap;
@@ -46,8 +45,37 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
-/// `target/release/libtrace.so`; panics with instructions if it is missing.
+static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+
+/// Builds libtrace.so and memtrace (once per process); panics if that fails.
+pub fn ensure_built() {
+    let r = BUILT.get_or_init(|| {
+        if std::env::var_os("MEMTRACE_TESTS_NO_BUILD").is_some() {
+            return Ok(());
+        }
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let out = Command::new(cargo)
+            .args(["build", "--release", "-p", "memtrace-preload", "-p", "memtrace"])
+            .current_dir(workspace())
+            .output()
+            .map_err(|e| format!("cannot run cargo: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    });
+    if let Err(e) = r {
+        panic!(
+            "cargo build --release -p memtrace-preload -p memtrace failed:\n{}",
+            tail(e, 4000)
+        );
+    }
+}
+
+/// `target/release/libtrace.so`, built first if needed.
 pub fn libtrace() -> PathBuf {
+    ensure_built();
     let p = target_dir().join("release").join("libtrace.so");
     if !p.exists() {
         panic!(
@@ -60,8 +88,9 @@ pub fn libtrace() -> PathBuf {
     p
 }
 
-/// `target/release/memtrace`; panics with instructions if it is missing.
+/// `target/release/memtrace`, built first if needed.
 pub fn memtrace_bin() -> PathBuf {
+    ensure_built();
     let p = target_dir().join("release").join("memtrace");
     if !p.exists() {
         panic!(
