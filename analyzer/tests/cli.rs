@@ -622,3 +622,41 @@ fn usage_errors_exit_2() {
     let o = run(&["top", "--help"]);
     assert!(o.stdout.contains("operator new"), "{}", o.stdout);
 }
+
+/// Inputs the fuzzer found (and seeds): each must give exit 0 or 1, never a panic.
+#[test]
+fn fuzz_regressions() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz-regressions");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        let ps = p.to_str().unwrap();
+        for args in [vec!["top", ps, "--raw"], vec!["traceback", ps], vec!["stats", ps], vec!["diff", ps, ps, "--key", "function"]] {
+            let o = run(&args);
+            assert!(o.code == 0 || o.code == 1, "{args:?}: exit {} {}", o.code, o.stderr);
+            assert!(!o.stderr.contains("panicked"), "{args:?}: {}", o.stderr);
+        }
+        n += 1;
+    }
+    assert!(n > 0);
+}
+
+/// Writes the seed files of tests/data/fuzz-regressions (run with --ignored).
+#[test]
+#[ignore]
+fn write_fuzz_seeds() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz-regressions");
+    let bytes = sample_bytes();
+    std::fs::write(dir.join("seed-sample.snap"), &bytes).unwrap();
+    let empty_stack = memtrace_format::Snapshot {
+        header: header(Path::new("/nonexistent")),
+        modules: vec![],
+        stacks: vec![Stack { id: 7, frames: vec![], truncated: false }, Stack { id: 8, frames: vec![1, 2, 3], truncated: true }],
+        traces: vec![
+            TraceGroup { stack: 7, size: u64::MAX, count: u64::MAX },
+            TraceGroup { stack: 8, size: 0, count: 0 },
+            TraceGroup { stack: 8, size: 1 << 63, count: 3 },
+        ],
+    };
+    std::fs::write(dir.join("seed-extremes.snap"), encode(&empty_stack)).unwrap();
+}
