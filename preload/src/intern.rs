@@ -2,7 +2,13 @@
 //!
 //! A global, insert-only, lock-free open-addressing hash table whose memory
 //! comes from mmap (never malloc, so it works inside the malloc hook):
-//! - `TABLE`: slots of `tag << 32 | id` (0 = empty), tag = high hash bits;
+//! - `LEVELS`: slot arrays of `tag << 32 | id` (0 = empty), tag = high hash
+//!   bits. Level 0 has 2^15 slots; when a level is 3/4 full the next one,
+//!   4× larger, is mapped and new stacks go there; lookups try every level
+//!   in order. Small programs thus touch 256 KiB, not a 32 MiB table whose
+//!   pages a hash would spread every stack over. Two threads inserting the
+//!   same new stack just as a level fills may get two ids for it: harmless
+//!   (the analyzer merges by frames), and rare;
 //! - `ARENA`: append-only words, one entry per id: `[len | truncated << 32,
 //!   hash, frames...]`;
 //! - `OFFSETS`: id → arena word index + 1, so the writer can read a stack.
@@ -14,23 +20,34 @@
 
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-const SLOTS: usize = 1 << 22;
-const MAX_IDS: u32 = (SLOTS as u32 / 4) * 3;
+const LEVEL0_BITS: u32 = 15;
+const NLEVELS: usize = 5; // 2^15 .. 2^23 slots
+const MAX_IDS: u32 = 1 << 23;
 const ARENA_WORDS: usize = 1 << 27; // 1 GiB reserved, touched as used
 
-static TABLE: AtomicPtr<AtomicU64> = AtomicPtr::new(std::ptr::null_mut());
+#[allow(clippy::declare_interior_mutable_const)]
+const NO_LEVEL: AtomicPtr<AtomicU64> = AtomicPtr::new(std::ptr::null_mut());
+static LEVELS: [AtomicPtr<AtomicU64>; NLEVELS] = [NO_LEVEL; NLEVELS];
+/// Stacks inserted per level (to know when to open the next one).
+#[allow(clippy::declare_interior_mutable_const)]
+const ZERO: AtomicU32 = AtomicU32::new(0);
+static FILL: [AtomicU32; NLEVELS] = [ZERO; NLEVELS];
+
+fn level_slots(k: usize) -> usize {
+    1 << (LEVEL0_BITS as usize + 2 * k)
+}
 static ARENA: AtomicPtr<u64> = AtomicPtr::new(std::ptr::null_mut());
 static OFFSETS: AtomicPtr<AtomicU64> = AtomicPtr::new(std::ptr::null_mut());
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 static ARENA_POS: AtomicUsize = AtomicUsize::new(0);
 
 pub fn init() -> bool {
-    let t = crate::sys::mmap_anon(SLOTS * 8);
+    let t = crate::sys::mmap_anon(level_slots(0) * 8);
     let a = crate::sys::mmap_anon(ARENA_WORDS * 8);
     let o = crate::sys::mmap_anon(MAX_IDS as usize * 8 + 8);
     match (t, a, o) {
         (Some(t), Some(a), Some(o)) => {
-            TABLE.store(t.cast(), Ordering::Release);
+            LEVELS[0].store(t.cast(), Ordering::Release);
             ARENA.store(a.cast(), Ordering::Release);
             OFFSETS.store(o.cast(), Ordering::Release);
             true
@@ -50,41 +67,95 @@ fn hash(frames: &[usize], truncated: bool) -> u64 {
     h ^ (h >> 33)
 }
 
-/// # Safety-relevant invariant
-/// Only called after `init()` succeeded (the hooks record only when Ready).
-pub fn intern(frames: &[usize], truncated: bool) -> u32 {
-    let table = TABLE.load(Ordering::Relaxed);
-    if table.is_null() {
-        return 0;
+/// Looks `frames` up in level `k`; returns the id or None at the first
+/// empty slot.
+fn lookup(table: *mut AtomicU64, k: usize, h: u64, tag: u32, frames: &[usize], truncated: bool) -> Option<u32> {
+    let mask = level_slots(k) - 1;
+    let mut i = h as usize & mask;
+    loop {
+        // SAFETY: i <= mask, inside level k's mapping.
+        let v = unsafe { &*table.add(i) }.load(Ordering::Acquire);
+        if v == 0 {
+            return None;
+        }
+        if (v >> 32) as u32 == tag && matches(v as u32, frames, truncated) {
+            return Some(v as u32);
+        }
+        i = (i + 1) & mask;
     }
+}
+
+/// The level new stacks go to: the last one opened, or a new one if that
+/// is 3/4 full. None if all are full (or mmap failed).
+fn insert_level() -> Option<usize> {
+    for k in 0..NLEVELS {
+        let t = LEVELS[k].load(Ordering::Acquire);
+        if t.is_null() {
+            let Some(m) = crate::sys::mmap_anon(level_slots(k) * 8) else {
+                return None;
+            };
+            match LEVELS[k].compare_exchange(std::ptr::null_mut(), m.cast(), Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Some(k),
+                Err(_) => {
+                    // Another thread opened it first.
+                    // SAFETY: our own, unpublished mapping.
+                    unsafe { libc::munmap(m.cast(), level_slots(k) * 8) };
+                    return Some(k);
+                }
+            }
+        }
+        if (FILL[k].load(Ordering::Relaxed) as usize) < level_slots(k) / 4 * 3 {
+            return Some(k);
+        }
+    }
+    None
+}
+
+/// Returns the id of this stack, inserting it if new; 0 if the tables are
+/// full (written as an empty, truncated stack).
+pub fn intern(frames: &[usize], truncated: bool) -> u32 {
     let h = hash(frames, truncated);
     let tag = (h >> 32) as u32;
-    let mask = SLOTS - 1;
+    for k in 0..NLEVELS {
+        let t = LEVELS[k].load(Ordering::Acquire);
+        if t.is_null() {
+            break;
+        }
+        if let Some(id) = lookup(t, k, h, tag, frames, truncated) {
+            return id;
+        }
+    }
+    let Some(k) = insert_level() else {
+        return 0;
+    };
+    let table = LEVELS[k].load(Ordering::Acquire);
+    let new_id = alloc_entry(frames, truncated, h);
+    if new_id == 0 {
+        return 0;
+    }
+    let mask = level_slots(k) - 1;
     let mut i = h as usize & mask;
-    let mut new_id = 0u32;
-    for _ in 0..SLOTS {
-        // SAFETY: i < SLOTS, the table mapping holds SLOTS slots.
+    loop {
+        // SAFETY: i <= mask, inside level k's mapping.
         let slot = unsafe { &*table.add(i) };
         let mut v = slot.load(Ordering::Acquire);
         if v == 0 {
-            if new_id == 0 {
-                new_id = alloc_entry(frames, truncated, h);
-                if new_id == 0 {
-                    return 0;
-                }
-            }
             let nv = (tag as u64) << 32 | new_id as u64;
             match slot.compare_exchange(0, nv, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return new_id,
+                Ok(_) => {
+                    FILL[k].fetch_add(1, Ordering::Relaxed);
+                    return new_id;
+                }
                 Err(cur) => v = cur,
             }
         }
+        // Someone inserted the same stack meanwhile: use theirs (our id is
+        // simply never used).
         if (v >> 32) as u32 == tag && matches(v as u32, frames, truncated) {
             return v as u32;
         }
         i = (i + 1) & mask;
     }
-    0
 }
 
 fn alloc_entry(frames: &[usize], truncated: bool, h: u64) -> u32 {

@@ -145,8 +145,8 @@ fn contains(m: &ModInfo, addr: u64) -> bool {
     })
 }
 
-/// The module list for a dump whose stacks hold `frames`.
-pub fn for_snapshot(frames: &[u64]) -> Vec<Module> {
+/// The module list for a dump holding `stacks`.
+pub fn for_snapshot(stacks: &[memtrace_format::Stack]) -> Vec<Module> {
     let cur = current();
     let mut reg = REGISTRY.lock();
     merge(&mut reg, &cur);
@@ -155,7 +155,7 @@ pub fn for_snapshot(frames: &[u64]) -> Vec<Module> {
         if cur.iter().any(|c| c.base == m.base && c.path == m.path) {
             continue;
         }
-        if frames.iter().any(|&f| contains(m, f)) {
+        if stacks.iter().any(|s| s.frames.iter().any(|&f| contains(m, f))) {
             out.push(to_module(m, true));
         }
     }

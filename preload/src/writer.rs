@@ -498,12 +498,6 @@ impl State {
                 None => Stack { id: id as u64, frames: Vec::new(), truncated: true },
             })
             .collect();
-        let all_frames: Vec<u64> = {
-            let mut v: Vec<u64> = stacks.iter().flat_map(|s| s.frames.iter().copied()).collect();
-            v.sort_unstable();
-            v.dedup();
-            v
-        };
         let pid = std::process::id();
         let cmdline: Vec<Vec<u8>> = std::fs::read("/proc/self/cmdline")
             .map(|b| {
@@ -528,7 +522,7 @@ impl State {
                 cmdline,
                 exe: modules::exe(),
             },
-            modules: modules::for_snapshot(&all_frames),
+            modules: modules::for_snapshot(&stacks),
             stacks,
             traces,
         };
