@@ -3,6 +3,9 @@
 //! (-v also prints every stack's frames). The real reader is the analyzer.
 
 fn main() {
+    // Die quietly on a closed pipe (`dump FILE | head`) like other tools.
+    // SAFETY: resetting a signal disposition before anything else runs.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let args: Vec<String> = std::env::args().collect();
     let Some(path) = args.get(1) else {
         eprintln!("usage: dump FILE [-v]");

@@ -9,9 +9,12 @@
 //!   pages a hash would spread every stack over. Two threads inserting the
 //!   same new stack just as a level fills may get two ids for it: harmless
 //!   (the analyzer merges by frames), and rare;
-//! - `ARENA`: append-only words, one entry per id: `[len | truncated << 32,
-//!   hash, frames...]`;
-//! - `OFFSETS`: id → arena word index + 1, so the writer can read a stack.
+//! - the arena: append-only words, one entry per id: `[len | truncated <<
+//!   32, hash, frames...]`, in 16 MiB chunks mapped on demand;
+//! - the offsets: id → arena word index + 1, so the writer can read a
+//!   stack; in chunks of 2^16 ids mapped on demand.
+//! Nothing large is reserved up front, so a program started under a small
+//! RLIMIT_AS is still traced.
 //! Insertion claims an id and arena space with fetch_add, writes the entry,
 //! publishes its offset, then CASes the slot. Two threads inserting the same
 //! new stack at once may both claim an id; one wins the slot and the other id
@@ -23,7 +26,10 @@ use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 const LEVEL0_BITS: u32 = 15;
 const NLEVELS: usize = 5; // 2^15 .. 2^23 slots
 const MAX_IDS: u32 = 1 << 23;
-const ARENA_WORDS: usize = 1 << 27; // 1 GiB reserved, touched as used
+const ARENA_CHUNK_BITS: u32 = 21; // 2^21 words = 16 MiB
+const ARENA_CHUNKS: usize = 64; // 1 GiB of stacks at most
+const OFF_CHUNK_BITS: u32 = 16;
+const OFF_CHUNKS: usize = (MAX_IDS >> OFF_CHUNK_BITS) as usize;
 
 #[allow(clippy::declare_interior_mutable_const)]
 const NO_LEVEL: AtomicPtr<AtomicU64> = AtomicPtr::new(std::ptr::null_mut());
@@ -36,20 +42,64 @@ static FILL: [AtomicU32; NLEVELS] = [ZERO; NLEVELS];
 fn level_slots(k: usize) -> usize {
     1 << (LEVEL0_BITS as usize + 2 * k)
 }
-static ARENA: AtomicPtr<u64> = AtomicPtr::new(std::ptr::null_mut());
-static OFFSETS: AtomicPtr<AtomicU64> = AtomicPtr::new(std::ptr::null_mut());
+#[allow(clippy::declare_interior_mutable_const)]
+const NO_CHUNK: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
+static ARENA: [AtomicPtr<u8>; ARENA_CHUNKS] = [NO_CHUNK; ARENA_CHUNKS];
+static OFFSETS: [AtomicPtr<u8>; OFF_CHUNKS] = [NO_CHUNK; OFF_CHUNKS];
+
+/// Chunk `i` of `table`, mapped on first use (`bytes` long). Lock-free: the
+/// loser of a race unmaps its own mapping.
+fn chunk(table: &[AtomicPtr<u8>], i: usize, bytes: usize) -> Option<*mut u8> {
+    let p = table.get(i)?.load(Ordering::Acquire);
+    if !p.is_null() {
+        return Some(p);
+    }
+    let m = crate::sys::mmap_anon(bytes)?;
+    match table[i].compare_exchange(std::ptr::null_mut(), m, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => Some(m),
+        Err(other) => {
+            // SAFETY: our own mapping, never published.
+            unsafe { libc::munmap(m.cast(), bytes) };
+            Some(other)
+        }
+    }
+}
+
+/// The offset slot of `id` (mapping its chunk if needed).
+fn offset_slot(id: u32, create: bool) -> Option<&'static AtomicU64> {
+    let c = (id >> OFF_CHUNK_BITS) as usize;
+    let base = if create {
+        chunk(&OFFSETS, c, 8 << OFF_CHUNK_BITS)?
+    } else {
+        let p = OFFSETS.get(c)?.load(Ordering::Acquire);
+        if p.is_null() {
+            return None;
+        }
+        p
+    };
+    // SAFETY: the chunk holds 2^OFF_CHUNK_BITS slots; mappings are never removed.
+    Some(unsafe { &*(base as *const AtomicU64).add((id as usize) & ((1 << OFF_CHUNK_BITS) - 1)) })
+}
+
+/// Pointer to arena word `pos`, whose chunk must exist.
+fn arena_word(pos: usize) -> Option<*mut u64> {
+    let p = ARENA.get(pos >> ARENA_CHUNK_BITS)?.load(Ordering::Acquire);
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: inside the chunk.
+    Some(unsafe { (p as *mut u64).add(pos & ((1 << ARENA_CHUNK_BITS) - 1)) })
+}
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 static ARENA_POS: AtomicUsize = AtomicUsize::new(0);
 
 pub fn init() -> bool {
     let t = crate::sys::mmap_anon(level_slots(0) * 8);
-    let a = crate::sys::mmap_anon(ARENA_WORDS * 8);
-    let o = crate::sys::mmap_anon(MAX_IDS as usize * 8 + 8);
+    let a = chunk(&ARENA, 0, 8 << ARENA_CHUNK_BITS);
+    let o = chunk(&OFFSETS, 0, 8 << OFF_CHUNK_BITS);
     match (t, a, o) {
-        (Some(t), Some(a), Some(o)) => {
+        (Some(t), Some(_), Some(_)) => {
             LEVELS[0].store(t.cast(), Ordering::Release);
-            ARENA.store(a.cast(), Ordering::Release);
-            OFFSETS.store(o.cast(), Ordering::Release);
             true
         }
         _ => false,
@@ -167,22 +217,34 @@ fn alloc_entry(frames: &[usize], truncated: bool, h: u64) -> u32 {
         return 0;
     }
     let words = frames.len() + 2;
-    let pos = ARENA_POS.fetch_add(words, Ordering::Relaxed);
-    if pos + words > ARENA_WORDS {
+    let cw = 1usize << ARENA_CHUNK_BITS;
+    // Claim words that do not straddle a chunk boundary (a straddling claim
+    // is abandoned: at most 258 words lost per 16 MiB chunk).
+    let pos = loop {
+        let pos = ARENA_POS.fetch_add(words, Ordering::Relaxed);
+        if (pos >> ARENA_CHUNK_BITS) >= ARENA_CHUNKS {
+            return 0;
+        }
+        if (pos & (cw - 1)) + words <= cw {
+            break pos;
+        }
+    };
+    if chunk(&ARENA, pos >> ARENA_CHUNK_BITS, 8 << ARENA_CHUNK_BITS).is_none() {
         return 0;
     }
-    let arena = ARENA.load(Ordering::Relaxed);
-    // SAFETY: [pos, pos+words) was claimed by us alone and lies inside the
-    // arena mapping; id < MAX_IDS lies inside OFFSETS.
+    let (Some(e), Some(slot)) = (arena_word(pos), offset_slot(id, true)) else {
+        return 0;
+    };
+    // SAFETY: [pos, pos+words) was claimed by us alone and lies inside one
+    // mapped chunk.
     unsafe {
-        let e = arena.add(pos);
         *e = frames.len() as u64 | (truncated as u64) << 32;
         *e.add(1) = h;
         for (k, &f) in frames.iter().enumerate() {
             *e.add(2 + k) = f as u64;
         }
-        (*OFFSETS.load(Ordering::Relaxed).add(id as usize)).store(pos as u64 + 1, Ordering::Release);
     }
+    slot.store(pos as u64 + 1, Ordering::Release);
     id
 }
 
@@ -198,18 +260,14 @@ pub fn get(id: u32) -> Option<(&'static [u64], bool)> {
     if id == 0 || id >= MAX_IDS {
         return None;
     }
-    let offs = OFFSETS.load(Ordering::Acquire);
-    if offs.is_null() {
+    let off = offset_slot(id, false)?.load(Ordering::Acquire);
+    if off == 0 {
         return None;
     }
-    // SAFETY: id < MAX_IDS; the offset was published with Release after the
-    // entry was written, and entries are never modified afterwards.
+    let e = arena_word(off as usize - 1)?;
+    // SAFETY: the offset was published with Release after the entry was
+    // written; entries are never modified afterwards and lie in one chunk.
     unsafe {
-        let off = (*offs.add(id as usize)).load(Ordering::Acquire);
-        if off == 0 {
-            return None;
-        }
-        let e = ARENA.load(Ordering::Relaxed).add(off as usize - 1);
         let len = (*e & 0xffff_ffff) as usize;
         let trunc = (*e >> 32) & 1 == 1;
         Some((std::slice::from_raw_parts(e.add(2), len), trunc))
