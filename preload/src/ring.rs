@@ -274,8 +274,15 @@ impl Ring {
         let mut spins = 0u32;
         // SAFETY: producer-private cell.
         let cached = unsafe { &mut *self.p_cached_tail.get() };
+        let mut watch = crate::writer::Watch::new();
         loop {
             if !crate::is_ready() {
+                crate::sys::set_errno(e);
+                return false;
+            }
+            if watch.stalled() {
+                crate::sys::log("the writer thread does not respond (process made without fork()?); tracing disabled");
+                crate::disable();
                 crate::sys::set_errno(e);
                 return false;
             }

@@ -101,6 +101,41 @@ static SLEEPING: AtomicBool = AtomicBool::new(false);
 /// 0 none, 1 starting, 2 running.
 static WRITER: AtomicU32 = AtomicU32::new(0);
 
+/// Bumped by the writer as it makes progress. Waiters (exit, a full ring)
+/// give up when it stands still for seconds: the writer thread may not exist
+/// in a process made by a raw clone()/fork syscall, which skips our atfork
+/// handlers. Without this they would hang.
+static HEARTBEAT: AtomicU64 = AtomicU64::new(0);
+const STALL_NS: u64 = 5_000_000_000;
+
+#[inline]
+fn beat() {
+    HEARTBEAT.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Tracks whether the writer moves while someone waits for it.
+pub struct Watch {
+    last: u64,
+    since: u64,
+}
+
+impl Watch {
+    pub fn new() -> Self {
+        Watch { last: HEARTBEAT.load(Ordering::Relaxed), since: sys::now_ns(libc::CLOCK_MONOTONIC) }
+    }
+    /// True if the writer has not moved for `STALL_NS`.
+    pub fn stalled(&mut self) -> bool {
+        let h = HEARTBEAT.load(Ordering::Relaxed);
+        let now = sys::now_ns(libc::CLOCK_MONOTONIC);
+        if h != self.last {
+            self.last = h;
+            self.since = now;
+            return false;
+        }
+        now - self.since > STALL_NS
+    }
+}
+
 /// Set by the fork prepare handler while it waits for `STATE`.
 pub static FORK_WAITING: AtomicBool = AtomicBool::new(false);
 
@@ -211,6 +246,7 @@ extern "C" fn writer_main(_: *mut libc::c_void) -> *mut libc::c_void {
     // SAFETY: naming our own thread; the name fits in 16 bytes.
     unsafe { libc::prctl(libc::PR_SET_NAME, c"memtrace".as_ptr() as libc::c_ulong, 0, 0, 0) };
     loop {
+        beat();
         wait_for_work();
         // A forking thread waits for our lock in its prepare handler; the
         // spin lock is not fair, so step aside until it got it.
@@ -270,11 +306,11 @@ pub extern "C" fn at_exit() {
     while !mark(true) {
         sys::backoff(&mut spins);
     }
-    let start = sys::now_ns(libc::CLOCK_MONOTONIC);
+    let mut watch = Watch::new();
     while !EXIT_DONE.load(Ordering::Acquire) {
         sys::sleep_ns(200_000);
-        if sys::now_ns(libc::CLOCK_MONOTONIC) - start > 120_000_000_000 {
-            sys::log("the exit snapshot takes too long; giving up");
+        if watch.stalled() {
+            sys::log("the writer thread does not respond (process made without fork()?); no exit snapshot");
             break;
         }
     }
@@ -393,6 +429,7 @@ impl State {
             if done {
                 return;
             }
+            beat();
             sys::backoff(&mut spins);
             if sys::now_ns(libc::CLOCK_MONOTONIC) - start > 5_000_000_000 {
                 sys::log("a thread stayed inside an allocation call for 5 s; snapshot may miss its event");
@@ -409,7 +446,10 @@ impl State {
         self.deferred.sort_unstable_by_key(|e| e.seq);
         let k = self.deferred.partition_point(|e| e.seq < s);
         let evs: Vec<Event> = self.deferred.drain(..k).collect();
-        for e in evs {
+        for (i, e) in evs.into_iter().enumerate() {
+            if i % 65_536 == 0 {
+                beat();
+            }
             self.apply(e);
         }
     }
@@ -526,7 +566,9 @@ impl State {
             stacks,
             traces,
         };
+        beat();
         let bytes = memtrace_format::encode(&snap);
+        beat();
         let mut path = config::expand(&config::out_prefix(), pid);
         match kind {
             SnapshotKind::Signal => path.extend_from_slice(format!(".{index}.snap").as_bytes()),
