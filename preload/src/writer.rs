@@ -286,7 +286,18 @@ fn wait_for_work() {
 /// Called from the exit handler (atexit): asks for the exit snapshot at this
 /// moment and waits until it is written.
 pub extern "C" fn at_exit() {
-    if !crate::is_ready() || EXIT_STARTED.swap(true, Ordering::SeqCst) {
+    if !crate::is_ready() {
+        return;
+    }
+    if EXIT_STARTED.swap(true, Ordering::SeqCst) {
+        // exit() on two threads at once (glibc 2.36 does not serialise
+        // them): the second must not end the process before the first
+        // thread's snapshot is written.
+        let _g = sys::NoTrace::new();
+        let mut watch = Watch::new();
+        while !EXIT_DONE.load(Ordering::Acquire) && crate::is_ready() && !watch.stalled() {
+            sys::sleep_ns(200_000);
+        }
         return;
     }
     let _g = sys::NoTrace::new();
