@@ -57,6 +57,7 @@ extern "C" fn child() {
         crate::signal::PROG.lock.reset();
         crate::modules::REGISTRY.lock.reset();
         crate::writer::STATE.lock.reset();
+        crate::modules::fork_child();
         crate::ring::fork_child();
         crate::config::fork_child_prefix(std::process::id());
         crate::writer::fork_child();

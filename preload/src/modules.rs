@@ -35,6 +35,12 @@ pub fn init() {
     refresh();
 }
 
+/// Fork child: a thread that held these small locks did not survive.
+pub fn fork_child() {
+    EXE.lock.reset();
+    SELF_PATH.lock.reset();
+}
+
 pub fn exe() -> Vec<u8> {
     EXE.lock().clone()
 }

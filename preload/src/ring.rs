@@ -16,7 +16,7 @@
 //! makes the producer wait for the writer: memory stays bounded and no event
 //! is dropped.
 
-use crate::sys::{backoff, IN_HOOK};
+use crate::sys::backoff;
 use std::cell::{Cell, UnsafeCell};
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
@@ -393,5 +393,4 @@ pub fn fork_child() {
             r.state.store(FINISHED, Ordering::SeqCst);
         }
     });
-    let _ = IN_HOOK.with(|c| c.get());
 }
