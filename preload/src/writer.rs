@@ -454,15 +454,18 @@ impl State {
         if self.deferred.is_empty() {
             return;
         }
-        self.deferred.sort_unstable_by_key(|e| e.seq);
+        // Stable sort: `deferred` is a few runs already in seq order (one per
+        // ring drained), which the stable sort merges in about linear time.
+        self.deferred.sort_by_key(|e| e.seq);
         let k = self.deferred.partition_point(|e| e.seq < s);
-        let evs: Vec<Event> = self.deferred.drain(..k).collect();
-        for (i, e) in evs.into_iter().enumerate() {
+        for i in 0..k {
             if i % 65_536 == 0 {
                 beat();
             }
+            let e = self.deferred[i];
             self.apply(e);
         }
+        self.deferred.drain(..k);
     }
 
     fn apply(&mut self, e: Event) {
