@@ -46,12 +46,25 @@ fn leave() {
 }
 
 /// Captures and interns the caller's stack. errno is preserved.
+///
+/// The capture buffer is on the stack, sized for the frame limit: hooks run
+/// on the program's stack, which may be small (16 KiB threads), so the
+/// common limits (≤ 48 frames) use a 520-byte buffer and only deeper limits
+/// pay for the 2 KiB one. (Not in TLS: glibc carves static TLS out of every
+/// thread's stack.)
 #[inline(always)]
 fn stack_id() -> u32 {
     let e = errno();
-    let mut buf = [MaybeUninit::<usize>::uninit(); unwind::BUF];
-    let (frames, truncated) = unwind::capture(&mut buf, crate::config::frames());
-    let id = intern::intern(frames, truncated);
+    let limit = crate::config::frames();
+    let id = if limit <= unwind::SMALL_LIMIT {
+        let mut buf = [MaybeUninit::<usize>::uninit(); unwind::SMALL_BUF];
+        let (frames, truncated) = unwind::capture(&mut buf, limit);
+        intern::intern(frames, truncated)
+    } else {
+        let mut buf = [MaybeUninit::<usize>::uninit(); unwind::BUF];
+        let (frames, truncated) = unwind::capture(&mut buf, limit);
+        intern::intern(frames, truncated)
+    };
     set_errno(e);
     id
 }

@@ -39,6 +39,9 @@ extern "C" {
 pub const SKIP_MAX: usize = 16;
 /// Size of the capture buffer the hooks put on their stack.
 pub const BUF: usize = crate::config::MAX_FRAMES + SKIP_MAX + 1;
+/// The smaller buffer used for frame limits up to `SMALL_LIMIT`.
+pub const SMALL_LIMIT: usize = 48;
+pub const SMALL_BUF: usize = SMALL_LIMIT + SKIP_MAX + 1;
 
 static TEXT_START: AtomicUsize = AtomicUsize::new(0);
 static TEXT_END: AtomicUsize = AtomicUsize::new(0);
@@ -137,17 +140,17 @@ fn ours(pc: usize) -> bool {
     pc >= TEXT_START.load(Ordering::Relaxed) && pc < TEXT_END.load(Ordering::Relaxed)
 }
 
-/// Captures the caller's stack into `buf` (length `BUF`), return addresses
+/// Captures the caller's stack into `buf` (N ≥ limit + SKIP_MAX + 1), return addresses
 /// most recent first, without our own frames. Returns the frames (at most
 /// `limit`) and whether the real stack was deeper than `limit`.
 #[inline(never)]
-pub fn capture(buf: &mut [MaybeUninit<usize>; BUF], limit: usize) -> (&[usize], bool) {
-    let limit = limit.clamp(1, crate::config::MAX_FRAMES);
+pub fn capture<const N: usize>(buf: &mut [MaybeUninit<usize>; N], limit: usize) -> (&[usize], bool) {
+    let limit = limit.clamp(1, N - SKIP_MAX - 1);
     let want = limit + SKIP_MAX + 1;
-    // SAFETY: buf has room for `want` <= BUF pointers; the unwinder
+    // SAFETY: buf has room for `want` <= N pointers; the unwinder
     // initialises the first `n` of them, and we only read those. The buffer
-    // is left uninitialised on purpose: zeroing 2 KiB per malloc costs more
-    // than the rest of the hook's bookkeeping.
+    // is left uninitialised on purpose: zeroing it per malloc would cost
+    // more than the rest of the hook's bookkeeping.
     let buf: &[usize] = unsafe {
         let n = backtrace_into(buf.as_mut_ptr().cast(), want).min(want);
         std::slice::from_raw_parts(buf.as_ptr().cast::<usize>(), n)
