@@ -203,7 +203,7 @@ pub unsafe extern "C" fn reallocarray(p: *mut c_void, n: size_t, size: size_t) -
 #[inline(never)]
 pub unsafe extern "C" fn posix_memalign(memptr: *mut *mut c_void, align: size_t, size: size_t) -> c_int {
     const W: usize = std::mem::size_of::<usize>();
-    if align % W != 0 || !(align / W).is_power_of_two() {
+    if !align.is_multiple_of(W) || !(align / W).is_power_of_two() {
         return libc::EINVAL;
     }
     let p = traced_alloc(size, || __libc_memalign(align, size));

@@ -13,8 +13,10 @@
 //!   32, hash, frames...]`, in 16 MiB chunks mapped on demand;
 //! - the offsets: id → arena word index + 1, so the writer can read a
 //!   stack; in chunks of 2^16 ids mapped on demand.
+//!
 //! Nothing large is reserved up front, so a program started under a small
 //! RLIMIT_AS is still traced.
+//!
 //! Insertion claims an id and arena space with fetch_add, writes the entry,
 //! publishes its offset, then CASes the slot. Two threads inserting the same
 //! new stack at once may both claim an id; one wins the slot and the other id
@@ -141,9 +143,7 @@ fn insert_level() -> Option<usize> {
     for k in 0..NLEVELS {
         let t = LEVELS[k].load(Ordering::Acquire);
         if t.is_null() {
-            let Some(m) = crate::sys::mmap_anon(level_slots(k) * 8) else {
-                return None;
-            };
+            let m = crate::sys::mmap_anon(level_slots(k) * 8)?;
             match LEVELS[k].compare_exchange(std::ptr::null_mut(), m.cast(), Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return Some(k),
                 Err(_) => {
@@ -166,8 +166,8 @@ fn insert_level() -> Option<usize> {
 pub fn intern(frames: &[usize], truncated: bool) -> u32 {
     let h = hash(frames, truncated);
     let tag = (h >> 32) as u32;
-    for k in 0..NLEVELS {
-        let t = LEVELS[k].load(Ordering::Acquire);
+    for (k, level) in LEVELS.iter().enumerate() {
+        let t = level.load(Ordering::Acquire);
         if t.is_null() {
             break;
         }

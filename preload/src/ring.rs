@@ -388,7 +388,7 @@ pub struct Event {
 pub fn fork_child() {
     let mine = current();
     for_each(|r| {
-        if r as *const Ring as *mut Ring != mine && r.state.load(Ordering::SeqCst) == OWNED {
+        if !std::ptr::eq(r, mine) && r.state.load(Ordering::SeqCst) == OWNED {
             r.busy.store(0, Ordering::SeqCst);
             r.state.store(FINISHED, Ordering::SeqCst);
         }
