@@ -5,7 +5,7 @@
 
 use crate::filter::{Filter, FilterSet, Pattern};
 use crate::format::{kib, traceback_lines, traceback_slice, LineCache};
-use crate::snapshot::{self, basename, FrameId, FrameRules, FrameTable, Snapshot};
+use crate::snapshot::{self, FrameId, FrameRules, FrameTable, Snapshot};
 use crate::stats::{self, KeyType, Statistic};
 use crate::symbolize::Symbolizer;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -566,10 +566,6 @@ fn print_stats(out: &mut dyn Write, path: &str, d: &memtrace_format::Snapshot, a
     Ok(())
 }
 
-#[allow(dead_code)]
-fn module_short(m: &str) -> &str {
-    basename(m)
-}
 
 #[cfg(test)]
 mod tests {

@@ -332,7 +332,7 @@ mod tests {
         assert!(m("x\ny", "x*y"));
         assert!(m("A", "[A-Z]"));
         assert!(!m("a", "[A-Z]"));
-        assert!(m("-", "[!a-c-]") == false);
+        assert!(!m("-", "[!a-c-]"));
         assert!(m("d", "[!a-c-]"));
         assert!(m("c", "[a-b-c]"));
         assert!(m("-", "[a-b-c]"));
