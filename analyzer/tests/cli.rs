@@ -660,3 +660,62 @@ fn write_fuzz_seeds() {
     };
     std::fs::write(dir.join("seed-extremes.snap"), encode(&empty_stack)).unwrap();
 }
+
+const RUST_SRC: &str = r#"use std::collections::HashMap;
+#[inline(never)]
+fn build_map(n: usize) -> HashMap<String, Vec<u64>> {
+    let mut m = HashMap::new();
+    for i in 0..n {
+        m.insert(format!("key{i}"), vec![i as u64; 16]);
+    }
+    m
+}
+fn main() {
+    let m = build_map(500);
+    std::mem::forget(m);
+}
+"#;
+
+#[test]
+fn rust_program_names_the_users_line() {
+    let dir = tmpdir("rust");
+    let srcp = dir.join("r.rs");
+    std::fs::write(&srcp, RUST_SRC).unwrap();
+    let prog = dir.join("r");
+    let st = Command::new("rustc").args(["-g", "-O", "-o"]).arg(&prog).arg(&srcp).status().unwrap();
+    assert!(st.success());
+    let cs = calls(&prog);
+    // calls go through the GOT, so find the allocating one by its inline chain
+    let inner = cs
+        .iter()
+        .filter(|c| c.func == "r::build_map")
+        .find(|c| {
+            let chain = addr2line(&prog, c.ret);
+            chain[0].0.contains("alloc") && chain.iter().any(|(_, l)| l.ends_with("r.rs:6"))
+        })
+        .unwrap_or_else(|| panic!("no allocating call in build_map"));
+    let outer = cs.iter().find(|c| c.func.contains("r::main") && c.target.contains("build_map")).unwrap();
+    // binutils: the first frame of the inline chain outside Rust's std
+    let want = addr2line(&prog, inner.ret).into_iter().find(|(_, loc)| !loc.starts_with("/rustc/") && !loc.starts_with("/rust/deps/")).unwrap().1;
+    assert!(want.ends_with("r.rs:6"), "{want}");
+    let snap = dir.join("k.exit.snap");
+    write_snap(&snap, &prog, vec![module_of(&prog, 0)], vec![vec![inner.ret, outer.ret]], vec![(1, 128, 500)]);
+    let s = snap.to_str().unwrap();
+    let o = run(&["top", s]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.stdout, format!("[ Top 10 ]\n{want}: size=62.5 KiB, count=500, average=128 B\n"));
+    let o = run(&["traceback", s]);
+    assert_eq!(
+        o.stdout,
+        format!(
+            "500 memory blocks: 62.5 KiB\n  File \"{0}\", line 6\n    m.insert(format!(\"key{{i}}\"), vec![i as u64; 16]);\n  File \"{0}\", line 11\n    let m = build_map(500);\n",
+            srcp.display()
+        )
+    );
+    let o = run(&["top", s, "--key", "function"]);
+    assert_eq!(o.stdout, format!("[ Top 10 ]\nr::build_map ({}): size=62.5 KiB, count=500, average=128 B\n", srcp.display()));
+    // --raw: the innermost frame is Rust's allocator code under /rustc/
+    let o = run(&["top", s, "--raw"]);
+    assert!(o.stdout.contains("/rustc/"), "{}", o.stdout);
+    std::fs::remove_dir_all(&dir).ok();
+}
