@@ -43,6 +43,8 @@ pub const BUF: usize = crate::config::MAX_FRAMES + SKIP_MAX + 1;
 pub const SMALL_LIMIT: usize = 48;
 pub const SMALL_BUF: usize = SMALL_LIMIT + SKIP_MAX + 1;
 
+/// Most of our own frames seen on top of a captured stack (hook, capture).
+static SKIP_SEEN: AtomicUsize = AtomicUsize::new(3);
 static TEXT_START: AtomicUsize = AtomicUsize::new(0);
 static TEXT_END: AtomicUsize = AtomicUsize::new(0);
 static SELF_BASE: AtomicUsize = AtomicUsize::new(0);
@@ -146,24 +148,32 @@ fn ours(pc: usize) -> bool {
 #[inline(never)]
 pub fn capture<const N: usize>(buf: &mut [MaybeUninit<usize>; N], limit: usize) -> (&[usize], bool) {
     let limit = limit.clamp(1, N - SKIP_MAX - 1);
-    let want = limit + SKIP_MAX + 1;
-    // SAFETY: buf has room for `want` <= N pointers; the unwinder
-    // initialises the first `n` of them, and we only read those. The buffer
-    // is left uninitialised on purpose: zeroing it per malloc would cost
-    // more than the rest of the hook's bookkeeping.
-    let buf: &[usize] = unsafe {
-        let n = backtrace_into(buf.as_mut_ptr().cast(), want).min(want);
-        std::slice::from_raw_parts(buf.as_ptr().cast::<usize>(), n)
-    };
-    let n = buf.len();
-    let mut skip = 0;
-    while skip < n && ours(buf[skip]) {
-        skip += 1;
-    }
-    let frames = &buf[skip..n];
-    if frames.len() > limit {
-        (&frames[..limit], true)
-    } else {
-        (frames, false)
+    // Unwind only as deep as needed: our own frames (learned, ≈ 2-4) +
+    // the limit + 1 to tell whether the stack was cut. Every frame costs.
+    let mut skip_room = SKIP_SEEN.load(Ordering::Relaxed);
+    loop {
+        let want = limit + skip_room + 1;
+        // SAFETY: buf has room for `want` <= N pointers; the unwinder
+        // initialises the first `n` of them, and we only read those. The
+        // buffer is left uninitialised on purpose: zeroing it per malloc
+        // would cost more than the rest of the hook's bookkeeping.
+        let frames: &[usize] = unsafe {
+            let n = backtrace_into(buf.as_mut_ptr().cast(), want).min(want);
+            std::slice::from_raw_parts(buf.as_ptr().cast::<usize>(), n)
+        };
+        let n = frames.len();
+        let mut skip = 0;
+        while skip < n && ours(frames[skip]) {
+            skip += 1;
+        }
+        if skip > skip_room && n == want && skip_room < SKIP_MAX {
+            // More of our frames than expected and the buffer was full:
+            // we may have cut user frames. Learn, and unwind once more.
+            skip_room = skip.min(SKIP_MAX);
+            SKIP_SEEN.fetch_max(skip_room, Ordering::Relaxed);
+            continue;
+        }
+        let frames = &frames[skip..n];
+        return if frames.len() > limit { (&frames[..limit], true) } else { (frames, false) };
     }
 }
