@@ -78,6 +78,7 @@ fn main() {
             sample_rate: 0,
             cmdline: vec![args[1].as_bytes().to_vec()],
             exe: args[1].as_bytes().to_vec(),
+            malloc_owner: Vec::new(),
         },
         modules: vec![Module {
             path: args[1].as_bytes().to_vec(),

@@ -135,6 +135,7 @@ fn header(exe: &Path) -> Header {
         sample_rate: 0,
         cmdline: vec![exe.to_str().unwrap().as_bytes().to_vec(), b"--n".to_vec(), b"two words".to_vec()],
         exe: exe.to_str().unwrap().as_bytes().to_vec(),
+        malloc_owner: Vec::new(),
     }
 }
 

@@ -22,7 +22,7 @@ pub const MAGIC: &[u8; 8] = b"MEMTRACE";
 /// Files with another major version are refused; minor versions only add
 /// sections or trailing fields.
 pub const VERSION_MAJOR: u16 = 1;
-pub const VERSION_MINOR: u16 = 0;
+pub const VERSION_MINOR: u16 = 1;
 /// Deepest stack a dump may hold (`MEMTRACE_FRAMES` is capped at 256).
 pub const MAX_FRAMES: usize = 256;
 
@@ -69,6 +69,10 @@ pub struct Header {
     pub cmdline: Vec<Vec<u8>>,
     /// `/proc/self/exe` at start.
     pub exe: Vec<u8>,
+    /// (1.1) Empty when the program's `malloc` is libtrace.so's. Otherwise the
+    /// path of the module whose `malloc` the program really calls (jemalloc
+    /// linked in, say): its allocations bypass the hooks and are not traced.
+    pub malloc_owner: Vec<u8>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -196,6 +200,7 @@ fn encode_header(h: &Header) -> Vec<u8> {
         put_blob(&mut p, a);
     }
     put_blob(&mut p, &h.exe);
+    put_blob(&mut p, &h.malloc_owner);
     p
 }
 
@@ -288,6 +293,8 @@ fn decode_header(r: &mut Reader) -> Result<Header, FormatError> {
         cmdline.push(r.blob()?.to_vec());
     }
     let exe = r.blob()?.to_vec();
+    // Fields added by minor versions are read only when present.
+    let malloc_owner = if r.is_empty() { Vec::new() } else { r.blob()?.to_vec() };
     Ok(Header {
         kind,
         index,
@@ -302,6 +309,7 @@ fn decode_header(r: &mut Reader) -> Result<Header, FormatError> {
         sample_rate,
         cmdline,
         exe,
+        malloc_owner,
     })
 }
 
@@ -458,6 +466,7 @@ mod tests {
                 sample_rate: 0,
                 cmdline: vec![b"./app".to_vec(), b"--x".to_vec()],
                 exe: b"/tmp/app".to_vec(),
+                malloc_owner: Vec::new(),
             },
             modules: vec![Module {
                 path: b"/tmp/app".to_vec(),
@@ -506,6 +515,14 @@ mod tests {
         let mut b = encode(&sample());
         b[8] = 2;
         assert_eq!(decode(&b), Err(FormatError::UnsupportedVersion(2)));
+    }
+
+    #[test]
+    fn reads_a_1_0_header_without_malloc_owner() {
+        let h = sample().header;
+        let mut p = encode_header(&h);
+        p.pop(); // the empty malloc_owner blob is one zero byte
+        assert_eq!(decode_header(&mut Reader::new(&p)).unwrap(), h);
     }
 
     #[test]

@@ -575,6 +575,7 @@ impl State {
                 sample_rate: 0,
                 cmdline,
                 exe: modules::exe(),
+                malloc_owner: Vec::new(),
             },
             modules: modules::for_snapshot(&stacks),
             stacks,
