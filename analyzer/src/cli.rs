@@ -38,6 +38,19 @@ FRAMES WITHOUT LINE INFORMATION:
 
 EXIT STATUS: 0 ok, 1 bad input, 2 bad usage.";
 
+const RUN_HELP: &str = "\
+  memtrace run -- ./app --its-options     # writes memtrace.<pid>.exit.snap (and .<n>.snap on SIGUSR2)
+
+  Before running, a statically linked or set-user-ID/set-group-ID CMD is refused (exit 1): the
+  loader ignores LD_PRELOAD for it. An existing LD_PRELOAD is kept after libtrace.so.
+  While CMD runs, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2 and the snapshot signal sent to memtrace are
+  passed on to it; SIGINT and SIGQUIT are left to CMD (a terminal sends them to both).
+  Afterwards each snapshot written is listed on stderr (`memtrace: wrote PATH`), or one line
+  says that none was written and why that may be.
+
+EXIT STATUS: CMD's exit code, or 128+N when signal N ended it; 127 CMD not found, 126 CMD cannot
+  be executed, 1 CMD cannot be traced (nothing run), 2 bad usage.";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "memtrace",
@@ -93,6 +106,27 @@ enum Command {
         oldest_first: bool,
         #[command(flatten)]
         common: CommonArgs,
+    },
+    /// Run CMD under libtrace.so (found next to this binary, or $MEMTRACE_PRELOAD), wait for it,
+    /// list the snapshots it wrote on stderr and exit with its status (128+N if signal N killed it).
+    #[command(after_help = RUN_HELP)]
+    Run {
+        /// Snapshot file prefix (MEMTRACE_OUT); `%p` is the pid. Default memtrace.%p.
+        #[arg(long, value_name = "PREFIX", value_parser = clap::value_parser!(std::ffi::OsString))]
+        out: Option<std::ffi::OsString>,
+        /// Snapshot signal (MEMTRACE_SIGNAL): USR1, USR2, a number, or off. Default USR2.
+        #[arg(long, value_name = "SIG")]
+        signal: Option<String>,
+        /// Stack depth kept (MEMTRACE_FRAMES), 1-256. Default 32.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+        frames: Option<u32>,
+        /// Trace the programs CMD starts with exec too (MEMTRACE_FOLLOW_EXEC=1).
+        #[arg(long)]
+        follow_exec: bool,
+        /// The command and its arguments (after `--`).
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD",
+              value_parser = clap::value_parser!(std::ffi::OsString))]
+        command: Vec<std::ffi::OsString>,
     },
     /// Header facts: traced memory now and at peak, blocks, allocations, frees, process.
     Stats {
@@ -186,6 +220,8 @@ enum Failure {
     Usage(String),
     /// stdout closed (e.g. `| head`): exit quietly.
     Pipe,
+    /// Exit with this code, everything already said (`run`).
+    Exit(i32),
 }
 
 impl From<std::io::Error> for Failure {
@@ -222,6 +258,7 @@ pub fn main() -> i32 {
             eprintln!("memtrace: {m}");
             2
         }
+        Err(Failure::Exit(code)) => code,
     }
 }
 
@@ -398,6 +435,16 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 writeln!(out, "{line}")?;
             }
             Ok(())
+        }
+        Command::Run { out: o, signal, frames, follow_exec, command } => {
+            let opts = crate::run::RunOptions { out: o, signal, frames, follow_exec, command };
+            match crate::run::run(opts) {
+                Ok(code) => Err(Failure::Exit(code)),
+                Err(crate::run::RunError(m, code)) => {
+                    eprintln!("memtrace: {m}");
+                    Err(Failure::Exit(code))
+                }
+            }
         }
         Command::Stats { snapshot, json } => {
             let dump = snapshot::read_dump(&snapshot).map_err(|e| Failure::Input(e.to_string()))?;

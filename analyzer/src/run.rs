@@ -1,0 +1,474 @@
+//! `memtrace run [options] -- CMD ARGS...`: runs CMD under libtrace.so and
+//! lists the snapshots it wrote.
+//!
+//! - libtrace.so is the file next to the `memtrace` binary
+//!   (`current_exe()`'s directory), or `$MEMTRACE_PRELOAD`;
+//! - `--out`, `--signal`, `--frames`, `--follow-exec` become `MEMTRACE_OUT`,
+//!   `MEMTRACE_SIGNAL`, `MEMTRACE_FRAMES`, `MEMTRACE_FOLLOW_EXEC=1`; an existing
+//!   `LD_PRELOAD` is kept after ours;
+//! - a statically linked or set-user-ID CMD is refused before it runs (the
+//!   loader would ignore LD_PRELOAD: nothing could be traced);
+//! - memtrace waits for CMD and exits with its status (its exit code, or
+//!   128 + the signal that killed it). While it waits, SIGTERM, SIGHUP,
+//!   SIGUSR1, SIGUSR2 and the snapshot signal sent to memtrace are passed on
+//!   to CMD (so `kill -USR2 <memtrace's pid>` takes a snapshot); SIGINT and
+//!   SIGQUIT are ignored by memtrace, since a terminal sends them to CMD too;
+//! - then every snapshot file that appeared under the output prefix is listed
+//!   on stderr, `memtrace: wrote PATH`, or, if there is none, one line says so
+//!   with the likely reasons.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+
+/// Exit codes of memtrace's own failures (as `env` and shells use them).
+pub const EXIT_NOT_FOUND: i32 = 127;
+pub const EXIT_CANNOT_EXEC: i32 = 126;
+
+pub struct RunOptions {
+    pub out: Option<OsString>,
+    pub signal: Option<String>,
+    pub frames: Option<u32>,
+    pub follow_exec: bool,
+    pub command: Vec<OsString>,
+}
+
+/// An error before CMD ran: the message (without `memtrace: `) and the exit code.
+pub struct RunError(pub String, pub i32);
+
+fn err(msg: impl Into<String>) -> RunError {
+    RunError(msg.into(), 1)
+}
+
+/// The libtrace.so to preload: `$MEMTRACE_PRELOAD`, else next to this binary.
+fn find_preload() -> Result<PathBuf, RunError> {
+    let p = match std::env::var_os("MEMTRACE_PRELOAD").filter(|v| !v.is_empty()) {
+        Some(v) => {
+            let p = PathBuf::from(v);
+            if !p.is_file() {
+                return Err(err(format!("MEMTRACE_PRELOAD={}: no such file", p.display())));
+            }
+            p
+        }
+        None => {
+            let exe = std::env::current_exe().map_err(|e| err(format!("cannot find my own path: {}", crate::io_msg(&e))))?;
+            let p = exe.parent().unwrap_or(Path::new("/")).join("libtrace.so");
+            if !p.is_file() {
+                return Err(err(format!(
+                    "{}: not found (libtrace.so must sit next to the memtrace binary; or set MEMTRACE_PRELOAD)",
+                    p.display()
+                )));
+            }
+            p
+        }
+    };
+    let p = std::fs::canonicalize(&p).unwrap_or(p);
+    let b = p.as_os_str().as_bytes();
+    if b.contains(&b':') || b.contains(&b' ') {
+        return Err(err(format!("{}: LD_PRELOAD cannot name a path with ':' or ' ' in it", p.display())));
+    }
+    Ok(p)
+}
+
+/// CMD resolved as execvp would: a name with a '/' as is, else the first
+/// executable regular file of that name on PATH.
+fn resolve(cmd: &OsStr) -> Result<PathBuf, RunError> {
+    let shown = cmd.to_string_lossy();
+    if cmd.as_bytes().contains(&b'/') {
+        let p = PathBuf::from(cmd);
+        return match std::fs::metadata(&p) {
+            Ok(m) if m.is_dir() => Err(RunError(format!("{shown}: is a directory"), EXIT_CANNOT_EXEC)),
+            Ok(_) => Ok(p),
+            Err(e) => Err(RunError(format!("{shown}: {}", crate::io_msg(&e)), EXIT_NOT_FOUND)),
+        };
+    }
+    if cmd.is_empty() {
+        return Err(RunError("empty command name".into(), EXIT_NOT_FOUND));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
+    for dir in path.as_bytes().split(|&c| c == b':') {
+        let dir = if dir.is_empty() { Path::new(".") } else { Path::new(OsStr::from_bytes(dir)) };
+        let cand = dir.join(cmd);
+        if let Ok(m) = std::fs::metadata(&cand) {
+            if m.is_file() && m.mode() & 0o111 != 0 {
+                return Ok(cand);
+            }
+        }
+    }
+    Err(RunError(format!("{shown}: command not found"), EXIT_NOT_FOUND))
+}
+
+/// What the loader would make of an executable, as far as LD_PRELOAD goes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ExeKind {
+    /// A dynamically linked ELF (has PT_INTERP).
+    Dynamic,
+    /// An ELF without PT_INTERP: no dynamic loader, LD_PRELOAD ignored.
+    Static,
+    /// A `#!` script: its interpreter is what runs.
+    Script(PathBuf),
+    /// Not an ELF we can read (let exec decide).
+    Other,
+}
+
+/// Classifies a file by its first bytes.
+pub fn exe_kind(path: &Path) -> ExeKind {
+    use object::read::elf::{FileHeader, ProgramHeader};
+    let Ok(data) = std::fs::read(path) else { return ExeKind::Other };
+    if let Some(rest) = data.strip_prefix(b"#!") {
+        let line = rest.split(|&c| c == b'\n').next().unwrap_or(&[]);
+        let interp = line.split(|c| c.is_ascii_whitespace()).find(|t| !t.is_empty()).unwrap_or(&[]);
+        return if interp.is_empty() { ExeKind::Other } else { ExeKind::Script(PathBuf::from(OsStr::from_bytes(interp))) };
+    }
+    fn interp<H: FileHeader<Endian = object::Endianness>>(data: &[u8]) -> Option<bool> {
+        let h = H::parse(data).ok()?;
+        let endian = h.endian().ok()?;
+        let phdrs = h.program_headers(endian, data).ok()?;
+        Some(phdrs.iter().any(|p| p.p_type(endian) == object::elf::PT_INTERP))
+    }
+    if !data.starts_with(b"\x7fELF") || data.len() < 5 {
+        return ExeKind::Other;
+    }
+    let r = if data[4] == 2 {
+        interp::<object::elf::FileHeader64<object::Endianness>>(&data)
+    } else {
+        interp::<object::elf::FileHeader32<object::Endianness>>(&data)
+    };
+    match r {
+        Some(true) => ExeKind::Dynamic,
+        Some(false) => ExeKind::Static,
+        None => ExeKind::Other,
+    }
+}
+
+/// Why the loader would run `path` in secure-execution mode (and so ignore
+/// LD_PRELOAD for our libtrace.so), if it would.
+fn secure_exec(path: &Path) -> Option<String> {
+    let m = std::fs::metadata(path).ok()?;
+    // SAFETY: plain getters.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    if m.mode() & libc::S_ISUID != 0 && m.uid() != uid {
+        return Some(format!("is set-user-ID (owner uid {})", m.uid()));
+    }
+    if m.mode() & libc::S_ISGID != 0 && m.gid() != gid {
+        return Some(format!("is set-group-ID (group gid {})", m.gid()));
+    }
+    // File capabilities also make the exec secure.
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: a null buffer of size 0 only asks for the attribute's size.
+    let n = unsafe { libc::getxattr(c.as_ptr(), c"security.capability".as_ptr(), std::ptr::null_mut(), 0) };
+    if n > 0 && uid != 0 {
+        return Some("has file capabilities".into());
+    }
+    None
+}
+
+/// Refuses a CMD that LD_PRELOAD cannot trace; follows one `#!` interpreter.
+fn check_traceable(shown: &str, path: &Path) -> Result<(), RunError> {
+    let mut p = path.to_path_buf();
+    for _ in 0..4 {
+        if let Some(why) = secure_exec(&p) {
+            let what = if p == path { String::new() } else { format!(" (its interpreter {})", p.display()) };
+            return Err(err(format!("{shown}{what} {why}: the loader ignores LD_PRELOAD for it, so it cannot be traced")));
+        }
+        match exe_kind(&p) {
+            ExeKind::Static => {
+                let what = if p == path { String::new() } else { format!(" (its interpreter {})", p.display()) };
+                return Err(err(format!("{shown}{what} is statically linked: LD_PRELOAD cannot trace it")));
+            }
+            ExeKind::Script(i) if i.is_absolute() => p = i,
+            _ => return Ok(()),
+        }
+    }
+    Ok(())
+}
+
+/// The output prefix split into (directory to scan, directory as shown,
+/// file name pattern with `%p`).
+fn prefix_parts(prefix: &[u8], pid: u32) -> (PathBuf, String, Vec<u8>) {
+    let (dir, base) = match prefix.iter().rposition(|&c| c == b'/') {
+        Some(i) => (&prefix[..=i], &prefix[i + 1..]),
+        None => (&b""[..], prefix),
+    };
+    // a %p in the directory part is the main process's pid
+    let dir = crate::run::expand_pid(dir, pid);
+    let shown = String::from_utf8_lossy(&dir).into_owned();
+    let scan = if dir.is_empty() { PathBuf::from(".") } else { PathBuf::from(OsStr::from_bytes(&dir)) };
+    (scan, shown, base.to_vec())
+}
+
+fn expand_pid(s: &[u8], pid: u32) -> Vec<u8> {
+    let mut r = Vec::new();
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' && s.get(i + 1) == Some(&b'p') {
+            r.extend_from_slice(pid.to_string().as_bytes());
+            i += 2;
+        } else {
+            r.push(s[i]);
+            i += 1;
+        }
+    }
+    r
+}
+
+/// Does `name` match `pattern` where each `%p` stands for a pid (digits)?
+/// Returns the rest of `name` after the pattern.
+fn match_prefix<'a>(pattern: &[u8], name: &'a [u8]) -> Option<&'a [u8]> {
+    if pattern.is_empty() {
+        return Some(name);
+    }
+    if pattern.starts_with(b"%p") {
+        let digits = name.iter().take_while(|c| c.is_ascii_digit()).count();
+        // try every split: a pid followed by literal digits is ambiguous
+        for n in (1..=digits).rev() {
+            if let Some(r) = match_prefix(&pattern[2..], &name[n..]) {
+                return Some(r);
+            }
+        }
+        return None;
+    }
+    if name.first() == pattern.first() {
+        match_prefix(&pattern[1..], &name[1..])
+    } else {
+        None
+    }
+}
+
+/// Is `name` a snapshot file for the prefix pattern `base`? The libtrace.so
+/// names are `<prefix>.<n>.snap` and `<prefix>.exit.snap`, and in a forked
+/// child of a prefix without `%p`, `<prefix>.<pid>.<n>.snap`.
+pub fn is_snapshot_name(base: &[u8], name: &[u8]) -> bool {
+    let Some(rest) = match_prefix(base, name) else { return false };
+    let Some(rest) = rest.strip_suffix(b".snap") else { return false };
+    let parts: Vec<&[u8]> = rest.split(|&c| c == b'.').collect();
+    // rest is ".<pid>"* "." (n | "exit")
+    if parts.len() < 2 || !parts[0].is_empty() {
+        return false;
+    }
+    let last = parts[parts.len() - 1];
+    let num = |p: &[u8]| !p.is_empty() && p.iter().all(|c| c.is_ascii_digit());
+    (num(last) || last == b"exit") && parts[1..parts.len() - 1].iter().all(|p| num(p))
+}
+
+fn snapshot_names(dir: &Path, base: &[u8]) -> Vec<OsString> {
+    let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
+    rd.filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .filter(|n| is_snapshot_name(base, n.as_bytes()))
+        .collect()
+}
+
+/// Sort key: numbers compare as numbers, `exit` after every number.
+fn natural_key(name: &[u8]) -> Vec<(u8, u64, Vec<u8>)> {
+    name.split(|&c| c == b'.')
+        .map(|p| {
+            if !p.is_empty() && p.len() < 20 && p.iter().all(|c| c.is_ascii_digit()) {
+                (0, std::str::from_utf8(p).unwrap().parse().unwrap_or(0), Vec::new())
+            } else if p == b"exit" {
+                (1, 0, Vec::new())
+            } else {
+                (2, 0, p.to_vec())
+            }
+        })
+        .collect()
+}
+
+fn signal_name(sig: i32) -> String {
+    let names = [
+        (libc::SIGHUP, "SIGHUP"),
+        (libc::SIGINT, "SIGINT"),
+        (libc::SIGQUIT, "SIGQUIT"),
+        (libc::SIGILL, "SIGILL"),
+        (libc::SIGTRAP, "SIGTRAP"),
+        (libc::SIGABRT, "SIGABRT"),
+        (libc::SIGBUS, "SIGBUS"),
+        (libc::SIGFPE, "SIGFPE"),
+        (libc::SIGKILL, "SIGKILL"),
+        (libc::SIGUSR1, "SIGUSR1"),
+        (libc::SIGSEGV, "SIGSEGV"),
+        (libc::SIGUSR2, "SIGUSR2"),
+        (libc::SIGPIPE, "SIGPIPE"),
+        (libc::SIGALRM, "SIGALRM"),
+        (libc::SIGTERM, "SIGTERM"),
+    ];
+    names.iter().find(|(n, _)| *n == sig).map(|(_, s)| s.to_string()).unwrap_or_else(|| format!("signal {sig}"))
+}
+
+/// The snapshot signal `--signal` names, when it is one we can forward.
+fn parse_signal(s: &str) -> Option<i32> {
+    let t = s.trim();
+    if let Ok(n) = t.parse::<i32>() {
+        return Some(n);
+    }
+    let up = t.to_ascii_uppercase();
+    let name = up.strip_prefix("SIG").unwrap_or(&up);
+    Some(match name {
+        "USR1" => libc::SIGUSR1,
+        "USR2" => libc::SIGUSR2,
+        "HUP" => libc::SIGHUP,
+        "TERM" => libc::SIGTERM,
+        "ALRM" => libc::SIGALRM,
+        "WINCH" => libc::SIGWINCH,
+        "URG" => libc::SIGURG,
+        "PROF" => libc::SIGPROF,
+        "VTALRM" => libc::SIGVTALRM,
+        "TTIN" => libc::SIGTTIN,
+        "TTOU" => libc::SIGTTOU,
+        "PWR" => libc::SIGPWR,
+        _ => return None,
+    })
+}
+
+/// Runs the command; returns memtrace's exit code. Messages go to stderr.
+pub fn run(opts: RunOptions) -> Result<i32, RunError> {
+    let cmd = opts.command.first().ok_or_else(|| RunError("run: no command given".into(), 2))?;
+    let shown = cmd.to_string_lossy().into_owned();
+    let preload = find_preload()?;
+    let path = resolve(cmd)?;
+    check_traceable(&shown, &path)?;
+
+    let prefix: Vec<u8> = match (&opts.out, std::env::var_os("MEMTRACE_OUT")) {
+        (Some(o), _) => o.as_bytes().to_vec(),
+        (None, Some(e)) if !e.is_empty() && !e.as_bytes().ends_with(b"/") => e.into_vec(),
+        _ => b"memtrace.%p".to_vec(),
+    };
+    if prefix.is_empty() || prefix.ends_with(b"/") {
+        return Err(RunError("--out: expected a file name prefix (e.g. out/app or memtrace.%p)".into(), 2));
+    }
+
+    let mut ld = preload.into_os_string();
+    if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|v| !v.as_bytes().iter().all(|c| c.is_ascii_whitespace() || *c == b':')) {
+        ld.push(":");
+        ld.push(old);
+    }
+    let mut c = std::process::Command::new(&path);
+    c.arg0(cmd).args(&opts.command[1..]).env("LD_PRELOAD", &ld);
+    if let Some(o) = &opts.out {
+        c.env("MEMTRACE_OUT", o);
+    }
+    if let Some(s) = &opts.signal {
+        c.env("MEMTRACE_SIGNAL", s);
+    }
+    if let Some(f) = opts.frames {
+        c.env("MEMTRACE_FRAMES", f.to_string());
+    }
+    if opts.follow_exec {
+        c.env("MEMTRACE_FOLLOW_EXEC", "1");
+    }
+
+    // Names present before the run are not the run's (libtrace.so never
+    // replaces a file). The pid is not known yet: scan with %p as a wildcard.
+    let (scan0, _, base) = prefix_parts(&prefix, 0);
+    let before: std::collections::HashSet<OsString> =
+        if prefix_has_pid_in_dir(&prefix) { Default::default() } else { snapshot_names(&scan0, &base).into_iter().collect() };
+
+    let mut child = match c.spawn() {
+        Ok(ch) => ch,
+        Err(e) => {
+            let code = if e.kind() == std::io::ErrorKind::NotFound { EXIT_NOT_FOUND } else { EXIT_CANNOT_EXEC };
+            return Err(RunError(format!("{shown}: {}", crate::io_msg(&e)), code));
+        }
+    };
+    let pid = child.id();
+    let forward = forward_signals(pid, opts.signal.as_deref().and_then(parse_signal));
+    let status = loop {
+        match child.wait() {
+            Ok(s) => break s,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(err(format!("waiting for {shown}: {}", crate::io_msg(&e)))),
+        }
+    };
+    drop(forward);
+    let code = match (status.code(), status.signal()) {
+        (Some(c), _) => c,
+        (None, Some(s)) => 128 + s,
+        _ => 1,
+    };
+
+    let (scan, shown_dir, base) = prefix_parts(&prefix, pid);
+    let mut new: Vec<OsString> = snapshot_names(&scan, &base).into_iter().filter(|n| !before.contains(n)).collect();
+    new.sort_by_key(|n| natural_key(n.as_bytes()));
+    if new.is_empty() {
+        let killed = status.signal().map(|s| {
+            format!(
+                "it was killed by {}{}",
+                signal_name(s),
+                if s == libc::SIGKILL { ", which leaves no time for the exit snapshot" } else { " before its exit snapshot was written" }
+            )
+        });
+        let reasons = killed.or_else(|| {
+            (!scan.is_dir()).then(|| format!("its output directory {} does not exist", scan.display()))
+        });
+        let reasons = reasons.unwrap_or_else(|| {
+            format!(
+                "it ended without running exit handlers (_exit, exec{}), removed LD_PRELOAD from its environment, \
+                 or could not write under {} (see its messages above)",
+                if opts.follow_exec { "" } else { " of another program: try --follow-exec" },
+                if shown_dir.is_empty() { "the current directory".to_string() } else { shown_dir.clone() }
+            )
+        });
+        eprintln!("memtrace: {shown} wrote no snapshot: {reasons}");
+    } else {
+        for n in &new {
+            eprintln!("memtrace: wrote {}{}", shown_dir, n.to_string_lossy());
+        }
+    }
+    Ok(code)
+}
+
+fn prefix_has_pid_in_dir(prefix: &[u8]) -> bool {
+    match prefix.iter().rposition(|&c| c == b'/') {
+        Some(i) => prefix[..i].windows(2).any(|w| w == b"%p"),
+        None => false,
+    }
+}
+
+/// Blocks the forwarded signals in this process and passes them on to `pid`
+/// from a helper thread until the guard is dropped (then they are ignored:
+/// memtrace is about to exit).
+struct Forwarder;
+
+static CHILD_DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        // the pid may be reused from now on
+        CHILD_DONE.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn forward_signals(pid: u32, snapshot_signal: Option<i32>) -> Forwarder {
+    let mut forwarded = vec![libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2];
+    if let Some(s) = snapshot_signal {
+        let bad = [libc::SIGKILL, libc::SIGSTOP, libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE, libc::SIGCHLD];
+        if s > 0 && s < 65 && !bad.contains(&s) && !forwarded.contains(&s) {
+            forwarded.push(s);
+        }
+    }
+    let ignored = [libc::SIGINT, libc::SIGQUIT];
+    // SAFETY: signal mask manipulation with properly initialised sets; the
+    // helper thread only calls sigwait and kill.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &s in forwarded.iter().chain(ignored.iter()) {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        let pid = pid as libc::pid_t;
+        let fw = forwarded.clone();
+        std::thread::spawn(move || loop {
+            let mut sig: libc::c_int = 0;
+            if libc::sigwait(&set, &mut sig) != 0 {
+                return;
+            }
+            if fw.contains(&sig) && !CHILD_DONE.load(std::sync::atomic::Ordering::SeqCst) {
+                libc::kill(pid, sig);
+            }
+        });
+    }
+    Forwarder
+}
