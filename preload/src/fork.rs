@@ -59,6 +59,9 @@ extern "C" fn child() {
         crate::writer::STATE.lock.reset();
         crate::modules::fork_child();
         crate::ring::fork_child();
+        // This thread is the child's leader now: make sure it has a ring,
+        // so that its exit is noticed (see writer::thread_exiting).
+        crate::ring::ensure_own();
         crate::config::fork_child_prefix(std::process::id());
         crate::writer::fork_child();
     }

@@ -140,6 +140,11 @@ extern "C" fn constructor() {
     // runs after the program's own atexit handlers and static destructors.
     unsafe { libc::atexit(writer::at_exit) };
     fork::install();
+    writer::find_thread_count();
+    // The main thread gets its ring now: its thread-exit destructor then
+    // runs if it calls pthread_exit, which tells the writer to watch for
+    // being the last thread.
+    ring::ensure_own();
     writer::ensure_started();
     sys::verbose(&format!(
         "tracing pid {} into {}.*.snap, {} frames",

@@ -93,6 +93,7 @@ extern "C" fn thread_exit(p: *mut libc::c_void) {
         // SAFETY: rings are never unmapped.
         unsafe { (*r).state.store(FINISHED, Ordering::SeqCst) };
     }
+    crate::writer::thread_exiting();
 }
 
 /// Iterates over every ring ever created.
@@ -280,7 +281,11 @@ impl Ring {
                 crate::sys::set_errno(e);
                 return false;
             }
-            if watch.stalled() {
+            if crate::writer::on_writer_thread() {
+                // The writer itself, running the program's exit handlers
+                // as the last thread: drain our own ring.
+                crate::writer::drain_inline();
+            } else if watch.stalled() {
                 crate::sys::log("the writer thread does not respond (process made without fork()?); tracing disabled");
                 crate::disable();
                 crate::sys::set_errno(e);
@@ -380,6 +385,12 @@ pub struct Event {
     pub size: u64,
     pub stack: u32,
     pub alloc: bool,
+}
+
+/// Gives this thread a ring now, so that its thread-exit destructor runs
+/// (the writer learns from it that the main thread called pthread_exit).
+pub fn ensure_own() {
+    with_ring(|_| ());
 }
 
 /// Fork child: rings of the threads that did not survive the fork are

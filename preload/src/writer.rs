@@ -31,7 +31,8 @@ use crate::{config, intern, modules, SEQ};
 use memtrace_format::{Header, Snapshot, SnapshotKind, Stack, TraceGroup};
 use std::collections::HashMap;
 use std::ffi::CString;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 #[derive(Clone, Copy)]
 struct Entry {
@@ -142,6 +143,107 @@ pub static FORK_WAITING: AtomicBool = AtomicBool::new(false);
 static EXIT_STARTED: AtomicBool = AtomicBool::new(false);
 static EXIT_DONE: AtomicBool = AtomicBool::new(false);
 
+// ---- the last thread. When the main thread calls pthread_exit() (or, in a
+// child forked from another thread, that thread returns), glibc ends the
+// process when its thread count (`__nptl_nthreads`) drops to 0. Our writer
+// is counted too, so without help it would keep the process alive for ever
+// as a zombie main thread plus a writer that blocks every signal. The
+// writer therefore watches for being the only thread left; then it returns
+// from its start routine, and glibc runs exit(0) on it: the program's exit
+// handlers, then our `at_exit`, which writes the exit snapshot on this very
+// thread (it must not wait for a writer that is itself).
+
+/// glibc's own thread counter (`__nptl_nthreads`, GLIBC_PRIVATE), found with
+/// dlsym at start; 0 if missing. Exactly glibc's criterion for "last thread".
+static NTHREADS: AtomicUsize = AtomicUsize::new(0);
+/// The thread-group leader ran its thread-exit destructor (pthread_exit of
+/// the main thread, or the forking thread of a child finishing). Without
+/// `NTHREADS` the writer then scans /proc/self/task.
+static LEADER_GONE: AtomicBool = AtomicBool::new(false);
+/// Bumped by every thread-exit destructor while the leader is gone: a
+/// reason to scan /proc again.
+static THREAD_EXITS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// True on the writer thread (for its whole life, also while it runs the
+    /// program's exit handlers as the last thread).
+    static IS_WRITER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Looks up glibc's thread counter. Constructor path (dlsym may calloc:
+/// the caller holds the re-entrancy guard).
+pub fn find_thread_count() {
+    // SAFETY: dlsym with a valid C string; the result is only read as a u32.
+    let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__nptl_nthreads".as_ptr()) };
+    if !p.is_null() && (p as usize) % std::mem::align_of::<u32>() == 0 {
+        NTHREADS.store(p as usize, Ordering::Release);
+    }
+}
+
+/// Called from the ring's thread-exit destructor (every thread that had a
+/// ring; the leader always has one).
+pub fn thread_exiting() {
+    // SAFETY: plain syscalls.
+    let leader = unsafe { libc::syscall(libc::SYS_gettid) as libc::pid_t == libc::getpid() };
+    if leader {
+        LEADER_GONE.store(true, Ordering::SeqCst);
+    }
+    if LEADER_GONE.load(Ordering::Relaxed) {
+        THREAD_EXITS.fetch_add(1, Ordering::SeqCst);
+        let e = sys::errno();
+        wake();
+        sys::set_errno(e);
+    }
+}
+
+pub fn on_writer_thread() -> bool {
+    IS_WRITER.with(|w| w.get())
+}
+
+/// True when the writer is the only thread left that glibc counts (or, without
+/// the counter, the only thread in /proc/self/task that is not a zombie).
+fn alone(last_scan: &mut (u64, u64)) -> bool {
+    let p = NTHREADS.load(Ordering::Acquire);
+    if p != 0 {
+        // SAFETY: glibc's counter, a u32 updated with atomic instructions;
+        // we only read it.
+        let n = unsafe { (*(p as *const AtomicU32)).load(Ordering::SeqCst) };
+        return n == 1;
+    }
+    if !LEADER_GONE.load(Ordering::SeqCst) {
+        return false;
+    }
+    // Rate-limited: on a thread exit, else every 100 ms.
+    let exits = THREAD_EXITS.load(Ordering::SeqCst);
+    let now = sys::now_ns(libc::CLOCK_MONOTONIC);
+    if exits == last_scan.0 && now.saturating_sub(last_scan.1) < 100_000_000 {
+        return false;
+    }
+    *last_scan = (exits, now);
+    // Twice: a thread seen dead in the first scan may have created another.
+    only_thread_in_proc() && only_thread_in_proc()
+}
+
+/// No other thread in /proc/self/task is alive (state other than Z or X).
+fn only_thread_in_proc() -> bool {
+    // SAFETY: plain syscall.
+    let me = unsafe { libc::syscall(libc::SYS_gettid) } as u64;
+    let Ok(rd) = std::fs::read_dir("/proc/self/task") else { return false };
+    for e in rd.flatten() {
+        let Some(tid) = e.file_name().to_str().and_then(|s| s.parse::<u64>().ok()) else { continue };
+        if tid == me {
+            continue;
+        }
+        let Ok(stat) = std::fs::read(format!("/proc/self/task/{tid}/stat")) else { continue };
+        let state = stat.iter().rposition(|&c| c == b')').and_then(|i| stat.get(i + 2)).copied();
+        match state {
+            Some(b'Z') | Some(b'X') | Some(b'x') => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
 /// Marks a snapshot moment. Async-signal-safe. The slot is claimed *before*
 /// the number is taken: a writer that read SEQ = W and then finds no claimed
 /// slot knows that no snapshot point below W can appear any more, so it may
@@ -243,9 +345,31 @@ pub fn ensure_started() {
 
 extern "C" fn writer_main(_: *mut libc::c_void) -> *mut libc::c_void {
     IN_HOOK.with(|f| f.set(true));
+    IS_WRITER.with(|w| w.set(true));
     // SAFETY: naming our own thread; the name fits in 16 bytes.
     unsafe { libc::prctl(libc::PR_SET_NAME, c"memtrace".as_ptr() as libc::c_ulong, 0, 0, 0) };
+    let mut last_scan = (0u64, 0u64);
     loop {
+        if alone(&mut last_scan) && !EXIT_STARTED.load(Ordering::SeqCst) {
+            // Every other thread is gone: become an ordinary thread and
+            // end, so that glibc's last-thread logic calls exit(0) here.
+            // Signals are no longer blocked: with no other thread left,
+            // blocking them would make the process deaf to SIGTERM/SIGINT
+            // (only SIGKILL could end it). While program threads exist we
+            // block everything, so that a program that blocks a signal in
+            // all its threads and sigwait()s for it never sees it
+            // delivered (and its default action run) on our thread.
+            // The program's exit handlers running here are traced again.
+            // SAFETY: an empty set is a valid mask.
+            unsafe {
+                let mut none: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut none);
+                libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            }
+            sys::verbose("every program thread has ended; the writer ends the process (exit 0)");
+            IN_HOOK.with(|f| f.set(false));
+            return std::ptr::null_mut();
+        }
         beat();
         wait_for_work();
         // A forking thread waits for our lock in its prepare handler; the
@@ -301,6 +425,10 @@ pub extern "C" fn at_exit() {
         return;
     }
     let _g = sys::NoTrace::new();
+    if on_writer_thread() {
+        exit_snapshot_inline();
+        return;
+    }
     // exit() called from a signal handler that interrupted one of our hooks
     // on this thread: that hook will never finish publishing; do not make
     // the writer wait for it.
@@ -328,6 +456,44 @@ pub extern "C" fn at_exit() {
     crate::disable();
 }
 
+/// exit() running on the writer thread itself (it ended as the last thread
+/// and glibc called exit(0) on it): nobody else will write the exit
+/// snapshot, so do the writer's work here.
+fn exit_snapshot_inline() {
+    // Our own ring, if the program's exit handlers allocated on this thread.
+    let r = ring::current();
+    if !r.is_null() {
+        // SAFETY: rings are never unmapped.
+        unsafe { (*r).busy.store(0, Ordering::SeqCst) };
+    }
+    let mut spins = 0;
+    while !mark(true) {
+        // All slots taken by snapshot signals: run a step to free them.
+        if let Some(st) = STATE.lock().as_mut() {
+            st.step();
+        }
+        sys::backoff(&mut spins);
+    }
+    for _ in 0..1000 {
+        if let Some(st) = STATE.lock().as_mut() {
+            st.step();
+        }
+        if EXIT_DONE.load(Ordering::Acquire) {
+            break;
+        }
+    }
+    crate::disable();
+}
+
+/// A hook on the writer thread (only once it ended as the last thread and
+/// runs the program's exit handlers) found its ring full: nobody else will
+/// drain it. Moves the published events into the writer's memory.
+pub fn drain_inline() {
+    if let Some(st) = STATE.lock().as_mut() {
+        st.drain_all();
+    }
+}
+
 /// Fork child (single-threaded, locks reset): new writer, own numbering.
 pub fn fork_child() {
     for s in SLOTS.iter() {
@@ -335,6 +501,9 @@ pub fn fork_child() {
     }
     SLEEPING.store(false, Ordering::Relaxed);
     EXIT_DONE.store(false, Ordering::Relaxed);
+    // The forking thread is this child's thread-group leader; it has not
+    // exited (whatever the parent's main thread did).
+    LEADER_GONE.store(false, Ordering::SeqCst);
     if let Some(st) = STATE.lock().as_mut() {
         st.pending.clear();
         st.next_index = 1;
