@@ -275,11 +275,46 @@ impl Session {
 
     fn load(&mut self, path: &std::path::Path) -> Result<Snapshot, Failure> {
         let s = snapshot::load(path, &mut self.table, &mut self.sym, &self.rules).map_err(|e| Failure::Input(e.to_string()));
+        if let Ok(snap) = &s {
+            if let Some(owner) = snap.malloc_owner() {
+                eprintln!("memtrace: warning: {}", malloc_owner_warning(&path.display().to_string(), &owner));
+            }
+        }
         for w in self.sym.warnings.drain(..) {
             eprintln!("memtrace: warning: {w}");
         }
         s
     }
+}
+
+/// The warning for a snapshot whose program's malloc is not libtrace.so's.
+fn malloc_owner_warning(file: &str, owner: &str) -> String {
+    format!("{file}: the program's malloc comes from {owner}, not glibc: its allocations were not traced")
+}
+
+/// `(estimated from samples, 1 per 512 KiB)`, the note after a header.
+fn rate_text(rate: u64) -> String {
+    format!("1 per {}", crate::format::format_size(rate as f64, false))
+}
+
+fn sampling_note(rate: u64) -> String {
+    if rate == 0 {
+        String::new()
+    } else {
+        format!(" (estimated from samples, {})", rate_text(rate))
+    }
+}
+
+fn diff_sampling_note(old: u64, new: u64) -> String {
+    let r = |x: u64| if x == 0 { "every allocation".to_string() } else { rate_text(x) };
+    match (old, new) {
+        (0, 0) => String::new(),
+        (a, b) if a == b => sampling_note(a),
+        (a, b) => format!(" (estimated from samples: old {}, new {})", r(a), r(b)),
+    }
+}
+
+impl Session {
 }
 
 fn check_key(stat: &StatArgs) -> Result<(), Failure> {
@@ -328,9 +363,9 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 return write_json(out, &top_json(&s.table, &snap, &stats, key, &stat, pretty));
             }
             if pretty {
-                Ok(display_top(out, &s.table, &stats, stat.limit)?)
+                Ok(display_top(out, &s.table, &stats, stat.limit, &sampling_note(snap.sample_rate()))?)
             } else {
-                writeln!(out, "[ Top {} ]", stat.limit)?;
+                writeln!(out, "[ Top {} ]{}", stat.limit, sampling_note(snap.sample_rate()))?;
                 for st in stats.iter().take(stat.limit) {
                     writeln!(out, "{}", st.format(&s.table))?;
                 }
@@ -379,11 +414,21 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
                         "groups": diffs.len(),
                         "old_total": {"size": os, "count": oc},
                         "new_total": {"size": ns, "count": nc},
+                        "old_sample_rate": old_snap.sample_rate(),
+                        "new_sample_rate": new_snap.sample_rate(),
+                        "estimated": old_snap.sample_rate() > 0 || new_snap.sample_rate() > 0,
+                        "old_malloc_owner": old_snap.malloc_owner(),
+                        "new_malloc_owner": new_snap.malloc_owner(),
                         "statistics": list,
                     }),
                 );
             }
-            writeln!(out, "[ Top {} differences ]", stat.limit)?;
+            writeln!(
+                out,
+                "[ Top {} differences ]{}",
+                stat.limit,
+                diff_sampling_note(old_snap.sample_rate(), new_snap.sample_rate())
+            )?;
             for d in diffs.iter().take(stat.limit) {
                 writeln!(out, "{}", d.format(&s.table))?;
             }
@@ -425,12 +470,15 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
                         "size": st.size,
                         "count": st.count,
                         "truncated": st.truncated,
+                        "sample_rate": snap.sample_rate(),
+                        "estimated": snap.sample_rate() > 0,
+                        "malloc_owner": snap.malloc_owner(),
                         "order": if oldest_first { "oldest_first" } else { "most_recent_first" },
                         "frames": fr,
                     }),
                 );
             }
-            writeln!(out, "{} memory blocks: {}", st.count, kib(st.size))?;
+            writeln!(out, "{} memory blocks: {}{}", st.count, kib(st.size), sampling_note(snap.sample_rate()))?;
             for line in traceback_lines(&s.table, &st.frames, frames, !oldest_first, &mut lc) {
                 writeln!(out, "{line}")?;
             }
@@ -448,6 +496,10 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
         }
         Command::Stats { snapshot, json } => {
             let dump = snapshot::read_dump(&snapshot).map_err(|e| Failure::Input(e.to_string()))?;
+            if !dump.header.malloc_owner.is_empty() {
+                let owner = String::from_utf8_lossy(&dump.header.malloc_owner);
+                eprintln!("memtrace: warning: {}", malloc_owner_warning(&snapshot.display().to_string(), &owner));
+            }
             print_stats(out, &snapshot.display().to_string(), &dump, json)
         }
     }
@@ -482,6 +534,9 @@ fn top_json(table: &FrameTable, snap: &Snapshot, stats: &[Statistic], key: KeyTy
         "pretty": pretty,
         "groups": stats.len(),
         "total": {"size": ts, "count": tc},
+        "sample_rate": snap.sample_rate(),
+        "estimated": snap.sample_rate() > 0,
+        "malloc_owner": snap.malloc_owner(),
         "statistics": list,
         "other": {
             "groups": other.len(),
@@ -492,9 +547,9 @@ fn top_json(table: &FrameTable, snap: &Snapshot, stats: &[Statistic], key: KeyTy
 }
 
 /// The documentation's `display_top` recipe.
-pub fn display_top(out: &mut dyn Write, table: &FrameTable, stats: &[Statistic], limit: usize) -> std::io::Result<()> {
+pub fn display_top(out: &mut dyn Write, table: &FrameTable, stats: &[Statistic], limit: usize, note: &str) -> std::io::Result<()> {
     let mut lc = LineCache::new();
-    writeln!(out, "Top {limit} lines")?;
+    writeln!(out, "Top {limit} lines{note}")?;
     for (index, st) in stats.iter().take(limit).enumerate() {
         let frame = table.frame(st.frames[0]);
         let label = match st.key {
@@ -559,6 +614,18 @@ fn print_stats(out: &mut dyn Write, path: &str, d: &memtrace_format::Snapshot, a
     let (blocks, bytes) = d.traces.iter().fold((0u64, 0u64), |(c, s), t| {
         (c.saturating_add(t.count), s.saturating_add(t.size.saturating_mul(t.count)))
     });
+    let rate = h.sample_rate;
+    // sampled: the estimates (see stats::estimate), the recorded blocks aside
+    let (est_blocks, est_bytes) = if rate > 0 {
+        let (s, c) = d.traces.iter().fold((0f64, 0f64), |(s, c), t| {
+            let (es, ec) = stats::estimate(t.size, t.count, rate);
+            (s + es, c + ec)
+        });
+        (stats::round_estimate(c), stats::round_estimate(s))
+    } else {
+        (blocks, bytes)
+    };
+    let owner = (!h.malloc_owner.is_empty()).then(|| String::from_utf8_lossy(&h.malloc_owner).into_owned());
     let truncated = d.stacks.iter().filter(|s| s.truncated).count();
     let cmdline: Vec<String> = h.cmdline.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect();
     let kind = match h.kind {
@@ -580,11 +647,14 @@ fn print_stats(out: &mut dyn Write, path: &str, d: &memtrace_format::Snapshot, a
                 "time": utc_time(h.time_ns),
                 "seq": h.seq,
                 "traced_memory": {"current": h.traced_bytes, "peak": h.peak_bytes},
-                "live": {"blocks": blocks, "size": bytes, "traces": d.traces.len(), "stacks": d.stacks.len(), "truncated_stacks": truncated},
+                "live": {"blocks": est_blocks, "size": est_bytes, "traces": d.traces.len(), "stacks": d.stacks.len(), "truncated_stacks": truncated,
+                         "estimated": rate > 0, "sampled": {"blocks": blocks, "size": bytes}},
                 "alloc_count": h.alloc_count,
                 "free_count": h.free_count,
                 "frame_limit": h.frame_limit,
                 "sample_rate": h.sample_rate,
+                "estimated": rate > 0,
+                "malloc_owner": owner,
                 "modules": d.modules.len(),
             }),
         );
@@ -600,14 +670,31 @@ fn print_stats(out: &mut dyn Write, path: &str, d: &memtrace_format::Snapshot, a
     writeln!(out, "Executable:     {}", String::from_utf8_lossy(&h.exe))?;
     writeln!(out, "Time:           {}", utc_time(h.time_ns))?;
     writeln!(out, "Traced memory:  current={} ({} B), peak={} ({} B)", fs(h.traced_bytes), h.traced_bytes, fs(h.peak_bytes), h.peak_bytes)?;
-    writeln!(out, "Live blocks:    {blocks} ({}, {} B) from {} stacks", fs(bytes), bytes, d.stacks.len())?;
+    if rate > 0 {
+        writeln!(
+            out,
+            "Live blocks:    {est_blocks} ({}, {est_bytes} B) estimated from {blocks} sampled ({bytes} B) in {} stacks",
+            fs(est_bytes),
+            d.stacks.len()
+        )?;
+    } else {
+        writeln!(out, "Live blocks:    {blocks} ({}, {} B) from {} stacks", fs(bytes), bytes, d.stacks.len())?;
+    }
     writeln!(out, "Allocations:    {} seen", h.alloc_count)?;
     writeln!(out, "Frees:          {} seen", h.free_count)?;
     writeln!(out, "Frame limit:    {} ({truncated} stacks truncated)", h.frame_limit)?;
     if h.sample_rate == 0 {
         writeln!(out, "Sampling:       every allocation recorded")?;
     } else {
-        writeln!(out, "Sampling:       one sample per {} B on average", h.sample_rate)?;
+        writeln!(
+            out,
+            "Sampling:       1 sample per {} ({} B) on average: live blocks and sizes are estimated",
+            fs(rate),
+            rate
+        )?;
+    }
+    if let Some(o) = &owner {
+        writeln!(out, "Allocator:      {o}, not glibc: its allocations were not traced")?;
     }
     writeln!(out, "Modules:        {}", d.modules.len())?;
     Ok(())

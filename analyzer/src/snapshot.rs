@@ -411,8 +411,31 @@ impl Snapshot {
         }
     }
 
-    /// Total size and block count (saturating).
+    /// Mean bytes between samples (the header's `sample_rate`); 0 when every
+    /// allocation was recorded.
+    pub fn sample_rate(&self) -> u64 {
+        self.header.as_ref().map(|h| h.sample_rate).unwrap_or(0)
+    }
+
+    /// The path of the allocator that bypassed the hooks, if the header names one.
+    pub fn malloc_owner(&self) -> Option<String> {
+        self.header
+            .as_ref()
+            .filter(|h| !h.malloc_owner.is_empty())
+            .map(|h| String::from_utf8_lossy(&h.malloc_owner).into_owned())
+    }
+
+    /// Total size and block count (saturating); for a sampled snapshot the
+    /// rounded estimates (see `stats::estimate`).
     pub fn totals(&self) -> (u64, u64) {
+        let rate = self.sample_rate();
+        if rate > 0 {
+            let (s, c) = self.traces.iter().fold((0f64, 0f64), |(s, c), t| {
+                let (es, ec) = crate::stats::estimate(t.size, t.count, rate);
+                (s + es, c + ec)
+            });
+            return (crate::stats::round_estimate(s), crate::stats::round_estimate(c));
+        }
         self.traces.iter().fold((0u64, 0u64), |(s, c), t| {
             (s.saturating_add(t.size.saturating_mul(t.count)), c.saturating_add(t.count))
         })

@@ -57,6 +57,34 @@ pub struct Statistic {
     pub count: u64,
     /// Some traceback of the group was cut at the frame limit.
     pub truncated: bool,
+    /// Sampled snapshots: the unrounded estimates of size and count being
+    /// summed; `size` and `count` are set from them, rounded, at the end.
+    est: (f64, f64),
+}
+
+/// The probability that the byte-clock sampler (one sample per `rate` bytes
+/// on average, Poisson intervals) records a block of `size` bytes:
+/// p(s) = 1 − exp(−s/R), computed as −expm1(−s/R).
+pub fn sample_probability(size: u64, rate: u64) -> f64 {
+    if rate == 0 {
+        return 1.0;
+    }
+    -(-(size as f64) / rate as f64).exp_m1()
+}
+
+/// The unbiased estimate of what `count` sampled blocks of `size` bytes
+/// stand for: (bytes s·c/p(s), blocks c/p(s)). A 0-byte block, which the
+/// byte clock can never pick, counts as recorded (p = 1).
+pub fn estimate(size: u64, count: u64, rate: u64) -> (f64, f64) {
+    let p = sample_probability(size, rate);
+    let p = if p > 0.0 { p } else { 1.0 };
+    let c = count as f64 / p;
+    (size as f64 * c, c)
+}
+
+/// Rounds an estimate to an integer (saturating).
+pub fn round_estimate(v: f64) -> u64 {
+    v.round() as u64
 }
 
 #[derive(Clone, Debug)]
@@ -120,16 +148,28 @@ fn frame_key(table: &FrameTable, key_type: KeyType, id: FrameId) -> GroupKey {
     }
 }
 
-fn add(stats: &mut HashMap<GroupKey, Statistic>, key: GroupKey, frames: impl FnOnce() -> Rc<[FrameId]>, size: u64, count: u64, truncated: bool) {
+#[allow(clippy::too_many_arguments)]
+fn add(
+    stats: &mut HashMap<GroupKey, Statistic>,
+    key: GroupKey,
+    frames: impl FnOnce() -> Rc<[FrameId]>,
+    size: u64,
+    count: u64,
+    truncated: bool,
+    rate: u64,
+) {
     let add_size = size.saturating_mul(count);
+    let est = if rate > 0 { estimate(size, count, rate) } else { (0.0, 0.0) };
     match stats.get_mut(&key) {
         Some(s) => {
             s.size = s.size.saturating_add(add_size);
             s.count = s.count.saturating_add(count);
             s.truncated |= truncated;
+            s.est.0 += est.0;
+            s.est.1 += est.1;
         }
         None => {
-            stats.insert(key.clone(), Statistic { key, frames: frames(), size: add_size, count, truncated });
+            stats.insert(key.clone(), Statistic { key, frames: frames(), size: add_size, count, truncated, est });
         }
     }
 }
@@ -145,6 +185,7 @@ pub fn group_by(
         return Err(KeyError("cumulative mode cannot be used with key type 'traceback'".into()));
     }
     let mut stats: HashMap<GroupKey, Statistic> = HashMap::default();
+    let rate = snap.sample_rate();
     if !cumulative {
         // One key per traceback, computed once.
         let mut keys: Vec<Option<GroupKey>> = vec![None; snap.tracebacks.len()];
@@ -163,14 +204,21 @@ pub fn group_by(
                     Rc::from(&tb.frames[..1])
                 }
             };
-            add(&mut stats, key, frames, t.size, t.count, tb.truncated);
+            add(&mut stats, key, frames, t.size, t.count, tb.truncated, rate);
         }
     } else {
         for t in &snap.traces {
             let tb = &snap.tracebacks[t.traceback as usize];
             for &f in tb.frames.iter() {
-                add(&mut stats, frame_key(table, key_type, f), || Rc::from(&[f][..]), t.size, t.count, tb.truncated);
+                add(&mut stats, frame_key(table, key_type, f), || Rc::from(&[f][..]), t.size, t.count, tb.truncated, rate);
             }
+        }
+    }
+    if rate > 0 {
+        // Sampled: each statistic is its rounded estimate.
+        for s in stats.values_mut() {
+            s.size = round_estimate(s.est.0);
+            s.count = round_estimate(s.est.1);
         }
     }
     Ok(stats)

@@ -114,7 +114,7 @@ fn answer(table: &mut FrameTable, old_g: &[Group], new_g: &[Group], q: &Value) -
         "pretty" => {
             let stats = statistics(&old, table, KeyType::Lineno, false).unwrap();
             let mut buf = Vec::new();
-            memtrace::cli::display_top(&mut buf, table, &stats, q["limit"].as_u64().unwrap() as usize).unwrap();
+            memtrace::cli::display_top(&mut buf, table, &stats, q["limit"].as_u64().unwrap() as usize, "").unwrap();
             String::from_utf8(buf).unwrap().lines().map(str::to_string).collect()
         }
         op => panic!("unknown op {op}"),
