@@ -132,6 +132,7 @@ extern "C" fn constructor() {
     }
     unwind::load_libunwind();
     modules::init();
+    modules::check_malloc_owner();
     if !config::follow_exec() {
         fork::drop_self_from_ld_preload();
     }

@@ -21,6 +21,9 @@ pub struct ModInfo {
 pub static REGISTRY: Locked<Vec<ModInfo>> = Locked::new(Vec::new());
 static EXE: Locked<Vec<u8>> = Locked::new(Vec::new());
 static SELF_PATH: Locked<Vec<u8>> = Locked::new(Vec::new());
+/// Empty when the program's `malloc` is ours; else the path of the module
+/// whose `malloc` the program's calls bind to (see `check_malloc_owner`).
+static MALLOC_OWNER: Locked<Vec<u8>> = Locked::new(Vec::new());
 
 /// Reads /proc/self/exe ("at start") and our own path; fills the registry.
 pub fn init() {
@@ -39,6 +42,54 @@ pub fn init() {
 pub fn fork_child() {
     EXE.lock.reset();
     SELF_PATH.lock.reset();
+    MALLOC_OWNER.lock.reset();
+}
+
+/// Is the `malloc` the program really calls ours? The dynamic linker binds
+/// every call (the program's and glibc's own) to the first definition in
+/// its search order: the executable, then LD_PRELOAD, then libc. A program
+/// that defines malloc itself, or links jemalloc/tcmalloc ahead of us,
+/// bypasses our hooks entirely. Compared by module (not by our own symbol
+/// address, which a PIC reference could resolve to the interposer). Called
+/// from the constructor after `init()`, under the re-entrancy guard (dlsym
+/// may call calloc).
+pub fn check_malloc_owner() {
+    // SAFETY: dlsym with a valid C string.
+    let real = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"malloc".as_ptr()) } as u64;
+    if real == 0 {
+        return;
+    }
+    let base = crate::unwind::self_base() as u64;
+    let mods = current();
+    let owner = mods.iter().find(|m| contains(m, real));
+    let path = match owner {
+        Some(m) if m.base == base => return,
+        Some(m) => m.path.clone(),
+        None => {
+            // Not in any module dl_iterate_phdr knows: ask dladdr.
+            // SAFETY: Dl_info is plain data (zeroed is valid); dladdr gets a
+            // valid out pointer and sets dli_fname to NULL or a C string
+            // owned by the loader, which we copy at once.
+            unsafe {
+                let mut info: libc::Dl_info = std::mem::zeroed();
+                if libc::dladdr(real as *const libc::c_void, &mut info) != 0 && !info.dli_fname.is_null() {
+                    CStr::from_ptr(info.dli_fname).to_bytes().to_vec()
+                } else {
+                    b"?".to_vec()
+                }
+            }
+        }
+    };
+    crate::sys::log(&format!(
+        "this program's malloc comes from {}, not glibc: its allocations are not traced",
+        String::from_utf8_lossy(&path)
+    ));
+    *MALLOC_OWNER.lock() = path;
+}
+
+/// For the snapshot header: empty, or the module that owns `malloc`.
+pub fn malloc_owner() -> Vec<u8> {
+    MALLOC_OWNER.lock().clone()
 }
 
 pub fn exe() -> Vec<u8> {

@@ -744,7 +744,7 @@ impl State {
                 sample_rate: 0,
                 cmdline,
                 exe: modules::exe(),
-                malloc_owner: Vec::new(),
+                malloc_owner: modules::malloc_owner(),
             },
             modules: modules::for_snapshot(&stacks),
             stacks,
