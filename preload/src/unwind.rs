@@ -12,10 +12,29 @@
 //! Before the constructor has run (allocations during start-up, before any
 //! dlopen is safe) and if libunwind.so.8 is missing, libgcc's
 //! `_Unwind_Backtrace` is used: complete too, but ≈ 15× slower.
+//!
+//! `MEMTRACE_UNWIND` picks the unwinder once libunwind is loaded:
+//! - `fast` (default): our own walk over cached `.eh_frame` rules
+//!   (`ehframe`), ≈ 1 ns a frame; any frame it does not handle exactly sends
+//!   the whole capture to libunwind, so stacks are libunwind's either way;
+//! - `libunwind`: `unw_backtrace` only;
+//! - `check`: both on every capture, mismatches counted and the first three
+//!   printed; a summary line at exit.
+
+mod ehframe;
 
 use std::mem::MaybeUninit;
 use std::os::raw::{c_int, c_void};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+
+const MODE_LIBUNWIND: u8 = 0;
+const MODE_FAST: u8 = 1;
+const MODE_CHECK: u8 = 2;
+/// Chosen by `load_libunwind` from MEMTRACE_UNWIND; libunwind until then.
+static MODE: AtomicU8 = AtomicU8::new(MODE_LIBUNWIND);
+static CHECKED: AtomicU64 = AtomicU64::new(0);
+static MISMATCHES: AtomicU64 = AtomicU64::new(0);
+static DECLINED: AtomicU64 = AtomicU64::new(0);
 
 type UnwBacktrace = unsafe extern "C" fn(*mut *mut c_void, c_int) -> c_int;
 /// `unw_backtrace` once libunwind.so.8 is loaded, else 0.
@@ -101,6 +120,47 @@ pub fn load_libunwind() {
         }
         UNW_BACKTRACE.store(f as usize, Ordering::Release);
     }
+    // SAFETY: getenv with a valid C string; the result is only read here,
+    // in the constructor, before the program's own code can setenv.
+    let mode = unsafe {
+        let v = libc::getenv(c"MEMTRACE_UNWIND".as_ptr());
+        if v.is_null() { &b"fast"[..] } else { std::ffi::CStr::from_ptr(v).to_bytes() }
+    };
+    let mode = match mode {
+        b"" | b"fast" => MODE_FAST,
+        b"check" => MODE_CHECK,
+        b"libunwind" => MODE_LIBUNWIND,
+        other => {
+            crate::sys::log(&format!(
+                "MEMTRACE_UNWIND={}: expected fast, libunwind or check; using fast",
+                String::from_utf8_lossy(other)
+            ));
+            MODE_FAST
+        }
+    };
+    if mode != MODE_LIBUNWIND && ehframe::init() {
+        if mode == MODE_CHECK {
+            // SAFETY: registering a plain extern "C" fn.
+            unsafe { libc::atexit(check_summary) };
+        }
+        MODE.store(mode, Ordering::Release);
+    }
+}
+
+/// Forgets the fast unwinder's cached rules. To be called after a dlclose
+/// (another object may then be mapped at the same addresses).
+#[allow(dead_code)]
+pub fn modules_changed() {
+    ehframe::invalidate();
+}
+
+extern "C" fn check_summary() {
+    crate::sys::log(&format!(
+        "unwind check: {} captures, {} mismatches, {} declined by the fast unwinder",
+        CHECKED.load(Ordering::Relaxed),
+        MISMATCHES.load(Ordering::Relaxed),
+        DECLINED.load(Ordering::Relaxed)
+    ));
 }
 
 struct GccState {
@@ -122,6 +182,23 @@ unsafe extern "C" fn gcc_frame(ctx: *mut c_void, arg: *mut c_void) -> c_int {
 /// # Safety
 /// `buf` must have room for `cap` entries.
 unsafe fn backtrace_into(buf: *mut usize, cap: usize) -> usize {
+    match MODE.load(Ordering::Relaxed) {
+        MODE_FAST => {
+            if let Some(n) = ehframe::backtrace(buf, cap) {
+                return n;
+            }
+        }
+        MODE_CHECK => return check_backtrace(buf, cap),
+        _ => {}
+    }
+    slow_backtrace(buf, cap)
+}
+
+/// libunwind, or libgcc before the constructor.
+///
+/// # Safety
+/// `buf` must have room for `cap` entries.
+unsafe fn slow_backtrace(buf: *mut usize, cap: usize) -> usize {
     let f = UNW_BACKTRACE.load(Ordering::Acquire);
     if f != 0 {
         let f: UnwBacktrace = std::mem::transmute(f);
@@ -130,6 +207,48 @@ unsafe fn backtrace_into(buf: *mut usize, cap: usize) -> usize {
     let mut st = GccState { buf, n: 0, cap };
     _Unwind_Backtrace(gcc_frame, &mut st as *mut GccState as *mut c_void);
     st.n
+}
+
+/// Both unwinders; returns libunwind's stack, and counts and reports a
+/// difference in the frames below our own.
+///
+/// # Safety
+/// `buf` must have room for `cap` entries.
+#[cold]
+#[inline(never)]
+unsafe fn check_backtrace(buf: *mut usize, cap: usize) -> usize {
+    let n = slow_backtrace(buf, cap).min(cap);
+    let slow = std::slice::from_raw_parts(buf, n);
+    let mut other = [0usize; BUF];
+    let cap2 = cap.min(BUF);
+    CHECKED.fetch_add(1, Ordering::Relaxed);
+    let Some(m) = ehframe::backtrace(other.as_mut_ptr(), cap2) else {
+        DECLINED.fetch_add(1, Ordering::Relaxed);
+        return n;
+    };
+    let fast = &other[..m.min(cap2)];
+    // Our own frames differ (different call sites); compare the rest.
+    let user = |f: &[usize]| {
+        let mut i = 0;
+        while i < f.len() && ours(f[i]) {
+            i += 1;
+        }
+        f[i..].to_vec()
+    };
+    let (a, b) = (user(slow), user(fast));
+    // A full buffer may cut the two at different depths: compare the
+    // common length then.
+    let equal = if n == cap || m == cap2 {
+        let k = a.len().min(b.len());
+        a[..k] == b[..k]
+    } else {
+        a == b
+    };
+    if !equal && MISMATCHES.fetch_add(1, Ordering::Relaxed) < 3 {
+        let hex = |f: &[usize]| f.iter().map(|x| format!("{x:#x}")).collect::<Vec<_>>().join(" ");
+        crate::sys::log(&format!("unwind mismatch: libunwind [{}] fast [{}]", hex(&a), hex(&b)));
+    }
+    n
 }
 
 /// Load address of libtrace.so (its dlpi_addr).
