@@ -14,8 +14,15 @@
 //! only: never wrong lines.
 //!
 //! Parsed modules are cached per (path, build-id) for the life of the
-//! `Symbolizer` (so `diff` parses each module once); file data is mapped and
-//! intentionally leaked, which a one-shot CLI can afford.
+//! `Symbolizer` (so `diff` parses each module once); the mapped files and
+//! decompressed sections live in the `Symbolizer`'s arena and are released
+//! with it.
+//!
+//! Module files are untrusted input (a corrupt or hostile ELF/DWARF file must
+//! not crash the analyzer). The readers (object, gimli, addr2line) return
+//! errors for what they detect; as a last resort a panic inside them while
+//! one module is parsed or looked up is caught, reported once as a warning,
+//! and that module's frames are shown without lines from then on.
 
 use memtrace_format::Module;
 use object::{Object, ObjectSection, ObjectSymbol, ObjectSymbolTable};
@@ -104,22 +111,76 @@ enum ModState {
 
 struct ModDebug {
     state: ModState,
+    /// The DWARF reader panicked on this module: use the symbol table only.
+    broken: std::cell::Cell<bool>,
 }
 
-/// Why a module cannot be symbolized, for the one-time warning.
-fn leak_map(path: &Path) -> std::io::Result<&'static [u8]> {
-    let f = File::open(path)?;
-    let meta = f.metadata()?;
-    if !meta.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
+/// Owns the bytes the parsed modules borrow: file mappings and decompressed
+/// sections. The `&'static` slices handed out are valid until the arena is
+/// dropped; `Symbolizer` drops every parsed module before its arena, and no
+/// borrowed slice leaves the `Symbolizer` (frames carry owned strings).
+#[derive(Default)]
+struct Arena {
+    maps: Vec<memmap2::Mmap>,
+    bufs: Vec<Box<[u8]>>,
+}
+
+impl Arena {
+    fn map(&mut self, path: &Path) -> std::io::Result<&'static [u8]> {
+        let f = File::open(path)?;
+        let meta = f.metadata()?;
+        if !meta.is_file() {
+            return Err(std::io::Error::other("not a regular file"));
+        }
+        if meta.len() == 0 {
+            return Ok(&[]);
+        }
+        // SAFETY: the mapping is read-only; a file truncated under us could
+        // fault, the usual caveat of every mmap-based symbolizer.
+        let map = unsafe { memmap2::Mmap::map(&f)? };
+        // SAFETY: the mapping's address does not change when the Mmap value
+        // moves into the vector; it stays mapped until the arena is dropped
+        // (see the type's comment).
+        let bytes: &'static [u8] = unsafe { std::slice::from_raw_parts(map.as_ptr(), map.len()) };
+        self.maps.push(map);
+        Ok(bytes)
     }
-    if meta.len() == 0 {
-        return Ok(&[]);
+
+    fn keep(&mut self, v: Vec<u8>) -> &'static [u8] {
+        let b = v.into_boxed_slice();
+        // SAFETY: the heap block does not move with the Box; freed with the arena.
+        let bytes: &'static [u8] = unsafe { std::slice::from_raw_parts(b.as_ptr(), b.len()) };
+        self.bufs.push(b);
+        bytes
     }
-    // SAFETY: the mapping is read-only; a file truncated under us could
-    // fault, the usual caveat of every mmap-based symbolizer.
-    let map = unsafe { memmap2::Mmap::map(&f)? };
-    Ok(Box::leak(Box::new(map)))
+}
+
+thread_local! {
+    /// Set while a module is parsed or looked up: a panic there is caught
+    /// and becomes a warning, so the panic hook stays quiet.
+    static QUIET_PANICS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, catching a panic of the ELF/DWARF readers; returns its message.
+fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET_PANICS.with(|q| q.get()) {
+                prev(info)
+            }
+        }));
+    });
+    let was = QUIET_PANICS.with(|q| q.replace(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET_PANICS.with(|q| q.set(was));
+    r.map_err(|e| {
+        e.downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| e.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".into())
+    })
 }
 
 fn parse_elf(data: &'static [u8]) -> Option<object::File<'static>> {
@@ -156,13 +217,13 @@ fn debug_candidates(path: &Path, obj: &object::File<'static>) -> Vec<PathBuf> {
     out
 }
 
-fn load_dwarf(obj: &object::File<'static>) -> Option<gimli::Dwarf<Reader>> {
+fn load_dwarf(obj: &object::File<'static>, arena: &mut Arena) -> Option<gimli::Dwarf<Reader>> {
     let endian = if obj.is_little_endian() { gimli::RunTimeEndian::Little } else { gimli::RunTimeEndian::Big };
     let load = |id: gimli::SectionId| -> Result<Reader, gimli::Error> {
         let data: &'static [u8] = match obj.section_by_name(id.name()) {
             Some(sec) => match sec.uncompressed_data() {
                 Ok(Cow::Borrowed(b)) => b,
-                Ok(Cow::Owned(v)) => Box::leak(v.into_boxed_slice()),
+                Ok(Cow::Owned(v)) => arena.keep(v),
                 Err(_) => &[],
             },
             None => &[],
@@ -172,9 +233,9 @@ fn load_dwarf(obj: &object::File<'static>) -> Option<gimli::Dwarf<Reader>> {
     gimli::Dwarf::load(load).ok()
 }
 
-fn open_module(path: &Path, want_build_id: &[u8], warn: &mut dyn FnMut(String)) -> ModDebug {
-    let unusable = ModDebug { state: ModState::Unusable };
-    let data = match leak_map(path) {
+fn open_module(path: &Path, want_build_id: &[u8], arena: &mut Arena, warn: &mut dyn FnMut(String)) -> ModDebug {
+    let unusable = ModDebug { state: ModState::Unusable, broken: Default::default() };
+    let data = match arena.map(path) {
         Ok(d) => d,
         Err(e) => {
             warn(format!("{}: {}; its frames are shown as module+offset", path.display(), crate::io_msg(&e)));
@@ -197,7 +258,7 @@ fn open_module(path: &Path, want_build_id: &[u8], warn: &mut dyn FnMut(String)) 
     let mut dwarf_obj = if has_dwarf(&obj) { parse_elf(data) } else { None };
     if dwarf_obj.is_none() {
         for cand in debug_candidates(path, &obj) {
-            let Ok(d) = leak_map(&cand) else { continue };
+            let Ok(d) = arena.map(&cand) else { continue };
             let Some(dobj) = parse_elf(d) else { continue };
             let did = dobj.build_id().ok().flatten().unwrap_or(&[]);
             if !disk_id.is_empty() && !did.is_empty() && did != disk_id {
@@ -217,7 +278,7 @@ fn open_module(path: &Path, want_build_id: &[u8], warn: &mut dyn FnMut(String)) 
         }
     }
     let ctx = dwarf_obj.and_then(|dobj| {
-        let mut dwarf = load_dwarf(&dobj)?;
+        let mut dwarf = load_dwarf(&dobj, arena)?;
         // dwz supplementary file
         if let Ok(Some((alt, _id))) = dobj.gnu_debugaltlink() {
             use std::os::unix::ffi::OsStrExt;
@@ -225,17 +286,36 @@ fn open_module(path: &Path, want_build_id: &[u8], warn: &mut dyn FnMut(String)) 
             let alt = if alt.is_absolute() { alt.to_path_buf() } else { path.parent().unwrap_or(Path::new("/")).join(alt) };
             let candidates = [alt.clone(), Path::new("/usr/lib/debug/.dwz").join(alt.file_name().unwrap_or_default())];
             for c in candidates {
-                if let Some(sobj) = leak_map(&c).ok().and_then(parse_elf) {
-                    if let Some(sup) = load_dwarf(&sobj) {
+                if let Some(sobj) = arena.map(&c).ok().and_then(parse_elf) {
+                    if let Some(sup) = load_dwarf(&sobj, arena) {
                         dwarf.sup = Some(std::sync::Arc::new(sup));
                         break;
                     }
                 }
             }
         }
-        addr2line::Context::from_dwarf(dwarf).ok()
+        match addr2line::Context::from_dwarf(dwarf) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                warn(format!("{}: its debug information cannot be read ({e}); its frames are shown without lines", path.display()));
+                None
+            }
+        }
     });
-    ModDebug { state: ModState::Ready { ctx, symbols } }
+    ModDebug { state: ModState::Ready { ctx, symbols }, broken: Default::default() }
+}
+
+/// The module with its symbol table only (after the DWARF reader panicked).
+fn open_symbols_only(path: &Path, arena: &mut Arena) -> ModDebug {
+    let state = match arena.map(path).ok().and_then(parse_elf) {
+        Some(obj) => ModState::Ready { ctx: None, symbols: Symbols::from_object(&obj) },
+        None => ModState::Unusable,
+    };
+    ModDebug { state, broken: Default::default() }
+}
+
+fn broken_warning(path: &str, why: &str) -> String {
+    format!("{path}: its debug information is corrupt (the reader failed: {why}); its frames are shown without lines")
 }
 
 fn demangle(name: &str) -> String {
@@ -245,10 +325,13 @@ fn demangle(name: &str) -> String {
 /// Symbolizes addresses against module maps, caching parsed modules.
 #[derive(Default)]
 pub struct Symbolizer {
+    // Field order matters: the parsed modules borrow from the arena and are
+    // dropped before it.
     modules: HashMap<(Vec<u8>, Vec<u8>), Rc<ModDebug>>,
     warned: HashSet<String>,
     /// Warnings not yet printed (the CLI prints them on stderr).
     pub warnings: Vec<String>,
+    arena: Arena,
 }
 
 impl Symbolizer {
@@ -267,14 +350,27 @@ impl Symbolizer {
         use std::os::unix::ffi::OsStrExt;
         let path = Path::new(std::ffi::OsStr::from_bytes(&m.path));
         let mut pending = Vec::new();
-        let d = Rc::new(open_module(path, &m.build_id, &mut |w| pending.push(w)));
-        for w in pending {
-            if self.warned.insert(w.clone()) {
-                self.warnings.push(w);
+        let arena = &mut self.arena;
+        let d = match guarded(|| open_module(path, &m.build_id, arena, &mut |w| pending.push(w))) {
+            Ok(d) => d,
+            Err(why) => {
+                pending.push(broken_warning(&path.display().to_string(), &why));
+                guarded(|| open_symbols_only(path, arena))
+                    .unwrap_or(ModDebug { state: ModState::Unusable, broken: Default::default() })
             }
+        };
+        let d = Rc::new(d);
+        for w in pending {
+            self.warn(w);
         }
         self.modules.insert(key, d.clone());
         Some(d)
+    }
+
+    fn warn(&mut self, w: String) {
+        if self.warned.insert(w.clone()) {
+            self.warnings.push(w);
+        }
     }
 
     /// Frames of one return address, innermost first (never empty).
@@ -302,26 +398,40 @@ impl Symbolizer {
         };
         let Some(d) = self.module(m) else { return vec![bare] };
         let ModState::Ready { ctx, symbols } = &d.state else { return vec![bare] };
-        let sym = symbols.find(probe);
+        // (a return address at offset 0 would probe the last byte of the
+        // address space: no symbol offset then)
+        let sym = symbols.find(probe).filter(|&(start, _)| start <= off);
         let sym_off = sym.map(|(start, _)| off - start);
-        let sym_name = || sym.map(|(_, n)| demangle(n));
+        let sym_name = || sym.map(|(_, n)| guarded(|| demangle(n)).unwrap_or_else(|_| n.to_string()));
         let mut out = Vec::new();
-        if let Some(ctx) = ctx {
-            if let Ok(mut it) = ctx.find_frames(probe).skip_all_loads() {
-                while let Ok(Some(f)) = it.next() {
-                    let function = f.function.as_ref().and_then(|n| n.demangle().ok()).map(|c| c.into_owned());
-                    let (file, line) = match &f.location {
-                        Some(loc) => (loc.file.map(|s| s.to_string()), loc.line.unwrap_or(0)),
-                        None => (None, 0),
-                    };
-                    out.push(SymFrame {
-                        function,
-                        file,
-                        line,
-                        module: Some(module_name.clone()),
-                        module_offset: off,
-                        symbol_offset: None,
-                    });
+        if let (Some(ctx), false) = (ctx, d.broken.get()) {
+            let found = guarded(|| {
+                let mut out = Vec::new();
+                if let Ok(mut it) = ctx.find_frames(probe).skip_all_loads() {
+                    // an inline chain deeper than any real one means a cycle in corrupt DWARF
+                    while let (Ok(Some(f)), true) = (it.next(), out.len() < 256) {
+                        let function = f.function.as_ref().and_then(|n| n.demangle().ok()).map(|c| c.into_owned());
+                        let (file, line) = match &f.location {
+                            Some(loc) => (loc.file.map(|s| s.to_string()), loc.line.unwrap_or(0)),
+                            None => (None, 0),
+                        };
+                        out.push(SymFrame {
+                            function,
+                            file,
+                            line,
+                            module: Some(module_name.clone()),
+                            module_offset: off,
+                            symbol_offset: None,
+                        });
+                    }
+                }
+                out
+            });
+            match found {
+                Ok(v) => out = v,
+                Err(why) => {
+                    d.broken.set(true);
+                    self.warn(broken_warning(&module_name, &why));
                 }
             }
         }
