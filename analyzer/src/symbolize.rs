@@ -449,3 +449,24 @@ impl Symbolizer {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guarded_catches_a_panic_quietly() {
+        assert_eq!(guarded(|| 7), Ok(7));
+        assert_eq!(guarded(|| -> u32 { panic!("bad dwarf") }), Err("bad dwarf".to_string()));
+        let n = 3;
+        assert_eq!(guarded(|| -> u32 { panic!("bad {n}") }), Err("bad 3".to_string()));
+        assert!(!QUIET_PANICS.with(|q| q.get()));
+    }
+
+    #[test]
+    fn symbol_offset_at_module_offset_zero() {
+        let s = Symbols { syms: vec![(0x10, 0, "f")] };
+        // probe = 0 - 1 wraps: the symbol found must not give 0 - 0x10
+        assert_eq!(s.find(u64::MAX), Some((0x10, "f")));
+    }
+}

@@ -90,4 +90,9 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
+    // The symbolizer survives a reader panic (one warning, frames without
+    // lines), but each is a bug to know about: report it as a crash here.
+    if let Some(w) = sym.warnings.iter().find(|w| w.contains("the reader failed")) {
+        panic!("caught reader panic: {w}");
+    }
 });
