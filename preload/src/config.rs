@@ -4,7 +4,7 @@
 
 use crate::sys::{log, Locked};
 use std::ffi::CStr;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 
 pub const DEFAULT_FRAMES: usize = 32;
 pub const MAX_FRAMES: usize = memtrace_format::MAX_FRAMES;
@@ -12,6 +12,8 @@ pub const MAX_FRAMES: usize = memtrace_format::MAX_FRAMES;
 static FRAMES: AtomicUsize = AtomicUsize::new(DEFAULT_FRAMES);
 static VERBOSE: AtomicBool = AtomicBool::new(false);
 static FOLLOW_EXEC: AtomicBool = AtomicBool::new(false);
+/// MEMTRACE_SAMPLE: mean bytes between samples; 0 = every allocation.
+static SAMPLE: AtomicU64 = AtomicU64::new(0);
 /// 0 = off.
 static SIGNAL: AtomicI32 = AtomicI32::new(libc::SIGUSR2);
 /// The output prefix as given (`%p` not yet expanded), made absolute at init
@@ -28,6 +30,10 @@ pub fn verbose() -> bool {
 }
 pub fn follow_exec() -> bool {
     FOLLOW_EXEC.load(Ordering::Relaxed)
+}
+#[inline(always)]
+pub fn sample_rate() -> u64 {
+    SAMPLE.load(Ordering::Relaxed)
 }
 pub fn signal() -> i32 {
     SIGNAL.load(Ordering::Relaxed)
@@ -69,6 +75,37 @@ fn parse_bool(var: &str, v: Option<&[u8]>) -> bool {
             }
         }
     }
+}
+
+/// Largest MEMTRACE_SAMPLE accepted: 1 TiB.
+pub const MAX_SAMPLE: u64 = 1 << 40;
+
+/// Parses a MEMTRACE_SAMPLE value: a byte count with an optional binary
+/// suffix K, M or G (any case, optionally followed by B or iB): `4096`,
+/// `512K`, `1M`, `2GiB`. `0`, `off` or empty mean every allocation (Some(0)).
+/// None for garbage or more than 1 TiB.
+pub fn parse_sample(v: &[u8]) -> Option<u64> {
+    let s = std::str::from_utf8(v).ok()?.trim().to_ascii_uppercase();
+    if s.is_empty() || s == "OFF" || s == "NONE" {
+        return Some(0);
+    }
+    let digits = s.bytes().take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 {
+        return None;
+    }
+    let n: u64 = s[..digits].parse().ok()?;
+    let unit = match &s[digits..] {
+        "" | "B" => 1u64,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        _ => return None,
+    };
+    let bytes = n.checked_mul(unit)?;
+    if bytes > MAX_SAMPLE {
+        return None;
+    }
+    Some(bytes)
 }
 
 /// Parses a MEMTRACE_SIGNAL value: a name with or without SIG (any case), a
@@ -128,6 +165,15 @@ pub fn load() {
         }
     }
     FRAMES.store(frames, Ordering::Relaxed);
+
+    let mut sample = 0;
+    if let Some(v) = env(c"MEMTRACE_SAMPLE") {
+        match parse_sample(v) {
+            Some(n) => sample = n,
+            None => warn("MEMTRACE_SAMPLE", v, "expected a byte count such as 512K, 1M or 4096; sampling off"),
+        }
+    }
+    SAMPLE.store(sample, Ordering::Relaxed);
 
     let mut sig = libc::SIGUSR2;
     if let Some(v) = env(c"MEMTRACE_SIGNAL") {

@@ -58,6 +58,7 @@ extern "C" fn child() {
         crate::modules::REGISTRY.lock.reset();
         crate::writer::STATE.lock.reset();
         crate::modules::fork_child();
+        crate::sample::fork_child();
         crate::ring::fork_child();
         // This thread is the child's leader now: make sure it has a ring,
         // so that its exit is noticed (see writer::thread_exiting).

@@ -13,7 +13,7 @@
 
 use crate::ring::{with_ring, Ring};
 use crate::sys::{errno, set_errno, IN_HOOK};
-use crate::{intern, unwind, SEQ};
+use crate::{intern, sample, unwind, SEQ};
 use libc::{c_int, c_void, size_t};
 use std::mem::MaybeUninit;
 use std::sync::atomic::Ordering;
@@ -91,15 +91,37 @@ fn publish_free(r: &Ring, p: *mut c_void) {
     r.busy.store(0, Ordering::Release);
 }
 
-/// An allocation through `real`, recorded with `size` if it succeeds.
+/// An allocation through `real`, recorded with `size` if it succeeds (and,
+/// under MEMTRACE_SAMPLE, if it is sampled: the others skip the unwinder).
+/// The unsampled case stays in the caller, small: no frame for the capture
+/// buffer, one thread-local countdown.
 #[inline(always)]
 unsafe fn traced_alloc(size: usize, real: impl FnOnce() -> *mut c_void) -> *mut c_void {
+    let decided = crate::config::sample_rate() != 0 && crate::is_ready();
+    if decided && !sample::take(size) {
+        return real();
+    }
+    traced_alloc_slow(size, decided, real)
+}
+
+/// `sampled`: the sampling decision was already taken (and said yes).
+#[inline(never)]
+unsafe fn traced_alloc_slow(size: usize, sampled: bool, real: impl FnOnce() -> *mut c_void) -> *mut c_void {
+    if !crate::ensure_ready() {
+        return real();
+    }
+    let sampling = crate::config::sample_rate() != 0;
+    if sampling && !sampled && !sample::take(size) {
+        return real();
+    }
     if !enter() {
         return real();
     }
     let id = stack_id();
     let p = real();
-    if !p.is_null() {
+    // A sampled block enters the set before its pointer escapes, or is not
+    // recorded at all (no memory for the set: its free could not be matched).
+    if !p.is_null() && (!sampling || sample::insert(p as usize)) {
         let e = errno();
         with_ring(|r| publish_alloc(r, p, size, id));
         set_errno(e);
@@ -119,6 +141,14 @@ fn record_free(p: *mut c_void) {
     }
 }
 
+/// Under sampling, only frees of sampled blocks are recorded: true if `p`
+/// is one (it leaves the set now, before the real free, so that its address
+/// can be handed out and sampled again at once). Always true unsampled.
+#[inline(always)]
+fn free_is_traced(p: *mut c_void) -> bool {
+    crate::config::sample_rate() == 0 || sample::remove(p as usize)
+}
+
 #[no_mangle]
 #[inline(never)]
 pub unsafe extern "C" fn malloc(size: size_t) -> *mut c_void {
@@ -131,7 +161,9 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
     if p.is_null() {
         return;
     }
-    record_free(p);
+    if free_is_traced(p) {
+        record_free(p);
+    }
     __libc_free(p);
 }
 
@@ -153,29 +185,53 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: size_t) -> *mut c_void {
     }
     if size == 0 {
         // glibc 2.36 (REALLOC_ZERO_BYTES_FREES) frees p and returns NULL.
-        record_free(p);
+        if free_is_traced(p) {
+            record_free(p);
+        }
         return __libc_realloc(p, 0);
     }
-    if !enter() {
+    if !crate::ensure_ready() {
         return __libc_realloc(p, size);
     }
-    let id = stack_id();
+    // Sampling: a free of the old block if it was sampled, and an allocation
+    // of the new one if this realloc is sampled; both unsampled = untouched.
+    let sampling = crate::config::sample_rate() != 0;
+    let (old_traced, new_traced) = if sampling { (sample::remove(p as usize), sample::take(size)) } else { (true, true) };
+    if !old_traced && !new_traced {
+        return __libc_realloc(p, size);
+    }
+    if !enter() {
+        let q = __libc_realloc(p, size);
+        if q.is_null() && old_traced && sampling {
+            sample::insert(p as usize); // p stays live (and sampled)
+        }
+        return q;
+    }
+    let id = if new_traced { stack_id() } else { 0 };
     // The free's number is taken before the real realloc (which may free the
     // old block and let another thread get its address), the allocation's
     // after it returned. A failed realloc leaves p live: record nothing.
     let q = with_ring(|r| {
         r.busy.store(1, Ordering::SeqCst);
-        let s_free = SEQ.fetch_add(1, Ordering::SeqCst);
+        let s_free = if old_traced { SEQ.fetch_add(1, Ordering::SeqCst) } else { 0 };
         let q = __libc_realloc(p, size);
         if !q.is_null() {
             let e = errno();
-            let s_alloc = SEQ.fetch_add(1, Ordering::SeqCst);
             let mut buf = [0u8; 64];
             let mut n = 0;
-            r.enc_free(&mut buf, &mut n, s_free, p as usize);
-            r.enc_alloc(&mut buf, &mut n, s_alloc, q as usize, size, id);
-            r.push(&buf[..n]);
+            if old_traced {
+                r.enc_free(&mut buf, &mut n, s_free, p as usize);
+            }
+            if new_traced && (!sampling || sample::insert(q as usize)) {
+                let s_alloc = SEQ.fetch_add(1, Ordering::SeqCst);
+                r.enc_alloc(&mut buf, &mut n, s_alloc, q as usize, size, id);
+            }
+            if n > 0 {
+                r.push(&buf[..n]);
+            }
             set_errno(e);
+        } else if old_traced && sampling {
+            sample::insert(p as usize);
         }
         r.busy.store(0, Ordering::Release);
         q

@@ -7,6 +7,7 @@
 //! - `unwind`: stack capture; `intern`: stack ids;
 //! - `ring`: per-thread event rings to the writer;
 //! - `writer`: the writer thread, live table and snapshot files;
+//! - `sample`: MEMTRACE_SAMPLE (Poisson sampling, the set of sampled blocks);
 //! - `modules`: the module map; `signal`, `fork`, `config`.
 
 mod config;
@@ -15,6 +16,7 @@ mod hooks;
 mod intern;
 mod modules;
 mod ring;
+mod sample;
 mod signal;
 mod sys;
 mod unwind;

@@ -741,7 +741,7 @@ impl State {
                 peak_bytes: self.peak,
                 alloc_count: self.allocs,
                 free_count: self.frees,
-                sample_rate: 0,
+                sample_rate: config::sample_rate(),
                 cmdline,
                 exe: modules::exe(),
                 malloc_owner: modules::malloc_owner(),
