@@ -266,18 +266,23 @@ struct Session {
     table: FrameTable,
     sym: Symbolizer,
     rules: FrameRules,
+    /// malloc_owner warnings already printed (`diff A A` says it once).
+    warned: std::collections::HashSet<String>,
 }
 
 impl Session {
     fn new(rules: FrameRules) -> Session {
-        Session { table: FrameTable::new(), sym: Symbolizer::new(), rules }
+        Session { table: FrameTable::new(), sym: Symbolizer::new(), rules, warned: Default::default() }
     }
 
     fn load(&mut self, path: &std::path::Path) -> Result<Snapshot, Failure> {
         let s = snapshot::load(path, &mut self.table, &mut self.sym, &self.rules).map_err(|e| Failure::Input(e.to_string()));
         if let Ok(snap) = &s {
             if let Some(owner) = snap.malloc_owner() {
-                eprintln!("memtrace: warning: {}", malloc_owner_warning(&path.display().to_string(), &owner));
+                let w = malloc_owner_warning(&path.display().to_string(), &owner);
+                if self.warned.insert(w.clone()) {
+                    eprintln!("memtrace: warning: {w}");
+                }
             }
         }
         for w in self.sym.warnings.drain(..) {

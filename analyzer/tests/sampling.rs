@@ -253,6 +253,8 @@ fn malloc_owner_is_warned_about() {
     let o = run(&["diff", other.to_str().unwrap(), p]);
     assert_eq!(o.code, 0);
     assert_eq!(o.stderr, warning);
+    let o = run(&["diff", p, p]);
+    assert_eq!(o.stderr, warning);
     let o = run(&["diff", other.to_str().unwrap(), p, "--json"]);
     let v: Value = serde_json::from_str(&o.stdout).unwrap();
     assert_eq!(v["old_malloc_owner"], Value::Null);
