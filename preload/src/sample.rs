@@ -164,9 +164,13 @@ fn grow(seen: usize) -> bool {
     ok
 }
 
-/// Fork child: the thread that held the growth lock did not survive.
+/// Fork child: the thread that held the growth lock did not survive; and
+/// the child's thread draws its own intervals from now on (it would
+/// otherwise repeat its parent thread's random stream).
 pub fn fork_child() {
     GROW.reset();
+    RNG.with(|r| r.set(0));
+    LEFT.with(|l| l.set(0));
 }
 
 /// Adds a sampled block's address. False if no memory could be had: then

@@ -8,6 +8,15 @@
  *                         is the only one and simply returns: the child must
  *                         end with status 0 and write its exit snapshot.
  *                         The parent waits at most 10 s for it.
+ *   lifecycle sigwait     SIGTERM is blocked in every program thread and one
+ *                         thread sigwait()s for it: the signal must reach
+ *                         sigwait (not kill the process on a thread that
+ *                         does not block it, such as a careless writer).
+ *                         Prints READY; the test sends SIGTERM.
+ *   lifecycle slow_atexit main_exit with an exit handler that prints
+ *                         IN_ATEXIT and sleeps 30 s; it runs on whichever
+ *                         thread ends last (under the preload: the writer).
+ *                         SIGTERM must still end the process at once.
  */
 #include "common.h"
 #include <pthread.h>
@@ -62,6 +71,21 @@ static void *forking_thread(void *arg) {
     return NULL;
 }
 
+static void slow_exit_handler(void) {
+    printf("IN_ATEXIT\n");
+    fflush(stdout);
+    sleep(30);
+}
+
+static void *waiter(void *arg) {
+    sigset_t *set = arg;
+    int sig = 0;
+    CHECK(sigwait(set, &sig) == 0);
+    printf("got_signal=%d\n", sig);
+    held[3] = touch(malloc(999), 999);
+    return NULL;
+}
+
 int main(int argc, char **argv) {
     CHECK(argc == 2);
     if (!strcmp(argv[1], "main_exit")) {
@@ -81,6 +105,26 @@ int main(int argc, char **argv) {
         fflush(stdout);
         CHECK(pthread_create(&t, NULL, forking_thread, NULL) == 0);
         CHECK(pthread_join(t, NULL) == 0);
+        return 0;
+    }
+    if (!strcmp(argv[1], "slow_atexit")) {
+        pthread_t t;
+        atexit(slow_exit_handler);
+        CHECK(pthread_create(&t, NULL, worker, NULL) == 0);
+        pthread_exit(NULL);
+    }
+    if (!strcmp(argv[1], "sigwait")) {
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGTERM);
+        CHECK(pthread_sigmask(SIG_BLOCK, &set, NULL) == 0);
+        pthread_t t;
+        CHECK(pthread_create(&t, NULL, waiter, &set) == 0);
+        usleep(50 * 1000);
+        printf("READY\n");
+        fflush(stdout);
+        CHECK(pthread_join(t, NULL) == 0);
+        expect("exit", 999, 1);
         return 0;
     }
     return 2;

@@ -45,3 +45,43 @@ fn child_forked_from_a_thread_ends_with_its_thread() {
     assert_eq!(parent.count_of(888), 0);
     assert_eq!(parent.count_of(777), 1);
 }
+
+/// The writer blocks every signal while program threads exist: a program
+/// that blocks SIGTERM everywhere and sigwait()s for it must get it there,
+/// not die of it on our thread.
+#[test]
+fn sigwait_gets_a_signal_blocked_by_all_program_threads() {
+    let dir = fresh_dir("sigwait");
+    let prefix = dir.join("k");
+    let mut r = Run::new(prog("lifecycle", Opt::O2), &dir).out(&prefix).arg("sigwait").timeout(20).spawn();
+    r.wait_for("READY");
+    // SAFETY: signalling our own child.
+    assert_eq!(unsafe { libc::kill(r.pid as i32, libc::SIGTERM) }, 0);
+    let out = r.wait();
+    out.assert_ok();
+    assert_eq!(out.value_u64("got_signal"), libc::SIGTERM as u64);
+    check_expects(&prefix, &out, 1);
+}
+
+/// When our writer is the last thread it runs the program's exit handlers;
+/// it must not block signals then: SIGTERM ends the process as it would
+/// untraced (before the fix only SIGKILL could).
+#[test]
+fn last_thread_exit_handlers_stay_killable() {
+    use std::os::unix::process::ExitStatusExt;
+    for traced in [false, true] {
+        let dir = fresh_dir("slow-atexit");
+        let mut run = Run::new(prog("lifecycle", Opt::O2), &dir).out(dir.join("k")).arg("slow_atexit").timeout(20);
+        if !traced {
+            run = run.untraced();
+        }
+        let mut r = run.spawn();
+        r.wait_for("IN_ATEXIT");
+        let t0 = std::time::Instant::now();
+        // SAFETY: signalling our own child.
+        assert_eq!(unsafe { libc::kill(r.pid as i32, libc::SIGTERM) }, 0);
+        let out = r.wait();
+        assert_eq!(out.status.signal(), Some(libc::SIGTERM), "traced={traced}: {:?}", out.status);
+        assert!(t0.elapsed() < Duration::from_secs(5), "traced={traced}: SIGTERM took {:?}", t0.elapsed());
+    }
+}
