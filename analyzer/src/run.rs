@@ -472,3 +472,36 @@ fn forward_signals(pid: u32, snapshot_signal: Option<i32>) -> Forwarder {
     }
     Forwarder
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_names() {
+        assert!(is_snapshot_name(b"memtrace.%p", b"memtrace.1234.exit.snap"));
+        assert!(is_snapshot_name(b"memtrace.%p", b"memtrace.1234.12.snap"));
+        assert!(!is_snapshot_name(b"memtrace.%p", b"memtrace.exit.snap"));
+        assert!(!is_snapshot_name(b"memtrace.%p", b"memtrace.1234.exit.snap.tmp.1234"));
+        assert!(!is_snapshot_name(b"memtrace.%p", b"other.1234.exit.snap"));
+        assert!(is_snapshot_name(b"app", b"app.exit.snap"));
+        assert!(is_snapshot_name(b"app", b"app.3.snap"));
+        assert!(is_snapshot_name(b"app", b"app.777.3.snap")); // a forked child's
+        assert!(!is_snapshot_name(b"app", b"app.x.snap"));
+        assert!(!is_snapshot_name(b"app", b"apple.exit.snap"));
+        assert!(is_snapshot_name(b"run-%p-x", b"run-42-x.exit.snap"));
+    }
+
+    #[test]
+    fn order() {
+        let mut v = vec!["a.10.snap", "a.exit.snap", "a.2.snap", "a.5.1.snap"];
+        v.sort_by_key(|n| natural_key(n.as_bytes()));
+        assert_eq!(v, ["a.2.snap", "a.5.1.snap", "a.10.snap", "a.exit.snap"]);
+    }
+
+    #[test]
+    fn kinds() {
+        assert_eq!(exe_kind(Path::new("/bin/sh")), ExeKind::Dynamic);
+        assert_eq!(exe_kind(Path::new("/nonexistent")), ExeKind::Other);
+    }
+}
