@@ -39,6 +39,7 @@ FRAMES WITHOUT LINE INFORMATION:
 EXIT STATUS: 0 ok, 1 bad input, 2 bad usage.";
 
 const RUN_HELP: &str = "\
+EXAMPLE:
   memtrace run -- ./app --its-options     # writes memtrace.<pid>.exit.snap (and .<n>.snap on SIGUSR2)
 
   Before running, a statically linked or set-user-ID/set-group-ID CMD is refused (exit 1): the
@@ -109,7 +110,7 @@ enum Command {
     },
     /// Run CMD under libtrace.so (found next to this binary, or $MEMTRACE_PRELOAD), wait for it,
     /// list the snapshots it wrote on stderr and exit with its status (128+N if signal N killed it).
-    #[command(after_help = RUN_HELP)]
+    #[command(after_help = RUN_HELP, override_usage = "memtrace run [OPTIONS] -- CMD [ARGS]...")]
     Run {
         /// Snapshot file prefix (MEMTRACE_OUT); `%p` is the pid. Default memtrace.%p.
         #[arg(long, value_name = "PREFIX", value_parser = clap::value_parser!(std::ffi::OsString))]
