@@ -175,7 +175,7 @@ thread_local! {
 pub fn find_thread_count() {
     // SAFETY: dlsym with a valid C string; the result is only read as a u32.
     let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__nptl_nthreads".as_ptr()) };
-    if !p.is_null() && (p as usize) % std::mem::align_of::<u32>() == 0 {
+    if !p.is_null() && (p as usize).is_multiple_of(std::mem::align_of::<u32>()) {
         NTHREADS.store(p as usize, Ordering::Release);
     }
 }
