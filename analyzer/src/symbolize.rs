@@ -217,20 +217,54 @@ fn debug_candidates(path: &Path, obj: &object::File<'static>) -> Vec<PathBuf> {
     out
 }
 
-fn load_dwarf(obj: &object::File<'static>, arena: &mut Arena) -> Option<gimli::Dwarf<Reader>> {
+/// The most a compressed section may claim to expand to: zlib cannot
+/// exceed about 1032:1, and real debug sections compress far less; a larger
+/// claim is corrupt (and would size an allocation from the file).
+fn max_uncompressed(compressed: usize) -> u64 {
+    (compressed as u64).saturating_mul(1100).saturating_add(1 << 20)
+}
+
+/// A section's bytes, decompressed when needed (owned by the arena).
+fn section_data(sec: &object::Section<'static, '_>, arena: &mut Arena) -> Result<&'static [u8], String> {
+    let name = sec.name().unwrap_or("?").to_string();
+    let c = sec.compressed_data().map_err(|e| format!("section {name}: {e}"))?;
+    if c.format != object::CompressionFormat::None && c.uncompressed_size > max_uncompressed(c.data.len()) {
+        return Err(format!(
+            "compressed section {name} claims {} bytes from {}",
+            c.uncompressed_size,
+            c.data.len()
+        ));
+    }
+    match c.decompress() {
+        Ok(Cow::Borrowed(b)) => Ok(b),
+        Ok(Cow::Owned(v)) => Ok(arena.keep(v)),
+        Err(e) => Err(format!("section {name}: {e}")),
+    }
+}
+
+/// The DWARF sections of `obj`. A section that cannot be read (bad
+/// compression header, say) is left empty, its reason put in `failure`, so
+/// that the others still serve.
+fn load_dwarf(
+    obj: &object::File<'static>,
+    arena: &mut Arena,
+    failure: &mut Option<String>,
+) -> Result<gimli::Dwarf<Reader>, String> {
     let endian = if obj.is_little_endian() { gimli::RunTimeEndian::Little } else { gimli::RunTimeEndian::Big };
     let load = |id: gimli::SectionId| -> Result<Reader, gimli::Error> {
         let data: &'static [u8] = match obj.section_by_name(id.name()) {
-            Some(sec) => match sec.uncompressed_data() {
-                Ok(Cow::Borrowed(b)) => b,
-                Ok(Cow::Owned(v)) => arena.keep(v),
-                Err(_) => &[],
+            Some(sec) => match section_data(&sec, arena) {
+                Ok(b) => b,
+                Err(e) => {
+                    failure.get_or_insert(e);
+                    &[]
+                }
             },
             None => &[],
         };
         Ok(gimli::EndianSlice::new(data, endian))
     };
-    gimli::Dwarf::load(load).ok()
+    gimli::Dwarf::load(load).map_err(|e| e.to_string())
 }
 
 fn open_module(path: &Path, want_build_id: &[u8], arena: &mut Arena, warn: &mut dyn FnMut(String)) -> ModDebug {
@@ -278,7 +312,18 @@ fn open_module(path: &Path, want_build_id: &[u8], arena: &mut Arena, warn: &mut 
         }
     }
     let ctx = dwarf_obj.and_then(|dobj| {
-        let mut dwarf = load_dwarf(&dobj, arena)?;
+        let mut failure = None;
+        let dwarf = load_dwarf(&dobj, arena, &mut failure);
+        if let Some(e) = failure {
+            warn(format!("{}: part of its debug information cannot be read ({e}); some frames may lack lines", path.display()));
+        }
+        let mut dwarf = match dwarf {
+            Ok(d) => d,
+            Err(e) => {
+                warn(format!("{}: its debug information cannot be read ({e}); its frames are shown without lines", path.display()));
+                return None;
+            }
+        };
         // dwz supplementary file
         if let Ok(Some((alt, _id))) = dobj.gnu_debugaltlink() {
             use std::os::unix::ffi::OsStrExt;
@@ -287,7 +332,7 @@ fn open_module(path: &Path, want_build_id: &[u8], arena: &mut Arena, warn: &mut 
             let candidates = [alt.clone(), Path::new("/usr/lib/debug/.dwz").join(alt.file_name().unwrap_or_default())];
             for c in candidates {
                 if let Some(sobj) = arena.map(&c).ok().and_then(parse_elf) {
-                    if let Some(sup) = load_dwarf(&sobj, arena) {
+                    if let Ok(sup) = load_dwarf(&sobj, arena, &mut None) {
                         dwarf.sup = Some(std::sync::Arc::new(sup));
                         break;
                     }
