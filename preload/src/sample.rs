@@ -205,8 +205,10 @@ fn bucket(t: *mut Bucket, level: usize, i: usize) -> &'static Bucket {
     unsafe { &*t.add(i & mask) }
 }
 
-/// Maps level `n` (under GROW) unless another thread did.
+/// Maps level `n` (under GROW) unless another thread did. errno is kept
+/// (a failed mmap must not change what the program's call reports).
 fn grow(seen: usize) -> bool {
+    let e = crate::sys::errno();
     GROW.lock();
     let n = NLEVELS.load(Ordering::Acquire);
     let ok = if n != seen {
@@ -224,6 +226,7 @@ fn grow(seen: usize) -> bool {
         }
     };
     GROW.unlock();
+    crate::sys::set_errno(e);
     ok
 }
 
