@@ -365,6 +365,18 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
     let before: std::collections::HashSet<OsString> =
         if prefix_has_pid_in_dir(&prefix) { Default::default() } else { snapshot_names(&scan0, &base).into_iter().collect() };
 
+    // Block the forwarded signals before CMD exists, so that one sent as
+    // soon as CMD runs is not lost; CMD itself starts with memtrace's
+    // original mask (the mask survives exec).
+    let forward = forward_signals(opts.signal.as_deref().and_then(parse_signal));
+    let old_mask = forward.old;
+    // SAFETY: pthread_sigmask is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        c.pre_exec(move || {
+            libc::pthread_sigmask(libc::SIG_SETMASK, &old_mask, std::ptr::null_mut());
+            Ok(())
+        });
+    }
     let mut child = match c.spawn() {
         Ok(ch) => ch,
         Err(e) => {
@@ -373,7 +385,7 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
         }
     };
     let pid = child.id();
-    let forward = forward_signals(pid, opts.signal.as_deref().and_then(parse_signal));
+    forward.start(pid);
     let status = loop {
         match child.wait() {
             Ok(s) => break s,
@@ -426,10 +438,15 @@ fn prefix_has_pid_in_dir(prefix: &[u8]) -> bool {
     }
 }
 
-/// Blocks the forwarded signals in this process and passes them on to `pid`
-/// from a helper thread until the guard is dropped (then they are ignored:
-/// memtrace is about to exit).
-struct Forwarder;
+/// Blocks the forwarded signals in this process; `start` passes them on to
+/// CMD from a helper thread until the guard is dropped (then they are
+/// dropped: memtrace is about to exit).
+struct Forwarder {
+    set: libc::sigset_t,
+    /// The mask before: CMD's.
+    old: libc::sigset_t,
+    forwarded: Vec<i32>,
+}
 
 static CHILD_DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -440,7 +457,7 @@ impl Drop for Forwarder {
     }
 }
 
-fn forward_signals(pid: u32, snapshot_signal: Option<i32>) -> Forwarder {
+fn forward_signals(snapshot_signal: Option<i32>) -> Forwarder {
     let mut forwarded = vec![libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2];
     if let Some(s) = snapshot_signal {
         let bad = [libc::SIGKILL, libc::SIGSTOP, libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE, libc::SIGCHLD];
@@ -449,28 +466,38 @@ fn forward_signals(pid: u32, snapshot_signal: Option<i32>) -> Forwarder {
         }
     }
     let ignored = [libc::SIGINT, libc::SIGQUIT];
-    // SAFETY: signal mask manipulation with properly initialised sets; the
-    // helper thread only calls sigwait and kill.
-    unsafe {
+    // SAFETY: signal mask manipulation with a properly initialised set.
+    let (set, old) = unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         for &s in forwarded.iter().chain(ignored.iter()) {
             libc::sigaddset(&mut set, s);
         }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+        (set, old)
+    };
+    Forwarder { set, old, forwarded }
+}
+
+impl Forwarder {
+    fn start(&self, pid: u32) {
+        let (set, fw) = (self.set, self.forwarded.clone());
         let pid = pid as libc::pid_t;
-        let fw = forwarded.clone();
+        // The thread inherits the blocked mask and only calls sigwait and kill.
         std::thread::spawn(move || loop {
             let mut sig: libc::c_int = 0;
-            if libc::sigwait(&set, &mut sig) != 0 {
-                return;
-            }
-            if fw.contains(&sig) && !CHILD_DONE.load(std::sync::atomic::Ordering::SeqCst) {
-                libc::kill(pid, sig);
+            // SAFETY: sigwait on an initialised set; kill of our child's pid.
+            unsafe {
+                if libc::sigwait(&set, &mut sig) != 0 {
+                    return;
+                }
+                if fw.contains(&sig) && !CHILD_DONE.load(std::sync::atomic::Ordering::SeqCst) {
+                    libc::kill(pid, sig);
+                }
             }
         });
     }
-    Forwarder
 }
 
 #[cfg(test)]

@@ -155,6 +155,17 @@ fn dynamic_program_status_and_snapshot() {
     let canon = std::fs::canonicalize(&pre).unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), format!("{}:libm.so.6", canon.display()));
 
+    // CMD starts with the signal mask it would have had without memtrace (not the one
+    // memtrace blocks to forward signals)
+    let direct = Command::new("grep").args(["SigBlk", "/proc/self/status"]).output().unwrap();
+    let o = Command::new(BIN)
+        .args(["run", "--out", "out/mask", "--", "grep", "SigBlk", "/proc/self/status"])
+        .current_dir(&dir)
+        .env("MEMTRACE_PRELOAD", &pre)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&direct.stdout));
+
     // no snapshot at all: said once, with reasons, and the status still forwarded
     let o = memtrace(&pre, &dir, &["run", "--", p, "_exit"]);
     assert_eq!(o.code, 0);
