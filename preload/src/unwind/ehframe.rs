@@ -61,6 +61,7 @@ pub fn init() -> bool {
 /// Forgets every cached rule: after a dlclose, another object may be mapped
 /// where the closed one was, with other rules at the same addresses.
 pub fn invalidate() {
+    GEN.fetch_add(1, Ordering::Relaxed);
     let c = CACHE.load(Ordering::Acquire);
     if c.is_null() {
         return;
@@ -201,10 +202,72 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize) -> Option<usize> {
         // coroutine): libunwind decides.
         return None;
     }
-    let in_stack = |a: usize| a >= lo && a <= hi - 8;
+    let in_stack = |a: usize| a.wrapping_sub(lo) <= hi - 8 - lo;
+    let gen = GEN.load(Ordering::Relaxed);
+    // The frames of this thread's previous capture, and room for this one's.
+    let (old, mut new) = match SHADOW.try_with(|s| s.get()) {
+        Ok(Some(p)) => {
+            let sh = &mut *p;
+            let (a, b) = sh.bufs.split_at_mut(1);
+            let (old, new) = if sh.cur == 0 { (&a[0], &mut b[0]) } else { (&b[0], &mut a[0]) };
+            (if old.gen == gen { Some(old) } else { None }, Some(new))
+        }
+        _ => (None, None),
+    };
+    let old_len = old.map_or(0, |o| o.len);
+    let mut j = 0; // the first old frame whose sp is not below ours
     let mut look = pc;
     let mut n = 0;
     while n < cap {
+        // Join the previous capture where this walk reaches one of its frame
+        // states (same sp, rbp and pc): from there every frame is the same
+        // as long as the slots it read still hold the same values, so only
+        // those are re-read and compared, no rule is looked up.
+        if let Some(o) = old {
+            while j < old_len && o.f[j].sp < sp {
+                j += 1;
+            }
+            if j < old_len && o.f[j] .sp == sp && o.f[j].pc == look && o.f[j].bp == bp {
+                let j0 = j;
+                while j < old_len && n < cap {
+                    let (e, next) = (o.f[j], o.f[j + 1]);
+                    // Frame j read its return address (next.pc + 1) just
+                    // below the next frame's sp, and maybe rbp (next.bp).
+                    let ra_at = next.sp.wrapping_sub(8);
+                    if !in_stack(ra_at) || (e.bp_at != 0 && !in_stack(e.bp_at)) {
+                        return None;
+                    }
+                    let ra = next.pc + 1;
+                    // SAFETY: both addresses were just checked to lie
+                    // between our rsp and the top of this thread's stack.
+                    if (ra_at as *const usize).read_unaligned() != ra
+                        || (e.bp_at != 0 && (e.bp_at as *const usize).read_unaligned() != next.bp)
+                    {
+                        break;
+                    }
+                    if let Some(w) = new.as_deref_mut() {
+                        w.set(n, e);
+                    }
+                    // SAFETY: n < cap and buf has room for cap entries.
+                    *buf.add(n) = ra;
+                    n += 1;
+                    j += 1;
+                }
+                // Resume the ordinary walk at the state after the last
+                // frame that matched (= the state on entry to frame j).
+                if j > j0 {
+                    let e = o.f[j];
+                    (sp, bp, look) = (e.sp, e.bp, e.pc);
+                }
+                if n >= cap {
+                    break;
+                }
+                // Frame j's slots changed: walk it, then look for a later
+                // join (never at j again: that would loop).
+                j += 1;
+                continue;
+            }
+        }
         let (cfa_rbp, cfa_off, rbp_off) = match rule_for(cache, look) {
             Rule::Simple { cfa_rbp, cfa_off, rbp_off } => (cfa_rbp, cfa_off, rbp_off),
             Rule::Last => break,
@@ -218,6 +281,10 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize) -> Option<usize> {
         // SAFETY: ra_at..ra_at+8 lies between our own rsp and the top of
         // this thread's stack, which is mapped.
         let ra = (ra_at as *const usize).read_unaligned();
+        if ra < 0x4000 {
+            break;
+        }
+        let mut e = Frame { sp, bp, pc: look, bp_at: 0 };
         if let Some(k) = rbp_off {
             let at = cfa.wrapping_add(k as usize);
             if !in_stack(at) {
@@ -225,18 +292,114 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize) -> Option<usize> {
             }
             // SAFETY: as above, `at` was checked to lie in the live stack.
             bp = (at as *const usize).read_unaligned();
+            e.bp_at = at;
         }
         sp = cfa;
-        if ra < 0x4000 {
-            break;
+        if let Some(w) = new.as_deref_mut() {
+            w.set(n, e);
         }
         // SAFETY: n < cap and buf has room for cap entries.
         *buf.add(n) = ra;
         n += 1;
         look = ra - 1;
     }
+    if let Some(w) = new {
+        // The state after the last frame closes the record (frame i's
+        // return address and restored rbp are read from entry i + 1).
+        let len = n.min(DEPTH);
+        if len == n {
+            w.set(n, Frame { sp, bp, pc: look, bp_at: 0 });
+        }
+        w.len = len.saturating_sub((len < n) as usize);
+        w.gen = gen;
+        if let Ok(Some(p)) = SHADOW.try_with(|s| s.get()) {
+            (*p).cur ^= 1;
+        }
+    }
     Some(n)
 }
+
+/// Frames kept from a thread's previous capture (the innermost DEPTH).
+const DEPTH: usize = 64;
+
+/// A frame state on entry to a frame: sp, rbp, the pc its rule is looked up
+/// at; and where its rule restores rbp from (0: not restored).
+#[derive(Clone, Copy, Default)]
+struct Frame {
+    sp: usize,
+    bp: usize,
+    pc: usize,
+    bp_at: usize,
+}
+
+/// One capture: `f[0..=len]`, the entry states of `len` frames and the
+/// state after the last. Frame i's return address is `f[i+1].pc + 1`, read
+/// at `f[i+1].sp - 8`; the rbp it restores is `f[i+1].bp`.
+struct Frames {
+    len: usize,
+    gen: u64,
+    f: [Frame; DEPTH + 1],
+}
+
+impl Frames {
+    #[inline(always)]
+    fn set(&mut self, i: usize, e: Frame) {
+        if i <= DEPTH {
+            self.f[i] = e;
+        }
+    }
+}
+
+/// Two capture records per thread, used in turn (the previous one is read
+/// while the new one is written).
+struct Shadow {
+    cur: usize,
+    bufs: [Frames; 2],
+}
+
+/// Owns the thread's `Shadow`; frees it at thread exit. Captures after that
+/// (late frees in other TLS destructors) simply walk without it.
+struct ShadowSlot(Cell<*mut Shadow>);
+
+impl ShadowSlot {
+    /// The thread's shadow, made on first use (`None` if out of memory).
+    #[inline(always)]
+    fn get(&self) -> Option<*mut Shadow> {
+        let p = self.0.get();
+        if !p.is_null() {
+            return Some(p);
+        }
+        self.make()
+    }
+
+    #[cold]
+    fn make(&self) -> Option<*mut Shadow> {
+        // SAFETY: a zeroed Shadow is valid (lengths 0, plain integers).
+        let p = unsafe { std::alloc::alloc_zeroed(std::alloc::Layout::new::<Shadow>()) } as *mut Shadow;
+        if p.is_null() {
+            return None;
+        }
+        self.0.set(p);
+        Some(p)
+    }
+}
+
+impl Drop for ShadowSlot {
+    fn drop(&mut self) {
+        let p = self.0.replace(std::ptr::null_mut());
+        if !p.is_null() {
+            // SAFETY: allocated by make() with this layout, freed once.
+            unsafe { std::alloc::dealloc(p.cast(), std::alloc::Layout::new::<Shadow>()) };
+        }
+    }
+}
+
+thread_local! {
+    static SHADOW: ShadowSlot = const { ShadowSlot(Cell::new(std::ptr::null_mut())) };
+}
+
+/// Bumped by `invalidate`: shadows recorded under older rules are ignored.
+static GEN: AtomicU64 = AtomicU64::new(0);
 
 // ---------------------------------------------------------------------------
 // Miss path: find the module and the FDE, digest the row for `pc`.
@@ -397,3 +560,4 @@ mod tests {
         }
     }
 }
+
