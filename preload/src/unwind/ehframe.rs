@@ -495,7 +495,9 @@ fn compute(pc: usize) -> Rule {
     let section = unsafe { std::slice::from_raw_parts(eh_frame as *const u8, f.frame_seg_end - eh_frame) };
     let eh = gimli::EhFrame::new(section, gimli::NativeEndian);
     let bases = bases.set_eh_frame(eh_frame as u64);
-    let mut ctx = gimli::UnwindContext::new();
+    // On our stack, never the heap: an allocation failure here must not
+    // abort the program (RLIMIT_AS tests), and 2 KiB is fine on the miss path.
+    let mut ctx = gimli::UnwindContext::<usize, SmallStore>::new_in();
     let Ok(fde) = table.fde_for_address(&eh, &bases, pc as u64, |s, b, o| s.cie_from_offset(b, o)) else {
         return Rule::Other;
     };
@@ -510,6 +512,16 @@ fn compute(pc: usize) -> Rule {
 
 /// The row's rule if it is one the fast walk (and libunwind's fast path)
 /// handles exactly; `Other` otherwise.
+/// gimli's rule storage, in line and small: x86-64 CFI sets a handful of
+/// rules and nests remember_state at most once in practice. More than this
+/// is an error from gimli, i.e. "not simple": libunwind takes the capture.
+struct SmallStore;
+
+impl<T: gimli::ReaderOffset> gimli::UnwindContextStorage<T> for SmallStore {
+    type Rules = [(gimli::Register, gimli::RegisterRule<T>); 32];
+    type Stack = [gimli::UnwindTableRow<T, Self>; 2];
+}
+
 fn digest<T: gimli::ReaderOffset, S: gimli::UnwindContextStorage<T>>(row: &gimli::UnwindTableRow<T, S>) -> Rule {
     use gimli::{CfaRule, RegisterRule};
     // libunwind: an undefined return address, or an undefined rbp ("end of
