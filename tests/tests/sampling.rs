@@ -135,3 +135,30 @@ fn sample_setting_spellings() {
         assert_eq!(snaps["exit"].header.sample_rate, 0);
     }
 }
+
+/// Every hook (malloc, calloc, realloc grow/shrink/move, reallocarray,
+/// posix_memalign, aligned_alloc, memalign, valloc, pvalloc, free) under
+/// MEMTRACE_SAMPLE=1: blocks of 40 bytes or more are all sampled, so the
+/// program's own counts hold exactly through the sampled-address set. (A
+/// 0-byte block is never sampled: p(0) = 0; it stands for no bytes.)
+#[test]
+fn rate_1_every_hook_exact() {
+    for opt in BOTH {
+        let dir = fresh_dir("sample-hooks");
+        let prefix = dir.join("k");
+        let out = Run::new(prog("hooks", opt), &dir).out(&prefix).env("MEMTRACE_SAMPLE", "1").run();
+        out.assert_ok();
+        let mut checked = 0;
+        let mut snaps = std::collections::BTreeMap::new();
+        for e in parse_expects(&out.stdout) {
+            if e.size < 40 {
+                continue;
+            }
+            let s = snaps.entry(e.snap.clone()).or_insert_with(|| load(snap_path(&prefix, &e.snap)));
+            assert_eq!(s.header.sample_rate, 1);
+            assert_eq!(s.count_of(e.size), e.count, "{opt:?} snapshot {} size {}: {}", e.snap, e.size, s.describe());
+            checked += 1;
+        }
+        assert!(checked >= 25, "{checked} expectations checked");
+    }
+}
