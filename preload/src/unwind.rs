@@ -14,9 +14,10 @@
 //! `_Unwind_Backtrace` is used: complete too, but ≈ 15× slower.
 //!
 //! `MEMTRACE_UNWIND` picks the unwinder once libunwind is loaded:
-//! - `fast` (default): our own walk over cached `.eh_frame` rules
-//!   (`ehframe`), ≈ 1 ns a frame; any frame it does not handle exactly sends
-//!   the whole capture to libunwind, so stacks are libunwind's either way;
+//! - `fast` (default): our own walk over cached `.eh_frame` rules and the
+//!   thread's previous capture (`ehframe`); any frame it does not handle
+//!   exactly sends the whole capture to libunwind, so stacks are libunwind's
+//!   either way;
 //! - `libunwind`: `unw_backtrace` only;
 //! - `check`: both on every capture, mismatches counted and the first three
 //!   printed; a summary line at exit.

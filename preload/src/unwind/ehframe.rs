@@ -6,23 +6,28 @@
 //! CFA + k — which is what compilers emit for nearly all code. It gives up
 //! (the caller then runs libunwind for the whole stack, so the result is
 //! libunwind's by construction) on anything else: DWARF expressions, signal
-//! frames, a pc in no module or without an FDE, a read outside the thread's
-//! stack. The set of frames accepted here is a subset of what libunwind's own
-//! fast path (`tdep_trace`, "standard" frames) accepts, and on those we
-//! compute exactly what it computes: the same CFA, return address, rbp, the
-//! same `RA − 1` recorded per frame, the same stop rules (RA or rbp rule
-//! undefined = outermost frame; RA < 0x4000 = end). `MEMTRACE_UNWIND=check`
-//! compares the two on every capture.
+//! frames (an S-augmented FDE, or a return address at glibc's sigreturn
+//! code), a pc in no module or without an FDE, a read outside the thread's
+//! stack, a walk that starts on another stack (sigaltstack, makecontext).
+//! The frames accepted here are a subset of what libunwind 1.6's own fast
+//! path (`tdep_trace`, "standard" frames) accepts, and on those we compute
+//! what it computes: the same CFA, return address and rbp, the same return
+//! address recorded per frame (rules looked up at RA − 1), the same stop
+//! rules (RA or rbp rule undefined = outermost frame; RA < 0x4000 = end).
+//! `MEMTRACE_UNWIND=check` compares the two on every capture.
 //!
-//! Hit path: one load from the cache per frame plus the two stack reads; no
-//! lock, no allocation, no syscall. Miss path (once per distinct return
-//! address): `dl_iterate_phdr` to find the module, gimli on its
-//! `.eh_frame_hdr` binary-search table and the FDE. It allocates a little
-//! (gimli's context) through our libc-backed global allocator, inside the
-//! hook's re-entrancy flag, so it is never recorded.
+//! Each thread also keeps its previous capture (`Shadow`): where the walk
+//! reaches one of its frame states, the frames above are verified by
+//! re-reading the slots they were read from instead of being unwound.
+//!
+//! Hit path: no lock, no allocation, no syscall. Miss path (once per
+//! distinct return address): `dl_iterate_phdr` to find the module, gimli on
+//! its `.eh_frame_hdr` binary-search table and the FDE, with gimli's context
+//! on the stack (nothing allocated). A thread's shadow is allocated once
+//! (fallibly) on its first capture and freed at thread exit.
 
-use std::cell::Cell;
 use gimli::UnwindSection;
+use std::cell::Cell;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 /// Cache slots (a power of two). 8 bytes each: 512 KiB of address space,
@@ -170,9 +175,9 @@ fn stack_hi() -> usize {
 
 /// Unwinds the calling thread's stack into `buf[..cap]` the way libunwind's
 /// `unw_backtrace` (1.6) does when called from here: the return address of
-/// each frame, starting with our caller's (rules are looked up at RA − 1). `None` if some frame is not
-/// simple (or the cache is not mapped): then nothing in `buf` is meaningful
-/// and the caller must use libunwind.
+/// each frame, starting with our caller's (rules are looked up at RA − 1).
+/// `None` if some frame is not simple (or the cache is not mapped): then
+/// nothing in `buf` is meaningful and the caller must use libunwind.
 ///
 /// # Safety
 /// `buf` must have room for `cap` entries.
@@ -227,7 +232,7 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize) -> Option<usize> {
             while j < old_len && o.f[j].sp < sp {
                 j += 1;
             }
-            if j < old_len && o.f[j] .sp == sp && o.f[j].pc == look && o.f[j].bp == bp {
+            if j < old_len && o.f[j].sp == sp && o.f[j].pc == look && o.f[j].bp == bp {
                 let j0 = j;
                 while j < old_len && n < cap {
                     let (e, next) = (o.f[j], o.f[j + 1]);
