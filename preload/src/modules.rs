@@ -239,5 +239,9 @@ pub unsafe extern "C" fn dlclose(handle: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `real` is libc's dlclose, found with dlsym(RTLD_NEXT).
     let f: unsafe extern "C" fn(*mut libc::c_void) -> libc::c_int = std::mem::transmute(real);
     drop(_g);
-    f(handle)
+    let r = f(handle);
+    // Another object may now be mapped where the closed one was: cached
+    // unwind rules for those addresses are no longer true.
+    crate::unwind::modules_changed();
+    r
 }
