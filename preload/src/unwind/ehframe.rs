@@ -209,34 +209,44 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize) -> Option<usize> {
     }
     let in_stack = |a: usize| a.wrapping_sub(lo) <= hi - 8 - lo;
     let gen = GEN.load(Ordering::Relaxed);
-    // The frames of this thread's previous capture, and room for this one's.
-    let (old, mut new) = match SHADOW.try_with(|s| s.get()) {
-        Ok(Some(p)) => {
-            let sh = &mut *p;
-            let (a, b) = sh.bufs.split_at_mut(1);
-            let (old, new) = if sh.cur == 0 { (&a[0], &mut b[0]) } else { (&b[0], &mut a[0]) };
-            (if old.gen == gen { Some(old) } else { None }, Some(new))
-        }
-        _ => (None, None),
+    // The thread's record of its previous capture (outermost-aligned) and
+    // the scratch where this walk's own frames go, innermost first.
+    let sh: Option<&mut Shadow> = match SHADOW.try_with(|s| s.get()) {
+        Ok(Some(p)) => Some(&mut *p),
+        _ => None,
     };
-    let old_len = old.map_or(0, |o| o.len);
-    let mut j = 0; // the first old frame whose sp is not below ours
+    let (rec, mut tmp): (Option<&mut Frames>, Option<&mut [Frame; DEPTH + 1]>) = match sh {
+        Some(sh) => (Some(&mut sh.rec), Some(&mut sh.tmp)),
+        None => (None, None),
+    };
+    let old_ok = rec.as_ref().is_some_and(|r| r.valid && r.gen == gen);
+    // The next record position to try a join at (its sp is not below ours).
+    let mut p = match &rec {
+        Some(r) if old_ok => r.base,
+        _ => DEPTH,
+    };
+    // Some((q, n0)): the walk joined the record at position q after n0
+    // frames of its own and verified every frame above: unless the walk goes
+    // on, those frames stay where they are and only tmp[..n0] is placed below.
+    let mut pending: Option<(usize, usize)> = None;
     let mut look = pc;
     let mut n = 0;
     while n < cap {
-        // Join the previous capture where this walk reaches one of its frame
-        // states (same sp, rbp and pc): from there every frame is the same
-        // as long as the slots it read still hold the same values, so only
-        // those are re-read and compared, no rule is looked up.
-        if let Some(o) = old {
-            while j < old_len && o.f[j].sp < sp {
-                j += 1;
+        if let Some(r) = rec.as_deref() {
+            while p < DEPTH && r.f[p].sp < sp {
+                p += 1;
             }
-            if j < old_len && o.f[j].sp == sp && o.f[j].pc == look && o.f[j].bp == bp {
-                let j0 = j;
-                while j < old_len && n < cap {
-                    let (e, next) = (o.f[j], o.f[j + 1]);
-                    // Frame j read its return address (next.pc + 1) just
+            // Join the previous capture where this walk reaches one of its
+            // frame states (same sp, rbp and pc): from there every frame is
+            // the same as long as the slots it read still hold the same
+            // values, so only those are re-read, no rule is looked up.
+            if p < DEPTH && r.f[p].sp == sp && r.f[p].pc == look && r.f[p].bp == bp {
+                let (q, n0) = (p, n);
+                let end = DEPTH.min(q + (cap - n));
+                let mut k = q;
+                while k < end {
+                    let (e, next) = (&r.f[k], &r.f[k + 1]);
+                    // Frame k read its return address (next.pc + 1) just
                     // below the next frame's sp, and maybe rbp (next.bp).
                     let ra_at = next.sp.wrapping_sub(8);
                     if !in_stack(ra_at) || (e.bp_at != 0 && !in_stack(e.bp_at)) {
@@ -250,27 +260,36 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize) -> Option<usize> {
                     {
                         break;
                     }
-                    if let Some(w) = new.as_deref_mut() {
-                        w.set(n, e);
+                    // SAFETY: n0 + (k - q) < cap (end bounds k), buf has cap entries.
+                    *buf.add(n0 + (k - q)) = ra;
+                    k += 1;
+                }
+                n = n0 + (k - q);
+                if k == end && (n == cap || end == DEPTH) {
+                    // Verified up to the buffer's end or the record's: its
+                    // last state (f[DEPTH]) is walked as usual below, which
+                    // normally ends the walk there.
+                    pending = Some((q, n0));
+                    if n >= cap {
+                        break;
                     }
-                    // SAFETY: n < cap and buf has room for cap entries.
-                    *buf.add(n) = ra;
-                    n += 1;
-                    j += 1;
-                }
-                // Resume the ordinary walk at the state after the last
-                // frame that matched (= the state on entry to frame j).
-                if j > j0 {
-                    let e = o.f[j];
+                    let e = r.f[DEPTH];
                     (sp, bp, look) = (e.sp, e.bp, e.pc);
+                    p = DEPTH;
+                } else {
+                    // Frame k's slots changed: keep the verified frames in
+                    // the scratch, walk frame k, look for a later join
+                    // (never at k again: that would loop).
+                    if let Some(t) = tmp.as_deref_mut() {
+                        copy_frames(t, n0, &r.f[q..k]);
+                    }
+                    let e = r.f[k];
+                    (sp, bp, look) = (e.sp, e.bp, e.pc);
+                    p = k + 1;
+                    if n >= cap {
+                        break;
+                    }
                 }
-                if n >= cap {
-                    break;
-                }
-                // Frame j's slots changed: walk it, then look for a later
-                // join (never at j again: that would loop).
-                j += 1;
-                continue;
             }
         }
         let (cfa_rbp, cfa_off, rbp_off) = match rule_for(cache, look) {
@@ -300,31 +319,57 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize) -> Option<usize> {
             e.bp_at = at;
         }
         sp = cfa;
-        if let Some(w) = new.as_deref_mut() {
-            w.set(n, e);
+        // The stack goes on past a joined record's end (rare: it was cut
+        // there): the joined frames move to the scratch like any others.
+        if let Some((q, n0)) = pending.take() {
+            if let (Some(r), Some(t)) = (rec.as_deref(), tmp.as_deref_mut()) {
+                copy_frames(t, n0, &r.f[q..DEPTH]);
+            }
+        }
+        if let Some(t) = tmp.as_deref_mut() {
+            if n <= DEPTH {
+                t[n] = e;
+            }
         }
         // SAFETY: n < cap and buf has room for cap entries.
         *buf.add(n) = ra;
         n += 1;
         look = ra - 1;
     }
-    if let Some(w) = new {
-        // The state after the last frame closes the record (frame i's
-        // return address and restored rbp are read from entry i + 1).
-        let len = n.min(DEPTH);
-        if len == n {
-            w.set(n, Frame { sp, bp, pc: look, bp_at: 0 });
+    if let (Some(r), Some(t)) = (rec, tmp) {
+        match pending {
+            // Joined to the end: the frames above the join stay in place,
+            // this walk's own (n0) go just below.
+            Some((q, n0)) if n0 <= q => {
+                r.f[q - n0..q].copy_from_slice(&t[..n0]);
+                r.base = q - n0;
+                r.valid = true;
+            }
+            Some(_) => r.valid = false,
+            None if n <= DEPTH => {
+                // A new record, outermost-aligned: the state after the last
+                // frame closes it (frame i's return address and restored
+                // rbp are read from entry i + 1).
+                r.f[DEPTH - n..DEPTH].copy_from_slice(&t[..n]);
+                r.f[DEPTH] = Frame { sp, bp, pc: look, bp_at: 0 };
+                r.base = DEPTH - n;
+                r.valid = true;
+            }
+            None => r.valid = false,
         }
-        w.len = len.saturating_sub((len < n) as usize);
-        w.gen = gen;
-        if let Ok(Some(p)) = SHADOW.try_with(|s| s.get()) {
-            (*p).cur ^= 1;
-        }
+        r.gen = gen;
     }
     Some(n)
 }
 
-/// Frames kept from a thread's previous capture (the innermost DEPTH).
+/// Copies `src` into the scratch from index `at`, as far as it has room.
+#[inline(always)]
+fn copy_frames(t: &mut [Frame; DEPTH + 1], at: usize, src: &[Frame]) {
+    let room = (DEPTH + 1).saturating_sub(at).min(src.len());
+    t[at..at + room].copy_from_slice(&src[..room]);
+}
+
+/// Frames kept from a thread's previous capture (the outermost DEPTH).
 const DEPTH: usize = 64;
 
 /// A frame state on entry to a frame: sp, rbp, the pc its rule is looked up
@@ -337,29 +382,24 @@ struct Frame {
     bp_at: usize,
 }
 
-/// One capture: `f[0..=len]`, the entry states of `len` frames and the
-/// state after the last. Frame i's return address is `f[i+1].pc + 1`, read
-/// at `f[i+1].sp - 8`; the rbp it restores is `f[i+1].bp`.
+/// One capture, aligned on its outermost frame: `f[base..DEPTH]` are the
+/// entry states of its frames, innermost first, and `f[DEPTH]` the state
+/// after the last. Frame i's return address is `f[i+1].pc + 1`, read at
+/// `f[i+1].sp - 8`; the rbp it restores is `f[i+1].bp`. Aligned this way,
+/// the frames above a join keep their places from one capture to the next:
+/// a capture that joins only writes its own few inner frames.
 struct Frames {
-    len: usize,
+    base: usize,
+    valid: bool,
     gen: u64,
     f: [Frame; DEPTH + 1],
 }
 
-impl Frames {
-    #[inline(always)]
-    fn set(&mut self, i: usize, e: Frame) {
-        if i <= DEPTH {
-            self.f[i] = e;
-        }
-    }
-}
-
-/// Two capture records per thread, used in turn (the previous one is read
-/// while the new one is written).
+/// The thread's record, and the scratch a walk puts its own frames in
+/// (innermost first) until it knows where they go in the record.
 struct Shadow {
-    cur: usize,
-    bufs: [Frames; 2],
+    rec: Frames,
+    tmp: [Frame; DEPTH + 1],
 }
 
 /// Owns the thread's `Shadow`; frees it at thread exit. Captures after that
