@@ -374,6 +374,10 @@ pub struct Symbolizer {
     // dropped before it.
     modules: HashMap<(Vec<u8>, Vec<u8>), Rc<ModDebug>>,
     warned: HashSet<String>,
+    /// Demangled names by the raw name's bytes (address, length) in the
+    /// arena-owned data, and a language tag: each function's name is
+    /// demangled once, however many addresses and inline levels show it.
+    demangled: crate::FxHashMap<(usize, usize, u32), Option<String>>,
     /// Warnings not yet printed (the CLI prints them on stderr).
     pub warnings: Vec<String>,
     arena: Arena,
@@ -447,15 +451,31 @@ impl Symbolizer {
         // address space: no symbol offset then)
         let sym = symbols.find(probe).filter(|&(start, _)| start <= off);
         let sym_off = sym.map(|(start, _)| off - start);
-        let sym_name = || sym.map(|(_, n)| guarded(|| demangle(n)).unwrap_or_else(|_| n.to_string()));
+        let sym_name = |cache: &mut crate::FxHashMap<(usize, usize, u32), Option<String>>| {
+            sym.map(|(_, n)| {
+                cache
+                    .entry((n.as_ptr() as usize, n.len(), u32::MAX))
+                    .or_insert_with(|| Some(guarded(|| demangle(n)).unwrap_or_else(|_| n.to_string())))
+                    .clone()
+                    .unwrap_or_default()
+            })
+        };
         let mut out = Vec::new();
         if let (Some(ctx), false) = (ctx, d.broken.get()) {
+            let cache = &mut self.demangled;
             let found = guarded(|| {
                 let mut out = Vec::new();
                 if let Ok(mut it) = ctx.find_frames(probe).skip_all_loads() {
                     // an inline chain deeper than any real one means a cycle in corrupt DWARF
                     while let (Ok(Some(f)), true) = (it.next(), out.len() < 256) {
-                        let function = f.function.as_ref().and_then(|n| n.demangle().ok()).map(|c| c.into_owned());
+                        let function = f.function.as_ref().and_then(|n| {
+                            let raw = n.name.slice();
+                            let lang = n.language.map(|l| l.0 as u32).unwrap_or(u32::MAX - 1);
+                            cache
+                                .entry((raw.as_ptr() as usize, raw.len(), lang))
+                                .or_insert_with(|| n.demangle().ok().map(|c| c.into_owned()))
+                                .clone()
+                        });
                         let (file, line) = match &f.location {
                             Some(loc) => (loc.file.map(|s| s.to_string()), loc.line.unwrap_or(0)),
                             None => (None, 0),
@@ -481,13 +501,13 @@ impl Symbolizer {
             }
         }
         if out.is_empty() {
-            out.push(SymFrame { function: sym_name(), symbol_offset: sym_off, ..bare });
+            out.push(SymFrame { function: sym_name(&mut self.demangled), symbol_offset: sym_off, ..bare });
         } else {
             // The outermost (physical) frame gets the ELF symbol's offset and,
             // if DWARF had no name for it, the symbol's name.
             let last = out.last_mut().unwrap();
             if last.function.is_none() {
-                last.function = sym_name();
+                last.function = sym_name(&mut self.demangled);
             }
             last.symbol_offset = sym_off;
         }
