@@ -474,6 +474,52 @@ pub fn read_dump(path: &Path) -> Result<memtrace_format::Snapshot, LoadError> {
     memtrace_format::decode(&bytes).map_err(|e| err(e.to_string()))
 }
 
+/// The hash of what `FrameTable::intern_sym` keys a symbolized frame by.
+fn sym_key_hash(f: &SymFrame) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = crate::FxHasher::default();
+    let has_line = f.has_line();
+    has_line.hash(&mut h);
+    f.function.hash(&mut h);
+    f.module.hash(&mut h);
+    if has_line {
+        f.file.hash(&mut h);
+        f.line.hash(&mut h);
+    } else {
+        f.module_offset.hash(&mut h);
+    }
+    h.finish()
+}
+
+/// Whether interned `frame` is the frame `intern_sym` makes of `f` (the
+/// intern key: file and line, or for a line-less frame the module offset its
+/// `<…>` name is made of; function; module).
+fn same_sym(frame: &Frame, f: &SymFrame) -> bool {
+    let has_line = f.has_line();
+    frame.has_line == has_line
+        && frame.function == f.function
+        && frame.module == f.module
+        && if has_line {
+            frame.lineno == f.line && f.file.as_deref() == Some(frame.filename.as_str())
+        } else {
+            frame.module_offset == f.module_offset
+        }
+}
+
+/// `table.intern_sym(f, rules, exe)`, memoized for one dump (rules and exe
+/// are fixed there, so a frame interned once in it needs no second look).
+fn memo_intern(memo: &mut HashMap<u64, FrameId>, table: &mut FrameTable, f: &SymFrame, rules: &FrameRules, exe: &str) -> FrameId {
+    let h = sym_key_hash(f);
+    if let Some(&id) = memo.get(&h) {
+        if same_sym(table.frame(id), f) {
+            return id;
+        }
+    }
+    let id = table.intern_sym(f, rules, exe);
+    memo.entry(h).or_insert(id);
+    id
+}
+
 /// Symbolizes a decoded dump into a `Snapshot`.
 pub fn symbolize_dump(
     path: &str,
@@ -488,11 +534,12 @@ pub fn symbolize_dump(
     let mut tb_ids: HashMap<Vec<FrameId>, u32> = HashMap::default();
     let mut tracebacks: Vec<Traceback> = Vec::new();
     let mut stack_tb: HashMap<u64, u32> = HashMap::default();
+    let mut memo: HashMap<u64, FrameId> = HashMap::default();
     for st in &dump.stacks {
         let mut raw: Vec<FrameId> = Vec::with_capacity(st.frames.len() * 2);
         for &addr in &st.frames {
             let ids = by_addr.entry(addr).or_insert_with(|| {
-                sym.symbolize(modules, addr).iter().map(|f| table.intern_sym(f, rules, &exe)).collect()
+                sym.symbolize(modules, addr).iter().map(|f| memo_intern(&mut memo, table, f, rules, &exe)).collect()
             });
             raw.extend_from_slice(ids);
         }
