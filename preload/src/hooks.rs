@@ -73,10 +73,7 @@ fn stack_id() -> u32 {
 fn publish_alloc(r: &Ring, p: *mut c_void, size: usize, id: u32) {
     r.busy.store(1, Ordering::SeqCst);
     let seq = SEQ.fetch_add(1, Ordering::SeqCst);
-    let mut buf = [0u8; 64];
-    let mut n = 0;
-    r.enc_alloc(&mut buf, &mut n, seq, p as usize, size, id);
-    r.push(&buf[..n]);
+    r.publish(|buf, n| r.enc_alloc(buf, n, seq, p as usize, size, id));
     r.busy.store(0, Ordering::Release);
 }
 
@@ -84,10 +81,7 @@ fn publish_alloc(r: &Ring, p: *mut c_void, size: usize, id: u32) {
 fn publish_free(r: &Ring, p: *mut c_void) {
     r.busy.store(1, Ordering::SeqCst);
     let seq = SEQ.fetch_add(1, Ordering::SeqCst);
-    let mut buf = [0u8; 64];
-    let mut n = 0;
-    r.enc_free(&mut buf, &mut n, seq, p as usize);
-    r.push(&buf[..n]);
+    r.publish(|buf, n| r.enc_free(buf, n, seq, p as usize));
     r.busy.store(0, Ordering::Release);
 }
 
