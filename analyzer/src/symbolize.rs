@@ -27,7 +27,7 @@
 use memtrace_format::Module;
 use object::{Object, ObjectSection, ObjectSymbol, ObjectSymbolTable};
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -372,7 +372,8 @@ fn demangle(name: &str) -> String {
 pub struct Symbolizer {
     // Field order matters: the parsed modules borrow from the arena and are
     // dropped before it.
-    modules: HashMap<(Vec<u8>, Vec<u8>), Rc<ModDebug>>,
+    /// By path, then build-id (looked up without building a key).
+    modules: crate::FxHashMap<Vec<u8>, Vec<(Vec<u8>, Rc<ModDebug>)>>,
     warned: HashSet<String>,
     /// Demangled names by the raw name's bytes (address, length) in the
     /// arena-owned data, and a language tag: each function's name is
@@ -392,9 +393,8 @@ impl Symbolizer {
         if m.path.is_empty() || m.path.starts_with(b"[") || m.path.starts_with(b"linux-vdso") {
             return None; // [vdso] and friends have no file
         }
-        let key = (m.path.clone(), m.build_id.clone());
-        if let Some(d) = self.modules.get(&key) {
-            return Some(d.clone());
+        if let Some(d) = self.modules.get(m.path.as_slice()).and_then(|v| v.iter().find(|(id, _)| *id == m.build_id)) {
+            return Some(d.1.clone());
         }
         use std::os::unix::ffi::OsStrExt;
         let path = Path::new(std::ffi::OsStr::from_bytes(&m.path));
@@ -412,7 +412,7 @@ impl Symbolizer {
         for w in pending {
             self.warn(w);
         }
-        self.modules.insert(key, d.clone());
+        self.modules.entry(m.path.clone()).or_default().push((m.build_id.clone(), d.clone()));
         Some(d)
     }
 
