@@ -134,41 +134,60 @@ fn rule_for(cache: *const AtomicU64, pc: usize) -> Rule {
 
 thread_local! {
     /// The top (highest address, exclusive) of this thread's stack; 0 = not
-    /// yet known, 1 = unknown (every capture declines).
+    /// yet known.
     static STACK_HI: Cell<usize> = const { Cell::new(0) };
 }
 
+extern "C" {
+    /// ld.so's record of the initial stack pointer (the address of argc):
+    /// the main thread's frames all lie below it.
+    static __libc_stack_end: *mut libc::c_void;
+}
+
+/// The top of the calling thread's stack, found without locks or malloc.
+/// Not pthread_getattr_np: glibc holds the thread's lock while that calls
+/// realloc (and fopen on the main thread), so calling it from inside a
+/// malloc made by the program's own pthread_getattr_np deadlocks (Rust's
+/// runtime does exactly that on every thread).
+/// - A glibc thread's descriptor (pthread_self) sits at the top of its
+///   stack block, above its static TLS, which is above its stack (x86-64
+///   TLS variant II; also for stacks given with pthread_attr_setstack):
+///   every frame lies below it.
+/// - The main thread's descriptor is allocated elsewhere; its frames lie
+///   below `__libc_stack_end`.
+///
+/// Either bound must lie above `sp` and within 1 GiB of it, else the
+/// bounds are unknown (1): this capture goes to libunwind, the next asks
+/// again (cheap: no system call).
 #[cold]
-fn find_stack_hi() -> usize {
-    // SAFETY: pthread_getattr_np fills the attr we pass and we destroy it;
-    // for the main thread glibc reads /proc/self/maps (malloc inside our
-    // re-entrancy flag: passed through unrecorded).
-    unsafe {
-        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
-        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
-            return 1;
-        }
-        let mut addr: *mut libc::c_void = std::ptr::null_mut();
-        let mut size: libc::size_t = 0;
-        let ok = libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0;
-        libc::pthread_attr_destroy(&mut attr);
-        if ok && !addr.is_null() {
-            (addr as usize).saturating_add(size)
-        } else {
-            1
-        }
+fn find_stack_hi(sp: usize) -> usize {
+    const NEAR: usize = 1 << 30;
+    let near = |top: usize| top > sp && top - sp <= NEAR;
+    // SAFETY: pthread_self only reads the thread pointer.
+    let this = unsafe { libc::pthread_self() } as usize;
+    if near(this) {
+        return this;
     }
+    // SAFETY: a plain read of ld.so's exported variable.
+    let end = unsafe { __libc_stack_end } as usize;
+    if near(end) {
+        return end;
+    }
+    1
 }
 
 #[inline(always)]
-fn stack_hi() -> usize {
+fn stack_hi(sp: usize) -> usize {
     STACK_HI.with(|h| {
         let v = h.get();
         if v != 0 {
             return v;
         }
-        let v = find_stack_hi();
-        h.set(v);
+        let v = find_stack_hi(sp);
+        // Unknown is not kept: the first capture may run on a signal stack.
+        if v != 1 {
+            h.set(v);
+        }
         v
     })
 }
@@ -201,7 +220,7 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize) -> Option<usize> {
         options(nomem, nostack, preserves_flags),
     );
     let lo = sp;
-    let hi = stack_hi();
+    let hi = stack_hi(sp);
     if hi < 16 || sp >= hi {
         // Unknown bounds, or running on another stack (sigaltstack,
         // coroutine): libunwind decides.
