@@ -212,7 +212,7 @@ impl FrameTable {
     /// Interns a symbolized frame, classifying it with `rules`.
     pub fn intern_sym(&mut self, f: &SymFrame, rules: &FrameRules, exe: &str) -> FrameId {
         let (filename, lineno, has_line) = if f.has_line() {
-            (f.file.clone().unwrap_or_default(), f.line, true)
+            (f.file.as_deref().unwrap_or_default().to_string(), f.line, true)
         } else {
             let name = match (&f.function, &f.module) {
                 (Some(func), Some(m)) => format!("<{func} in {}>", basename(m)),
@@ -497,8 +497,8 @@ fn sym_key_hash(f: &SymFrame) -> u64 {
 fn same_sym(frame: &Frame, f: &SymFrame) -> bool {
     let has_line = f.has_line();
     frame.has_line == has_line
-        && frame.function == f.function
-        && frame.module == f.module
+        && frame.function.as_deref() == f.function.as_deref()
+        && frame.module.as_deref() == f.module.as_deref()
         && if has_line {
             frame.lineno == f.line && f.file.as_deref() == Some(frame.filename.as_str())
         } else {

@@ -38,14 +38,15 @@ type Reader = gimli::EndianSlice<'static, gimli::RunTimeEndian>;
 /// inline level).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SymFrame {
-    /// Demangled function name.
-    pub function: Option<String>,
+    /// Demangled function name (shared: an address's frames and the frames
+    /// of every address in the same function hold the same string).
+    pub function: Option<Rc<str>>,
     /// Source file and line, when DWARF has them (line > 0).
-    pub file: Option<String>,
+    pub file: Option<Rc<str>>,
     pub line: u32,
     /// The module's path as the snapshot records it; `None` when the address
     /// lies in no module of the map.
-    pub module: Option<String>,
+    pub module: Option<Rc<str>>,
     /// Return address − load bias (or the raw address when there is no module).
     pub module_offset: u64,
     /// Return address − start of the ELF symbol, when the symbol is known.
@@ -378,7 +379,11 @@ pub struct Symbolizer {
     /// Demangled names by the raw name's bytes (address, length) in the
     /// arena-owned data, and a language tag: each function's name is
     /// demangled once, however many addresses and inline levels show it.
-    demangled: crate::FxHashMap<(usize, usize, u32), Option<String>>,
+    demangled: crate::FxHashMap<(usize, usize, u32), Option<Rc<str>>>,
+    /// File names (by the address and length of the context's string) and
+    /// module names (by path), shared by the frames that show them.
+    files: crate::FxHashMap<(usize, usize), Rc<str>>,
+    module_names: crate::FxHashMap<Vec<u8>, Rc<str>>,
     /// Warnings not yet printed (the CLI prints them on stderr).
     pub warnings: Vec<String>,
     arena: Arena,
@@ -434,7 +439,14 @@ impl Symbolizer {
                 symbol_offset: None,
             }];
         };
-        let module_name = String::from_utf8_lossy(&m.path).into_owned();
+        let module_name = match self.module_names.get(m.path.as_slice()) {
+            Some(n) => n.clone(),
+            None => {
+                let n: Rc<str> = String::from_utf8_lossy(&m.path).into();
+                self.module_names.insert(m.path.clone(), n.clone());
+                n
+            }
+        };
         let off = addr.wrapping_sub(m.base);
         let probe = off.wrapping_sub(1);
         let bare = SymFrame {
@@ -451,11 +463,11 @@ impl Symbolizer {
         // address space: no symbol offset then)
         let sym = symbols.find(probe).filter(|&(start, _)| start <= off);
         let sym_off = sym.map(|(start, _)| off - start);
-        let sym_name = |cache: &mut crate::FxHashMap<(usize, usize, u32), Option<String>>| {
+        let sym_name = |cache: &mut crate::FxHashMap<(usize, usize, u32), Option<Rc<str>>>| {
             sym.map(|(_, n)| {
                 cache
                     .entry((n.as_ptr() as usize, n.len(), u32::MAX))
-                    .or_insert_with(|| Some(guarded(|| demangle(n)).unwrap_or_else(|_| n.to_string())))
+                    .or_insert_with(|| Some(guarded(|| demangle(n)).unwrap_or_else(|_| n.to_string()).into()))
                     .clone()
                     .unwrap_or_default()
             })
@@ -463,6 +475,7 @@ impl Symbolizer {
         let mut out = Vec::new();
         if let (Some(ctx), false) = (ctx, d.broken.get()) {
             let cache = &mut self.demangled;
+            let files = &mut self.files;
             let found = guarded(|| {
                 let mut out = Vec::new();
                 if let Ok(mut it) = ctx.find_frames(probe).skip_all_loads() {
@@ -473,11 +486,14 @@ impl Symbolizer {
                             let lang = n.language.map(|l| l.0 as u32).unwrap_or(u32::MAX - 1);
                             cache
                                 .entry((raw.as_ptr() as usize, raw.len(), lang))
-                                .or_insert_with(|| n.demangle().ok().map(|c| c.into_owned()))
+                                .or_insert_with(|| n.demangle().ok().map(|c| Rc::from(c.as_ref())))
                                 .clone()
                         });
                         let (file, line) = match &f.location {
-                            Some(loc) => (loc.file.map(|s| s.to_string()), loc.line.unwrap_or(0)),
+                            Some(loc) => (
+                                loc.file.map(|s| files.entry((s.as_ptr() as usize, s.len())).or_insert_with(|| s.into()).clone()),
+                                loc.line.unwrap_or(0),
+                            ),
                             None => (None, 0),
                         };
                         out.push(SymFrame {
