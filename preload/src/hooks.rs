@@ -69,9 +69,16 @@ fn stack_id() -> u32 {
     id
 }
 
+/// `busy` is set with a plain (Relaxed) store, not a locked exchange: the
+/// SeqCst fetch_add on SEQ that follows is a release, and whoever reads a
+/// later SEQ value with an acquire (the snapshot point's own fetch_add, the
+/// writer's load of SEQ) synchronizes with it, so a writer checking a point
+/// S above our number sees busy = 1 or the 0 stored after the push (and
+/// then the event itself). What matters is only that the store is ordered
+/// before the fetch_add, which release gives.
 #[inline(always)]
 fn publish_alloc(r: &Ring, p: *mut c_void, size: usize, id: u32) {
-    r.busy.store(1, Ordering::SeqCst);
+    r.busy.store(1, Ordering::Relaxed);
     let seq = SEQ.fetch_add(1, Ordering::SeqCst);
     r.publish(|buf, n| r.enc_alloc(buf, n, seq, p as usize, size, id));
     r.busy.store(0, Ordering::Release);
@@ -79,7 +86,7 @@ fn publish_alloc(r: &Ring, p: *mut c_void, size: usize, id: u32) {
 
 #[inline(always)]
 fn publish_free(r: &Ring, p: *mut c_void) {
-    r.busy.store(1, Ordering::SeqCst);
+    r.busy.store(1, Ordering::Relaxed); // see publish_alloc
     let seq = SEQ.fetch_add(1, Ordering::SeqCst);
     r.publish(|buf, n| r.enc_free(buf, n, seq, p as usize));
     r.busy.store(0, Ordering::Release);
