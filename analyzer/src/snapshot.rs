@@ -508,7 +508,33 @@ fn same_sym(frame: &Frame, f: &SymFrame) -> bool {
 
 /// `table.intern_sym(f, rules, exe)`, memoized for one dump (rules and exe
 /// are fixed there, so a frame interned once in it needs no second look).
-fn memo_intern(memo: &mut HashMap<u64, FrameId>, table: &mut FrameTable, f: &SymFrame, rules: &FrameRules, exe: &str) -> FrameId {
+/// The identity of a symbolized frame's intern key by the addresses of its
+/// shared strings: equal identities mean equal keys (the symbolizer keeps
+/// those strings alive and gives the same `Rc` for the same name).
+fn sym_ptr_key(f: &SymFrame) -> [usize; 6] {
+    let p = |s: &Option<Rc<str>>| s.as_ref().map(|s| s.as_ptr() as usize).unwrap_or(0);
+    let has_line = f.has_line();
+    [p(&f.function), p(&f.file), p(&f.module), f.line as usize, has_line as usize, if has_line { 0 } else { f.module_offset as usize }]
+}
+
+fn memo_intern(
+    memo: &mut HashMap<u64, FrameId>,
+    by_ptr: &mut HashMap<[usize; 6], FrameId>,
+    table: &mut FrameTable,
+    f: &SymFrame,
+    rules: &FrameRules,
+    exe: &str,
+) -> FrameId {
+    let k = sym_ptr_key(f);
+    if let Some(&id) = by_ptr.get(&k) {
+        return id;
+    }
+    let id = memo_by_hash(memo, table, f, rules, exe);
+    by_ptr.insert(k, id);
+    id
+}
+
+fn memo_by_hash(memo: &mut HashMap<u64, FrameId>, table: &mut FrameTable, f: &SymFrame, rules: &FrameRules, exe: &str) -> FrameId {
     let h = sym_key_hash(f);
     if let Some(&id) = memo.get(&h) {
         if same_sym(table.frame(id), f) {
@@ -535,11 +561,12 @@ pub fn symbolize_dump(
     let mut tracebacks: Vec<Traceback> = Vec::new();
     let mut stack_tb: HashMap<u64, u32> = HashMap::default();
     let mut memo: HashMap<u64, FrameId> = HashMap::default();
+    let mut by_ptr: HashMap<[usize; 6], FrameId> = HashMap::default();
     for st in &dump.stacks {
         let mut raw: Vec<FrameId> = Vec::with_capacity(st.frames.len() * 2);
         for &addr in &st.frames {
             let ids = by_addr.entry(addr).or_insert_with(|| {
-                sym.symbolize(modules, addr).iter().map(|f| memo_intern(&mut memo, table, f, rules, &exe)).collect()
+                sym.symbolize(modules, addr).iter().map(|f| memo_intern(&mut memo, &mut by_ptr, table, f, rules, &exe)).collect()
             });
             raw.extend_from_slice(ids);
         }

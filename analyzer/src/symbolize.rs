@@ -39,7 +39,10 @@ type Reader = gimli::EndianSlice<'static, gimli::RunTimeEndian>;
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SymFrame {
     /// Demangled function name (shared: an address's frames and the frames
-    /// of every address in the same function hold the same string).
+    /// of every address in the same function hold the same string). The
+    /// `Symbolizer` keeps every such string (function, file, module) alive
+    /// for its life, so within it the same address means the same text
+    /// (`snapshot` memoizes frames by these addresses).
     pub function: Option<Rc<str>>,
     /// Source file and line, when DWARF has them (line > 0).
     pub file: Option<Rc<str>>,
