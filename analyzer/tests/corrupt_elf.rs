@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_memtrace");
+mod common;
+use common::*;
+
 const LIMIT: Duration = Duration::from_secs(20);
 
 const SRC: &str = r#"#include <stdlib.h>
@@ -37,13 +39,6 @@ int main(int argc, char **argv) {
     return copy(argv[0]) != 0 && h != 0;
 }
 "#;
-
-fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("memtrace-corrupt-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// Return addresses inside the program: every function symbol's start + 1,
 /// middle and end − 1, and every call's return address (objdump).

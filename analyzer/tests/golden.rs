@@ -16,14 +16,11 @@ use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::Command;
 
+mod common;
+use common::*;
+
 fn data(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
-}
-
-fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("memtrace-golden-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 struct Rng(u64);

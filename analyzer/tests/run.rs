@@ -8,14 +8,8 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_memtrace");
-
-fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("memtrace-run-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+mod common;
+use common::*;
 
 /// The libtrace.so to use, or why there is none.
 fn preload() -> Result<PathBuf, String> {
@@ -50,12 +44,6 @@ macro_rules! need_preload {
             }
         }
     };
-}
-
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
 }
 
 fn memtrace(preload: &Path, dir: &Path, args: &[&str]) -> Out {

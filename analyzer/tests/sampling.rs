@@ -6,17 +6,10 @@
 use memtrace::format::{format_size, statistic_diff_str, statistic_str};
 use memtrace_format::{encode, Header, Snapshot, SnapshotKind, Stack, TraceGroup};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-const BIN: &str = env!("CARGO_BIN_EXE_memtrace");
-
-fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("memtrace-sampling-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+mod common;
+use common::*;
 
 fn header(rate: u64, owner: &[u8]) -> Header {
     Header {
@@ -70,21 +63,6 @@ fn expect(rate: u64, groups: &[(u64, u64, u64)], stack: u64) -> (u64, u64) {
         let _ = st;
     }
     (bytes.round() as u64, blocks.round() as u64)
-}
-
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn run(args: &[&str]) -> Out {
-    let o = Command::new(BIN).args(args).output().unwrap();
-    Out {
-        code: o.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
 }
 
 fn label(stack: u64) -> String {

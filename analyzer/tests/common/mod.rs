@@ -1,0 +1,33 @@
+//! Helpers shared by the analyzer's integration tests: the binary under test,
+//! scratch directories, and running it.
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::path::PathBuf;
+use std::process::Command;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_memtrace");
+
+/// A fresh, empty scratch directory for this test process.
+pub fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("memtrace-test-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// What a run of the binary gave.
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `memtrace ARGS...` to completion.
+pub fn run(args: &[&str]) -> Out {
+    let o = Command::new(BIN).args(args).output().unwrap();
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
