@@ -34,9 +34,12 @@ extern "C" {
 /// dlsym, the writer thread).
 #[inline(always)]
 fn enter() -> bool {
-    if !crate::ensure_ready() {
-        return false;
-    }
+    crate::ensure_ready() && enter_ready()
+}
+
+/// `enter()` for callers that have just checked `ensure_ready()` themselves.
+#[inline(always)]
+fn enter_ready() -> bool {
     IN_HOOK.with(|f| if f.get() { false } else { f.set(true); true })
 }
 
@@ -115,7 +118,7 @@ unsafe fn traced_alloc_slow(size: usize, sampled: bool, real: impl FnOnce() -> *
     if sampling && !sampled && !sample::take(size) {
         return real();
     }
-    if !enter() {
+    if !enter_ready() {
         return real();
     }
     let id = stack_id();
@@ -201,7 +204,7 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: size_t) -> *mut c_void {
     if !old_traced && !new_traced {
         return __libc_realloc(p, size);
     }
-    if !enter() {
+    if !enter_ready() {
         let q = __libc_realloc(p, size);
         if q.is_null() && old_traced && sampling {
             sample::insert(p as usize); // p stays live (and sampled)

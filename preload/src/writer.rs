@@ -637,51 +637,46 @@ impl State {
         self.deferred.drain(..k);
     }
 
+    /// The table keeps, per address, the entry of the highest-numbered event
+    /// seen: a free leaves a tombstone, which must stay to override an older
+    /// alloc of the address that may still arrive (alloc 1, free 2, alloc 3,
+    /// free 4 drained as 1, 4, 3). So events may be applied in any order.
     fn apply(&mut self, e: Event) {
         use std::collections::hash_map::Entry as E;
-        if e.alloc {
+        let new = if e.alloc {
             self.allocs += 1;
-            match self.table.entry(e.addr) {
-                E::Occupied(mut o) => {
-                    let cur = *o.get();
-                    if cur.seq > e.seq {
-                        return;
-                    }
-                    if cur.live {
-                        self.traced -= cur.size;
-                    } else {
-                        self.tombstones -= 1;
-                    }
-                    o.insert(Entry { seq: e.seq, size: e.size, stack: e.stack, live: true });
-                }
-                E::Vacant(v) => {
-                    v.insert(Entry { seq: e.seq, size: e.size, stack: e.stack, live: true });
-                }
-            }
-            self.traced += e.size;
-            self.peak = self.peak.max(self.traced);
+            Entry { seq: e.seq, size: e.size, stack: e.stack, live: true }
         } else {
             self.frees += 1;
-            match self.table.entry(e.addr) {
-                E::Occupied(mut o) => {
-                    let cur = *o.get();
-                    if cur.seq > e.seq {
-                        return;
-                    }
-                    // Not removed: the tombstone must stay to override an
-                    // older alloc of this address that may still arrive
-                    // (alloc 1, free 2, alloc 3, free 4 drained as 1, 4, 3).
-                    if cur.live {
-                        self.traced -= cur.size;
-                        self.tombstones += 1;
-                    }
-                    o.insert(Entry { seq: e.seq, size: 0, stack: 0, live: false });
+            Entry { seq: e.seq, size: 0, stack: 0, live: false }
+        };
+        match self.table.entry(e.addr) {
+            E::Occupied(mut o) => {
+                let cur = *o.get();
+                if cur.seq > e.seq {
+                    return; // a later event of this address was applied already
                 }
-                E::Vacant(v) => {
-                    v.insert(Entry { seq: e.seq, size: 0, stack: 0, live: false });
-                    self.tombstones += 1;
-                }
+                o.insert(new);
+                self.account(cur, false);
             }
+            E::Vacant(v) => {
+                v.insert(new);
+            }
+        }
+        self.account(new, true);
+    }
+
+    /// Adds (or removes) an entry's share of the totals: a live block's
+    /// bytes, or one tombstone.
+    fn account(&mut self, en: Entry, add: bool) {
+        match (en.live, add) {
+            (true, true) => {
+                self.traced += en.size;
+                self.peak = self.peak.max(self.traced);
+            }
+            (true, false) => self.traced -= en.size,
+            (false, true) => self.tombstones += 1,
+            (false, false) => self.tombstones -= 1,
         }
     }
 
