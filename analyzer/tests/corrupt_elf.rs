@@ -164,20 +164,6 @@ fn check(dir: &Path, what: &str, bytes: &[u8], addrs: &[u64], tally: &mut Tally)
     }
 }
 
-/// A deterministic xorshift generator.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
 fn put(b: &mut [u8], off: usize, v: &[u8]) {
     if off + v.len() <= b.len() {
         b[off..off + v.len()].copy_from_slice(v);
@@ -238,11 +224,11 @@ fn corrupt_module_files_never_crash() {
             let mut b = elf.clone();
             let flips = 1 + round % 4;
             for _ in 0..flips {
-                let at = off + rng.below(len);
+                let at = off + rng.index(len);
                 if round % 3 == 2 {
-                    b[at] = [0x00, 0xff, 0x80, 0x7f][rng.below(4)];
+                    b[at] = [0x00, 0xff, 0x80, 0x7f][rng.index(4)];
                 } else {
-                    b[at] ^= 1 << rng.below(8);
+                    b[at] ^= 1 << rng.index(8);
                 }
             }
             check(&dir, &format!("{name} damaged (round {round})"), &b, &addrs, &mut tally);
@@ -297,8 +283,8 @@ fn corrupt_module_files_never_crash() {
     for round in 0..48 {
         let mut b = elf.clone();
         for _ in 0..(1 + round % 8) {
-            let at = rng.below(b.len());
-            b[at] ^= 1 << rng.below(8);
+            let at = rng.index(b.len());
+            b[at] ^= 1 << rng.index(8);
         }
         check(&dir, &format!("random flips (round {round})"), &b, &addrs, &mut tally);
     }
