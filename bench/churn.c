@@ -196,6 +196,7 @@ int main(int argc, char **argv) {
         allocs += workers[t].allocs;
         frees += workers[t].frees;
     }
+    bench_report_cpu();
     printf("allocs=%lu frees=%lu\n", allocs, frees);
     return allocs == frees ? 0 : 1;
 }

@@ -4,7 +4,9 @@
 #define BENCH_COMMON_H
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 /* Keeps gcc -O2 from proving a block unused and deleting its malloc/free. */
 #define KEEP(p) __asm__ volatile("" : : "r"(p) : "memory")
@@ -28,6 +30,15 @@ static inline uint64_t bench_mix(uint64_t x) {
 
 static inline long bench_arg(int argc, char **argv, int i, long dflt) {
     return argc > i ? strtol(argv[i], NULL, 10) : dflt;
+}
+
+/* With BENCH_CPU set, prints the calling thread's CPU time on stderr: a
+ * steadier figure than wall time for comparing two builds of libtrace.so
+ * on a noisy machine (the writer thread's CPU is not in it). */
+static inline void bench_report_cpu(void) {
+    struct timespec ts;
+    if (getenv("BENCH_CPU") && clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0)
+        fprintf(stderr, "thread_cpu_ms=%.1f\n", ts.tv_sec * 1e3 + ts.tv_nsec / 1e6);
 }
 
 #endif

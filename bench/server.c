@@ -108,6 +108,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     nest(NEST - 1, n);
+    bench_report_cpu();
     printf("allocs=%lu frees=%lu\n", allocs, frees);
     return allocs == frees ? 0 : 1;
 }

@@ -10,7 +10,6 @@
 //! exec: unless MEMTRACE_FOLLOW_EXEC=1, libtrace.so is removed from our own
 //! LD_PRELOAD at start, so programs we exec are not traced.
 
-use crate::sys::IN_HOOK;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -31,7 +30,7 @@ extern "C" fn prepare() {
     // Allocations made by fork itself and by other prepare handlers running
     // after ours are not recorded: recording could wait for the writer,
     // which waits for the lock we now hold.
-    PREV_IN_HOOK.with(|p| p.set(IN_HOOK.with(|f| f.replace(true))));
+    PREV_IN_HOOK.with(|p| p.set(crate::tls::hot().in_hook.replace(true)));
     if !crate::is_ready() {
         return;
     }
@@ -49,7 +48,7 @@ extern "C" fn parent() {
         crate::modules::REGISTRY.lock.unlock();
         crate::writer::STATE.lock.unlock();
     }
-    IN_HOOK.with(|f| f.set(PREV_IN_HOOK.with(|p| p.get())));
+    crate::tls::hot().in_hook.set(PREV_IN_HOOK.with(|p| p.get()));
 }
 
 extern "C" fn child() {
@@ -66,7 +65,7 @@ extern "C" fn child() {
         crate::config::fork_child_prefix(std::process::id());
         crate::writer::fork_child();
     }
-    IN_HOOK.with(|f| f.set(PREV_IN_HOOK.with(|p| p.get())));
+    crate::tls::hot().in_hook.set(PREV_IN_HOOK.with(|p| p.get()));
 }
 
 extern "C" {

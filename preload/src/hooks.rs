@@ -12,10 +12,10 @@
 //! and restored around everything that is not the real call.
 
 use crate::ring::{with_ring, Ring};
-use crate::sys::{errno, set_errno, IN_HOOK};
-use crate::{intern, sample, unwind, SEQ};
+use crate::sys::{errno, set_errno};
+use crate::unwind::Caller;
+use crate::{sample, unwind, SEQ};
 use libc::{c_int, c_void, size_t};
-use std::mem::MaybeUninit;
 use std::sync::atomic::Ordering;
 
 extern "C" {
@@ -40,34 +40,27 @@ fn enter() -> bool {
 /// `enter()` for callers that have just checked `ensure_ready()` themselves.
 #[inline(always)]
 fn enter_ready() -> bool {
-    IN_HOOK.with(|f| if f.get() { false } else { f.set(true); true })
+    let f = &crate::tls::hot().in_hook;
+    if f.get() {
+        false
+    } else {
+        f.set(true);
+        true
+    }
 }
 
 #[inline(always)]
 fn leave() {
-    IN_HOOK.with(|f| f.set(false));
+    crate::tls::hot().in_hook.set(false);
 }
 
-/// Captures and interns the caller's stack. errno is preserved.
-///
-/// The capture buffer is on the stack, sized for the frame limit: hooks run
-/// on the program's stack, which may be small (16 KiB threads), so the
-/// common limits (≤ 48 frames) use a 520-byte buffer and only deeper limits
-/// pay for the 2 KiB one. (Not in TLS: glibc carves static TLS out of every
-/// thread's stack.)
+/// The stack id of the hook entered at `caller`, captured with the ring's
+/// scratch (the unwinder's record of the thread's previous capture).
+/// errno is preserved.
 #[inline(always)]
-fn stack_id() -> u32 {
+fn stack_id(r: &Ring, caller: Caller) -> u32 {
     let e = errno();
-    let limit = crate::config::frames();
-    let id = if limit <= unwind::SMALL_LIMIT {
-        let mut buf = [MaybeUninit::<usize>::uninit(); unwind::SMALL_BUF];
-        let (frames, truncated) = unwind::capture(&mut buf, limit);
-        intern::intern(frames, truncated)
-    } else {
-        let mut buf = [MaybeUninit::<usize>::uninit(); unwind::BUF];
-        let (frames, truncated) = unwind::capture(&mut buf, limit);
-        intern::intern(frames, truncated)
-    };
+    let id = unwind::stack_id(caller, r.scratch());
     set_errno(e);
     id
 }
@@ -100,17 +93,17 @@ fn publish_free(r: &Ring, p: *mut c_void) {
 /// The unsampled case stays in the caller, small: no frame for the capture
 /// buffer, one thread-local countdown.
 #[inline(always)]
-unsafe fn traced_alloc(size: usize, real: impl FnOnce() -> *mut c_void) -> *mut c_void {
+unsafe fn traced_alloc(size: usize, caller: Caller, real: impl FnOnce() -> *mut c_void) -> *mut c_void {
     let decided = crate::config::sample_rate() != 0 && crate::is_ready();
     if decided && !sample::take(size) {
         return real();
     }
-    traced_alloc_slow(size, decided, real)
+    traced_alloc_slow(size, caller, decided, real)
 }
 
 /// `sampled`: the sampling decision was already taken (and said yes).
 #[inline(never)]
-unsafe fn traced_alloc_slow(size: usize, sampled: bool, real: impl FnOnce() -> *mut c_void) -> *mut c_void {
+unsafe fn traced_alloc_slow(size: usize, caller: Caller, sampled: bool, real: impl FnOnce() -> *mut c_void) -> *mut c_void {
     if !crate::ensure_ready() {
         return real();
     }
@@ -121,7 +114,9 @@ unsafe fn traced_alloc_slow(size: usize, sampled: bool, real: impl FnOnce() -> *
     if !enter_ready() {
         return real();
     }
-    let id = stack_id();
+    // No ring (out of memory): id 0, an unknown stack; the event itself is
+    // then lost below as well.
+    let id = with_ring(|r| stack_id(r, caller)).unwrap_or(0);
     let p = real();
     // A sampled block enters the set before its pointer escapes, or is not
     // recorded at all (no memory for the set: its free could not be matched).
@@ -153,10 +148,48 @@ fn free_is_traced(p: *mut c_void) -> bool {
     crate::config::sample_rate() == 0 || sample::remove(p as usize)
 }
 
-#[no_mangle]
-#[inline(never)]
-pub unsafe extern "C" fn malloc(size: size_t) -> *mut c_void {
-    traced_alloc(size, || __libc_malloc(size))
+/// Exports `$name` as a three-instruction stub that hands `$imp` the
+/// caller's frame as two extra arguments after its own (`$at`, `$bp`: the
+/// registers they go in): the stack pointer at entry, which is the address
+/// of the return address into the program, and the program's rbp. The
+/// unwinder starts from there (the ABI's state at a call), so it never
+/// walks our own frames. `jmp`, not `call`: `$imp` returns straight to the
+/// program. The CFI directives give the stub its FDE (CFA = rsp + 8).
+macro_rules! entry_stub {
+    ($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty => $imp:ident, $at:literal, $bp:literal) => {
+        #[unsafe(no_mangle)]
+        #[unsafe(naked)]
+        pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
+            std::arch::naked_asm!(
+                ".cfi_startproc",
+                concat!("mov ", $at, ", rsp"),
+                concat!("mov ", $bp, ", rbp"),
+                "jmp {imp}",
+                ".cfi_endproc",
+                imp = sym $imp,
+            )
+        }
+    };
+}
+
+/// The caller's frame as an entry stub passes it.
+#[inline(always)]
+fn caller(at: *const usize, bp: usize) -> Caller {
+    Caller { at: at as usize, bp }
+}
+
+entry_stub!(malloc(size: size_t) -> *mut c_void => malloc_at, "rsi", "rdx");
+entry_stub!(calloc(n: size_t, size: size_t) -> *mut c_void => calloc_at, "rdx", "rcx");
+entry_stub!(realloc(p: *mut c_void, size: size_t) -> *mut c_void => realloc_at, "rdx", "rcx");
+entry_stub!(reallocarray(p: *mut c_void, n: size_t, size: size_t) -> *mut c_void => reallocarray_at, "rcx", "r8");
+entry_stub!(posix_memalign(memptr: *mut *mut c_void, align: size_t, size: size_t) -> c_int => posix_memalign_at, "rcx", "r8");
+entry_stub!(aligned_alloc(align: size_t, size: size_t) -> *mut c_void => memalign_at, "rdx", "rcx");
+entry_stub!(memalign(align: size_t, size: size_t) -> *mut c_void => memalign_at, "rdx", "rcx");
+entry_stub!(valloc(size: size_t) -> *mut c_void => valloc_at, "rsi", "rdx");
+entry_stub!(pvalloc(size: size_t) -> *mut c_void => pvalloc_at, "rsi", "rdx");
+
+unsafe extern "C" fn malloc_at(size: size_t, at: *const usize, bp: usize) -> *mut c_void {
+    traced_alloc(size, caller(at, bp), || __libc_malloc(size))
 }
 
 #[no_mangle]
@@ -171,21 +204,17 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
     __libc_free(p);
 }
 
-#[no_mangle]
-#[inline(never)]
-pub unsafe extern "C" fn calloc(n: size_t, size: size_t) -> *mut c_void {
+unsafe extern "C" fn calloc_at(n: size_t, size: size_t, at: *const usize, bp: usize) -> *mut c_void {
     match n.checked_mul(size) {
-        Some(total) => traced_alloc(total, || __libc_calloc(n, size)),
+        Some(total) => traced_alloc(total, caller(at, bp), || __libc_calloc(n, size)),
         // glibc sets ENOMEM and returns NULL; nothing to record.
         None => __libc_calloc(n, size),
     }
 }
 
-#[no_mangle]
-#[inline(never)]
-pub unsafe extern "C" fn realloc(p: *mut c_void, size: size_t) -> *mut c_void {
+unsafe extern "C" fn realloc_at(p: *mut c_void, size: size_t, at: *const usize, bp: usize) -> *mut c_void {
     if p.is_null() {
-        return traced_alloc(size, || __libc_realloc(p, size));
+        return traced_alloc(size, caller(at, bp), || __libc_realloc(p, size));
     }
     if size == 0 {
         // glibc 2.36 (REALLOC_ZERO_BYTES_FREES) frees p and returns NULL.
@@ -211,7 +240,7 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: size_t) -> *mut c_void {
         }
         return q;
     }
-    let id = if new_traced { stack_id() } else { 0 };
+    let id = if new_traced { with_ring(|r| stack_id(r, caller(at, bp))).unwrap_or(0) } else { 0 };
     // The free's number is taken before the real realloc (which may free the
     // old block and let another thread get its address), the allocation's
     // after it returned. A failed realloc leaves p live: record nothing.
@@ -247,11 +276,9 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: size_t) -> *mut c_void {
     }
 }
 
-#[no_mangle]
-#[inline(never)]
-pub unsafe extern "C" fn reallocarray(p: *mut c_void, n: size_t, size: size_t) -> *mut c_void {
+unsafe extern "C" fn reallocarray_at(p: *mut c_void, n: size_t, size: size_t, at: *const usize, bp: usize) -> *mut c_void {
     match n.checked_mul(size) {
-        Some(total) => realloc(p, total),
+        Some(total) => realloc_at(p, total, at, bp),
         None => {
             set_errno(libc::ENOMEM);
             std::ptr::null_mut()
@@ -259,14 +286,12 @@ pub unsafe extern "C" fn reallocarray(p: *mut c_void, n: size_t, size: size_t) -
     }
 }
 
-#[no_mangle]
-#[inline(never)]
-pub unsafe extern "C" fn posix_memalign(memptr: *mut *mut c_void, align: size_t, size: size_t) -> c_int {
+unsafe extern "C" fn posix_memalign_at(memptr: *mut *mut c_void, align: size_t, size: size_t, at: *const usize, bp: usize) -> c_int {
     const W: usize = std::mem::size_of::<usize>();
     if !align.is_multiple_of(W) || !(align / W).is_power_of_two() {
         return libc::EINVAL;
     }
-    let p = traced_alloc(size, || __libc_memalign(align, size));
+    let p = traced_alloc(size, caller(at, bp), || __libc_memalign(align, size));
     if p.is_null() {
         return libc::ENOMEM;
     }
@@ -275,27 +300,16 @@ pub unsafe extern "C" fn posix_memalign(memptr: *mut *mut c_void, align: size_t,
     0
 }
 
-/// glibc 2.36's aligned_alloc is an alias of memalign (no extra checks).
-#[no_mangle]
-#[inline(never)]
-pub unsafe extern "C" fn aligned_alloc(align: size_t, size: size_t) -> *mut c_void {
-    traced_alloc(size, || __libc_memalign(align, size))
+/// aligned_alloc and memalign: glibc 2.36's aligned_alloc is an alias of
+/// memalign (no extra checks).
+unsafe extern "C" fn memalign_at(align: size_t, size: size_t, at: *const usize, bp: usize) -> *mut c_void {
+    traced_alloc(size, caller(at, bp), || __libc_memalign(align, size))
 }
 
-#[no_mangle]
-#[inline(never)]
-pub unsafe extern "C" fn memalign(align: size_t, size: size_t) -> *mut c_void {
-    traced_alloc(size, || __libc_memalign(align, size))
+unsafe extern "C" fn valloc_at(size: size_t, at: *const usize, bp: usize) -> *mut c_void {
+    traced_alloc(size, caller(at, bp), || __libc_valloc(size))
 }
 
-#[no_mangle]
-#[inline(never)]
-pub unsafe extern "C" fn valloc(size: size_t) -> *mut c_void {
-    traced_alloc(size, || __libc_valloc(size))
-}
-
-#[no_mangle]
-#[inline(never)]
-pub unsafe extern "C" fn pvalloc(size: size_t) -> *mut c_void {
-    traced_alloc(size, || __libc_pvalloc(size))
+unsafe extern "C" fn pvalloc_at(size: size_t, at: *const usize, bp: usize) -> *mut c_void {
+    traced_alloc(size, caller(at, bp), || __libc_pvalloc(size))
 }

@@ -19,6 +19,7 @@ mod ring;
 mod sample;
 mod signal;
 mod sys;
+mod tls;
 mod unwind;
 mod writer;
 
@@ -26,13 +27,14 @@ use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 /// The global event order. Snapshot points take a number from it too.
-pub(crate) static SEQ: AtomicU64 = AtomicU64::new(1);
+pub(crate) static SEQ: sys::Line<AtomicU64> = sys::Line(AtomicU64::new(1));
 
 const UNINIT: u8 = 0;
 const INITIALIZING: u8 = 1;
 const READY: u8 = 2;
 const DISABLED: u8 = 3;
-static STATE: AtomicU8 = AtomicU8::new(UNINIT);
+/// Read by every hook: on a line of its own.
+static STATE: sys::Line<AtomicU8> = sys::Line(AtomicU8::new(UNINIT));
 
 /// Our own heap: straight to glibc, never through the hooks, so the
 /// profiler's memory is never recorded and can never recurse.

@@ -17,12 +17,17 @@
 //! is dropped.
 
 use crate::sys::backoff;
-use std::cell::{Cell, UnsafeCell};
+use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 pub const RING_BYTES: usize = 256 << 10;
 const MASK: u64 = RING_BYTES as u64 - 1;
-const HEADER_BYTES: usize = 4096;
+/// The `Ring` itself, then the producer thread's scratch.
+const HEADER_BYTES: usize = 16 << 10;
+const SCRATCH_AT: usize = 1024;
+/// Bytes of per-thread scratch that travel with a ring (`Ring::scratch`).
+pub const SCRATCH_BYTES: usize = HEADER_BYTES - SCRATCH_AT;
+const _: () = assert!(std::mem::size_of::<Ring>() <= SCRATCH_AT);
 
 pub const FREE: u32 = 0;
 pub const OWNED: u32 = 1;
@@ -31,6 +36,10 @@ pub const FINISHED: u32 = 2;
 pub const TAG_ALLOC: u8 = 1;
 pub const TAG_FREE: u8 = 2;
 
+/// Each group of fields on its own cache line, by who writes it: a line
+/// written by both threads would move between their cores on every event
+/// (measured: this false sharing alone cost a traced allocation about as
+/// much as unwinding its stack).
 #[repr(C, align(64))]
 pub struct Ring {
     /// Bytes published by the producer (monotonic).
@@ -39,24 +48,31 @@ pub struct Ring {
     /// Bytes consumed by the writer (monotonic).
     pub tail: AtomicU64,
     _pad1: [u8; 56],
-    /// Set (SeqCst) by the producer before it takes a sequence number and
-    /// cleared after it published the event: lets the writer know whether an
-    /// event numbered below a snapshot point may still be on its way.
+    // Written by the producer on every event.
+    /// Set by the producer before it takes a sequence number and cleared
+    /// after it published the event: lets the writer know whether an event
+    /// numbered below a snapshot point may still be on its way. Read by the
+    /// writer only when it completes a snapshot.
     pub busy: AtomicU32,
-    pub state: AtomicU32,
-    pub next: AtomicPtr<Ring>,
-    // Producer-private.
     p_cached_tail: UnsafeCell<u64>,
     p_prev_seq: UnsafeCell<u64>,
     p_prev_addr: UnsafeCell<u64>,
-    // Consumer-private (writer thread, under its state lock).
+    _pad2: [u8; 32],
+    // Written by the writer thread, under its state lock.
     pub c_prev_seq: UnsafeCell<u64>,
     pub c_prev_addr: UnsafeCell<u64>,
     /// Highest seq the writer has drained from this ring (seqs of one ring
     /// are increasing).
     pub c_max_seq: UnsafeCell<u64>,
+    _pad3: [u8; 40],
+    // Rarely written.
+    pub state: AtomicU32,
+    pub next: AtomicPtr<Ring>,
     data: *mut u8,
 }
+
+const _: () = assert!(std::mem::offset_of!(Ring, busy) == 128 && std::mem::offset_of!(Ring, c_prev_seq) == 192);
+const _: () = assert!(std::mem::offset_of!(Ring, state) == 256);
 
 // SAFETY: the atomics are shared; the producer-private cells are only touched
 // by the owning thread (state OWNED, or the writer while the ring is FINISHED
@@ -66,13 +82,10 @@ unsafe impl Sync for Ring {}
 static RINGS: AtomicPtr<Ring> = AtomicPtr::new(std::ptr::null_mut());
 static KEY: AtomicU32 = AtomicU32::new(u32::MAX);
 
-thread_local! {
-    static MY_RING: Cell<*mut Ring> = const { Cell::new(std::ptr::null_mut()) };
-    /// Our pthread key destructor already ran for this thread: it is exiting,
-    /// later events (from other TLS destructors, glibc's thread teardown) use
-    /// a ring only for the one event and hand it back at once.
-    static EXITING: Cell<bool> = const { Cell::new(false) };
-}
+// A thread's ring pointer is in its hot block (`tls::Hot::ring`), and so is
+// `exiting`: our pthread key destructor already ran for this thread, so
+// later events (from other TLS destructors, glibc's thread teardown) use a
+// ring only for the one event and hand it back at once.
 
 /// Creates the pthread key whose destructor hands a thread's ring back.
 pub fn init() -> bool {
@@ -87,8 +100,9 @@ pub fn init() -> bool {
 
 extern "C" fn thread_exit(p: *mut libc::c_void) {
     let r = p as *mut Ring;
-    MY_RING.with(|c| c.set(std::ptr::null_mut()));
-    EXITING.with(|c| c.set(true));
+    let hot = crate::tls::hot();
+    hot.ring.set(std::ptr::null_mut());
+    hot.exiting.set(true);
     if !r.is_null() {
         // SAFETY: rings are never unmapped.
         unsafe { (*r).state.store(FINISHED, Ordering::SeqCst) };
@@ -116,6 +130,9 @@ fn acquire() -> *mut Ring {
         }
     });
     if !found.is_null() {
+        // SAFETY: we own the ring now (FREE -> OWNED); its scratch is ours
+        // alone, and what the previous thread left there means nothing here.
+        unsafe { std::ptr::write_bytes((found as *mut u8).add(SCRATCH_AT), 0, SCRATCH_BYTES) };
         return found;
     }
     let Some(mem) = crate::sys::mmap_anon(HEADER_BYTES + RING_BYTES) else {
@@ -132,14 +149,16 @@ fn acquire() -> *mut Ring {
                 tail: AtomicU64::new(0),
                 _pad1: [0; 56],
                 busy: AtomicU32::new(0),
-                state: AtomicU32::new(OWNED),
-                next: AtomicPtr::new(std::ptr::null_mut()),
                 p_cached_tail: UnsafeCell::new(0),
                 p_prev_seq: UnsafeCell::new(0),
                 p_prev_addr: UnsafeCell::new(0),
+                _pad2: [0; 32],
                 c_prev_seq: UnsafeCell::new(0),
                 c_prev_addr: UnsafeCell::new(0),
                 c_max_seq: UnsafeCell::new(0),
+                _pad3: [0; 40],
+                state: AtomicU32::new(OWNED),
+                next: AtomicPtr::new(std::ptr::null_mut()),
                 data: mem.add(HEADER_BYTES),
             },
         );
@@ -160,7 +179,7 @@ fn acquire() -> *mut Ring {
 /// which only happens when the process is out of memory anyway.
 #[inline]
 pub fn with_ring<R>(f: impl FnOnce(&Ring) -> R) -> Option<R> {
-    let r = MY_RING.with(|c| c.get());
+    let r = crate::tls::hot().ring.get();
     if !r.is_null() {
         // SAFETY: our own ring, never unmapped.
         return Some(f(unsafe { &*r }));
@@ -176,12 +195,12 @@ fn with_new_ring<R>(f: impl FnOnce(&Ring) -> R) -> Option<R> {
     }
     // SAFETY: rings are never unmapped.
     let ring = unsafe { &*r };
-    if EXITING.with(|c| c.get()) {
+    if crate::tls::hot().exiting.get() {
         let v = f(ring);
         ring.state.store(FINISHED, Ordering::SeqCst);
         return Some(v);
     }
-    MY_RING.with(|c| c.set(r));
+    crate::tls::hot().ring.set(r);
     let key = KEY.load(Ordering::Acquire);
     if key != u32::MAX {
         // SAFETY: key was created by pthread_key_create. Our key is among the
@@ -193,7 +212,7 @@ fn with_new_ring<R>(f: impl FnOnce(&Ring) -> R) -> Option<R> {
 
 /// This thread's ring pointer (fork child keeps it).
 pub fn current() -> *mut Ring {
-    MY_RING.with(|c| c.get())
+    crate::tls::hot().ring.get()
 }
 
 #[inline]
@@ -213,6 +232,17 @@ fn zigzag(v: i64) -> u64 {
 }
 
 impl Ring {
+    /// `SCRATCH_BYTES` of zeroed, 64-aligned memory for the producer thread
+    /// alone, kept with the ring (so it needs no allocation and no TLS
+    /// destructor) and zeroed again when another thread takes the ring over.
+    /// The unwinder keeps its record of the thread's previous capture there.
+    #[inline(always)]
+    pub fn scratch(&self) -> *mut u8 {
+        // SAFETY: the ring's mapping is HEADER_BYTES + RING_BYTES long and
+        // starts at the Ring itself.
+        unsafe { (self as *const Ring as *mut u8).add(SCRATCH_AT) }
+    }
+
     #[inline]
     fn encode_head(&self, buf: &mut [u8; 64], n: &mut usize, tag: u8, seq: u64, addr: u64) {
         // SAFETY: producer-private cells, touched only by the owning thread.

@@ -35,69 +35,16 @@ thread_local! {
 }
 
 /// Bytes left until this thread's next sample point (≤ 0: not drawn yet).
-///
-/// Read on every allocation, so it is reached with the initial-exec TLS
-/// model (thread pointer + a constant from the GOT, two loads) instead of
-/// Rust's general-dynamic `thread_local!`, which calls `__tls_get_addr` on
-/// every access in a shared object (≈ 3 % of a sampled churn). Valid
-/// because libtrace.so is loaded at start (LD_PRELOAD), so its TLS is in
-/// the static block; the linker marks the object STATIC_TLS.
-#[cfg(target_arch = "x86_64")]
+/// Read on every allocation: kept in the thread's hot block (tls.rs).
 mod left {
-    std::arch::global_asm!(
-        ".pushsection .tbss,\"awT\",@nobits",
-        ".p2align 3",
-        ".globl memtrace_sample_left",
-        ".hidden memtrace_sample_left",
-        ".type memtrace_sample_left, @object",
-        ".size memtrace_sample_left, 8",
-        "memtrace_sample_left:",
-        ".zero 8",
-        ".popsection",
-    );
-
-    #[inline(always)]
-    pub fn ptr() -> *mut i64 {
-        let p: *mut i64;
-        // SAFETY: computes this thread's address of the TLS variable above:
-        // its offset from the thread pointer (GOT entry filled by the loader)
-        // plus the thread pointer, which x86-64 glibc keeps at %fs:0. Reads
-        // only, no stack (`add` sets flags, so they are not declared kept).
-        unsafe {
-            std::arch::asm!(
-                "mov {p}, qword ptr [rip + memtrace_sample_left@GOTTPOFF]",
-                "add {p}, qword ptr fs:[0]",
-                p = out(reg) p,
-                options(pure, readonly, nostack),
-            );
-        }
-        p
-    }
-
     #[inline(always)]
     pub fn get() -> i64 {
-        // SAFETY: this thread's own, 8-aligned TLS slot.
-        unsafe { *ptr() }
+        crate::tls::hot().sample_left.get()
     }
 
     #[inline(always)]
     pub fn set(v: i64) {
-        // SAFETY: as above; only this thread touches it.
-        unsafe { *ptr() = v }
-    }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-mod left {
-    use std::cell::Cell;
-    thread_local! {
-        static LEFT: Cell<i64> = const { Cell::new(0) };
-    }
-    pub fn get() -> i64 {
-        LEFT.with(|l| l.get())
-    }
-    pub fn set(v: i64) {
-        LEFT.with(|l| l.set(v))
+        crate::tls::hot().sample_left.set(v)
     }
 }
 

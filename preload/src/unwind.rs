@@ -23,7 +23,11 @@
 //!   printed; a summary line at exit.
 
 mod ehframe;
+mod shadow;
 
+pub use ehframe::Caller;
+use ehframe::Walk;
+use shadow::Shadow;
 use std::mem::MaybeUninit;
 use std::os::raw::{c_int, c_void};
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -36,6 +40,7 @@ static MODE: AtomicU8 = AtomicU8::new(MODE_LIBUNWIND);
 static CHECKED: AtomicU64 = AtomicU64::new(0);
 static MISMATCHES: AtomicU64 = AtomicU64::new(0);
 static DECLINED: AtomicU64 = AtomicU64::new(0);
+static FROM_ID_CACHE: AtomicU64 = AtomicU64::new(0);
 
 type UnwBacktrace = unsafe extern "C" fn(*mut *mut c_void, c_int) -> c_int;
 /// `unw_backtrace` once libunwind.so.8 is loaded, else 0.
@@ -157,10 +162,11 @@ pub fn modules_changed() {
 
 extern "C" fn check_summary() {
     crate::sys::log(&format!(
-        "unwind check: {} captures, {} mismatches, {} declined by the fast unwinder",
+        "unwind check: {} captures, {} mismatches, {} declined by the fast unwinder, {} answered by its stack-id cache",
         CHECKED.load(Ordering::Relaxed),
         MISMATCHES.load(Ordering::Relaxed),
-        DECLINED.load(Ordering::Relaxed)
+        DECLINED.load(Ordering::Relaxed),
+        FROM_ID_CACHE.load(Ordering::Relaxed)
     ));
 }
 
@@ -180,21 +186,6 @@ unsafe extern "C" fn gcc_frame(ctx: *mut c_void, arg: *mut c_void) -> c_int {
     0 // _URC_NO_REASON: go on
 }
 
-/// # Safety
-/// `buf` must have room for `cap` entries.
-unsafe fn backtrace_into(buf: *mut usize, cap: usize) -> usize {
-    match MODE.load(Ordering::Relaxed) {
-        MODE_FAST => {
-            if let Some(n) = ehframe::backtrace(buf, cap) {
-                return n;
-            }
-        }
-        MODE_CHECK => return check_backtrace(buf, cap),
-        _ => {}
-    }
-    slow_backtrace(buf, cap)
-}
-
 /// libunwind, or libgcc before the constructor.
 ///
 /// # Safety
@@ -210,46 +201,114 @@ unsafe fn slow_backtrace(buf: *mut usize, cap: usize) -> usize {
     st.n
 }
 
-/// Both unwinders; returns libunwind's stack, and counts and reports a
-/// difference in the frames below our own.
-///
-/// # Safety
-/// `buf` must have room for `cap` entries.
+/// The id of the stack of the hook whose entry state is `caller`:
+/// captured (at most the configured frame limit) and interned, or known from
+/// the thread's shadow. `scratch`: the thread's ring scratch, or null.
+/// errno may be clobbered.
+#[inline(never)]
+pub fn stack_id(caller: Caller, scratch: *mut u8) -> u32 {
+    let limit = crate::config::frames();
+    // The capture buffer is on the stack, sized for the frame limit: hooks
+    // run on the program's stack, which may be small (16 KiB threads), so
+    // the common limits (≤ 48 frames) use a 520-byte buffer and only deeper
+    // limits pay for the 2 KiB one. (Not in TLS: glibc carves static TLS
+    // out of every thread's stack.)
+    let sh = scratch as *mut Shadow;
+    if limit <= SMALL_LIMIT {
+        stack_id_in(&mut [MaybeUninit::<usize>::uninit(); SMALL_BUF], limit, caller, sh)
+    } else {
+        stack_id_in(&mut [MaybeUninit::<usize>::uninit(); BUF], limit, caller, sh)
+    }
+}
+
+#[inline(always)]
+fn stack_id_in<const N: usize>(buf: &mut [MaybeUninit<usize>; N], limit: usize, caller: Caller, sh: *mut Shadow) -> u32 {
+    let limit = limit.clamp(1, N - SKIP_MAX - 1);
+    let ptr: *mut usize = buf.as_mut_ptr().cast();
+    match MODE.load(Ordering::Relaxed) {
+        MODE_FAST => {
+            // SAFETY: buf has room for limit + 1 <= N entries; the walk
+            // initialises the first n it reports; `sh` is this thread's own
+            // scratch (or null) and `caller` our hook's entry state.
+            match unsafe { ehframe::backtrace(ptr, limit + 1, caller, sh) } {
+                Some(Walk::Id(id)) => return id,
+                Some(Walk::Frames { n, key }) => {
+                    // SAFETY: the walk initialised buf[..n].
+                    let frames = unsafe { std::slice::from_raw_parts(ptr, n) };
+                    let id = intern_cut(frames, limit);
+                    if let Some(key) = key {
+                        // SAFETY: a key only comes with a non-null shadow.
+                        unsafe { (*sh).remember(&key, id) };
+                    }
+                    return id;
+                }
+                None => {}
+            }
+        }
+        MODE_CHECK => return check_stack_id(buf, limit, caller, sh),
+        _ => {}
+    }
+    let (frames, truncated) = capture(buf, limit);
+    crate::intern::intern(frames, truncated)
+}
+
+/// Interns the first `limit` of `frames`, truncated if there were more.
+#[inline(always)]
+fn intern_cut(frames: &[usize], limit: usize) -> u32 {
+    if frames.len() > limit {
+        crate::intern::intern(&frames[..limit], true)
+    } else {
+        crate::intern::intern(frames, false)
+    }
+}
+
+/// MEMTRACE_UNWIND=check: libunwind's stack is the one interned; the fast
+/// walk (shadow and id cache included) runs too, and a difference is
+/// counted and the first three reported.
 #[cold]
 #[inline(never)]
-unsafe fn check_backtrace(buf: *mut usize, cap: usize) -> usize {
-    let n = slow_backtrace(buf, cap).min(cap);
-    let slow = std::slice::from_raw_parts(buf, n);
+fn check_stack_id<const N: usize>(buf: &mut [MaybeUninit<usize>; N], limit: usize, caller: Caller, sh: *mut Shadow) -> u32 {
+    let (frames, truncated) = capture(buf, limit);
+    let slow = frames.to_vec();
+    let id = crate::intern::intern(&slow, truncated);
     let mut other = [0usize; BUF];
-    let cap2 = cap.min(BUF);
     CHECKED.fetch_add(1, Ordering::Relaxed);
-    let Some(m) = ehframe::backtrace(other.as_mut_ptr(), cap2) else {
-        DECLINED.fetch_add(1, Ordering::Relaxed);
-        return n;
-    };
-    let fast = &other[..m.min(cap2)];
-    // Our own frames differ (different call sites); compare the rest.
-    let user = |f: &[usize]| {
-        let mut i = 0;
-        while i < f.len() && ours(f[i]) {
-            i += 1;
+    // SAFETY: as in stack_id_in, with `other` (BUF > limit + 1 entries).
+    let fast: Vec<usize> = match unsafe { ehframe::backtrace(other.as_mut_ptr(), limit + 1, caller, sh) } {
+        None => {
+            DECLINED.fetch_add(1, Ordering::Relaxed);
+            return id;
         }
-        f[i..].to_vec()
+        Some(Walk::Id(fid)) => {
+            let f: Vec<usize> = match crate::intern::get(fid) {
+                Some((f, t)) if t == truncated => f.iter().map(|&x| x as usize).collect(),
+                _ => vec![0], // a different truncation, or no such id: a mismatch
+            };
+            if f == slow {
+                FROM_ID_CACHE.fetch_add(1, Ordering::Relaxed);
+            }
+            f
+        }
+        Some(Walk::Frames { n, key }) => {
+            let got = &other[..n.min(limit)];
+            if got == &slow[..] && (n > limit) == truncated {
+                if let Some(key) = key {
+                    // SAFETY: a key only comes with a non-null shadow.
+                    unsafe { (*sh).remember(&key, id) };
+                }
+            }
+            let mut v = got.to_vec();
+            if (n > limit) != truncated {
+                v.push(0); // a difference in truncation shows as one
+            }
+            v
+        }
     };
-    let (a, b) = (user(slow), user(fast));
-    // A full buffer may cut the two at different depths: compare the
-    // common length then.
-    let equal = if n == cap || m == cap2 {
-        let k = a.len().min(b.len());
-        a[..k] == b[..k]
-    } else {
-        a == b
-    };
-    if !equal && MISMATCHES.fetch_add(1, Ordering::Relaxed) < 3 {
+    if fast != slow && MISMATCHES.fetch_add(1, Ordering::Relaxed) < 3 {
         let hex = |f: &[usize]| f.iter().map(|x| format!("{x:#x}")).collect::<Vec<_>>().join(" ");
-        crate::sys::log(&format!("unwind mismatch: libunwind [{}] fast [{}]", hex(&a), hex(&b)));
+        crate::sys::log(&format!("unwind mismatch: libunwind [{}] fast [{}]", hex(&slow), hex(&fast)));
     }
-    n
+    id
 }
 
 /// Load address of libtrace.so (its dlpi_addr).
@@ -262,11 +321,12 @@ fn ours(pc: usize) -> bool {
     pc >= TEXT_START.load(Ordering::Relaxed) && pc < TEXT_END.load(Ordering::Relaxed)
 }
 
-/// Captures the caller's stack into `buf` (N ≥ limit + SKIP_MAX + 1), return addresses
-/// most recent first, without our own frames. Returns the frames (at most
-/// `limit`) and whether the real stack was deeper than `limit`.
+/// Captures the stack with libunwind (libgcc before the constructor) into
+/// `buf` (N ≥ limit + SKIP_MAX + 1), return addresses most recent first,
+/// without our own frames. Returns the frames (at most `limit`) and whether
+/// the real stack was deeper than `limit`.
 #[inline(never)]
-pub fn capture<const N: usize>(buf: &mut [MaybeUninit<usize>; N], limit: usize) -> (&[usize], bool) {
+fn capture<const N: usize>(buf: &mut [MaybeUninit<usize>; N], limit: usize) -> (&[usize], bool) {
     let limit = limit.clamp(1, N - SKIP_MAX - 1);
     // Unwind only as deep as needed: our own frames (learned, ≈ 2-4) +
     // the limit + 1 to tell whether the stack was cut. Every frame costs.
@@ -278,7 +338,7 @@ pub fn capture<const N: usize>(buf: &mut [MaybeUninit<usize>; N], limit: usize) 
         // buffer is left uninitialised on purpose: zeroing it per malloc
         // would cost more than the rest of the hook's bookkeeping.
         let frames: &[usize] = unsafe {
-            let n = backtrace_into(buf.as_mut_ptr().cast(), want).min(want);
+            let n = slow_backtrace(buf.as_mut_ptr().cast(), want).min(want);
             std::slice::from_raw_parts(buf.as_ptr().cast::<usize>(), n)
         };
         let n = frames.len();

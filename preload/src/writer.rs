@@ -26,7 +26,7 @@
 //! lock, so that the fork child can take it over consistent.
 
 use crate::ring::{self, Event};
-use crate::sys::{self, BuildMix, Locked, IN_HOOK};
+use crate::sys::{self, BuildMix, Locked};
 use crate::{config, intern, modules, SEQ};
 use memtrace_format::{Header, Snapshot, SnapshotKind, Stack, TraceGroup};
 use std::collections::HashMap;
@@ -69,7 +69,7 @@ pub struct State {
     error_reported: bool,
 }
 
-pub static STATE: Locked<Option<State>> = Locked::new(None);
+pub static STATE: sys::Line<Locked<Option<State>>> = sys::Line(Locked::new(None));
 
 // ---- the signal handler's side: a fixed queue of snapshot moments.
 
@@ -98,7 +98,7 @@ static SLOTS: [Slot; NSLOTS] = [EMPTY_SLOT; NSLOTS];
 /// program that closes all its descriptors must not have us write into a
 /// file that reused the number). Bumped and woken by `wake()`.
 static WAKE_WORD: AtomicU32 = AtomicU32::new(0);
-static SLEEPING: AtomicBool = AtomicBool::new(false);
+static SLEEPING: sys::Line<AtomicBool> = sys::Line(AtomicBool::new(false));
 /// 0 none, 1 starting, 2 running.
 static WRITER: AtomicU32 = AtomicU32::new(0);
 
@@ -106,7 +106,7 @@ static WRITER: AtomicU32 = AtomicU32::new(0);
 /// give up when it stands still for seconds: the writer thread may not exist
 /// in a process made by a raw clone()/fork syscall, which skips our atfork
 /// handlers. Without this they would hang.
-static HEARTBEAT: AtomicU64 = AtomicU64::new(0);
+static HEARTBEAT: sys::Line<AtomicU64> = sys::Line(AtomicU64::new(0));
 const STALL_NS: u64 = 5_000_000_000;
 
 #[inline]
@@ -344,7 +344,7 @@ pub fn ensure_started() {
 }
 
 extern "C" fn writer_main(_: *mut libc::c_void) -> *mut libc::c_void {
-    IN_HOOK.with(|f| f.set(true));
+    crate::tls::hot().in_hook.set(true);
     IS_WRITER.with(|w| w.set(true));
     // SAFETY: naming our own thread; the name fits in 16 bytes.
     unsafe { libc::prctl(libc::PR_SET_NAME, c"memtrace".as_ptr() as libc::c_ulong, 0, 0, 0) };
@@ -367,7 +367,7 @@ extern "C" fn writer_main(_: *mut libc::c_void) -> *mut libc::c_void {
                 libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
             }
             sys::verbose("every program thread has ended; the writer ends the process (exit 0)");
-            IN_HOOK.with(|f| f.set(false));
+            crate::tls::hot().in_hook.set(false);
             return std::ptr::null_mut();
         }
         beat();

@@ -73,6 +73,44 @@ fn check_mode_finds_no_mismatch_in_the_test_programs() {
     }
 }
 
+/// The thread's record of its previous capture and the stack-id cache
+/// (preload/src/unwind/shadow.rs) against stacks that differ from the
+/// previous one only in callers far above, at the same stack addresses, and
+/// against longjmp out of the recorded frames: libunwind agrees with every
+/// capture, the exit snapshot holds what the program says, and most
+/// captures were answered by the id cache (so it was really tested).
+#[test]
+fn check_mode_shadow_and_id_cache_stay_exact() {
+    for opt in BOTH {
+        let dir = fresh_dir(&format!("unwind-shadow-{opt:?}"));
+        let prefix = dir.join("s");
+        let out = Run::new(prog("shadow_stress", opt), &dir)
+            .out(&prefix)
+            .env("MEMTRACE_UNWIND", "check")
+            .timeout(120)
+            .run();
+        out.assert_ok();
+        let (captures, mismatches, declined) = check_summary(&out.stderr);
+        assert_eq!(mismatches, 0, "{opt:?}: {}", tail(&out.stderr, 4000));
+        assert_eq!(declined, 0, "{opt:?}: plain frames only, yet {declined} declined");
+        let cached = id_cache_answers(&out.stderr);
+        assert!(
+            captures >= 30_000 && cached * 2 > captures,
+            "{opt:?}: {cached} of {captures} captures answered by the id cache"
+        );
+        check_expects(&prefix, &out, 3);
+        eprintln!("shadow_stress {opt:?}: {captures} captures, {cached} from the id cache, 0 mismatches");
+    }
+}
+
+/// The id-cache count of the check summary ("…, N answered by its
+/// stack-id cache").
+fn id_cache_answers(stderr: &str) -> u64 {
+    let line = stderr.lines().find(|l| l.contains("unwind check:")).expect("check summary");
+    let before = line.split(" answered by its stack-id cache").next().unwrap();
+    before.rsplit(' ').next().unwrap().parse().unwrap_or_else(|_| panic!("cannot read {line:?}"))
+}
+
 /// Signal handlers, sigaltstack and makecontext stacks are handed to
 /// libunwind (declined), the rest is walked by the fast unwinder.
 #[test]

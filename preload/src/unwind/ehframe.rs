@@ -26,8 +26,8 @@
 //! on the stack (nothing allocated). A thread's shadow is allocated once
 //! (fallibly) on its first capture and freed at thread exit.
 
+use super::shadow::{Frame, Frames, IdKey, Shadow, DEPTH};
 use gimli::UnwindSection;
-use std::cell::Cell;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 /// Cache slots (a power of two). 8 bytes each: 512 KiB of address space,
@@ -132,12 +132,6 @@ fn rule_for(cache: *const AtomicU64, pc: usize) -> Rule {
     r
 }
 
-thread_local! {
-    /// The top (highest address, exclusive) of this thread's stack; 0 = not
-    /// yet known.
-    static STACK_HI: Cell<usize> = const { Cell::new(0) };
-}
-
 extern "C" {
     /// ld.so's record of the initial stack pointer (the address of argc):
     /// the main thread's frames all lie below it.
@@ -178,64 +172,77 @@ fn find_stack_hi(sp: usize) -> usize {
 
 #[inline(always)]
 fn stack_hi(sp: usize) -> usize {
-    STACK_HI.with(|h| {
-        let v = h.get();
-        if v != 0 {
-            return v;
-        }
-        let v = find_stack_hi(sp);
-        // Unknown is not kept: the first capture may run on a signal stack.
-        if v != 1 {
-            h.set(v);
-        }
-        v
-    })
+    let h = &crate::tls::hot().stack_hi;
+    let v = h.get();
+    if v != 0 {
+        return v;
+    }
+    let v = find_stack_hi(sp);
+    // Unknown is not kept: the first capture may run on a signal stack.
+    if v != 1 {
+        h.set(v);
+    }
+    v
 }
 
-/// Unwinds the calling thread's stack into `buf[..cap]` the way libunwind's
-/// `unw_backtrace` (1.6) does when called from here: the return address of
-/// each frame, starting with our caller's (rules are looked up at RA − 1).
-/// `None` if some frame is not simple (or the cache is not mapped): then
-/// nothing in `buf` is meaningful and the caller must use libunwind.
+/// Where a walk starts: the state on entry to the hook the program called,
+/// handed over by the hook's entry stub (hooks.rs). `at` is the stack
+/// pointer there, i.e. the address of the return address into the program,
+/// and `bp` the program's rbp at the call.
+#[derive(Clone, Copy)]
+pub struct Caller {
+    pub at: usize,
+    pub bp: usize,
+}
+
+/// The pc the entry state's rule is looked up at. Real lookups are at a
+/// return address − 1, and a return address below 0x4000 ends the walk, so
+/// this one names no code.
+const ENTRY_PC: usize = 1;
+/// The entry state's rule: the ABI's at a call (CFA = rsp + 8, return
+/// address at CFA − 8, rbp unchanged). Starting there instead of in our own
+/// frames gives the stack libunwind gives once our frames are dropped, and
+/// spares walking them.
+const ENTRY_RULE: Rule = Rule::Simple { cfa_rbp: false, cfa_off: 8, rbp_off: None };
+
+/// What a walk found.
+pub enum Walk {
+    /// `n` return addresses in `buf`; `key`: where their id is to be
+    /// remembered (`Shadow::remember`), if the stack can be cached.
+    Frames { n: usize, key: Option<IdKey> },
+    /// The stack is one the thread interned recently: its id.
+    Id(u32),
+}
+
+/// Unwinds the stack of the hook's caller into `buf[..cap]` as libunwind's
+/// `unw_backtrace` (1.6) does, minus our own frames: the return address of
+/// each frame (rules are looked up at RA − 1), starting with the one into
+/// the program. `None` if some frame is not simple (or the cache is not
+/// mapped): then nothing in `buf` is meaningful and the caller must use
+/// libunwind. `sh`: the thread's shadow, or null.
 ///
 /// # Safety
-/// `buf` must have room for `cap` entries.
+/// `buf` must have room for `cap` entries; `caller` must be the entry state
+/// of a hook on this thread's stack, still running; `sh` null or this
+/// thread's own shadow.
 #[inline(never)]
-pub unsafe fn backtrace(buf: *mut usize, cap: usize) -> Option<usize> {
+pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Shadow) -> Option<Walk> {
     let cache = CACHE.load(Ordering::Acquire);
     if cache.is_null() {
         return None;
     }
-    let (pc, mut sp, mut bp): (usize, usize, usize);
-    // SAFETY: reads three registers; touches no memory and not the stack.
-    // rip is the address of the next instruction, where rsp still equals
-    // the value read, so this function's own CFI row applies to (pc, sp).
-    core::arch::asm!(
-        "lea {pc}, [rip]",
-        "mov {sp}, rsp",
-        "mov {bp}, rbp",
-        pc = out(reg) pc,
-        sp = out(reg) sp,
-        bp = out(reg) bp,
-        options(nomem, nostack, preserves_flags),
-    );
+    let (mut sp, mut bp, mut look) = (caller.at, caller.bp, ENTRY_PC);
     let lo = sp;
     let hi = stack_hi(sp);
-    if hi < 16 || sp >= hi {
+    if hi < 16 || sp >= hi || hi - sp < 16 {
         // Unknown bounds, or running on another stack (sigaltstack,
         // coroutine): libunwind decides.
         return None;
     }
     let in_stack = |a: usize| a.wrapping_sub(lo) <= hi - 8 - lo;
     let gen = GEN.load(Ordering::Relaxed);
-    // The thread's record of its previous capture (outermost-aligned) and
-    // the scratch where this walk's own frames go, innermost first.
-    let sh: Option<&mut Shadow> = match SHADOW.try_with(|s| s.get()) {
-        Ok(Some(p)) => Some(&mut *p),
-        _ => None,
-    };
-    let (rec, mut tmp): (Option<&mut Frames>, Option<&mut [Frame; DEPTH + 1]>) = match sh {
-        Some(sh) => (Some(&mut sh.rec), Some(&mut sh.tmp)),
+    let (rec, mut tmp): (Option<&mut Frames>, Option<&mut [Frame; DEPTH + 1]>) = match sh.as_mut() {
+        Some(s) => (Some(&mut s.rec), Some(&mut s.tmp)),
         None => (None, None),
     };
     let old_ok = rec.as_ref().is_some_and(|r| r.valid && r.gen == gen);
@@ -248,7 +255,8 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize) -> Option<usize> {
     // frames of its own and verified every frame above: unless the walk goes
     // on, those frames stay where they are and only tmp[..n0] is placed below.
     let mut pending: Option<(usize, usize)> = None;
-    let mut look = pc;
+    // Every frame walked here may go in the record (Frame::recordable).
+    let mut recordable = true;
     let mut n = 0;
     while n < cap {
         if let Some(r) = rec.as_deref() {
@@ -267,14 +275,11 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize) -> Option<usize> {
                     let (e, next) = (&r.f[k], &r.f[k + 1]);
                     // Frame k read its return address (next.pc + 1) just
                     // below the next frame's sp, and maybe rbp (next.bp).
-                    let ra_at = next.sp.wrapping_sub(8);
-                    if !in_stack(ra_at) || (e.bp_at != 0 && !in_stack(e.bp_at)) {
-                        return None;
-                    }
                     let ra = next.pc + 1;
-                    // SAFETY: both addresses were just checked to lie
-                    // between our rsp and the top of this thread's stack.
-                    if (ra_at as *const usize).read_unaligned() != ra
+                    // SAFETY: recorded frames read only inside themselves,
+                    // so these slots lie between our sp (= f[q].sp) and the
+                    // record's last sp, in this thread's stack (shadow.rs).
+                    if (next.sp.wrapping_sub(8) as *const usize).read_unaligned() != ra
                         || (e.bp_at != 0 && (e.bp_at as *const usize).read_unaligned() != next.bp)
                     {
                         break;
@@ -321,8 +326,8 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize) -> Option<usize> {
         if !in_stack(ra_at) {
             return None;
         }
-        // SAFETY: ra_at..ra_at+8 lies between our own rsp and the top of
-        // this thread's stack, which is mapped.
+        // SAFETY: ra_at..ra_at+8 lies between our caller's rsp and the top
+        // of this thread's stack, which is mapped.
         let ra = (ra_at as *const usize).read_unaligned();
         if ra < 0x4000 {
             break;
@@ -337,6 +342,7 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize) -> Option<usize> {
             bp = (at as *const usize).read_unaligned();
             e.bp_at = at;
         }
+        recordable &= e.recordable(cfa);
         sp = cfa;
         // The stack goes on past a joined record's end (rare: it was cut
         // there): the joined frames move to the scratch like any others.
@@ -355,30 +361,48 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize) -> Option<usize> {
         n += 1;
         look = ra - 1;
     }
-    if let (Some(r), Some(t)) = (rec, tmp) {
-        match pending {
-            // Joined to the end: the frames above the join stay in place,
-            // this walk's own (n0) go just below.
-            Some((q, n0)) if n0 <= q => {
-                r.f[q - n0..q].copy_from_slice(&t[..n0]);
-                r.base = q - n0;
-                r.valid = true;
-            }
-            Some(_) => r.valid = false,
-            None if n <= DEPTH => {
-                // A new record, outermost-aligned: the state after the last
-                // frame closes it (frame i's return address and restored
-                // rbp are read from entry i + 1).
-                r.f[DEPTH - n..DEPTH].copy_from_slice(&t[..n]);
-                r.f[DEPTH] = Frame { sp, bp, pc: look, bp_at: 0 };
-                r.base = DEPTH - n;
-                r.valid = true;
-            }
-            None => r.valid = false,
-        }
-        r.gen = gen;
+    let Some(r) = rec else {
+        return Some(Walk::Frames { n, key: None });
+    };
+    let t = tmp.expect("scratch comes with the record");
+    r.gen = gen;
+    if !recordable {
+        r.valid = false;
+        return Some(Walk::Frames { n, key: None });
     }
-    Some(n)
+    match pending {
+        // Joined to the end: the frames above the join stay in place,
+        // this walk's own (n0) go just below.
+        Some((q, n0)) if n0 <= q => {
+            r.write(q - n0, &t[..n0]);
+            r.base = q - n0;
+            r.valid = true;
+            // The walk ended at the record's end (not cut by the buffer):
+            // the stack may be one whose id this thread already knows.
+            if n < cap {
+                // SAFETY: the first n entries of buf were written above.
+                let frames = std::slice::from_raw_parts(buf, n);
+                if let Some(key) = (*sh).key(q, n0, frames) {
+                    return Some(match (*sh).id(&key) {
+                        Some(id) => Walk::Id(id),
+                        None => Walk::Frames { n, key: Some(key) },
+                    });
+                }
+            }
+        }
+        Some(_) => r.valid = false,
+        None if n <= DEPTH => {
+            // A new record, outermost-aligned: the state after the last
+            // frame closes it (frame i's return address and restored
+            // rbp are read from entry i + 1).
+            t[n] = Frame { sp, bp, pc: look, bp_at: 0 };
+            r.write(DEPTH - n, &t[..=n]);
+            r.base = DEPTH - n;
+            r.valid = true;
+        }
+        None => r.valid = false,
+    }
+    Some(Walk::Frames { n, key: None })
 }
 
 /// Copies `src` into the scratch from index `at`, as far as it has room.
@@ -386,80 +410,6 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize) -> Option<usize> {
 fn copy_frames(t: &mut [Frame; DEPTH + 1], at: usize, src: &[Frame]) {
     let room = (DEPTH + 1).saturating_sub(at).min(src.len());
     t[at..at + room].copy_from_slice(&src[..room]);
-}
-
-/// Frames kept from a thread's previous capture (the outermost DEPTH).
-const DEPTH: usize = 64;
-
-/// A frame state on entry to a frame: sp, rbp, the pc its rule is looked up
-/// at; and where its rule restores rbp from (0: not restored).
-#[derive(Clone, Copy, Default)]
-struct Frame {
-    sp: usize,
-    bp: usize,
-    pc: usize,
-    bp_at: usize,
-}
-
-/// One capture, aligned on its outermost frame: `f[base..DEPTH]` are the
-/// entry states of its frames, innermost first, and `f[DEPTH]` the state
-/// after the last. Frame i's return address is `f[i+1].pc + 1`, read at
-/// `f[i+1].sp - 8`; the rbp it restores is `f[i+1].bp`. Aligned this way,
-/// the frames above a join keep their places from one capture to the next:
-/// a capture that joins only writes its own few inner frames.
-struct Frames {
-    base: usize,
-    valid: bool,
-    gen: u64,
-    f: [Frame; DEPTH + 1],
-}
-
-/// The thread's record, and the scratch a walk puts its own frames in
-/// (innermost first) until it knows where they go in the record.
-struct Shadow {
-    rec: Frames,
-    tmp: [Frame; DEPTH + 1],
-}
-
-/// Owns the thread's `Shadow`; frees it at thread exit. Captures after that
-/// (late frees in other TLS destructors) simply walk without it.
-struct ShadowSlot(Cell<*mut Shadow>);
-
-impl ShadowSlot {
-    /// The thread's shadow, made on first use (`None` if out of memory).
-    #[inline(always)]
-    fn get(&self) -> Option<*mut Shadow> {
-        let p = self.0.get();
-        if !p.is_null() {
-            return Some(p);
-        }
-        self.make()
-    }
-
-    #[cold]
-    fn make(&self) -> Option<*mut Shadow> {
-        // SAFETY: a zeroed Shadow is valid (lengths 0, plain integers).
-        let p = unsafe { std::alloc::alloc_zeroed(std::alloc::Layout::new::<Shadow>()) } as *mut Shadow;
-        if p.is_null() {
-            return None;
-        }
-        self.0.set(p);
-        Some(p)
-    }
-}
-
-impl Drop for ShadowSlot {
-    fn drop(&mut self) {
-        let p = self.0.replace(std::ptr::null_mut());
-        if !p.is_null() {
-            // SAFETY: allocated by make() with this layout, freed once.
-            unsafe { std::alloc::dealloc(p.cast(), std::alloc::Layout::new::<Shadow>()) };
-        }
-    }
-}
-
-thread_local! {
-    static SHADOW: ShadowSlot = const { ShadowSlot(Cell::new(std::ptr::null_mut())) };
 }
 
 /// Bumped by `invalidate`: shadows recorded under older rules are ignored.
@@ -521,6 +471,9 @@ unsafe extern "C" fn find_cb(info: *mut libc::dl_phdr_info, _size: usize, data: 
 #[cold]
 #[inline(never)]
 fn compute(pc: usize) -> Rule {
+    if pc == ENTRY_PC {
+        return ENTRY_RULE;
+    }
     let mut f = Found { pc, ..Default::default() };
     // SAFETY: the callback only reads what the loader hands it.
     unsafe { libc::dl_iterate_phdr(Some(find_cb), &mut f as *mut Found as *mut libc::c_void) };

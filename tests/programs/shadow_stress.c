@@ -1,0 +1,118 @@
+/* Stresses the unwinder's record of the previous capture and its stack-id
+ * cache (preload/src/unwind/shadow.rs): stacks that are the same from one
+ * allocation to the next except where it is hardest to notice.
+ *
+ * - A stable deep part (NEST frames) under an event loop whose last two or
+ *   three frames change on every allocation (the server pattern, where the
+ *   id cache answers most captures).
+ * - Every ROUND allocations the deep part is rebuilt with another mix of
+ *   two functions of the same frame size: frames at the same stack
+ *   addresses, same pc below, different callers above — a stale record
+ *   that only its re-checked return addresses can tell apart.
+ * - Some rounds leave the deep part by longjmp instead of returning, and
+ *   some allocate from one level deeper (a different sp for everything).
+ *
+ * Run under MEMTRACE_UNWIND=check: every capture is compared with
+ * libunwind's. Each block's size names the path it came from; EXPECT lines
+ * give the exit snapshot's live blocks. */
+#include "common.h"
+
+#include <setjmp.h>
+
+#define NEST 20
+#define ROUNDS 60
+#define ROUND 500
+
+static void *held[ROUNDS];
+static jmp_buf escape;
+
+__attribute__((noipa)) static void *leaf_small(unsigned i) {
+    return touch(malloc(100 + (i & 3)), 100);
+}
+
+__attribute__((noipa)) static void *leaf_large(unsigned i) {
+    return touch(malloc(200 + (i & 3)), 200);
+}
+
+__attribute__((noipa)) static void *handler(unsigned i) {
+    void *p = (i & 4) ? leaf_small(i) : leaf_large(i);
+    KEEP(p);
+    return p;
+}
+
+__attribute__((noipa)) static void *direct(unsigned i) {
+    return touch(malloc(300), 300);
+}
+
+/* The event loop: ROUND allocations freed at once, one kept per round. */
+__attribute__((noipa)) static void event_loop(unsigned round) {
+    for (unsigned i = 0; i < ROUND; i++) {
+        void *p = (i % 3 == 0) ? direct(i) : handler(i + round);
+        KEEP(p);
+        if (i == ROUND - 1) {
+            held[round] = p;
+        } else {
+            free(p);
+        }
+    }
+    if (round % 7 == 3)
+        longjmp(escape, 1);
+}
+
+__attribute__((noipa)) static void deeper(unsigned round) {
+    event_loop(round);
+    KEEP(round);
+}
+
+__attribute__((noipa)) static long nest_b(int d, unsigned round, unsigned mask);
+
+/* nest_a and nest_b: the same frame, called at the same depths. */
+__attribute__((noipa)) static long nest_a(int d, unsigned round, unsigned mask) {
+    if (d == 0) {
+        if (round % 5 == 1)
+            deeper(round);
+        else
+            event_loop(round);
+    } else if ((mask >> d) & 1) {
+        nest_a(d - 1, round, mask);
+    } else {
+        nest_b(d - 1, round, mask);
+    }
+    KEEP(d);
+    return d + 1;
+}
+
+__attribute__((noipa)) static long nest_b(int d, unsigned round, unsigned mask) {
+    if (d == 0) {
+        if (round % 5 == 1)
+            deeper(round);
+        else
+            event_loop(round);
+    } else if ((mask >> d) & 1) {
+        nest_a(d - 1, round, mask);
+    } else {
+        nest_b(d - 1, round, mask);
+    }
+    KEEP(d);
+    return d ^ 1;
+}
+
+int main(void) {
+    for (unsigned round = 0; round < ROUNDS; round++) {
+        /* One or two bits of the mix change from round to round. */
+        unsigned mask = (round * 2654435761u) >> 7;
+        if (setjmp(escape) == 0)
+            nest_a(NEST - 1, round, mask);
+    }
+    /* What is held at exit: the last block of each round. */
+    size_t count[400] = {0};
+    for (unsigned round = 0; round < ROUNDS; round++) {
+        unsigned i = ROUND - 1, j = i + round;
+        size_t s = (i % 3 == 0) ? 300 : (j & 4) ? 100 + (j & 3) : 200 + (j & 3);
+        count[s]++;
+    }
+    for (size_t s = 100; s < 400; s++)
+        if (count[s] || s == 300)
+            expect("exit", s, count[s]);
+    return 0;
+}
