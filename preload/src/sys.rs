@@ -42,14 +42,29 @@ impl Drop for NoTrace {
 
 #[inline]
 pub fn errno() -> i32 {
+    // SAFETY: errno_at() is this thread's errno slot.
+    unsafe { *errno_at() }
+}
+
+/// This thread's errno slot: asked of glibc once per thread (a call into
+/// libc), then kept in the hot block; the address never changes.
+#[inline(always)]
+fn errno_at() -> *mut i32 {
+    let hot = crate::tls::hot();
+    let p = hot.errno_at.get();
+    if !p.is_null() {
+        return p;
+    }
     // SAFETY: __errno_location always returns this thread's errno slot.
-    unsafe { *libc::__errno_location() }
+    let p = unsafe { libc::__errno_location() };
+    hot.errno_at.set(p);
+    p
 }
 
 #[inline]
 pub fn set_errno(e: i32) {
     // SAFETY: as above.
-    unsafe { *libc::__errno_location() = e }
+    unsafe { *errno_at() = e }
 }
 
 /// A test-and-set lock. Not a pthread mutex because the fork child must be

@@ -31,6 +31,8 @@ pub struct Hot {
     pub stack_hi: Cell<usize>,
     /// Bytes left until the next sample point (sample.rs).
     pub sample_left: Cell<i64>,
+    /// This thread's errno slot (sys.rs); null until first asked.
+    pub errno_at: Cell<*mut i32>,
 }
 
 const HOT_BYTES: usize = std::mem::size_of::<Hot>();

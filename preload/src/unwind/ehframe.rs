@@ -272,20 +272,19 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
                 let end = DEPTH.min(q + (cap - n));
                 let mut k = q;
                 while k < end {
-                    let (e, next) = (&r.f[k], &r.f[k + 1]);
-                    // Frame k read its return address (next.pc + 1) just
-                    // below the next frame's sp, and maybe rbp (next.bp).
-                    let ra = next.pc + 1;
+                    let c = &r.chk[k];
+                    // Frame k read its return address (f[k + 1].pc + 1) just
+                    // below the next frame's sp, and maybe rbp (f[k + 1].bp).
                     // SAFETY: recorded frames read only inside themselves,
                     // so these slots lie between our sp (= f[q].sp) and the
                     // record's last sp, in this thread's stack (shadow.rs).
-                    if (next.sp.wrapping_sub(8) as *const usize).read_unaligned() != ra
-                        || (e.bp_at != 0 && (e.bp_at as *const usize).read_unaligned() != next.bp)
-                    {
+                    let changed = ((c.ra_at as *const usize).read_unaligned() ^ c.ra)
+                        | ((c.bp_at as *const usize).read_unaligned() ^ c.bp);
+                    if changed != 0 {
                         break;
                     }
                     // SAFETY: n0 + (k - q) < cap (end bounds k), buf has cap entries.
-                    *buf.add(n0 + (k - q)) = ra;
+                    *buf.add(n0 + (k - q)) = c.ra;
                     k += 1;
                 }
                 n = n0 + (k - q);
@@ -409,7 +408,10 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
 #[inline(always)]
 fn copy_frames(t: &mut [Frame; DEPTH + 1], at: usize, src: &[Frame]) {
     let room = (DEPTH + 1).saturating_sub(at).min(src.len());
-    t[at..at + room].copy_from_slice(&src[..room]);
+    // A plain loop: a few frames, where a memmove call costs more.
+    for (d, s) in t[at..at + room].iter_mut().zip(src) {
+        *d = *s;
+    }
 }
 
 /// Bumped by `invalidate`: shadows recorded under older rules are ignored.

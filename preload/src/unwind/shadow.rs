@@ -39,12 +39,23 @@ const ID_SLOTS: usize = 64;
 
 /// A frame state on entry to a frame: sp, rbp, the pc its rule is looked up
 /// at; and where its rule restores rbp from (0: not restored).
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
 pub struct Frame {
     pub sp: usize,
     pub bp: usize,
     pub pc: usize,
     pub bp_at: usize,
+}
+
+/// Re-checking recorded frame k: `*ra_at == ra` and `*bp_at == bp`, kept
+/// next to each other so the check loop reads one line per two frames. A
+/// frame that restores no rbp checks its return address twice: no branch.
+#[derive(Clone, Copy, Default)]
+pub struct Check {
+    pub ra_at: usize,
+    pub ra: usize,
+    pub bp_at: usize,
+    pub bp: usize,
 }
 
 pub struct Frames {
@@ -53,6 +64,8 @@ pub struct Frames {
     /// The rule cache's generation the record was made under.
     pub gen: u64,
     pub f: [Frame; DEPTH + 1],
+    /// `chk[k]` re-checks frame k (made from `f[k]` and `f[k + 1]`).
+    pub chk: [Check; DEPTH],
     /// Set to a new `stamp` on every write of position k.
     ver: [u64; DEPTH + 1],
     stamp: u64,
@@ -100,13 +113,42 @@ impl Frame {
 }
 
 impl Frames {
-    /// Writes `states` at positions `from..` and gives them a new version.
+    /// Writes `states` at positions `from..` and gives them all a new
+    /// version (see the module doc: every position up to the highest one
+    /// changed must get one). A frame equal to the one already there (a
+    /// walk that joined below a change and went on: same depth, same inner
+    /// frames) is not copied, and its check is remade only if the frame
+    /// above it changed.
     #[inline]
     pub fn write(&mut self, from: usize, states: &[Frame]) {
-        let to = from + states.len();
-        self.f[from..to].copy_from_slice(states);
         self.stamp += 1;
-        self.ver[from..to].fill(self.stamp);
+        let mut above_changed = false;
+        for (i, s) in states.iter().enumerate().rev() {
+            let k = from + i;
+            let changed = self.f[k] != *s;
+            if changed {
+                self.f[k] = *s;
+            }
+            if (changed || above_changed) && k < DEPTH {
+                self.chk[k] = Check::of(s, &self.f[k + 1]);
+            }
+            self.ver[k] = self.stamp;
+            above_changed = changed;
+        }
+    }
+}
+
+impl Check {
+    /// The check for the frame entered in state `e`, whose caller's state
+    /// is `next`.
+    #[inline(always)]
+    fn of(e: &Frame, next: &Frame) -> Check {
+        let (ra_at, ra) = (next.sp.wrapping_sub(8), next.pc + 1);
+        if e.bp_at != 0 {
+            Check { ra_at, ra, bp_at: e.bp_at, bp: next.bp }
+        } else {
+            Check { ra_at, ra, bp_at: ra_at, bp: ra }
+        }
     }
 }
 
@@ -117,29 +159,39 @@ impl Shadow {
     /// frames up (or the record's end): the same position for the same
     /// stack wherever the walk joined, and one that later joins rewrite
     /// less often than q itself.
-    #[inline]
+    #[inline(always)]
     pub fn key(&self, q: usize, n0: usize, frames: &[usize]) -> Option<IdKey> {
         if n0 > INNER || q > DEPTH {
             return None;
         }
         let at = (q + (INNER - n0)).min(DEPTH);
-        let inner = frames.get(..n0 + (at - q))?;
-        let mut e = IdEntry { ver: self.rec.ver[at], id: 0, q: at as u8, n0: inner.len() as u8, inner: [0; INNER] };
-        e.inner[..inner.len()].copy_from_slice(inner);
-        let mut h = (at as u64) << 8 | inner.len() as u64;
-        for &f in inner {
-            h = (h ^ f as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let len = n0 + (at - q);
+        if len > frames.len() {
+            return None;
         }
-        Some(IdKey { slot: (h >> 58) as usize % ID_SLOTS, entry: e })
+        let mut e = IdEntry { ver: self.rec.ver[at], id: 0, q: at as u8, n0: len as u8, inner: [0; INNER] };
+        // Unused words stay 0 in both the key and the entry, so whole
+        // arrays compare (no length-dependent loop, no memcmp call).
+        for (i, (d, &f)) in e.inner.iter_mut().zip(frames).enumerate() {
+            if i < len {
+                *d = f;
+            }
+        }
+        let h = (e.inner[0] ^ e.inner[1].rotate_left(21) ^ e.inner[2].rotate_left(42) ^ (at << 3 | len)) as u64;
+        let slot = (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % ID_SLOTS;
+        Some(IdKey { slot, entry: e })
     }
 
     /// The id remembered for `key`, if the record above its join point is
     /// still the one it was made with.
-    #[inline]
+    #[inline(always)]
     pub fn id(&self, key: &IdKey) -> Option<u32> {
         let (e, k) = (&self.ids[key.slot], &key.entry);
-        let same = e.id != 0 && e.ver == k.ver && e.q == k.q && e.n0 == k.n0 && e.inner == k.inner;
-        same.then_some(e.id)
+        let mut diff = (e.ver ^ k.ver) as usize | (e.q ^ k.q) as usize | (e.n0 ^ k.n0) as usize;
+        for i in 0..INNER {
+            diff |= e.inner[i] ^ k.inner[i];
+        }
+        (e.id != 0 && diff == 0).then_some(e.id)
     }
 
     /// Remembers `id` for `key`. To be called after the record was updated
