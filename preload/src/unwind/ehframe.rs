@@ -26,7 +26,7 @@
 //! on the stack (nothing allocated). A thread's shadow is allocated once
 //! (fallibly) on its first capture and freed at thread exit.
 
-use super::shadow::{Frame, Frames, IdKey, Shadow, DEPTH};
+use super::shadow::{Check, Frame, Frames, IdKey, Shadow, DEPTH, INNER};
 use gimli::UnwindSection;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
@@ -255,6 +255,8 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
     // frames of its own and verified every frame above: unless the walk goes
     // on, those frames stay where they are and only tmp[..n0] is placed below.
     let mut pending: Option<(usize, usize)> = None;
+    // The walk ended at a frame whose rule ends every walk (Rule::Last).
+    let mut ended_by_rule = false;
     // Every frame walked here may go in the record (Frame::recordable).
     let mut recordable = true;
     let mut n = 0;
@@ -283,17 +285,17 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
                     if changed != 0 {
                         break;
                     }
-                    // SAFETY: n0 + (k - q) < cap (end bounds k), buf has cap entries.
-                    *buf.add(n0 + (k - q)) = c.ra;
                     k += 1;
                 }
                 n = n0 + (k - q);
                 if k == end && (n == cap || end == DEPTH) {
-                    // Verified up to the buffer's end or the record's: its
-                    // last state (f[DEPTH]) is walked as usual below, which
-                    // normally ends the walk there.
+                    // Verified up to the buffer's end or the record's. Their
+                    // return addresses go to buf only if needed (not when
+                    // the id cache knows the stack). The record's last state
+                    // (f[DEPTH]) is walked as usual below, which normally
+                    // ends the walk there; the record knows if it does.
                     pending = Some((q, n0));
-                    if n >= cap {
+                    if n >= cap || r.last_ends {
                         break;
                     }
                     let e = r.f[DEPTH];
@@ -301,8 +303,9 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
                     p = DEPTH;
                 } else {
                     // Frame k's slots changed: keep the verified frames in
-                    // the scratch, walk frame k, look for a later join
-                    // (never at k again: that would loop).
+                    // buf and the scratch, walk frame k, look for a later
+                    // join (never at k again: that would loop).
+                    fill_ras(buf, n0, &r.chk[q..k]);
                     if let Some(t) = tmp.as_deref_mut() {
                         copy_frames(t, n0, &r.f[q..k]);
                     }
@@ -317,7 +320,10 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
         }
         let (cfa_rbp, cfa_off, rbp_off) = match rule_for(cache, look) {
             Rule::Simple { cfa_rbp, cfa_off, rbp_off } => (cfa_rbp, cfa_off, rbp_off),
-            Rule::Last => break,
+            Rule::Last => {
+                ended_by_rule = true;
+                break;
+            }
             Rule::Other => return None,
         };
         let cfa = if cfa_rbp { bp } else { sp }.wrapping_add(cfa_off as usize);
@@ -346,8 +352,11 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
         // The stack goes on past a joined record's end (rare: it was cut
         // there): the joined frames move to the scratch like any others.
         if let Some((q, n0)) = pending.take() {
-            if let (Some(r), Some(t)) = (rec.as_deref(), tmp.as_deref_mut()) {
-                copy_frames(t, n0, &r.f[q..DEPTH]);
+            if let Some(r) = rec.as_deref() {
+                fill_ras(buf, n0, &r.chk[q..DEPTH]);
+                if let Some(t) = tmp.as_deref_mut() {
+                    copy_frames(t, n0, &r.f[q..DEPTH]);
+                }
             }
         }
         if let Some(t) = tmp.as_deref_mut() {
@@ -364,44 +373,63 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
         return Some(Walk::Frames { n, key: None });
     };
     let t = tmp.expect("scratch comes with the record");
-    r.gen = gen;
-    if !recordable {
-        r.valid = false;
-        return Some(Walk::Frames { n, key: None });
-    }
-    match pending {
-        // Joined to the end: the frames above the join stay in place,
-        // this walk's own (n0) go just below.
-        Some((q, n0)) if n0 <= q => {
+    if let Some((q, n0)) = pending {
+        // The joined run (record positions q..q + len) is not in buf yet:
+        // first what the id-cache key reads (writing the record below
+        // changes only positions under q).
+        let len = n - n0;
+        let first = len.min(INNER);
+        fill_ras(buf, n0, &r.chk[q..q + first]);
+        let mut id = None;
+        if recordable && n0 <= q {
+            r.gen = gen;
             r.write(q - n0, &t[..n0]);
             r.base = q - n0;
             r.valid = true;
             // The walk ended at the record's end (not cut by the buffer):
             // the stack may be one whose id this thread already knows.
             if n < cap {
-                // SAFETY: the first n entries of buf were written above.
-                let frames = std::slice::from_raw_parts(buf, n);
+                // SAFETY: buf[..n0 + first] is written: all the key reads
+                // (at most INNER frames).
+                let frames = std::slice::from_raw_parts(buf, n0 + first);
                 if let Some(key) = (*sh).key(q, n0, frames) {
-                    return Some(match (*sh).id(&key) {
-                        Some(id) => Walk::Id(id),
-                        None => Walk::Frames { n, key: Some(key) },
-                    });
+                    match (*sh).id(&key) {
+                        Some(i) => return Some(Walk::Id(i)),
+                        None => id = Some(key),
+                    }
                 }
             }
+        } else {
+            r.valid = false;
         }
-        Some(_) => r.valid = false,
-        None if n <= DEPTH => {
-            // A new record, outermost-aligned: the state after the last
-            // frame closes it (frame i's return address and restored
-            // rbp are read from entry i + 1).
-            t[n] = Frame { sp, bp, pc: look, bp_at: 0 };
-            r.write(DEPTH - n, &t[..=n]);
-            r.base = DEPTH - n;
-            r.valid = true;
-        }
-        None => r.valid = false,
+        fill_ras(buf, n0 + first, &r.chk[q + first..q + len]);
+        return Some(Walk::Frames { n, key: id });
+    }
+    r.gen = gen;
+    if recordable && n <= DEPTH {
+        // A new record, outermost-aligned: the state after the last frame
+        // closes it (frame i's return address and restored rbp are read
+        // from entry i + 1).
+        t[n] = Frame { sp, bp, pc: look, bp_at: 0 };
+        r.write(DEPTH - n, &t[..=n]);
+        r.base = DEPTH - n;
+        r.valid = true;
+        r.last_ends = ended_by_rule;
+    } else {
+        r.valid = false;
     }
     Some(Walk::Frames { n, key: None })
+}
+
+/// Writes the return addresses that `chk` re-checks to `buf[at..]`.
+///
+/// # Safety
+/// `buf` must have room for `at + chk.len()` entries.
+#[inline(always)]
+unsafe fn fill_ras(buf: *mut usize, at: usize, chk: &[Check]) {
+    for (i, c) in chk.iter().enumerate() {
+        *buf.add(at + i) = c.ra;
+    }
 }
 
 /// Copies `src` into the scratch from index `at`, as far as it has room.

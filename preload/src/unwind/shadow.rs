@@ -61,6 +61,9 @@ pub struct Check {
 pub struct Frames {
     pub base: usize,
     pub valid: bool,
+    /// Walking the last state (`f[DEPTH]`) ends the walk by its rule
+    /// (return address or rbp undefined): no need to look the rule up.
+    pub last_ends: bool,
     /// The rule cache's generation the record was made under.
     pub gen: u64,
     pub f: [Frame; DEPTH + 1],
