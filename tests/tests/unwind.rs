@@ -103,6 +103,19 @@ fn check_mode_shadow_and_id_cache_stay_exact() {
     }
 }
 
+/// Every allocating entry point (malloc, calloc, realloc, reallocarray,
+/// posix_memalign, aligned_alloc, memalign, valloc, pvalloc: all in
+/// hooks.c) hands the unwinder its caller's frame through its entry stub.
+/// A stub passing the wrong register would not show in the stacks (the
+/// capture would fall back to libunwind), only as declined captures.
+#[test]
+fn entry_stubs_hand_over_the_callers_frame() {
+    for opt in BOTH {
+        let (captures, declined) = run_checked("hooks", opt, &[], 1);
+        assert_eq!(declined, 0, "{opt:?}: {declined} of {captures} captures declined");
+    }
+}
+
 /// The id-cache count of the check summary ("…, N answered by its
 /// stack-id cache").
 fn id_cache_answers(stderr: &str) -> u64 {
