@@ -1,9 +1,12 @@
-//! Stack capture. Kept behind `capture()` so that a faster cached unwinder
-//! (issue 5) can replace it without touching the hooks.
+//! Stack capture and stack ids: `stack_id()` is all the hooks see.
 //!
-//! We call libunwind's `unw_backtrace` (≈ 6 ns a frame here). It walks
-//! .eh_frame, so stacks stay complete through code without frame pointers
-//! (Debian's glibc and libstdc++). libunwind.so.8 is dlopen()ed with
+//! By default our own walk (`ehframe`, starting at the hook's caller, with
+//! the thread's record of its previous capture and its stack-id cache in
+//! `shadow`) answers; what it does not handle exactly goes to libunwind's
+//! `unw_backtrace` (≈ 6 ns a frame here), which walks .eh_frame too, so
+//! stacks stay complete through code without frame pointers (Debian's glibc
+//! and libstdc++). Either way the frames are then interned (`intern`),
+//! unless the id cache knew the stack. libunwind.so.8 is dlopen()ed with
 //! RTLD_LOCAL from our constructor (see build.rs for why not linked), and the
 //! function is declared by hand: the `libunwind-sys` crate builds a
 //! different, bundled libunwind from source, then loads Debian's at run
@@ -14,12 +17,10 @@
 //! `_Unwind_Backtrace` is used: complete too, but ≈ 15× slower.
 //!
 //! `MEMTRACE_UNWIND` picks the unwinder once libunwind is loaded:
-//! - `fast` (default): our own walk over cached `.eh_frame` rules and the
-//!   thread's previous capture (`ehframe`); any frame it does not handle
-//!   exactly sends the whole capture to libunwind, so stacks are libunwind's
-//!   either way;
+//! - `fast` (default): as above;
 //! - `libunwind`: `unw_backtrace` only;
-//! - `check`: both on every capture, mismatches counted and the first three
+//! - `check`: both on every capture (the fast walk with its shadow and id
+//!   cache), libunwind's stack kept; mismatches counted and the first three
 //!   printed; a summary line at exit.
 
 mod ehframe;

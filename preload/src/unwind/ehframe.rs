@@ -16,15 +16,17 @@
 //! rules (RA or rbp rule undefined = outermost frame; RA < 0x4000 = end).
 //! `MEMTRACE_UNWIND=check` compares the two on every capture.
 //!
-//! Each thread also keeps its previous capture (`Shadow`): where the walk
+//! The walk starts at the hook's caller (`Caller`, from the entry stub), as
+//! if in a frame whose rule is the ABI's at a call. Each thread also keeps
+//! its previous capture (`shadow.rs`, in its ring's scratch): where the walk
 //! reaches one of its frame states, the frames above are verified by
-//! re-reading the slots they were read from instead of being unwound.
+//! re-reading the slots they were read from instead of being unwound, and a
+//! stack verified to its end may have its id in the thread's id cache.
 //!
 //! Hit path: no lock, no allocation, no syscall. Miss path (once per
 //! distinct return address): `dl_iterate_phdr` to find the module, gimli on
 //! its `.eh_frame_hdr` binary-search table and the FDE, with gimli's context
-//! on the stack (nothing allocated). A thread's shadow is allocated once
-//! (fallibly) on its first capture and freed at thread exit.
+//! on the stack (nothing allocated).
 
 use super::shadow::{Check, Frame, Frames, IdKey, Shadow, DEPTH, INNER};
 use gimli::UnwindSection;
