@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 pub const RING_BYTES: usize = 256 << 10;
 const MASK: u64 = RING_BYTES as u64 - 1;
 /// The `Ring` itself, then the producer thread's scratch.
-const HEADER_BYTES: usize = 16 << 10;
+const HEADER_BYTES: usize = 64 << 10;
 const SCRATCH_AT: usize = 1024;
 /// Bytes of per-thread scratch that travel with a ring (`Ring::scratch`).
 pub const SCRATCH_BYTES: usize = HEADER_BYTES - SCRATCH_AT;

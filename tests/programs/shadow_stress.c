@@ -11,6 +11,8 @@
  *   that only its re-checked return addresses can tell apart.
  * - Some rounds leave the deep part by longjmp instead of returning, and
  *   some allocate from one level deeper (a different sp for everything).
+ * - Twelve more call sites in rotation: more entry points than the
+ *   unwinder keeps records for, so records are taken over and copied.
  *
  * Run under MEMTRACE_UNWIND=check: every capture is compared with
  * libunwind's. Each block's size names the path it came from; EXPECT lines
@@ -44,10 +46,19 @@ __attribute__((noipa)) static void *direct(unsigned i) {
     return touch(malloc(300), 300);
 }
 
+/* Twelve allocating call sites of their own. */
+#define SITE(k) \
+    __attribute__((noipa)) static void *site_##k(unsigned i) { return touch(malloc(400 + k), 400 + k); }
+SITE(0) SITE(1) SITE(2) SITE(3) SITE(4) SITE(5) SITE(6) SITE(7) SITE(8) SITE(9) SITE(10) SITE(11)
+static void *(*const sites[12])(unsigned) = {
+    site_0, site_1, site_2, site_3, site_4, site_5, site_6, site_7, site_8, site_9, site_10, site_11,
+};
+
 /* The event loop: ROUND allocations freed at once, one kept per round. */
 __attribute__((noipa)) static void event_loop(unsigned round) {
     for (unsigned i = 0; i < ROUND; i++) {
-        void *p = (i % 3 == 0) ? direct(i) : handler(i + round);
+        void *p = (i % 5 == 2) ? sites[(i / 5 + round) % 12](i)
+                  : (i % 3 == 0) ? direct(i) : handler(i + round);
         KEEP(p);
         if (i == ROUND - 1) {
             held[round] = p;

@@ -243,8 +243,14 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
     }
     let in_stack = |a: usize| a.wrapping_sub(lo) <= hi - 8 - lo;
     let gen = GEN.load(Ordering::Relaxed);
+    // The record for this entry point (stack address, return address).
+    // SAFETY: sp + 8 <= hi - 8 (checked above): a slot of the live stack.
+    let ra0 = (sp as *const usize).read_unaligned();
     let (rec, mut tmp): (Option<&mut Frames>, Option<&mut [Frame; DEPTH + 1]>) = match sh.as_mut() {
-        Some(s) => (Some(&mut s.rec), Some(&mut s.tmp)),
+        Some(s) => {
+            let i = s.pick(sp, ra0, gen);
+            (Some(&mut s.recs[i]), Some(&mut s.tmp))
+        }
         None => (None, None),
     };
     let old_ok = rec.as_ref().is_some_and(|r| r.valid && r.gen == gen);
@@ -271,7 +277,7 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
             // frame states (same sp, rbp and pc): from there every frame is
             // the same as long as the slots it read still hold the same
             // values, so only those are re-read, no rule is looked up.
-            if p < DEPTH && r.f[p].sp == sp && r.f[p].pc == look && r.f[p].bp == bp {
+            if p < DEPTH && r.f[p].sp == sp && r.f[p].pc == look && (r.f[p].bp == bp || r.bp_free[p]) {
                 let (q, n0) = (p, n);
                 let end = DEPTH.min(q + (cap - n));
                 let mut k = q;
@@ -312,7 +318,13 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
                         copy_frames(t, n0, &r.f[q..k]);
                     }
                     let e = r.f[k];
-                    (sp, bp, look) = (e.sp, e.bp, e.pc);
+                    // rbp at k: the recorded one, unless the join ignored a
+                    // different recorded rbp and no frame since restored it
+                    // from the stack (then it is still ours).
+                    if r.f[q].bp == bp || r.f[q..k].iter().any(|f| f.bp_at() != 0) {
+                        bp = e.bp;
+                    }
+                    (sp, look) = (e.sp, e.pc);
                     p = k + 1;
                     if n >= cap {
                         break;
@@ -339,7 +351,7 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
         if ra < 0x4000 {
             break;
         }
-        let mut e = Frame { sp, bp, pc: look, bp_at: 0 };
+        let mut e = Frame::new(sp, bp, look, cfa_rbp);
         if let Some(k) = rbp_off {
             let at = cfa.wrapping_add(k as usize);
             if !in_stack(at) {
@@ -347,7 +359,7 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
             }
             // SAFETY: as above, `at` was checked to lie in the live stack.
             bp = (at as *const usize).read_unaligned();
-            e.bp_at = at;
+            e.set_bp_at(at);
         }
         recordable &= e.recordable(cfa);
         sp = cfa;
@@ -412,7 +424,7 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
         // A new record, outermost-aligned: the state after the last frame
         // closes it (frame i's return address and restored rbp are read
         // from entry i + 1).
-        t[n] = Frame { sp, bp, pc: look, bp_at: 0 };
+        t[n] = Frame::new(sp, bp, look, true);
         r.write(DEPTH - n, &t[..=n]);
         r.base = DEPTH - n;
         r.valid = true;

@@ -9,6 +9,19 @@
 //! where the next walk joins keep their places: a capture that joins only
 //! writes its own few inner frames.
 //!
+//! A thread keeps RECORDS records, one per recent entry point: the stack
+//! address of the hook's caller and the return address into it. A server
+//! that allocates from a few call sites in turn walks each against the
+//! record of the last capture from the same site, not against whatever
+//! allocated last.
+//!
+//! A walk joins a record where it reaches one of its frame states: same sp
+//! and pc, and the same rbp unless no frame from there on reads rbp before
+//! restoring it from the stack (`bp_free`). Compilers without frame pointers
+//! keep program data in rbp, which would otherwise make most states differ
+//! from one capture to the next. A recorded rbp may then be stale, but only
+//! in states where it does not matter.
+//!
 //! What makes a join cheap and safe: a frame is only recorded if the two
 //! slots it reads (return address, saved rbp) lie within the frame itself,
 //! between its sp and its CFA − 8, and the frame is under 1 MiB. Then the
@@ -37,14 +50,47 @@ pub const DEPTH: usize = 64;
 pub const INNER: usize = 6;
 const ID_SLOTS: usize = 64;
 
+/// Records kept per thread (see the module doc).
+pub const RECORDS: usize = 8;
+
 /// A frame state on entry to a frame: sp, rbp, the pc its rule is looked up
-/// at; and where its rule restores rbp from (0: not restored).
+/// at; where its rule restores rbp from (0: not restored), and whether its
+/// CFA is computed from rbp (the last state of a record, not walked yet,
+/// counts as such: nothing is known of its rule). 32 bytes: the flag is the
+/// top bit of the slot address (user-space addresses are below 2^47), so
+/// the frames a walk copies stay two to a cache line.
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
 pub struct Frame {
     pub sp: usize,
     pub bp: usize,
     pub pc: usize,
-    pub bp_at: usize,
+    bp_at: usize,
+}
+
+const CFA_RBP: usize = 1 << 63;
+
+impl Frame {
+    #[inline(always)]
+    pub fn new(sp: usize, bp: usize, pc: usize, cfa_rbp: bool) -> Frame {
+        Frame { sp, bp, pc, bp_at: if cfa_rbp { CFA_RBP } else { 0 } }
+    }
+
+    /// Where the frame's rule restores rbp from (0: it does not).
+    #[inline(always)]
+    pub fn bp_at(&self) -> usize {
+        self.bp_at & !CFA_RBP
+    }
+
+    /// Sets the slot rbp is restored from (a user-space address, not 0).
+    #[inline(always)]
+    pub fn set_bp_at(&mut self, at: usize) {
+        self.bp_at = (self.bp_at & CFA_RBP) | (at & !CFA_RBP);
+    }
+
+    #[inline(always)]
+    pub fn cfa_rbp(&self) -> bool {
+        self.bp_at & CFA_RBP != 0
+    }
 }
 
 /// Re-checking recorded frame k: `*ra_at == ra` and `*bp_at == bp`, kept
@@ -69,6 +115,9 @@ pub struct Frames {
     pub f: [Frame; DEPTH + 1],
     /// `chk[k]` re-checks frame k (made from `f[k]` and `f[k + 1]`).
     pub chk: [Check; DEPTH],
+    /// `bp_free[k]`: the walk from state k reads no rbp before some frame
+    /// restores it from the stack, so state k's own rbp does not matter.
+    pub bp_free: [bool; DEPTH + 1],
     /// Set to a new `stamp` on every write of position k.
     ver: [u64; DEPTH + 1],
     stamp: u64,
@@ -78,6 +127,7 @@ pub struct Frames {
 struct IdEntry {
     ver: u64,
     id: u32,
+    rec: u8,
     q: u8,
     n0: u8,
     inner: [usize; INNER],
@@ -90,12 +140,21 @@ pub struct IdKey {
     entry: IdEntry,
 }
 
+#[repr(C)]
 pub struct Shadow {
-    pub rec: Frames,
     /// Scratch: a walk's own frame states, innermost first, until it knows
-    /// where they go in the record.
+    /// where they go in the record. (First: then the scratch and the first
+    /// record do not lie a multiple of 4 KiB apart, where copies between
+    /// them would stall on 4K aliasing.)
     pub tmp: [Frame; DEPTH + 1],
     ids: [IdEntry; ID_SLOTS],
+    pub recs: [Frames; RECORDS],
+    /// The record of the current walk (`pick`), and when each was last
+    /// picked.
+    cur: usize,
+    used: [u64; RECORDS],
+    tick: u64,
+    misses: u64,
 }
 
 const _: () = assert!(std::mem::size_of::<Shadow>() <= crate::ring::SCRATCH_BYTES);
@@ -111,7 +170,7 @@ impl Frame {
         let ra_at = cfa.wrapping_sub(8);
         ra_at >= self.sp
             && ra_at - self.sp < MAX_FRAME_BYTES
-            && (self.bp_at == 0 || (self.bp_at >= self.sp && self.bp_at <= ra_at))
+            && (self.bp_at() == 0 || (self.bp_at() >= self.sp && self.bp_at() <= ra_at))
     }
 }
 
@@ -135,9 +194,33 @@ impl Frames {
             if (changed || above_changed) && k < DEPTH {
                 self.chk[k] = Check::of(s, &self.f[k + 1]);
             }
+            self.bp_free[k] = !s.cfa_rbp() && k < DEPTH && (s.bp_at() != 0 || self.bp_free[k + 1]);
             self.ver[k] = self.stamp;
             above_changed = changed;
         }
+    }
+}
+
+impl Frames {
+    /// The entry point this record was made from: the stack address of the
+    /// hook's caller and the return address into it.
+    #[inline(always)]
+    fn entry(&self) -> Option<(usize, usize)> {
+        (self.valid && self.base < DEPTH).then(|| (self.f[self.base].sp, self.chk[self.base].ra))
+    }
+
+    /// Becomes a copy of `other` (its live part), with new versions.
+    fn copy_from(&mut self, other: &Frames) {
+        let b = other.base.min(DEPTH);
+        self.base = other.base;
+        self.valid = other.valid;
+        self.last_ends = other.last_ends;
+        self.gen = other.gen;
+        self.f[b..].copy_from_slice(&other.f[b..]);
+        self.chk[b..].copy_from_slice(&other.chk[b..]);
+        self.bp_free[b..].copy_from_slice(&other.bp_free[b..]);
+        self.stamp += 1;
+        self.ver[b..].fill(self.stamp);
     }
 }
 
@@ -147,8 +230,8 @@ impl Check {
     #[inline(always)]
     fn of(e: &Frame, next: &Frame) -> Check {
         let (ra_at, ra) = (next.sp.wrapping_sub(8), next.pc + 1);
-        if e.bp_at != 0 {
-            Check { ra_at, ra, bp_at: e.bp_at, bp: next.bp }
+        if e.bp_at() != 0 {
+            Check { ra_at, ra, bp_at: e.bp_at(), bp: next.bp }
         } else {
             Check { ra_at, ra, bp_at: ra_at, bp: ra }
         }
@@ -156,6 +239,48 @@ impl Check {
 }
 
 impl Shadow {
+    /// Picks the record this walk uses, for a hook called at stack address
+    /// `at` with return address `ra0` (rule cache generation `gen`): the
+    /// one made from the same entry point if there is one. Else the record
+    /// last used (its outer frames are the likeliest to match) is taken
+    /// over, except every 4th time, when it is first copied over the record
+    /// used longest ago: entry points seen again and again get their own
+    /// record, at the price of a copy now and then.
+    #[inline(always)]
+    pub fn pick(&mut self, at: usize, ra0: usize, gen: u64) -> usize {
+        self.tick += 1;
+        let mut found = None;
+        for (i, r) in self.recs.iter().enumerate() {
+            if r.gen == gen && r.entry() == Some((at, ra0)) {
+                found = Some(i);
+                break;
+            }
+        }
+        let i = found.unwrap_or_else(|| self.take_over());
+        self.used[i] = self.tick;
+        self.cur = i;
+        i
+    }
+
+    #[cold]
+    fn take_over(&mut self) -> usize {
+        self.misses += 1;
+        let last = self.cur;
+        if !self.misses.is_multiple_of(4) || !self.recs[last].valid {
+            return last;
+        }
+        let oldest = (0..RECORDS).filter(|&i| i != last).min_by_key(|&i| self.used[i]).unwrap_or(last);
+        let (a, b) = if oldest < last {
+            let (lo, hi) = self.recs.split_at_mut(last);
+            (&mut lo[oldest], &hi[0])
+        } else {
+            let (lo, hi) = self.recs.split_at_mut(oldest);
+            (&mut hi[0], &lo[last])
+        };
+        a.copy_from(b);
+        oldest
+    }
+
     /// The key for `frames`, a stack whose first `n0` frames are the walk's
     /// own and the rest the record's from position `q` on; None if it
     /// cannot be cached. The key is taken at the record position INNER
@@ -172,7 +297,8 @@ impl Shadow {
         if len > frames.len() {
             return None;
         }
-        let mut e = IdEntry { ver: self.rec.ver[at], id: 0, q: at as u8, n0: len as u8, inner: [0; INNER] };
+        let rec = &self.recs[self.cur];
+        let mut e = IdEntry { ver: rec.ver[at], id: 0, rec: self.cur as u8, q: at as u8, n0: len as u8, inner: [0; INNER] };
         // Unused words stay 0 in both the key and the entry, so whole
         // arrays compare (no length-dependent loop, no memcmp call).
         for (i, (d, &f)) in e.inner.iter_mut().zip(frames).enumerate() {
@@ -180,7 +306,7 @@ impl Shadow {
                 *d = f;
             }
         }
-        let h = (e.inner[0] ^ e.inner[1].rotate_left(21) ^ e.inner[2].rotate_left(42) ^ (at << 3 | len)) as u64;
+        let h = (e.inner[0] ^ e.inner[1].rotate_left(21) ^ e.inner[2].rotate_left(42) ^ (self.cur << 12 | at << 3 | len)) as u64;
         let slot = (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % ID_SLOTS;
         Some(IdKey { slot, entry: e })
     }
@@ -190,7 +316,7 @@ impl Shadow {
     #[inline(always)]
     pub fn id(&self, key: &IdKey) -> Option<u32> {
         let (e, k) = (&self.ids[key.slot], &key.entry);
-        let mut diff = (e.ver ^ k.ver) as usize | (e.q ^ k.q) as usize | (e.n0 ^ k.n0) as usize;
+        let mut diff = (e.ver ^ k.ver) as usize | (e.rec ^ k.rec) as usize | (e.q ^ k.q) as usize | (e.n0 ^ k.n0) as usize;
         for i in 0..INNER {
             diff |= e.inner[i] ^ k.inner[i];
         }
@@ -201,7 +327,7 @@ impl Shadow {
     /// by the walk that made the key (which leaves position q as it was).
     pub fn remember(&mut self, key: &IdKey, id: u32) {
         let mut e = key.entry;
-        if self.rec.ver[e.q as usize] != e.ver {
+        if self.recs[e.rec as usize].ver[e.q as usize] != e.ver {
             return;
         }
         e.id = id;
