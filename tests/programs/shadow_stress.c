@@ -75,38 +75,29 @@ __attribute__((noipa)) static void deeper(unsigned round) {
     KEEP(round);
 }
 
+__attribute__((noipa)) static long nest_a(int d, unsigned round, unsigned mask);
 __attribute__((noipa)) static long nest_b(int d, unsigned round, unsigned mask);
 
-/* nest_a and nest_b: the same frame, called at the same depths. */
-__attribute__((noipa)) static long nest_a(int d, unsigned round, unsigned mask) {
-    if (d == 0) {
-        if (round % 5 == 1)
-            deeper(round);
-        else
-            event_loop(round);
-    } else if ((mask >> d) & 1) {
-        nest_a(d - 1, round, mask);
-    } else {
-        nest_b(d - 1, round, mask);
+/* nest_a and nest_b: the same frame, called at the same depths; they
+ * differ only in what they return (so they stay two functions). */
+#define NEST_FN(name, result)                                       \
+    __attribute__((noipa)) static long name(int d, unsigned round,  \
+                                            unsigned mask) {        \
+        if (d == 0) {                                               \
+            if (round % 5 == 1)                                     \
+                deeper(round);                                      \
+            else                                                    \
+                event_loop(round);                                  \
+        } else if ((mask >> d) & 1) {                               \
+            nest_a(d - 1, round, mask);                             \
+        } else {                                                    \
+            nest_b(d - 1, round, mask);                             \
+        }                                                           \
+        KEEP(d);                                                    \
+        return result;                                              \
     }
-    KEEP(d);
-    return d + 1;
-}
-
-__attribute__((noipa)) static long nest_b(int d, unsigned round, unsigned mask) {
-    if (d == 0) {
-        if (round % 5 == 1)
-            deeper(round);
-        else
-            event_loop(round);
-    } else if ((mask >> d) & 1) {
-        nest_a(d - 1, round, mask);
-    } else {
-        nest_b(d - 1, round, mask);
-    }
-    KEEP(d);
-    return d ^ 1;
-}
+NEST_FN(nest_a, d + 1)
+NEST_FN(nest_b, d ^ 1)
 
 int main(void) {
     for (unsigned round = 0; round < ROUNDS; round++) {
