@@ -160,6 +160,10 @@ macro_rules! entry_stub {
         #[unsafe(no_mangle)]
         #[unsafe(naked)]
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
+            // SAFETY: the stub touches only the two argument registers that
+            // $imp takes after the stub's own arguments (free in the SysV
+            // ABI, as the stub has fewer than six) and leaves the stack as
+            // the caller made it, so $imp runs as if called directly.
             std::arch::naked_asm!(
                 ".cfi_startproc",
                 concat!("mov ", $at, ", rsp"),
