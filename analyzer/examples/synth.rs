@@ -3,7 +3,7 @@
 //! 50 000) of 20 return addresses inside BINARY's functions (mapped at
 //! base 0), BLOCKS live blocks (default 1 000 000) spread over them.
 
-use memtrace_format::{encode, Header, Module, Segment, Snapshot, SnapshotKind, Stack, TraceGroup};
+use memtrace_format::{encode, Header, Module, Segment, Snapshot, Stack, TraceGroup};
 use object::{Object, ObjectSegment, ObjectSymbol};
 
 fn main() {
@@ -65,20 +65,13 @@ fn main() {
         .collect();
     let snap = Snapshot {
         header: Header {
-            kind: SnapshotKind::Signal,
             index: 1,
             pid: 1,
-            time_ns: 0,
-            seq: 0,
             frame_limit: 32,
-            traced_bytes: 0,
-            peak_bytes: 0,
             alloc_count: blocks,
-            free_count: 0,
-            sample_rate: 0,
             cmdline: vec![args[1].as_bytes().to_vec()],
             exe: args[1].as_bytes().to_vec(),
-            malloc_owner: Vec::new(),
+            ..Header::default()
         },
         modules: vec![Module {
             path: args[1].as_bytes().to_vec(),

@@ -78,19 +78,11 @@ fn snapshot(module: &Path, addrs: &[u64]) -> Vec<u8> {
     encode(&Snapshot {
         header: Header {
             kind: SnapshotKind::Exit,
-            index: 0,
             pid: 1,
-            time_ns: 0,
-            seq: 0,
             frame_limit: 32,
-            traced_bytes: 0,
-            peak_bytes: 0,
-            alloc_count: 0,
-            free_count: 0,
-            sample_rate: 0,
             cmdline: vec![path.clone()],
             exe: path.clone(),
-            malloc_owner: vec![],
+            ..Header::default()
         },
         // no build-id: the damaged file is read whatever its note says
         modules: vec![Module {

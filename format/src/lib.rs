@@ -35,15 +35,18 @@ pub mod tag {
 }
 
 /// Why a dump was written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum SnapshotKind {
     /// On the snapshot signal; `Header::index` is n of `<prefix>.<n>.snap`.
+    #[default]
     Signal,
     /// At exit: what was never freed.
     Exit,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// `Header::default()`: a signal snapshot with every number 0 and every
+/// string empty, for tools and tests that build dumps themselves.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Header {
     pub kind: SnapshotKind,
     /// n of `<prefix>.<n>.snap`; 0 for the exit snapshot.

@@ -12,7 +12,7 @@ use libfuzzer_sys::fuzz_target;
 use memtrace::snapshot::{symbolize_dump, FrameRules, FrameTable};
 use memtrace::stats::{statistics, KeyType};
 use memtrace::symbolize::Symbolizer;
-use memtrace_format::{Header, Module, Segment, Snapshot, SnapshotKind, Stack, TraceGroup};
+use memtrace_format::{Header, Module, Segment, Snapshot, Stack, TraceGroup};
 use object::{Object, ObjectSection, ObjectSymbol};
 
 fn addresses(data: &[u8]) -> Vec<u64> {
@@ -54,20 +54,11 @@ fuzz_target!(|data: &[u8]| {
     let traces = stacks.iter().map(|s| TraceGroup { stack: s.id, size: 16 * s.id, count: 1 }).collect();
     let dump = Snapshot {
         header: Header {
-            kind: SnapshotKind::Signal,
             index: 1,
             pid: 1,
-            time_ns: 0,
-            seq: 0,
             frame_limit: 256,
-            traced_bytes: 0,
-            peak_bytes: 0,
-            alloc_count: 0,
-            free_count: 0,
-            sample_rate: 0,
-            cmdline: vec![],
             exe: path.to_str().unwrap().as_bytes().to_vec(),
-            malloc_owner: vec![],
+            ..Header::default()
         },
         modules: vec![Module {
             path: path.to_str().unwrap().as_bytes().to_vec(),
