@@ -760,3 +760,34 @@ pub fn failures_record_nothing(mode: &str) {
         assert!(s.traces.iter().all(|t| t.size < (1 << 40)), "snapshot {tag}: {}", s.describe());
     }
 }
+
+/// Runs `fork_stress` (programs/fork_stress.c: fork while three threads are
+/// inside malloc, 100 times) with the extra environment `env`, and checks
+/// what every run must give: all children succeed, the parent writes its
+/// exit snapshot, each child that exit()s writes its own, consistent and
+/// exact (the 3 blocks of 5151 bytes it holds). Returns the children's
+/// snapshots for the caller's own checks.
+pub fn fork_stress_children(tag: &str, env: &[(&str, &str)]) -> Vec<(String, Snapshot)> {
+    let dir = fresh_dir(tag);
+    let mut run = Run::new(prog("fork_stress", Opt::O2), &dir).out(dir.join("k.%p")).timeout(120);
+    for (k, v) in env {
+        run = run.env(k, *v);
+    }
+    let out = run.run();
+    out.assert_ok();
+    assert_eq!(out.value_u64("children_ok"), 100);
+    let parent = format!("k.{}.exit.snap", out.pid);
+    let files = snap_files(&dir);
+    assert!(files.contains(&parent), "{files:?}");
+    let children: Vec<String> = files.into_iter().filter(|f| *f != parent).collect();
+    assert_eq!(children.len() as u64, out.value_u64("children_with_exit"), "child exit snapshots: {children:?}");
+    children
+        .into_iter()
+        .map(|f| {
+            let s = load(dir.join(&f));
+            s.check_consistent(&f);
+            assert_eq!(s.count_of(5151), 3, "{f}: {}", s.describe());
+            (f, s)
+        })
+        .collect()
+}

@@ -155,20 +155,7 @@ fn huge_sizes_record_nothing() {
 /// children succeed; those that exit() write their own exact snapshot.
 #[test]
 fn fork_while_threads_allocate_100_times() {
-    let dir = fresh_dir("forkstress");
-    let out = Run::new(prog("fork_stress", Opt::O2), &dir).out(dir.join("k.%p")).timeout(120).run();
-    out.assert_ok();
-    assert_eq!(out.value_u64("children_ok"), 100);
-    let parent = format!("k.{}.exit.snap", out.pid);
-    let files = snap_files(&dir);
-    assert!(files.contains(&parent), "{files:?}");
-    let children: Vec<_> = files.iter().filter(|f| **f != parent).collect();
-    assert_eq!(children.len() as u64, out.value_u64("children_with_exit"), "child exit snapshots: {children:?}");
-    for f in children {
-        let s = load(dir.join(f));
-        s.check_consistent(f);
-        assert_eq!(s.count_of(5151), 3, "{f}: {}", s.describe());
-    }
+    fork_stress_children("forkstress", &[]);
 }
 
 /// posix_spawn, vfork+exec and longjmp out of allocating frames.
