@@ -103,31 +103,26 @@ static inline uint32_t chain_mask(uint64_t i) {
     return ((1u << k1) - 1) ^ ((1u << k2) - 1);  /* bit d: step_a at depth d */
 }
 
+FRAME static uint64_t step_a(struct worker *w, int d, uint64_t i, uint64_t h, uint32_t m);
 FRAME static uint64_t step_b(struct worker *w, int d, uint64_t i, uint64_t h, uint32_t m);
 
-FRAME static uint64_t step_a(struct worker *w, int d, uint64_t i, uint64_t h, uint32_t m) {
-    uint64_t r;
-    if (d == 0)
-        r = leaf(w, i, h);
-    else if ((m >> d) & 1)
-        r = step_a(w, d - 1, i, h, m);
-    else
-        r = step_b(w, d - 1, i, h, m);
-    KEEP(r);
-    return r + 1;  /* work after the call: no tail call, the frame stays */
-}
-
-FRAME static uint64_t step_b(struct worker *w, int d, uint64_t i, uint64_t h, uint32_t m) {
-    uint64_t r;
-    if (d == 0)
-        r = leaf(w, i, h);
-    else if ((m >> d) & 1)
-        r = step_a(w, d - 1, i, h, m);
-    else
-        r = step_b(w, d - 1, i, h, m);
-    KEEP(r);
-    return r ^ 3;
-}
+/* step_a and step_b: the same frame; they differ only in the work after the
+ * call (so they stay two functions and the frame stays: no tail call). */
+#define STEP_FN(name, result)                                                     \
+    FRAME static uint64_t name(struct worker *w, int d, uint64_t i, uint64_t h,   \
+                               uint32_t m) {                                      \
+        uint64_t r;                                                               \
+        if (d == 0)                                                               \
+            r = leaf(w, i, h);                                                    \
+        else if ((m >> d) & 1)                                                    \
+            r = step_a(w, d - 1, i, h, m);                                        \
+        else                                                                      \
+            r = step_b(w, d - 1, i, h, m);                                        \
+        KEEP(r);                                                                  \
+        return result;                                                            \
+    }
+STEP_FN(step_a, r + 1)
+STEP_FN(step_b, r ^ 3)
 
 FRAME static void *run(void *arg) {
     struct worker *w = arg;
