@@ -58,6 +58,7 @@ extern "C" fn child() {
         crate::writer::STATE.lock.reset();
         crate::modules::fork_child();
         crate::sample::fork_child();
+        crate::seq::init();
         crate::ring::fork_child();
         // This thread is the child's leader now: make sure it has a ring,
         // so that its exit is noticed (see writer::thread_exiting).

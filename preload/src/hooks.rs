@@ -3,10 +3,10 @@
 //! no bootstrap problem) and records what happened.
 //!
 //! Ordering (what keeps the live table exact across threads): a free takes
-//! its sequence number before the real free, an allocation takes its number
-//! after the real malloc returned. So for any address, its events in seq
-//! order alternate alloc, free, alloc, … even when another thread frees the
-//! block and glibc hands the address out again at once.
+//! its key before the real free, an allocation takes its key after the real
+//! malloc returned (seq.rs). So for any address, its events in key order
+//! alternate alloc, free, alloc, … even when another thread frees the block
+//! and glibc hands the address out again at once.
 //!
 //! errno: our bookkeeping may clobber it (unwinder, waits), so it is saved
 //! and restored around everything that is not the real call.
@@ -14,7 +14,7 @@
 use crate::ring::{with_ring, Ring};
 use crate::sys::{errno, set_errno};
 use crate::unwind::Caller;
-use crate::{sample, unwind, SEQ};
+use crate::{sample, seq, unwind};
 use libc::{c_int, c_void, size_t};
 use std::sync::atomic::Ordering;
 
@@ -65,26 +65,24 @@ fn stack_id(r: &Ring, caller: Caller) -> u32 {
     id
 }
 
-/// `busy` is set with a plain (Relaxed) store, not a locked exchange: the
-/// SeqCst fetch_add on SEQ that follows is a release, and whoever reads a
-/// later SEQ value with an acquire (the snapshot point's own fetch_add, the
-/// writer's load of SEQ) synchronizes with it, so a writer checking a point
-/// S above our number sees busy = 1 or the 0 stored after the push (and
-/// then the event itself). What matters is only that the store is ordered
-/// before the fetch_add, which release gives.
+/// `busy` is set with a plain (Relaxed) store: the allocation's locked
+/// increment orders it before the number is taken; for a free, which only
+/// reads the counter, the writer's membarrier does (seq.rs). A writer
+/// completing a snapshot point then sees busy = 1, or the 0 stored after the
+/// push (and the event itself), or the event is numbered above the point.
 #[inline(always)]
 fn publish_alloc(r: &Ring, p: *mut c_void, size: usize, id: u32) {
     r.busy.store(1, Ordering::Relaxed);
-    let seq = SEQ.fetch_add(1, Ordering::SeqCst);
-    r.publish(|buf, n| r.enc_alloc(buf, n, seq, p as usize, size, id));
+    let key = seq::alloc_key();
+    r.publish(|buf, n| r.enc_alloc(buf, n, key, p as usize, size, id));
     r.busy.store(0, Ordering::Release);
 }
 
 #[inline(always)]
 fn publish_free(r: &Ring, p: *mut c_void) {
     r.busy.store(1, Ordering::Relaxed); // see publish_alloc
-    let seq = SEQ.fetch_add(1, Ordering::SeqCst);
-    r.publish(|buf, n| r.enc_free(buf, n, seq, p as usize));
+    let key = seq::free_key();
+    r.publish(|buf, n| r.enc_free(buf, n, key, p as usize));
     r.busy.store(0, Ordering::Release);
 }
 
@@ -250,7 +248,7 @@ unsafe extern "C" fn realloc_at(p: *mut c_void, size: size_t, at: *const usize, 
     // after it returned. A failed realloc leaves p live: record nothing.
     let q = with_ring(|r| {
         r.busy.store(1, Ordering::SeqCst);
-        let s_free = if old_traced { SEQ.fetch_add(1, Ordering::SeqCst) } else { 0 };
+        let s_free = if old_traced { seq::free_key() } else { 0 };
         let q = __libc_realloc(p, size);
         if !q.is_null() {
             let e = errno();
@@ -260,7 +258,7 @@ unsafe extern "C" fn realloc_at(p: *mut c_void, size: size_t, at: *const usize, 
                 r.enc_free(&mut buf, &mut n, s_free, p as usize);
             }
             if new_traced && (!sampling || sample::insert(q as usize)) {
-                let s_alloc = SEQ.fetch_add(1, Ordering::SeqCst);
+                let s_alloc = seq::alloc_key();
                 r.enc_alloc(&mut buf, &mut n, s_alloc, q as usize, size, id);
             }
             if n > 0 {

@@ -7,6 +7,7 @@
 //! - `unwind`: stack capture; `intern`: stack ids;
 //! - `ring`: per-thread event rings to the writer;
 //! - `writer`: the writer thread, live table and snapshot files;
+//! - `seq`: the global event order (keys of events and snapshot points);
 //! - `sample`: MEMTRACE_SAMPLE (Poisson sampling, the set of sampled blocks);
 //! - `modules`: the module map; `signal`, `fork`, `config`.
 
@@ -17,6 +18,7 @@ mod intern;
 mod modules;
 mod ring;
 mod sample;
+mod seq;
 mod signal;
 mod sys;
 mod tls;
@@ -24,10 +26,7 @@ mod unwind;
 mod writer;
 
 use std::alloc::{GlobalAlloc, Layout};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-
-/// The global event order. Snapshot points take a number from it too.
-pub(crate) static SEQ: sys::Line<AtomicU64> = sys::Line(AtomicU64::new(1));
+use std::sync::atomic::{AtomicU8, Ordering};
 
 const UNINIT: u8 = 0;
 const INITIALIZING: u8 = 1;
@@ -116,6 +115,7 @@ fn init() {
     let _g = sys::NoTrace::new();
     config::load();
     unwind::init();
+    seq::init();
     let ok = intern::init() && ring::init() && writer::init();
     if ok {
         STATE.store(READY, Ordering::Release);

@@ -7,7 +7,7 @@
 //! thread takes it. Memory is thus bounded by the peak number of threads.
 //!
 //! Events: a tag byte and varints. Alloc {seq, addr, size, stack},
-//! Free {seq, addr}; seq and addr are zigzag deltas against the previous
+//! Free {seq, addr}, where seq is the event's key (seq.rs); seq and addr are zigzag deltas against the previous
 //! event of the same ring (both sides keep the previous values; they are
 //! reset together when the ring is recycled).
 //!
@@ -49,7 +49,7 @@ pub struct Ring {
     pub tail: AtomicU64,
     _pad1: [u8; 56],
     // Written by the producer on every event.
-    /// Set by the producer before it takes a sequence number and cleared
+    /// Set by the producer before it takes its key (seq.rs) and cleared
     /// after it published the event: lets the writer know whether an event
     /// numbered below a snapshot point may still be on its way. Read by the
     /// writer only when it completes a snapshot.
@@ -61,8 +61,8 @@ pub struct Ring {
     // Written by the writer thread, under its state lock.
     pub c_prev_seq: UnsafeCell<u64>,
     pub c_prev_addr: UnsafeCell<u64>,
-    /// Highest seq the writer has drained from this ring (seqs of one ring
-    /// are increasing).
+    /// Highest key the writer has drained from this ring (keys of one ring
+    /// never decrease).
     pub c_max_seq: UnsafeCell<u64>,
     _pad3: [u8; 40],
     // Rarely written.

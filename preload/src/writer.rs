@@ -1,21 +1,23 @@
 //! The writer thread: drains the rings, keeps the live table, writes the
 //! snapshot files.
 //!
-//! The live table is order-independent: per address it keeps the event with
-//! the highest seq seen: alloc e makes the entry Live(e), free e makes it
-//! Tombstone(e.seq), unless the entry already holds a higher seq. After all
-//! events below S were applied, in any order, the table is exactly the live
-//! set at S. A free must leave a tombstone even when it removes a live
-//! block: an older alloc of the same address may still arrive (alloc 1,
-//! free 2, alloc 3, free 4 drained as 1, 4, 3). Tombstones below a completed
-//! point S can no longer matter and are purged then; an internal sync point
-//! is made when they pile up.
+//! Events carry keys (seq.rs): for any address, its events in key order
+//! alternate alloc, free. The live table is order-independent: per address
+//! it keeps the event with the highest key seen: alloc e makes the entry
+//! Live(e), free e makes it Tombstone(e.seq), unless the entry already holds
+//! a higher key. After all events below a cut were applied, in any order,
+//! the table is exactly the live set there. A free must leave a tombstone
+//! even when it removes a live block: an older alloc of the same address may
+//! still arrive (alloc 1, free 2, alloc 3, free 4 drained as 1, 4, 3).
+//! Tombstones below a completed cut can no longer matter and are purged
+//! then; an internal sync point is made when they pile up.
 //!
-//! A snapshot point S (signal, exit, or an internal sync to purge
-//! tombstones) is complete when every ring has shown an event with seq ≥ S,
-//! or is empty while its thread is not inside a hook (`busy`, read before
-//! draining). Then exactly the events below S are applied and the file is
-//! written; later events wait in `deferred`.
+//! A snapshot point (signal, exit, or an internal sync to purge tombstones)
+//! is complete when every ring has shown an event with a key at or above
+//! its cut, or is empty while its thread is not inside a hook (`busy`, read
+//! after `seq::barrier` and before draining). Then exactly the events below
+//! the cut are applied and the file is written; later events wait in
+//! `deferred`.
 //!
 //! Peak bytes: each drained batch is applied in seq order, so the running
 //! maximum is exact except when an event reaches us in a later batch than
@@ -27,7 +29,7 @@
 
 use crate::ring::{self, Event};
 use crate::sys::{self, BuildMix, Locked};
-use crate::{config, intern, modules, SEQ};
+use crate::{config, intern, modules, seq};
 use memtrace_format::{Header, Snapshot, SnapshotKind, Stack, TraceGroup};
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -251,7 +253,7 @@ fn only_thread_in_proc() -> bool {
 fn mark(exit: bool) -> bool {
     for s in SLOTS.iter() {
         if s.state.compare_exchange(SLOT_EMPTY, SLOT_WRITING, Ordering::SeqCst, Ordering::Relaxed).is_ok() {
-            let seq = SEQ.fetch_add(1, Ordering::SeqCst);
+            let seq = seq::point();
             s.time_ns.store(sys::now_ns(libc::CLOCK_REALTIME), Ordering::Relaxed);
             s.seq.store(seq, Ordering::Relaxed);
             s.exit.store(exit, Ordering::Relaxed);
@@ -516,22 +518,28 @@ pub fn fork_child() {
 impl State {
     fn step(&mut self) {
         self.drain_all();
-        // Everything drained so far is numbered below W. Snapshot points
+        // Everything drained so far precedes point W (seq.rs: an allocation
+        // numbered below it, a free numbered up to it). Snapshot points
         // below W have claimed their slot already (claim before number), so
-        // after collecting the slots, events below W are safe to apply even
-        // if no snapshot is pending; events drained later wait for the next
-        // step (a snapshot point may be taken between them).
-        let w = SEQ.load(Ordering::SeqCst);
+        // after collecting the slots, events before W are safe to apply
+        // even if no snapshot is pending; events drained later wait for the
+        // next step (a snapshot point may be taken between them).
+        let w = seq::now();
         self.collect_pending();
         if self.tombstones > 65_536.max(self.table.len() / 2) && self.pending.is_empty() {
-            // At W itself: a point numbered above W could pass a signal
-            // snapshot that is claimed but not collected yet.
-            self.pending.push(Pending { seq: w, time_ns: 0, kind: Kind::Sync });
+            // A point of its own (frees only read the counter: completing a
+            // point needs one that moved it), taken after W; a signal point
+            // between the two has claimed its slot: collect it too.
+            let s = seq::point();
+            self.collect_pending();
+            self.pending.push(Pending { seq: s, time_ns: 0, kind: Kind::Sync });
+            self.pending.sort_by_key(|p| p.seq);
         }
         while !self.pending.is_empty() {
             let p = self.pending.remove(0);
-            self.complete(p.seq);
-            self.apply_below(p.seq);
+            let cut = seq::cut(p.seq);
+            self.complete(cut);
+            self.apply_below(cut);
             match p.kind {
                 Kind::Signal => {
                     let n = self.next_index;
@@ -544,9 +552,9 @@ impl State {
                 }
                 Kind::Sync => {}
             }
-            self.purge_tombstones(p.seq);
+            self.purge_tombstones(cut);
         }
-        self.apply_below(w);
+        self.apply_below(seq::cut(w));
         self.recycle();
     }
 
@@ -585,8 +593,9 @@ impl State {
         self.pending.sort_by_key(|p| p.seq);
     }
 
-    /// Drains until every event numbered below `s` is in `deferred`.
+    /// Drains until every event with a key below `s` is in `deferred`.
     fn complete(&mut self, s: u64) {
+        seq::barrier();
         let start = sys::now_ns(libc::CLOCK_MONOTONIC);
         let mut spins = 0u32;
         loop {
@@ -618,7 +627,7 @@ impl State {
         }
     }
 
-    /// Applies, in seq order, the deferred events numbered below `s`.
+    /// Applies, in key order, the deferred events with keys below `s`.
     fn apply_below(&mut self, s: u64) {
         if self.deferred.is_empty() {
             return;
