@@ -233,14 +233,13 @@ fn stack_id_in<const N: usize>(buf: &mut [MaybeUninit<usize>; N], limit: usize, 
             // scratch (or null) and `caller` our hook's entry state.
             match unsafe { ehframe::backtrace(ptr, limit + 1, caller, sh) } {
                 Some(Walk::Id(id)) => return id,
-                Some(Walk::Frames { n, key }) => {
+                Some(Walk::Frames { n, key, whole }) => {
                     // SAFETY: the walk initialised buf[..n].
                     let frames = unsafe { std::slice::from_raw_parts(ptr, n) };
                     let id = intern_cut(frames, limit);
-                    if let Some(key) = key {
-                        // SAFETY: a key only comes with a non-null shadow.
-                        unsafe { (*sh).remember(&key, id) };
-                    }
+                    // SAFETY: a key or a whole record only comes with a
+                    // non-null shadow.
+                    unsafe { remember(sh, key, whole, id) };
                     return id;
                 }
                 None => {}
@@ -251,6 +250,20 @@ fn stack_id_in<const N: usize>(buf: &mut [MaybeUninit<usize>; N], limit: usize, 
     }
     let (frames, truncated) = capture(buf, limit);
     crate::intern::intern(frames, truncated)
+}
+
+/// Tells the thread's shadow the id of the stack a walk returned.
+///
+/// # Safety
+/// `sh` must be this thread's shadow if `key` is some or `whole` is set.
+#[inline(always)]
+unsafe fn remember(sh: *mut Shadow, key: Option<shadow::IdKey>, whole: bool, id: u32) {
+    if let Some(key) = key {
+        (*sh).remember(&key, id);
+    }
+    if whole {
+        (*sh).remember_whole(id);
+    }
 }
 
 /// Interns the first `limit` of `frames`, truncated if there were more.
@@ -290,13 +303,11 @@ fn check_stack_id<const N: usize>(buf: &mut [MaybeUninit<usize>; N], limit: usiz
             }
             f
         }
-        Some(Walk::Frames { n, key }) => {
+        Some(Walk::Frames { n, key, whole }) => {
             let got = &other[..n.min(limit)];
             if got == &slow[..] && (n > limit) == truncated {
-                if let Some(key) = key {
-                    // SAFETY: a key only comes with a non-null shadow.
-                    unsafe { (*sh).remember(&key, id) };
-                }
+                // SAFETY: as in stack_id_in.
+                unsafe { remember(sh, key, whole, id) };
             }
             let mut v = got.to_vec();
             if (n > limit) != truncated {

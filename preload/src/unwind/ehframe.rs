@@ -210,8 +210,10 @@ const ENTRY_RULE: Rule = Rule::Simple { cfa_rbp: false, cfa_off: 8, rbp_off: Non
 /// What a walk found.
 pub enum Walk {
     /// `n` return addresses in `buf`; `key`: where their id is to be
-    /// remembered (`Shadow::remember`), if the stack can be cached.
-    Frames { n: usize, key: Option<IdKey> },
+    /// remembered (`Shadow::remember`), if the stack can be cached; `whole`:
+    /// the thread's current record now holds exactly this stack, so its id
+    /// goes there too (`Shadow::remember_whole`).
+    Frames { n: usize, key: Option<IdKey>, whole: bool },
     /// The stack is one the thread interned recently: its id.
     Id(u32),
 }
@@ -248,7 +250,8 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
     let ra0 = (sp as *const usize).read_unaligned();
     let (rec, mut tmp): (Option<&mut Frames>, Option<&mut [Frame; DEPTH + 1]>) = match sh.as_mut() {
         Some(s) => {
-            let i = s.pick(sp, ra0, gen);
+            // SAFETY: (sp, bp) is the entry state of our hook (the caller's).
+            let i = s.pick(sp, ra0, bp, gen);
             (Some(&mut s.recs[i]), Some(&mut s.tmp))
         }
         None => (None, None),
@@ -384,10 +387,15 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
         look = ra - 1;
     }
     let Some(r) = rec else {
-        return Some(Walk::Frames { n, key: None });
+        return Some(Walk::Frames { n, key: None, whole: false });
     };
     let t = tmp.expect("scratch comes with the record");
     if let Some((q, n0)) = pending {
+        // Joined at the record's base with no frame of its own, everything
+        // verified to the record's end: the record's own stack.
+        if n0 == 0 && q == r.base && n < cap && r.id != 0 {
+            return Some(Walk::Id(r.id));
+        }
         // The joined run (record positions q..q + len) is not in buf yet:
         // first what the id-cache key reads (writing the record below
         // changes only positions under q).
@@ -395,6 +403,7 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
         let first = len.min(INNER);
         fill_ras(buf, n0, &r.chk[q..q + first]);
         let mut id = None;
+        let whole = recordable && n0 <= q && n < cap;
         if recordable && n0 <= q {
             r.gen = gen;
             r.write(q - n0, &t[..n0]);
@@ -408,7 +417,13 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
                 let frames = std::slice::from_raw_parts(buf, n0 + first);
                 if let Some(key) = (*sh).key(q, n0, frames) {
                     match (*sh).id(&key) {
-                        Some(i) => return Some(Walk::Id(i)),
+                        Some(i) => {
+                            // The record holds this stack now (whole).
+                            if whole {
+                                r.id = i;
+                            }
+                            return Some(Walk::Id(i));
+                        }
                         None => id = Some(key),
                     }
                 }
@@ -417,9 +432,10 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
             r.valid = false;
         }
         fill_ras(buf, n0 + first, &r.chk[q + first..q + len]);
-        return Some(Walk::Frames { n, key: id });
+        return Some(Walk::Frames { n, key: id, whole });
     }
     r.gen = gen;
+    let whole = recordable && n <= DEPTH && n < cap;
     if recordable && n <= DEPTH {
         // A new record, outermost-aligned: the state after the last frame
         // closes it (frame i's return address and restored rbp are read
@@ -432,7 +448,7 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
     } else {
         r.valid = false;
     }
-    Some(Walk::Frames { n, key: None })
+    Some(Walk::Frames { n, key: None, whole })
 }
 
 /// Writes the return addresses that `chk` re-checks to `buf[at..]`.

@@ -9,11 +9,13 @@
 //! where the next walk joins keep their places: a capture that joins only
 //! writes its own few inner frames.
 //!
-//! A thread keeps RECORDS records, one per recent entry point: the stack
-//! address of the hook's caller and the return address into it. A server
-//! that allocates from a few call sites in turn walks each against the
-//! record of the last capture from the same site, not against whatever
-//! allocated last.
+//! A thread keeps RECORDS records, one per recent entry point and path: the
+//! stack address of the hook's caller, the return address into it, and
+//! (when several records share those) the one whose first frame's return
+//! address still checks out. A server that allocates from a few call sites
+//! in turn, each reached through a few callers, walks each against the
+//! record of the last capture from the same site and caller, not against
+//! whatever allocated last.
 //!
 //! A walk joins a record where it reaches one of its frame states: same sp
 //! and pc, and the same rbp unless no frame from there on reads rbp before
@@ -28,6 +30,12 @@
 //! slots of every frame above a join lie between the join's sp (the live
 //! sp of the walk) and the record's last sp, which was in this thread's
 //! stack: re-reading them needs no bounds check.
+//!
+//! A record also knows the id of the stack it holds (`id`, 0: not known;
+//! cleared by every write): a walk that joins at the record's base with no
+//! frame of its own and verifies every frame to the end has exactly that
+//! stack, and needs neither the id cache nor the buffer of return
+//! addresses.
 //!
 //! Id cache: when a walk joins the record at position q and every frame
 //! above checks out to the end of the stack, the stack is its first few
@@ -121,6 +129,8 @@ pub struct Frames {
     /// Set to a new `stamp` on every write of position k.
     ver: [u64; DEPTH + 1],
     stamp: u64,
+    /// The id of the stack `f[base..]` holds, if known (see the module doc).
+    pub id: u32,
 }
 
 #[derive(Clone, Copy)]
@@ -184,6 +194,7 @@ impl Frames {
     #[inline]
     pub fn write(&mut self, from: usize, states: &[Frame]) {
         self.stamp += 1;
+        self.id = 0;
         let mut above_changed = false;
         for (i, s) in states.iter().enumerate().rev() {
             let k = from + i;
@@ -216,6 +227,7 @@ impl Frames {
         self.valid = other.valid;
         self.last_ends = other.last_ends;
         self.gen = other.gen;
+        self.id = other.id;
         self.f[b..].copy_from_slice(&other.f[b..]);
         self.chk[b..].copy_from_slice(&other.chk[b..]);
         self.bp_free[b..].copy_from_slice(&other.bp_free[b..]);
@@ -225,6 +237,19 @@ impl Frames {
 }
 
 impl Check {
+    /// True if the slots this check reads still hold what they held.
+    ///
+    /// # Safety
+    /// Both slots must be readable (see `Frame::recordable`).
+    #[inline(always)]
+    pub unsafe fn holds(&self) -> bool {
+        // SAFETY: the caller's.
+        let changed = unsafe {
+            ((self.ra_at as *const usize).read_unaligned() ^ self.ra) | ((self.bp_at as *const usize).read_unaligned() ^ self.bp)
+        };
+        changed == 0
+    }
+
     /// The check for the frame entered in state `e`, whose caller's state
     /// is `next`.
     #[inline(always)]
@@ -240,45 +265,71 @@ impl Check {
 
 impl Shadow {
     /// Picks the record this walk uses, for a hook called at stack address
-    /// `at` with return address `ra0` (rule cache generation `gen`): the
-    /// one made from the same entry point if there is one. Else the record
-    /// last used (its outer frames are the likeliest to match) is taken
-    /// over, except every 4th time, when it is first copied over the record
-    /// used longest ago: entry points seen again and again get their own
-    /// record, at the price of a copy now and then.
+    /// `at` with return address `ra0` and rbp `bp` (rule cache generation
+    /// `gen`): one made from the same entry point whose first frame still
+    /// checks out (the same caller), else one from the same entry point,
+    /// else the record last used (its outer frames are the likeliest to
+    /// match). A record that does not check out is taken over, except every
+    /// 4th time, when it is first copied over the record used longest ago:
+    /// entry points and paths seen again and again get their own record, at
+    /// the price of a copy now and then.
+    ///
+    /// # Safety
+    /// `at` and `bp` must be the entry state of a hook running on this
+    /// thread's stack (the first check reads a slot above `at`).
     #[inline(always)]
-    pub fn pick(&mut self, at: usize, ra0: usize, gen: u64) -> usize {
+    pub unsafe fn pick(&mut self, at: usize, ra0: usize, bp: usize, gen: u64) -> usize {
         self.tick += 1;
+        let mut same_entry = None;
         let mut found = None;
         for (i, r) in self.recs.iter().enumerate() {
             if r.gen == gen && r.entry() == Some((at, ra0)) {
-                found = Some(i);
-                break;
+                // The first check re-reads the return address the entry
+                // matched already; the second tells the callers apart.
+                // SAFETY: the record's frames from its entry at `at` read
+                // only inside themselves (Frame::recordable): their slots
+                // lie in the live stack above `at`.
+                let b = r.base;
+                if (r.f[b].bp == bp || r.bp_free[b])
+                    && unsafe { r.chk[b].holds() && (b + 1 == DEPTH || r.chk[b + 1].holds()) }
+                {
+                    found = Some(i);
+                    break;
+                }
+                same_entry = same_entry.or(Some(i));
             }
         }
-        let i = found.unwrap_or_else(|| self.take_over());
+        let i = match found {
+            Some(i) => i,
+            None => self.take_over(same_entry.unwrap_or(self.cur)),
+        };
         self.used[i] = self.tick;
         self.cur = i;
         i
     }
 
     #[cold]
-    fn take_over(&mut self) -> usize {
+    fn take_over(&mut self, src: usize) -> usize {
         self.misses += 1;
-        let last = self.cur;
-        if !self.misses.is_multiple_of(4) || !self.recs[last].valid {
-            return last;
+        if !self.misses.is_multiple_of(4) || !self.recs[src].valid {
+            return src;
         }
-        let oldest = (0..RECORDS).filter(|&i| i != last).min_by_key(|&i| self.used[i]).unwrap_or(last);
-        let (a, b) = if oldest < last {
-            let (lo, hi) = self.recs.split_at_mut(last);
+        let oldest = (0..RECORDS).filter(|&i| i != src).min_by_key(|&i| self.used[i]).unwrap_or(src);
+        let (a, b) = if oldest < src {
+            let (lo, hi) = self.recs.split_at_mut(src);
             (&mut lo[oldest], &hi[0])
         } else {
             let (lo, hi) = self.recs.split_at_mut(oldest);
-            (&mut hi[0], &lo[last])
+            (&mut hi[0], &lo[src])
         };
         a.copy_from(b);
         oldest
+    }
+
+    /// Remembers `id` as the id of the stack the current record holds (the
+    /// walk that just made or matched it returned it whole).
+    pub fn remember_whole(&mut self, id: u32) {
+        self.recs[self.cur].id = id;
     }
 
     /// The key for `frames`, a stack whose first `n0` frames are the walk's
