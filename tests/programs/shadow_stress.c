@@ -13,6 +13,10 @@
  *   some allocate from one level deeper (a different sp for everything).
  * - Twelve more call sites in rotation: more entry points than the
  *   unwinder keeps records for, so records are taken over and copied.
+ * - Moved frames (mv_*): the allocating frame at the same address, its
+ *   caller's frame (rbp-based: a VLA) moved, and the caller's old return
+ *   address slot, now inside its VLA, holding the old value again. Only
+ *   the saved rbp tells the two stacks apart.
  *
  * Run under MEMTRACE_UNWIND=check: every capture is compared with
  * libunwind's. Each block's size names the path it came from; EXPECT lines
@@ -99,7 +103,63 @@ __attribute__((noipa)) static long nest_b(int d, unsigned round, unsigned mask);
 NEST_FN(nest_a, d + 1)
 NEST_FN(nest_b, d ^ 1)
 
+/* Moved frames. mv_h calls mv_f from two sites with VLA sizes that add up
+ * to the same: mv_g, the allocating frame, is at the same address both
+ * times, with the same return address, while mv_f's frame (and so the rbp
+ * mv_g saved) moved up by MV_SHIFT. Called from the second site, mv_f
+ * writes the return address it had when called from the first site into
+ * the slot where it was then (inside its VLA now). Every return-address
+ * slot the previous capture read then holds what it held; the saved rbp in
+ * mv_g's frame is the one difference. */
+#define MV_SHIFT 512
+static uintptr_t mv_old_cfa, mv_old_ra;
+static unsigned mv_planted;
+
+__attribute__((noipa)) static void *mv_g(unsigned n) {
+    volatile char pad[n]; /* a VLA: an rbp-based frame that saves rbp */
+    pad[0] = 0;
+    return touch(malloc(500), 500);
+}
+
+__attribute__((noipa)) static void *mv_f(unsigned n, int from_second_site) {
+    volatile char vla[n];
+    vla[0] = 0;
+    uintptr_t cfa = (uintptr_t)__builtin_frame_address(0) + 16;
+    if (!from_second_site) {
+        mv_old_cfa = cfa;
+        mv_old_ra = (uintptr_t)__builtin_return_address(0);
+    } else {
+        uintptr_t slot = mv_old_cfa - 8;
+        if (slot >= (uintptr_t)vla && slot + 8 <= (uintptr_t)vla + n) {
+            memcpy((char *)slot, &mv_old_ra, 8);
+            mv_planted++;
+        }
+    }
+    return mv_g(16);
+}
+
+__attribute__((noipa)) static void *mv_h(int second) {
+    unsigned n = second ? MV_SHIFT : 2 * MV_SHIFT;
+    volatile char vla[n];
+    vla[0] = 0;
+    void *p;
+    if (second) {
+        p = mv_f(32 + MV_SHIFT, 1);
+        KEEP(p);
+    } else {
+        p = mv_f(32, 0);
+        vla[1] = 1;
+    }
+    return p;
+}
+
 int main(void) {
+    for (unsigned i = 0; i < 400; i++)
+        free(mv_h(i & 1));
+    if (!mv_planted) {
+        fprintf(stderr, "shadow_stress: the moved-frame case never lined up\n");
+        return 1;
+    }
     for (unsigned round = 0; round < ROUNDS; round++) {
         /* One or two bits of the mix change from round to round. */
         unsigned mask = (round * 2654435761u) >> 7;

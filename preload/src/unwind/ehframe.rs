@@ -28,7 +28,7 @@
 //! its `.eh_frame_hdr` binary-search table and the FDE, with gimli's context
 //! on the stack (nothing allocated).
 
-use super::shadow::{Check, Frame, Frames, IdKey, Shadow, DEPTH, INNER};
+use super::shadow::{Frame, Frames, IdKey, Shadow, DEPTH, INNER};
 use gimli::UnwindSection;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
@@ -283,21 +283,12 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
             if p < DEPTH && r.f[p].sp == sp && r.f[p].pc == look && (r.f[p].bp == bp || r.bp_free[p]) {
                 let (q, n0) = (p, n);
                 let end = DEPTH.min(q + (cap - n));
-                let mut k = q;
-                while k < end {
-                    let c = &r.chk[k];
-                    // Frame k read its return address (f[k + 1].pc + 1) just
-                    // below the next frame's sp, and maybe rbp (f[k + 1].bp).
-                    // SAFETY: recorded frames read only inside themselves,
-                    // so these slots lie between our sp (= f[q].sp) and the
-                    // record's last sp, in this thread's stack (shadow.rs).
-                    let changed = ((c.ra_at as *const usize).read_unaligned() ^ c.ra)
-                        | ((c.bp_at as *const usize).read_unaligned() ^ c.bp);
-                    if changed != 0 {
-                        break;
-                    }
-                    k += 1;
-                }
+                // Frame k read its return address just below the next
+                // frame's sp, and maybe the rbp it restores.
+                // SAFETY: recorded frames read only inside themselves, so
+                // these slots lie between our sp (= f[q].sp) and the
+                // record's last sp, in this thread's stack (shadow.rs).
+                let k = unsafe { r.chk.first_changed(q, end) };
                 n = n0 + (k - q);
                 if k == end && (n == cap || end == DEPTH) {
                     // Verified up to the buffer's end or the record's. Their
@@ -316,7 +307,7 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
                     // Frame k's slots changed: keep the verified frames in
                     // buf and the scratch, walk frame k, look for a later
                     // join (never at k again: that would loop).
-                    fill_ras(buf, n0, &r.chk[q..k]);
+                    fill_ras(buf, n0, &r.chk.ra[q..k]);
                     if let Some(t) = tmp.as_deref_mut() {
                         copy_frames(t, n0, &r.f[q..k]);
                     }
@@ -370,7 +361,7 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
         // there): the joined frames move to the scratch like any others.
         if let Some((q, n0)) = pending.take() {
             if let Some(r) = rec.as_deref() {
-                fill_ras(buf, n0, &r.chk[q..DEPTH]);
+                fill_ras(buf, n0, &r.chk.ra[q..DEPTH]);
                 if let Some(t) = tmp.as_deref_mut() {
                     copy_frames(t, n0, &r.f[q..DEPTH]);
                 }
@@ -401,7 +392,7 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
         // changes only positions under q).
         let len = n - n0;
         let first = len.min(INNER);
-        fill_ras(buf, n0, &r.chk[q..q + first]);
+        fill_ras(buf, n0, &r.chk.ra[q..q + first]);
         let mut id = None;
         let whole = recordable && n0 <= q && n < cap;
         if recordable && n0 <= q {
@@ -431,7 +422,7 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
         } else {
             r.valid = false;
         }
-        fill_ras(buf, n0 + first, &r.chk[q + first..q + len]);
+        fill_ras(buf, n0 + first, &r.chk.ra[q + first..q + len]);
         return Some(Walk::Frames { n, key: id, whole });
     }
     r.gen = gen;
@@ -451,15 +442,13 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
     Some(Walk::Frames { n, key: None, whole })
 }
 
-/// Writes the return addresses that `chk` re-checks to `buf[at..]`.
+/// Writes the return addresses `ras` to `buf[at..]`.
 ///
 /// # Safety
-/// `buf` must have room for `at + chk.len()` entries.
+/// `buf` must have room for `at + ras.len()` entries.
 #[inline(always)]
-unsafe fn fill_ras(buf: *mut usize, at: usize, chk: &[Check]) {
-    for (i, c) in chk.iter().enumerate() {
-        *buf.add(at + i) = c.ra;
-    }
+unsafe fn fill_ras(buf: *mut usize, at: usize, ras: &[usize]) {
+    std::ptr::copy_nonoverlapping(ras.as_ptr(), buf.add(at), ras.len());
 }
 
 /// Copies `src` into the scratch from index `at`, as far as it has room.

@@ -101,15 +101,103 @@ impl Frame {
     }
 }
 
-/// Re-checking recorded frame k: `*ra_at == ra` and `*bp_at == bp`, kept
-/// next to each other so the check loop reads one line per two frames. A
-/// frame that restores no rbp checks its return address twice: no branch.
-#[derive(Clone, Copy, Default)]
-pub struct Check {
-    pub ra_at: usize,
-    pub ra: usize,
-    pub bp_at: usize,
-    pub bp: usize,
+/// The re-checks of a record's frames, one array per field: frame k read
+/// its return address `ra[k]` at `ra_at[k]`, and, if bit k of `bp_mask` is
+/// set, the rbp it restores, `bp[k]`, at `bp_at[k]`. Bit k of `need_mask`:
+/// that rbp matters (some frame above reads it before another restores rbp:
+/// `!bp_free[k + 1]`). A run verified to its end checks only the return
+/// addresses and the rbps that matter: frames that restore a register no
+/// frame reads give the same stack whatever it held. All zero: no checks.
+#[derive(Clone, Copy)]
+pub struct Checks {
+    pub ra_at: [usize; DEPTH],
+    pub ra: [usize; DEPTH],
+    bp_at: [usize; DEPTH],
+    bp: [usize; DEPTH],
+    bp_mask: u64,
+    need_mask: u64,
+}
+
+/// Bits `lo..hi` of a u64 (hi ≤ 64).
+#[inline(always)]
+fn bits(lo: usize, hi: usize) -> u64 {
+    let below = |x: usize| if x >= 64 { !0u64 } else { (1u64 << x) - 1 };
+    below(hi) & !below(lo)
+}
+
+impl Checks {
+    /// Makes the check of frame k, entered in state `e`, whose caller's
+    /// state is `next`.
+    #[inline(always)]
+    fn set(&mut self, k: usize, e: &Frame, next: &Frame) {
+        self.ra_at[k] = next.sp.wrapping_sub(8);
+        self.ra[k] = next.pc + 1;
+        if e.bp_at() != 0 {
+            self.bp_at[k] = e.bp_at();
+            self.bp[k] = next.bp;
+            self.bp_mask |= 1 << k;
+        } else {
+            self.bp_mask &= !(1 << k);
+        }
+    }
+
+    /// Whether the rbp frame k restores matters (see the type's doc).
+    #[inline(always)]
+    fn set_needed(&mut self, k: usize, needed: bool) {
+        self.need_mask = (self.need_mask & !(1 << k)) | ((needed as u64) << k);
+    }
+
+    /// The first frame in `q..end` whose slots no longer hold what they
+    /// held, or `end` if the run from q gives the same stack as recorded.
+    ///
+    /// # Safety
+    /// The slots of frames `q..end` must be readable: the walk joined the
+    /// record at q (see the module doc).
+    #[inline(always)]
+    pub unsafe fn first_changed(&self, q: usize, end: usize) -> usize {
+        let end = end.min(DEPTH);
+        let mut k = q;
+        // SAFETY: the caller's.
+        while k < end && unsafe { (self.ra_at[k] as *const usize).read_unaligned() } == self.ra[k] {
+            k += 1;
+        }
+        // SAFETY (both): the caller's.
+        k = unsafe { self.first_bp_changed(self.need_mask & bits(q, k)) }.unwrap_or(k);
+        if k < end {
+            // The walk goes on from frame k with the recorded rbp: every
+            // rbp restored below it must hold, whether it mattered or not.
+            k = unsafe { self.first_bp_changed(self.bp_mask & bits(q, k)) }.unwrap_or(k);
+        }
+        k
+    }
+
+    /// The first frame in `m` (a bit set) whose restored rbp changed.
+    ///
+    /// # Safety
+    /// As `first_changed`, for the frames in `m`.
+    #[inline(always)]
+    unsafe fn first_bp_changed(&self, mut m: u64) -> Option<usize> {
+        while m != 0 {
+            let i = m.trailing_zeros() as usize;
+            // SAFETY: the caller's.
+            if unsafe { (self.bp_at[i] as *const usize).read_unaligned() } != self.bp[i] {
+                return Some(i);
+            }
+            m &= m - 1;
+        }
+        None
+    }
+
+    /// Becomes a copy of `other`'s checks of frames `b..`.
+    fn copy_from(&mut self, other: &Checks, b: usize) {
+        self.ra_at[b..].copy_from_slice(&other.ra_at[b..]);
+        self.ra[b..].copy_from_slice(&other.ra[b..]);
+        self.bp_at[b..].copy_from_slice(&other.bp_at[b..]);
+        self.bp[b..].copy_from_slice(&other.bp[b..]);
+        let above = bits(b, 64);
+        self.bp_mask = (self.bp_mask & !above) | (other.bp_mask & above);
+        self.need_mask = (self.need_mask & !above) | (other.need_mask & above);
+    }
 }
 
 pub struct Frames {
@@ -121,8 +209,8 @@ pub struct Frames {
     /// The rule cache's generation the record was made under.
     pub gen: u64,
     pub f: [Frame; DEPTH + 1],
-    /// `chk[k]` re-checks frame k (made from `f[k]` and `f[k + 1]`).
-    pub chk: [Check; DEPTH],
+    /// The re-check of frame k is made from `f[k]` and `f[k + 1]`.
+    pub chk: Checks,
     /// `bp_free[k]`: the walk from state k reads no rbp before some frame
     /// restores it from the stack, so state k's own rbp does not matter.
     pub bp_free: [bool; DEPTH + 1],
@@ -203,9 +291,13 @@ impl Frames {
                 self.f[k] = *s;
             }
             if (changed || above_changed) && k < DEPTH {
-                self.chk[k] = Check::of(s, &self.f[k + 1]);
+                let next = self.f[k + 1];
+                self.chk.set(k, s, &next);
             }
             self.bp_free[k] = !s.cfa_rbp() && k < DEPTH && (s.bp_at() != 0 || self.bp_free[k + 1]);
+            if k < DEPTH {
+                self.chk.set_needed(k, s.bp_at() != 0 && !self.bp_free[k + 1]);
+            }
             self.ver[k] = self.stamp;
             above_changed = changed;
         }
@@ -217,7 +309,7 @@ impl Frames {
     /// hook's caller and the return address into it.
     #[inline(always)]
     fn entry(&self) -> Option<(usize, usize)> {
-        (self.valid && self.base < DEPTH).then(|| (self.f[self.base].sp, self.chk[self.base].ra))
+        (self.valid && self.base < DEPTH).then(|| (self.f[self.base].sp, self.chk.ra[self.base]))
     }
 
     /// Becomes a copy of `other` (its live part), with new versions.
@@ -229,37 +321,10 @@ impl Frames {
         self.gen = other.gen;
         self.id = other.id;
         self.f[b..].copy_from_slice(&other.f[b..]);
-        self.chk[b..].copy_from_slice(&other.chk[b..]);
+        self.chk.copy_from(&other.chk, b);
         self.bp_free[b..].copy_from_slice(&other.bp_free[b..]);
         self.stamp += 1;
         self.ver[b..].fill(self.stamp);
-    }
-}
-
-impl Check {
-    /// True if the slots this check reads still hold what they held.
-    ///
-    /// # Safety
-    /// Both slots must be readable (see `Frame::recordable`).
-    #[inline(always)]
-    pub unsafe fn holds(&self) -> bool {
-        // SAFETY: the caller's.
-        let changed = unsafe {
-            ((self.ra_at as *const usize).read_unaligned() ^ self.ra) | ((self.bp_at as *const usize).read_unaligned() ^ self.bp)
-        };
-        changed == 0
-    }
-
-    /// The check for the frame entered in state `e`, whose caller's state
-    /// is `next`.
-    #[inline(always)]
-    fn of(e: &Frame, next: &Frame) -> Check {
-        let (ra_at, ra) = (next.sp.wrapping_sub(8), next.pc + 1);
-        if e.bp_at() != 0 {
-            Check { ra_at, ra, bp_at: e.bp_at(), bp: next.bp }
-        } else {
-            Check { ra_at, ra, bp_at: ra_at, bp: ra }
-        }
     }
 }
 
@@ -291,7 +356,7 @@ impl Shadow {
                 // lie in the live stack above `at`.
                 let b = r.base;
                 if (r.f[b].bp == bp || r.bp_free[b])
-                    && unsafe { r.chk[b].holds() && (b + 1 == DEPTH || r.chk[b + 1].holds()) }
+                    && unsafe { r.chk.first_changed(b, b + 2) == (b + 2).min(DEPTH) }
                 {
                     found = Some(i);
                     break;
