@@ -127,7 +127,7 @@ fn bits(lo: usize, hi: usize) -> u64 {
 
 impl Checks {
     /// Makes the check of frame k, entered in state `e`, whose caller's
-    /// state is `next`.
+    /// state is `next` (the masks are `Frames::write`'s).
     #[inline(always)]
     fn set(&mut self, k: usize, e: &Frame, next: &Frame) {
         self.ra_at[k] = next.sp.wrapping_sub(8);
@@ -135,16 +135,7 @@ impl Checks {
         if e.bp_at() != 0 {
             self.bp_at[k] = e.bp_at();
             self.bp[k] = next.bp;
-            self.bp_mask |= 1 << k;
-        } else {
-            self.bp_mask &= !(1 << k);
         }
-    }
-
-    /// Whether the rbp frame k restores matters (see the type's doc).
-    #[inline(always)]
-    fn set_needed(&mut self, k: usize, needed: bool) {
-        self.need_mask = (self.need_mask & !(1 << k)) | ((needed as u64) << k);
     }
 
     /// The first frame in `q..end` whose slots no longer hold what they
@@ -275,32 +266,40 @@ impl Frame {
 impl Frames {
     /// Writes `states` at positions `from..` and gives them all a new
     /// version (see the module doc: every position up to the highest one
-    /// changed must get one). A frame equal to the one already there (a
-    /// walk that joined below a change and went on: same depth, same inner
-    /// frames) is not copied, and its check is remade only if the frame
-    /// above it changed.
+    /// changed must get one), and remakes their checks.
+    ///
+    /// The rbp bookkeeping (`bp_free`, the check masks) is carried in
+    /// locals and stored once: through memory, each position would wait for
+    /// the store of the one above.
     #[inline]
     pub fn write(&mut self, from: usize, states: &[Frame]) {
         self.stamp += 1;
         self.id = 0;
-        let mut above_changed = false;
+        let stamp = self.stamp;
+        let top = from + states.len();
+        let span = bits(from.min(DEPTH), top.min(DEPTH));
+        let (mut bp_mask, mut need_mask) = (self.chk.bp_mask & !span, self.chk.need_mask & !span);
+        // bp_free of the position above the one being written.
+        let mut free_above = top <= DEPTH && self.bp_free[top];
         for (i, s) in states.iter().enumerate().rev() {
             let k = from + i;
-            let changed = self.f[k] != *s;
-            if changed {
-                self.f[k] = *s;
-            }
-            if (changed || above_changed) && k < DEPTH {
+            // Copied and re-made whether or not they changed: stores are
+            // cheaper than the mispredicted branch on "changed".
+            self.f[k] = *s;
+            let has_bp = s.bp_at() != 0;
+            if k < DEPTH {
                 let next = self.f[k + 1];
                 self.chk.set(k, s, &next);
+                bp_mask |= (has_bp as u64) << k;
+                need_mask |= ((has_bp && !free_above) as u64) << k;
             }
-            self.bp_free[k] = !s.cfa_rbp() && k < DEPTH && (s.bp_at() != 0 || self.bp_free[k + 1]);
-            if k < DEPTH {
-                self.chk.set_needed(k, s.bp_at() != 0 && !self.bp_free[k + 1]);
-            }
-            self.ver[k] = self.stamp;
-            above_changed = changed;
+            let free = k < DEPTH && !s.cfa_rbp() && (has_bp || free_above);
+            self.bp_free[k] = free;
+            self.ver[k] = stamp;
+            free_above = free;
         }
+        self.chk.bp_mask = bp_mask;
+        self.chk.need_mask = need_mask;
     }
 }
 
