@@ -280,7 +280,7 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
             // frame states (same sp, rbp and pc): from there every frame is
             // the same as long as the slots it read still hold the same
             // values, so only those are re-read, no rule is looked up.
-            if p < DEPTH && r.f[p].sp == sp && r.f[p].pc == look && (r.f[p].bp == bp || r.bp_free[p]) {
+            if p < DEPTH && r.f[p].sp == sp && r.f[p].pc == look && (r.f[p].bp == bp || r.bp_free(p)) {
                 let (q, n0) = (p, n);
                 let end = DEPTH.min(q + (cap - n));
                 // Frame k read its return address just below the next
@@ -288,7 +288,7 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
                 // SAFETY: recorded frames read only inside themselves, so
                 // these slots lie between our sp (= f[q].sp) and the
                 // record's last sp, in this thread's stack (shadow.rs).
-                let k = unsafe { r.chk.first_changed(q, end) };
+                let k = unsafe { r.first_changed(q, end) };
                 n = n0 + (k - q);
                 if k == end && (n == cap || end == DEPTH) {
                     // Verified up to the buffer's end or the record's. Their
@@ -307,7 +307,7 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
                     // Frame k's slots changed: keep the verified frames in
                     // buf and the scratch, walk frame k, look for a later
                     // join (never at k again: that would loop).
-                    fill_ras(buf, n0, &r.chk.ra[q..k]);
+                    fill_ras(buf, n0, r, q..k);
                     if let Some(t) = tmp.as_deref_mut() {
                         copy_frames(t, n0, &r.f[q..k]);
                     }
@@ -361,7 +361,7 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
         // there): the joined frames move to the scratch like any others.
         if let Some((q, n0)) = pending.take() {
             if let Some(r) = rec.as_deref() {
-                fill_ras(buf, n0, &r.chk.ra[q..DEPTH]);
+                fill_ras(buf, n0, r, q..DEPTH);
                 if let Some(t) = tmp.as_deref_mut() {
                     copy_frames(t, n0, &r.f[q..DEPTH]);
                 }
@@ -392,7 +392,7 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
         // changes only positions under q).
         let len = n - n0;
         let first = len.min(INNER);
-        fill_ras(buf, n0, &r.chk.ra[q..q + first]);
+        fill_ras(buf, n0, r, q..q + first);
         let mut id = None;
         let whole = recordable && n0 <= q && n < cap;
         if recordable && n0 <= q {
@@ -422,7 +422,7 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
         } else {
             r.valid = false;
         }
-        fill_ras(buf, n0 + first, &r.chk.ra[q + first..q + len]);
+        fill_ras(buf, n0 + first, r, q + first..q + len);
         return Some(Walk::Frames { n, key: id, whole });
     }
     r.gen = gen;
@@ -442,13 +442,16 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
     Some(Walk::Frames { n, key: None, whole })
 }
 
-/// Writes the return addresses `ras` to `buf[at..]`.
+/// Writes the return addresses of the record's frames `range` to
+/// `buf[at..]`.
 ///
 /// # Safety
-/// `buf` must have room for `at + ras.len()` entries.
+/// `buf` must have room for `at + range.len()` entries.
 #[inline(always)]
-unsafe fn fill_ras(buf: *mut usize, at: usize, ras: &[usize]) {
-    std::ptr::copy_nonoverlapping(ras.as_ptr(), buf.add(at), ras.len());
+unsafe fn fill_ras(buf: *mut usize, at: usize, r: &Frames, range: std::ops::Range<usize>) {
+    for (i, k) in range.enumerate() {
+        *buf.add(at + i) = r.ra(k);
+    }
 }
 
 /// Copies `src` into the scratch from index `at`, as far as it has room.

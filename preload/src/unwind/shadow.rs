@@ -101,94 +101,11 @@ impl Frame {
     }
 }
 
-/// The re-checks of a record's frames, one array per field: frame k read
-/// its return address `ra[k]` at `ra_at[k]`, and, if bit k of `bp_mask` is
-/// set, the rbp it restores, `bp[k]`, at `bp_at[k]`. Bit k of `need_mask`:
-/// that rbp matters (some frame above reads it before another restores rbp:
-/// `!bp_free[k + 1]`). A run verified to its end checks only the return
-/// addresses and the rbps that matter: frames that restore a register no
-/// frame reads give the same stack whatever it held. All zero: no checks.
-#[derive(Clone, Copy)]
-pub struct Checks {
-    pub ra_at: [usize; DEPTH],
-    pub ra: [usize; DEPTH],
-    bp_at: [usize; DEPTH],
-    bp: [usize; DEPTH],
-    bp_mask: u64,
-    need_mask: u64,
-}
-
 /// Bits `lo..hi` of a u64 (hi ≤ 64).
 #[inline(always)]
 fn bits(lo: usize, hi: usize) -> u64 {
     let below = |x: usize| if x >= 64 { !0u64 } else { (1u64 << x) - 1 };
     below(hi) & !below(lo)
-}
-
-impl Checks {
-    /// Makes the check of frame k, entered in state `e`, whose caller's
-    /// state is `next` (the masks are `Frames::write`'s).
-    #[inline(always)]
-    fn set(&mut self, k: usize, e: &Frame, next: &Frame) {
-        self.ra_at[k] = next.sp.wrapping_sub(8);
-        self.ra[k] = next.pc + 1;
-        if e.bp_at() != 0 {
-            self.bp_at[k] = e.bp_at();
-            self.bp[k] = next.bp;
-        }
-    }
-
-    /// The first frame in `q..end` whose slots no longer hold what they
-    /// held, or `end` if the run from q gives the same stack as recorded.
-    ///
-    /// # Safety
-    /// The slots of frames `q..end` must be readable: the walk joined the
-    /// record at q (see the module doc).
-    #[inline(always)]
-    pub unsafe fn first_changed(&self, q: usize, end: usize) -> usize {
-        let end = end.min(DEPTH);
-        let mut k = q;
-        // SAFETY: the caller's.
-        while k < end && unsafe { (self.ra_at[k] as *const usize).read_unaligned() } == self.ra[k] {
-            k += 1;
-        }
-        // SAFETY (both): the caller's.
-        k = unsafe { self.first_bp_changed(self.need_mask & bits(q, k)) }.unwrap_or(k);
-        if k < end {
-            // The walk goes on from frame k with the recorded rbp: every
-            // rbp restored below it must hold, whether it mattered or not.
-            k = unsafe { self.first_bp_changed(self.bp_mask & bits(q, k)) }.unwrap_or(k);
-        }
-        k
-    }
-
-    /// The first frame in `m` (a bit set) whose restored rbp changed.
-    ///
-    /// # Safety
-    /// As `first_changed`, for the frames in `m`.
-    #[inline(always)]
-    unsafe fn first_bp_changed(&self, mut m: u64) -> Option<usize> {
-        while m != 0 {
-            let i = m.trailing_zeros() as usize;
-            // SAFETY: the caller's.
-            if unsafe { (self.bp_at[i] as *const usize).read_unaligned() } != self.bp[i] {
-                return Some(i);
-            }
-            m &= m - 1;
-        }
-        None
-    }
-
-    /// Becomes a copy of `other`'s checks of frames `b..`.
-    fn copy_from(&mut self, other: &Checks, b: usize) {
-        self.ra_at[b..].copy_from_slice(&other.ra_at[b..]);
-        self.ra[b..].copy_from_slice(&other.ra[b..]);
-        self.bp_at[b..].copy_from_slice(&other.bp_at[b..]);
-        self.bp[b..].copy_from_slice(&other.bp[b..]);
-        let above = bits(b, 64);
-        self.bp_mask = (self.bp_mask & !above) | (other.bp_mask & above);
-        self.need_mask = (self.need_mask & !above) | (other.need_mask & above);
-    }
 }
 
 pub struct Frames {
@@ -199,12 +116,22 @@ pub struct Frames {
     pub last_ends: bool,
     /// The rule cache's generation the record was made under.
     pub gen: u64,
+    /// The re-check of frame k reads `f[k + 1]`: its return address
+    /// `f[k + 1].pc + 1` at `f[k + 1].sp − 8`, and the rbp it restores (if
+    /// bit k of `bp_mask` is set) `f[k + 1].bp` at `f[k].bp_at()`. Nothing
+    /// else is stored for the checks: a write stores each frame once.
     pub f: [Frame; DEPTH + 1],
-    /// The re-check of frame k is made from `f[k]` and `f[k + 1]`.
-    pub chk: Checks,
-    /// `bp_free[k]`: the walk from state k reads no rbp before some frame
-    /// restores it from the stack, so state k's own rbp does not matter.
-    pub bp_free: [bool; DEPTH + 1],
+    /// Bit k: frame k restores rbp from the stack.
+    bp_mask: u64,
+    /// Bit k: the rbp frame k restores matters (some frame above reads it
+    /// before another restores rbp: `!bp_free(k + 1)`). A run verified to
+    /// its end checks only the return addresses and these: a frame that
+    /// restores a register no frame reads gives the same stack whatever it
+    /// held.
+    need_mask: u64,
+    /// Bit k: the walk from state k reads no rbp before some frame restores
+    /// it from the stack, so state k's own rbp does not matter (`bp_free`).
+    free_mask: u64,
     /// Set to a new `stamp` on every write of position k.
     ver: [u64; DEPTH + 1],
     stamp: u64,
@@ -278,28 +205,81 @@ impl Frames {
         let stamp = self.stamp;
         let top = from + states.len();
         let span = bits(from.min(DEPTH), top.min(DEPTH));
-        let (mut bp_mask, mut need_mask) = (self.chk.bp_mask & !span, self.chk.need_mask & !span);
+        let keep = !span;
+        let (mut bp_mask, mut need_mask, mut free_mask) =
+            (self.bp_mask & keep, self.need_mask & keep, self.free_mask & keep);
         // bp_free of the position above the one being written.
-        let mut free_above = top <= DEPTH && self.bp_free[top];
+        let mut free_above = self.bp_free(top);
         for (i, s) in states.iter().enumerate().rev() {
             let k = from + i;
-            // Copied and re-made whether or not they changed: stores are
-            // cheaper than the mispredicted branch on "changed".
             self.f[k] = *s;
             let has_bp = s.bp_at() != 0;
+            let free = k < DEPTH && !s.cfa_rbp() && (has_bp || free_above);
             if k < DEPTH {
-                let next = self.f[k + 1];
-                self.chk.set(k, s, &next);
                 bp_mask |= (has_bp as u64) << k;
                 need_mask |= ((has_bp && !free_above) as u64) << k;
+                free_mask |= (free as u64) << k;
             }
-            let free = k < DEPTH && !s.cfa_rbp() && (has_bp || free_above);
-            self.bp_free[k] = free;
             self.ver[k] = stamp;
             free_above = free;
         }
-        self.chk.bp_mask = bp_mask;
-        self.chk.need_mask = need_mask;
+        self.bp_mask = bp_mask;
+        self.need_mask = need_mask;
+        self.free_mask = free_mask;
+    }
+
+    /// `bp_free` of state k (see `free_mask`); the record's last state
+    /// (DEPTH) is never free: nothing is known of its rule.
+    #[inline(always)]
+    pub fn bp_free(&self, k: usize) -> bool {
+        k < DEPTH && (self.free_mask >> k) & 1 != 0
+    }
+
+    /// The return address frame k read (k < DEPTH).
+    #[inline(always)]
+    pub fn ra(&self, k: usize) -> usize {
+        self.f[k + 1].pc + 1
+    }
+
+    /// The first frame in `q..end` whose slots no longer hold what they
+    /// held, or `end` if the run from q gives the same stack as recorded.
+    ///
+    /// # Safety
+    /// The slots of frames `q..end` must be readable: the walk joined the
+    /// record at q (see the module doc).
+    #[inline(always)]
+    pub unsafe fn first_changed(&self, q: usize, end: usize) -> usize {
+        let end = end.min(DEPTH);
+        let mut k = q;
+        // SAFETY: the caller's.
+        while k < end && unsafe { (self.f[k + 1].sp.wrapping_sub(8) as *const usize).read_unaligned() } == self.ra(k) {
+            k += 1;
+        }
+        // SAFETY (both): the caller's.
+        k = unsafe { self.first_bp_changed(self.need_mask & bits(q, k)) }.unwrap_or(k);
+        if k < end {
+            // The walk goes on from frame k with the recorded rbp: every
+            // rbp restored below it must hold, whether it mattered or not.
+            k = unsafe { self.first_bp_changed(self.bp_mask & bits(q, k)) }.unwrap_or(k);
+        }
+        k
+    }
+
+    /// The first frame in `m` (a bit set) whose restored rbp changed.
+    ///
+    /// # Safety
+    /// As `first_changed`, for the frames in `m`.
+    #[inline(always)]
+    unsafe fn first_bp_changed(&self, mut m: u64) -> Option<usize> {
+        while m != 0 {
+            let i = m.trailing_zeros() as usize;
+            // SAFETY: the caller's.
+            if unsafe { (self.f[i].bp_at() as *const usize).read_unaligned() } != self.f[i + 1].bp {
+                return Some(i);
+            }
+            m &= m - 1;
+        }
+        None
     }
 }
 
@@ -308,7 +288,7 @@ impl Frames {
     /// hook's caller and the return address into it.
     #[inline(always)]
     fn entry(&self) -> Option<(usize, usize)> {
-        (self.valid && self.base < DEPTH).then(|| (self.f[self.base].sp, self.chk.ra[self.base]))
+        (self.valid && self.base < DEPTH).then(|| (self.f[self.base].sp, self.ra(self.base)))
     }
 
     /// Becomes a copy of `other` (its live part), with new versions.
@@ -320,8 +300,9 @@ impl Frames {
         self.gen = other.gen;
         self.id = other.id;
         self.f[b..].copy_from_slice(&other.f[b..]);
-        self.chk.copy_from(&other.chk, b);
-        self.bp_free[b..].copy_from_slice(&other.bp_free[b..]);
+        self.bp_mask = other.bp_mask;
+        self.need_mask = other.need_mask;
+        self.free_mask = other.free_mask;
         self.stamp += 1;
         self.ver[b..].fill(self.stamp);
     }
@@ -354,8 +335,7 @@ impl Shadow {
                 // only inside themselves (Frame::recordable): their slots
                 // lie in the live stack above `at`.
                 let b = r.base;
-                if (r.f[b].bp == bp || r.bp_free[b])
-                    && unsafe { r.chk.first_changed(b, b + 2) == (b + 2).min(DEPTH) }
+                if (r.f[b].bp == bp || r.bp_free(b)) && unsafe { r.first_changed(b, b + 2) == (b + 2).min(DEPTH) }
                 {
                     found = Some(i);
                     break;
