@@ -233,13 +233,13 @@ fn stack_id_in<const N: usize>(buf: &mut [MaybeUninit<usize>; N], limit: usize, 
             // scratch (or null) and `caller` our hook's entry state.
             match unsafe { ehframe::backtrace(ptr, limit + 1, caller, sh) } {
                 Some(Walk::Id(id)) => return id,
-                Some(Walk::Frames { n, key, whole }) => {
+                Some(Walk::Frames { n, keyed, whole }) => {
                     // SAFETY: the walk initialised buf[..n].
                     let frames = unsafe { std::slice::from_raw_parts(ptr, n) };
                     let id = intern_cut(frames, limit);
-                    // SAFETY: a key or a whole record only comes with a
+                    // SAFETY: keyed or whole only come with a
                     // non-null shadow.
-                    unsafe { remember(sh, key, whole, id) };
+                    unsafe { remember(sh, keyed, whole, id) };
                     return id;
                 }
                 None => {}
@@ -255,11 +255,11 @@ fn stack_id_in<const N: usize>(buf: &mut [MaybeUninit<usize>; N], limit: usize, 
 /// Tells the thread's shadow the id of the stack a walk returned.
 ///
 /// # Safety
-/// `sh` must be this thread's shadow if `key` is some or `whole` is set.
+/// `sh` must be this thread's shadow if `keyed` or `whole` is set.
 #[inline(always)]
-unsafe fn remember(sh: *mut Shadow, key: Option<shadow::IdKey>, whole: bool, id: u32) {
-    if let Some(key) = key {
-        (*sh).remember(&key, id);
+unsafe fn remember(sh: *mut Shadow, keyed: bool, whole: bool, id: u32) {
+    if keyed {
+        (*sh).remember(id);
     }
     if whole {
         (*sh).remember_whole(id);
@@ -303,11 +303,11 @@ fn check_stack_id<const N: usize>(buf: &mut [MaybeUninit<usize>; N], limit: usiz
             }
             f
         }
-        Some(Walk::Frames { n, key, whole }) => {
+        Some(Walk::Frames { n, keyed, whole }) => {
             let got = &other[..n.min(limit)];
             if got == &slow[..] && (n > limit) == truncated {
                 // SAFETY: as in stack_id_in.
-                unsafe { remember(sh, key, whole, id) };
+                unsafe { remember(sh, keyed, whole, id) };
             }
             let mut v = got.to_vec();
             if (n > limit) != truncated {

@@ -28,7 +28,7 @@
 //! its `.eh_frame_hdr` binary-search table and the FDE, with gimli's context
 //! on the stack (nothing allocated).
 
-use super::shadow::{Frame, Frames, IdKey, Shadow, DEPTH, INNER};
+use super::shadow::{Frame, Frames, Shadow, DEPTH, INNER};
 use gimli::UnwindSection;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
@@ -209,11 +209,11 @@ const ENTRY_RULE: Rule = Rule::Simple { cfa_rbp: false, cfa_off: 8, rbp_off: Non
 
 /// What a walk found.
 pub enum Walk {
-    /// `n` return addresses in `buf`; `key`: where their id is to be
-    /// remembered (`Shadow::remember`), if the stack can be cached; `whole`:
+    /// `n` return addresses in `buf`; `keyed`: the shadow holds the key
+    /// their id is to be remembered under (`Shadow::remember`); `whole`:
     /// the thread's current record now holds exactly this stack, so its id
     /// goes there too (`Shadow::remember_whole`).
-    Frames { n: usize, key: Option<IdKey>, whole: bool },
+    Frames { n: usize, keyed: bool, whole: bool },
     /// The stack is one the thread interned recently: its id.
     Id(u32),
 }
@@ -378,7 +378,7 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
         look = ra - 1;
     }
     let Some(r) = rec else {
-        return Some(Walk::Frames { n, key: None, whole: false });
+        return Some(Walk::Frames { n, keyed: false, whole: false });
     };
     let t = tmp.expect("scratch comes with the record");
     if let Some((q, n0)) = pending {
@@ -393,7 +393,7 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
         let len = n - n0;
         let first = len.min(INNER);
         fill_ras(buf, n0, r, q..q + first);
-        let mut id = None;
+        let mut keyed = false;
         let whole = recordable && n0 <= q && n < cap;
         if recordable && n0 <= q {
             r.gen = gen;
@@ -415,7 +415,10 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
                             }
                             return Some(Walk::Id(i));
                         }
-                        None => id = Some(key),
+                        None => {
+                            (*sh).hold(key);
+                            keyed = true;
+                        }
                     }
                 }
             }
@@ -423,7 +426,7 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
             r.valid = false;
         }
         fill_ras(buf, n0 + first, r, q + first..q + len);
-        return Some(Walk::Frames { n, key: id, whole });
+        return Some(Walk::Frames { n, keyed, whole });
     }
     r.gen = gen;
     let whole = recordable && n <= DEPTH && n < cap;
@@ -439,7 +442,7 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
     } else {
         r.valid = false;
     }
-    Some(Walk::Frames { n, key: None, whole })
+    Some(Walk::Frames { n, keyed: false, whole })
 }
 
 /// Writes the return addresses of the record's frames `range` to

@@ -171,6 +171,10 @@ pub struct Shadow {
     used: [u64; RECORDS],
     tick: u64,
     misses: u64,
+    /// The key of the last walk that missed the id table, to be given its
+    /// id (`remember`). Kept here rather than returned: a key copied through
+    /// the return value field by field stalled its reload (store forwarding).
+    pending: IdKey,
 }
 
 const _: () = assert!(std::mem::size_of::<Shadow>() <= crate::ring::SCRATCH_BYTES);
@@ -418,14 +422,21 @@ impl Shadow {
         (e.id != 0 && diff == 0).then_some(e.id)
     }
 
-    /// Remembers `id` for `key`. To be called after the record was updated
-    /// by the walk that made the key (which leaves position q as it was).
-    pub fn remember(&mut self, key: &IdKey, id: u32) {
-        let mut e = key.entry;
+    /// Holds `key` until its id is known (`remember`).
+    #[inline(always)]
+    pub fn hold(&mut self, key: IdKey) {
+        self.pending = key;
+    }
+
+    /// Remembers `id` for the held key. To be called after the record was
+    /// updated by the walk that made the key (which leaves position q as it
+    /// was).
+    pub fn remember(&mut self, id: u32) {
+        let mut e = self.pending.entry;
         if self.recs[e.rec as usize].ver[e.q as usize] != e.ver {
             return;
         }
         e.id = id;
-        self.ids[key.slot] = e;
+        self.ids[self.pending.slot] = e;
     }
 }
