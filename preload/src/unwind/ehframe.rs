@@ -28,7 +28,7 @@
 //! its `.eh_frame_hdr` binary-search table and the FDE, with gimli's context
 //! on the stack (nothing allocated).
 
-use super::shadow::{Frame, Frames, Shadow, DEPTH, INNER};
+use super::shadow::{bits, Frame, Frames, Shadow, DEPTH, INNER};
 use gimli::UnwindSection;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
@@ -262,6 +262,12 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
         Some(r) if old_ok => r.base,
         _ => DEPTH,
     };
+    // Scratch entries not copied (bit i: tmp[i] is the record's f[p0 + i]):
+    // runs verified where the walk's frame count matches the record's
+    // (`p0 + n` = position), which the final write finds in place if the
+    // walk ends at the record's depth. Else they are copied then.
+    let p0 = p;
+    let mut in_place = 0u64;
     // Some((q, n0)): the walk joined the record at position q after n0
     // frames of its own and verified every frame above: unless the walk goes
     // on, those frames stay where they are and only tmp[..n0] is placed below.
@@ -308,7 +314,9 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
                     // buf and the scratch, walk frame k, look for a later
                     // join (never at k again: that would loop).
                     fill_ras(buf, n0, r, q..k);
-                    if let Some(t) = tmp.as_deref_mut() {
+                    if q == p0 + n0 {
+                        in_place |= bits(n0, n0 + (k - q));
+                    } else if let Some(t) = tmp.as_deref_mut() {
                         copy_frames(t, n0, &r.f[q..k]);
                     }
                     let e = r.f[k];
@@ -362,7 +370,9 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
         if let Some((q, n0)) = pending.take() {
             if let Some(r) = rec.as_deref() {
                 fill_ras(buf, n0, r, q..DEPTH);
-                if let Some(t) = tmp.as_deref_mut() {
+                if q == p0 + n0 {
+                    in_place |= bits(n0, n0 + (DEPTH - q));
+                } else if let Some(t) = tmp.as_deref_mut() {
                     copy_frames(t, n0, &r.f[q..DEPTH]);
                 }
             }
@@ -397,7 +407,7 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
         let whole = recordable && n0 <= q && n < cap;
         if recordable && n0 <= q {
             r.gen = gen;
-            r.write(q - n0, &t[..n0]);
+            write_back(r, t, q - n0, n0, p0, in_place);
             r.base = q - n0;
             r.valid = true;
             // The walk ended at the record's end (not cut by the buffer):
@@ -435,7 +445,7 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
         // closes it (frame i's return address and restored rbp are read
         // from entry i + 1).
         t[n] = Frame::new(sp, bp, look, true);
-        r.write(DEPTH - n, &t[..=n]);
+        write_back(r, t, DEPTH - n, n + 1, p0, in_place);
         r.base = DEPTH - n;
         r.valid = true;
         r.last_ends = ended_by_rule;
@@ -455,6 +465,24 @@ unsafe fn fill_ras(buf: *mut usize, at: usize, r: &Frames, range: std::ops::Rang
     for (i, k) in range.enumerate() {
         *buf.add(at + i) = r.ra(k);
     }
+}
+
+/// Writes the walk's `len` frame states to the record from position `from`:
+/// the scratch, except the entries `in_place` (found at `p0 + i`), which are
+/// already there if `from == p0` and copied into the scratch first if not.
+#[inline(always)]
+fn write_back(r: &mut Frames, t: &mut [Frame; DEPTH + 1], from: usize, len: usize, p0: usize, in_place: u64) {
+    if from == p0 {
+        r.write(from, &t[..len], in_place);
+        return;
+    }
+    let mut m = in_place;
+    while m != 0 {
+        let i = m.trailing_zeros() as usize;
+        t[i] = r.f[p0 + i];
+        m &= m - 1;
+    }
+    r.write(from, &t[..len], 0);
 }
 
 /// Copies `src` into the scratch from index `at`, as far as it has room.

@@ -101,9 +101,21 @@ impl Frame {
     }
 }
 
+/// `from`, plus every bit below a bit of the result whose position is in
+/// `through` (a downward occluded fill, in six steps instead of a loop
+/// over the positions).
+#[inline(always)]
+fn fill_down(mut from: u64, mut through: u64) -> u64 {
+    for shift in [1, 2, 4, 8, 16, 32] {
+        from |= through & (from >> shift);
+        through &= through >> shift;
+    }
+    from
+}
+
 /// Bits `lo..hi` of a u64 (hi ≤ 64).
 #[inline(always)]
-fn bits(lo: usize, hi: usize) -> u64 {
+pub fn bits(lo: usize, hi: usize) -> u64 {
     let below = |x: usize| if x >= 64 { !0u64 } else { (1u64 << x) - 1 };
     below(hi) & !below(lo)
 }
@@ -123,6 +135,8 @@ pub struct Frames {
     pub f: [Frame; DEPTH + 1],
     /// Bit k: frame k restores rbp from the stack.
     bp_mask: u64,
+    /// Bit k: frame k computes its CFA from rbp.
+    cfa_mask: u64,
     /// Bit k: the rbp frame k restores matters (some frame above reads it
     /// before another restores rbp: `!bp_free(k + 1)`). A run verified to
     /// its end checks only the return addresses and these: a frame that
@@ -197,39 +211,43 @@ impl Frame {
 impl Frames {
     /// Writes `states` at positions `from..` and gives them all a new
     /// version (see the module doc: every position up to the highest one
-    /// changed must get one), and remakes their checks.
-    ///
-    /// The rbp bookkeeping (`bp_free`, the check masks) is carried in
-    /// locals and stored once: through memory, each position would wait for
-    /// the store of the one above.
+    /// changed must get one). Bit i of `in_place`: `states[i]` is not
+    /// meaningful, the frame at `from + i` stays (a verified run the walk
+    /// found where it goes). The re-checks need nothing else (they read the
+    /// frames); the rbp masks are recomputed whole, a few bit operations.
     #[inline]
-    pub fn write(&mut self, from: usize, states: &[Frame]) {
+    pub fn write(&mut self, from: usize, states: &[Frame], in_place: u64) {
         self.stamp += 1;
         self.id = 0;
         let stamp = self.stamp;
-        let top = from + states.len();
-        let span = bits(from.min(DEPTH), top.min(DEPTH));
-        let keep = !span;
-        let (mut bp_mask, mut need_mask, mut free_mask) =
-            (self.bp_mask & keep, self.need_mask & keep, self.free_mask & keep);
-        // bp_free of the position above the one being written.
-        let mut free_above = self.bp_free(top);
-        for (i, s) in states.iter().enumerate().rev() {
-            let k = from + i;
-            self.f[k] = *s;
-            let has_bp = s.bp_at() != 0;
-            let free = k < DEPTH && !s.cfa_rbp() && (has_bp || free_above);
+        let len = states.len();
+        let below = bits(0, from.min(DEPTH));
+        let (mut bp, mut cfa) = (self.bp_mask & !below, self.cfa_mask & !below);
+        let mut todo = bits(0, len.min(64)) & !in_place;
+        while todo != 0 {
+            let i = todo.trailing_zeros() as usize;
+            todo &= todo - 1;
+            let (k, s) = (from + i, states[i]);
+            self.f[k] = s;
             if k < DEPTH {
-                bp_mask |= (has_bp as u64) << k;
-                need_mask |= ((has_bp && !free_above) as u64) << k;
-                free_mask |= (free as u64) << k;
+                let b = 1u64 << k;
+                bp = if s.bp_at() != 0 { bp | b } else { bp & !b };
+                cfa = if s.cfa_rbp() { cfa | b } else { cfa & !b };
             }
-            self.ver[k] = stamp;
-            free_above = free;
         }
-        self.bp_mask = bp_mask;
-        self.need_mask = need_mask;
-        self.free_mask = free_mask;
+        if len > 64 {
+            // A record 65 states deep: its last one, at DEPTH.
+            self.f[from + 64] = states[64];
+        }
+        for v in &mut self.ver[from..from + len] {
+            *v = stamp;
+        }
+        self.bp_mask = bp;
+        self.cfa_mask = cfa;
+        // State k's rbp is free if frame k restores it and does not read it
+        // for its CFA, or reads it for nothing and state k + 1's is free.
+        self.free_mask = fill_down(bp & !cfa, !(bp | cfa));
+        self.need_mask = bp & !(self.free_mask >> 1);
     }
 
     /// `bp_free` of state k (see `free_mask`); the record's last state
@@ -305,6 +323,7 @@ impl Frames {
         self.id = other.id;
         self.f[b..].copy_from_slice(&other.f[b..]);
         self.bp_mask = other.bp_mask;
+        self.cfa_mask = other.cfa_mask;
         self.need_mask = other.need_mask;
         self.free_mask = other.free_mask;
         self.stamp += 1;
