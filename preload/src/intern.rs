@@ -2,15 +2,16 @@
 //!
 //! A global, insert-only, lock-free open-addressing hash table whose memory
 //! comes from mmap (never malloc, so it works inside the malloc hook):
-//! - `LEVELS`: slot arrays of `tag << 32 | id` (0 = empty), tag = high hash
-//!   bits. Level 0 has 2^15 slots; when a level is 3/4 full the next one,
+//! - `LEVELS`: slot arrays of `tag << 32 | arena word index + 1` (0 =
+//!   empty), tag = high hash bits: a lookup goes straight to the entry (one
+//!   memory access fewer than through the id). Level 0 has 2^15 slots; when a level is 3/4 full the next one,
 //!   4× larger, is mapped and new stacks go there; lookups try every level
 //!   in order. Small programs thus touch 256 KiB, not a 32 MiB table whose
 //!   pages a hash would spread every stack over. Two threads inserting the
 //!   same new stack just as a level fills may get two ids for it: harmless
 //!   (the analyzer merges by frames), and rare;
 //! - the arena: append-only words, one entry per id: `[len | truncated <<
-//!   32, hash, frames...]`, in 16 MiB chunks mapped on demand;
+//!   32, id, frames...]`, in 16 MiB chunks mapped on demand;
 //! - the offsets: id → arena word index + 1, so the writer can read a
 //!   stack; in chunks of 2^16 ids mapped on demand.
 //!
@@ -145,8 +146,10 @@ fn lookup(table: *mut AtomicU64, k: usize, h: u64, tag: u32, frames: &[usize], t
         if v == 0 {
             return None;
         }
-        if (v >> 32) as u32 == tag && matches(v as u32, frames, truncated) {
-            return Some(v as u32);
+        if (v >> 32) as u32 == tag {
+            if let Some(id) = entry_id_if(v as u32, frames, truncated) {
+                return Some(id);
+            }
         }
         i = (i + 1) & mask;
     }
@@ -194,10 +197,9 @@ pub fn intern(frames: &[usize], truncated: bool) -> u32 {
         return 0;
     };
     let table = LEVELS[k].load(Ordering::Acquire);
-    let new_id = alloc_entry(frames, truncated, h);
-    if new_id == 0 {
+    let Some((new_id, pos)) = alloc_entry(frames, truncated) else {
         return 0;
-    }
+    };
     let mask = level_slots(k) - 1;
     let mut i = h as usize & mask;
     loop {
@@ -205,7 +207,7 @@ pub fn intern(frames: &[usize], truncated: bool) -> u32 {
         let slot = unsafe { &*table.add(i) };
         let mut v = slot.load(Ordering::Acquire);
         if v == 0 {
-            let nv = (tag as u64) << 32 | new_id as u64;
+            let nv = (tag as u64) << 32 | (pos as u64 + 1);
             match slot.compare_exchange(0, nv, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
                     FILL[k].fetch_add(1, Ordering::Relaxed);
@@ -216,20 +218,25 @@ pub fn intern(frames: &[usize], truncated: bool) -> u32 {
         }
         // Someone inserted the same stack meanwhile: use theirs (our id is
         // simply never used).
-        if (v >> 32) as u32 == tag && matches(v as u32, frames, truncated) {
-            return v as u32;
+        if (v >> 32) as u32 == tag {
+            if let Some(id) = entry_id_if(v as u32, frames, truncated) {
+                return id;
+            }
         }
         i = (i + 1) & mask;
     }
 }
 
-fn alloc_entry(frames: &[usize], truncated: bool, h: u64) -> u32 {
+/// Claims an id and arena space for `frames` and writes the entry; its
+/// offset is published for `get`, the slot is the caller's. (id, arena word
+/// index), or None if the tables are full.
+fn alloc_entry(frames: &[usize], truncated: bool) -> Option<(u32, usize)> {
     if NEXT_ID.load(Ordering::Relaxed) >= MAX_IDS {
-        return 0;
+        return None;
     }
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     if id >= MAX_IDS {
-        return 0;
+        return None;
     }
     let words = frames.len() + 2;
     let cw = 1usize << ARENA_CHUNK_BITS;
@@ -238,29 +245,25 @@ fn alloc_entry(frames: &[usize], truncated: bool, h: u64) -> u32 {
     let pos = loop {
         let pos = ARENA_POS.fetch_add(words, Ordering::Relaxed);
         if (pos >> ARENA_CHUNK_BITS) >= ARENA_CHUNKS {
-            return 0;
+            return None;
         }
         if (pos & (cw - 1)) + words <= cw {
             break pos;
         }
     };
-    if chunk(&ARENA, pos >> ARENA_CHUNK_BITS, 8 << ARENA_CHUNK_BITS).is_none() {
-        return 0;
-    }
-    let (Some(e), Some(slot)) = (arena_word(pos), offset_slot(id, true)) else {
-        return 0;
-    };
+    chunk(&ARENA, pos >> ARENA_CHUNK_BITS, 8 << ARENA_CHUNK_BITS)?;
+    let (e, slot) = (arena_word(pos)?, offset_slot(id, true)?);
     // SAFETY: [pos, pos+words) was claimed by us alone and lies inside one
     // mapped chunk.
     unsafe {
         *e = frames.len() as u64 | (truncated as u64) << 32;
-        *e.add(1) = h;
+        *e.add(1) = id as u64;
         for (k, &f) in frames.iter().enumerate() {
             *e.add(2 + k) = f as u64;
         }
     }
     slot.store(pos as u64 + 1, Ordering::Release);
-    id
+    Some((id, pos))
 }
 
 /// The frames as u64s, to compare whole slices (one memcmp).
@@ -272,10 +275,16 @@ fn as_u64(frames: &[usize]) -> &[u64] {
     unsafe { std::slice::from_raw_parts(frames.as_ptr().cast(), frames.len()) }
 }
 
-fn matches(id: u32, frames: &[usize], truncated: bool) -> bool {
-    match get(id) {
-        Some((f, t)) => t == truncated && f == as_u64(frames),
-        None => false,
+/// The id of the arena entry a slot names (its word index + 1), if the
+/// entry holds `frames`.
+fn entry_id_if(slot: u32, frames: &[usize], truncated: bool) -> Option<u32> {
+    let e = arena_word(slot as usize - 1)?;
+    // SAFETY: the slot was published (Release CAS) after the entry was
+    // written; entries are never modified afterwards and lie in one chunk.
+    unsafe {
+        let (len, trunc) = ((*e & 0xffff_ffff) as usize, (*e >> 32) & 1 == 1);
+        let f = std::slice::from_raw_parts(e.add(2), len);
+        (trunc == truncated && f == as_u64(frames)).then(|| *e.add(1) as u32)
     }
 }
 
