@@ -331,6 +331,36 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
                     if n >= cap {
                         break;
                     }
+                    // Frame k itself is the recorded one (same sp and pc:
+                    // same rule), only its slots changed: unless its CFA
+                    // comes from rbp (then the rule walk below recomputes
+                    // it), its caller's sp is the recorded one and its slots
+                    // are known. No rule lookup.
+                    if !e.cfa_rbp() {
+                        let cfa = r.f[k + 1].sp;
+                        // SAFETY: frame k's slots lie inside it (recorded
+                        // frames), in the live stack above our sp.
+                        let ra = unsafe { (cfa.wrapping_sub(8) as *const usize).read_unaligned() };
+                        if ra < 0x4000 {
+                            break;
+                        }
+                        let mut fe = Frame::new(sp, bp, look, false);
+                        if e.bp_at() != 0 {
+                            fe.set_bp_at(e.bp_at());
+                            // SAFETY: as above.
+                            bp = unsafe { (e.bp_at() as *const usize).read_unaligned() };
+                        }
+                        if k == p0 + n && fe == e {
+                            in_place |= 1 << n;
+                        } else if let Some(t) = tmp.as_deref_mut().filter(|_| n <= DEPTH) {
+                            t[n] = fe;
+                        }
+                        // SAFETY: n < cap and buf has room for cap entries.
+                        unsafe { *buf.add(n) = ra };
+                        n += 1;
+                        (sp, look) = (cfa, ra - 1);
+                        continue;
+                    }
                 }
             }
         }
