@@ -469,3 +469,49 @@ pub fn fork_child() {
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::put_varint;
+
+    fn get_varint(b: &[u8], pos: &mut usize) -> u64 {
+        let (mut v, mut shift) = (0u64, 0);
+        loop {
+            let c = b[*pos];
+            *pos += 1;
+            if shift < 64 {
+                v |= ((c & 0x7f) as u64) << shift;
+            }
+            shift += 7;
+            if c & 0x80 == 0 {
+                return v;
+            }
+        }
+    }
+
+    /// Four varints in a row (an event's worth), at every length: each
+    /// decodes to its value and takes LEB128's length.
+    #[test]
+    fn varints_round_trip_back_to_back() {
+        let mut vals = vec![0u64, 1, 127, 128, 300, 16383, 16384, u64::MAX, 1 << 56, (1 << 56) - 1];
+        for b in 0..64 {
+            vals.push(1u64 << b);
+            vals.push((1u64 << b).wrapping_sub(1));
+        }
+        for w in vals.windows(4) {
+            let mut buf = [0xAAu8; 64];
+            let mut n = 1;
+            for &v in w {
+                let before = n;
+                put_varint(&mut buf, &mut n, v);
+                let bits = 64 - (v | 1).leading_zeros() as usize;
+                assert_eq!(n - before, bits.div_ceil(7), "length of {v:#x}");
+            }
+            let mut pos = 1;
+            for &v in w {
+                assert_eq!(get_varint(&buf, &mut pos), v);
+            }
+            assert_eq!(pos, n);
+        }
+    }
+}
