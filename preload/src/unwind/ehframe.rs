@@ -28,7 +28,7 @@
 //! its `.eh_frame_hdr` binary-search table and the FDE, with gimli's context
 //! on the stack (nothing allocated).
 
-use super::shadow::{bits, Frame, Frames, Shadow, DEPTH, INNER};
+use super::shadow::{bits, Frame, Frames, Shadow, Step, DEPTH, INNER, STEPS};
 use gimli::UnwindSection;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
@@ -248,13 +248,14 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
     // The record for this entry point (stack address, return address).
     // SAFETY: sp + 8 <= hi - 8 (checked above): a slot of the live stack.
     let ra0 = (sp as *const usize).read_unaligned();
-    let (rec, mut tmp): (Option<&mut Frames>, Option<&mut [Frame; DEPTH + 1]>) = match sh.as_mut() {
+    type Parts<'a> = (Option<&'a mut Frames>, Option<&'a mut [Frame; DEPTH + 1]>, Option<&'a mut [Step; STEPS]>);
+    let (rec, mut tmp, mut steps): Parts = match sh.as_mut() {
         Some(s) => {
             // SAFETY: (sp, bp) is the entry state of our hook (the caller's).
             let i = s.pick(sp, ra0, bp, gen);
-            (Some(&mut s.recs[i]), Some(&mut s.tmp))
+            (Some(&mut s.recs[i]), Some(&mut s.tmp), Some(&mut s.steps))
         }
-        None => (None, None),
+        None => (None, None, None),
     };
     let old_ok = rec.as_ref().is_some_and(|r| r.valid && r.gen == gen);
     // The next record position to try a join at (its sp is not below ours).
@@ -364,36 +365,61 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
                 }
             }
         }
-        let (cfa_rbp, cfa_off, rbp_off) = match rule_for(cache, look) {
-            Rule::Simple { cfa_rbp, cfa_off, rbp_off } => (cfa_rbp, cfa_off, rbp_off),
-            Rule::Last => {
-                ended_by_rule = true;
+        // A state walked by rule recently: its CFA and slots are known.
+        let slot = Step::slot(sp, look);
+        let known = steps.as_deref().map(|st| st[slot]).filter(|m| m.sp == sp && m.pc == look && m.gen == gen);
+        let (cfa, ra, e) = if let Some(m) = known {
+            // SAFETY: the step's slots lie inside its frame, which starts at
+            // our sp, and were checked to lie in this thread's stack (whose
+            // top does not move) when it was walked by rule.
+            let ra = ((m.cfa - 8) as *const usize).read_unaligned();
+            if ra < 0x4000 {
                 break;
             }
-            Rule::Other => return None,
-        };
-        let cfa = if cfa_rbp { bp } else { sp }.wrapping_add(cfa_off as usize);
-        let ra_at = cfa.wrapping_sub(8);
-        if !in_stack(ra_at) {
-            return None;
-        }
-        // SAFETY: ra_at..ra_at+8 lies between our caller's rsp and the top
-        // of this thread's stack, which is mapped.
-        let ra = (ra_at as *const usize).read_unaligned();
-        if ra < 0x4000 {
-            break;
-        }
-        let mut e = Frame::new(sp, bp, look, cfa_rbp);
-        if let Some(k) = rbp_off {
-            let at = cfa.wrapping_add(k as usize);
-            if !in_stack(at) {
+            let mut e = Frame::new(sp, bp, look, false);
+            if m.bp_at != 0 {
+                // SAFETY: as above.
+                bp = (m.bp_at as *const usize).read_unaligned();
+                e.set_bp_at(m.bp_at);
+            }
+            (m.cfa, ra, e)
+        } else {
+            let (cfa_rbp, cfa_off, rbp_off) = match rule_for(cache, look) {
+                Rule::Simple { cfa_rbp, cfa_off, rbp_off } => (cfa_rbp, cfa_off, rbp_off),
+                Rule::Last => {
+                    ended_by_rule = true;
+                    break;
+                }
+                Rule::Other => return None,
+            };
+            let cfa = if cfa_rbp { bp } else { sp }.wrapping_add(cfa_off as usize);
+            let ra_at = cfa.wrapping_sub(8);
+            if !in_stack(ra_at) {
                 return None;
             }
-            // SAFETY: as above, `at` was checked to lie in the live stack.
-            bp = (at as *const usize).read_unaligned();
-            e.set_bp_at(at);
-        }
-        recordable &= e.recordable(cfa);
+            // SAFETY: ra_at..ra_at+8 lies between our caller's rsp and the
+            // top of this thread's stack, which is mapped.
+            let ra = (ra_at as *const usize).read_unaligned();
+            if ra < 0x4000 {
+                break;
+            }
+            let mut e = Frame::new(sp, bp, look, cfa_rbp);
+            if let Some(k) = rbp_off {
+                let at = cfa.wrapping_add(k as usize);
+                if !in_stack(at) {
+                    return None;
+                }
+                // SAFETY: as above, `at` was checked to lie in the live stack.
+                bp = (at as *const usize).read_unaligned();
+                e.set_bp_at(at);
+            }
+            let inside = e.recordable(cfa);
+            recordable &= inside;
+            if let Some(st) = steps.as_deref_mut().filter(|_| inside && !cfa_rbp) {
+                st[slot] = Step { sp, pc: look, cfa, bp_at: e.bp_at(), gen };
+            }
+            (cfa, ra, e)
+        };
         sp = cfa;
         // The stack goes on past a joined record's end (rare: it was cut
         // there): the joined frames move to the scratch like any others.

@@ -189,6 +189,36 @@ pub struct Shadow {
     /// id (`remember`). Kept here rather than returned: a key copied through
     /// the return value field by field stalled its reload (store forwarding).
     pending: IdKey,
+    /// Frames recently walked by rule, by entry state (`Step`).
+    pub steps: [Step; STEPS],
+}
+
+/// Slots of the step table (direct-mapped).
+pub const STEPS: usize = 256;
+
+/// A frame walked by rule, remembered by its entry state: a frame entered
+/// at the same sp and pc has the same rule, so if that rule computes the
+/// CFA from rsp, the same CFA and the same slots (return address at
+/// CFA − 8, saved rbp at `bp_at`, 0 if none). The next walk through it
+/// skips the rule lookup and its checks: a fresh stack whose frames take
+/// turns (churn) walks the same few states again and again. Only frames
+/// that may go in a record (slots inside the frame) are kept. `gen`: the
+/// rule cache's generation it was made under. All zero: no entry.
+#[derive(Clone, Copy)]
+pub struct Step {
+    pub sp: usize,
+    pub pc: usize,
+    pub cfa: usize,
+    pub bp_at: usize,
+    pub gen: u64,
+}
+
+impl Step {
+    /// The slot for entry state (sp, pc).
+    #[inline(always)]
+    pub fn slot(sp: usize, pc: usize) -> usize {
+        ((sp ^ pc.rotate_left(20)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize % STEPS
+    }
 }
 
 const _: () = assert!(std::mem::size_of::<Shadow>() <= crate::ring::SCRATCH_BYTES);
