@@ -8,8 +8,10 @@
 //! alternate alloc, free, alloc, … even when another thread frees the block
 //! and glibc hands the address out again at once.
 //!
-//! errno: our bookkeeping may clobber it (unwinder, waits), so it is saved
-//! and restored around everything that is not the real call.
+//! errno: the unwinder may clobber it, so it is saved and restored around
+//! the capture. Publishing an event leaves it alone (the ring's cold paths,
+//! a new thread's first ring, waiting for space, waking the writer, and
+//! initialisation save it themselves), so the hot paths do not save it.
 
 use crate::ring::{with_ring, Ring};
 use crate::sys::{errno, set_errno};
@@ -119,9 +121,7 @@ unsafe fn traced_alloc_slow(size: usize, caller: Caller, sampled: bool, real: im
     // A sampled block enters the set before its pointer escapes, or is not
     // recorded at all (no memory for the set: its free could not be matched).
     if !p.is_null() && (!sampling || sample::insert(p as usize)) {
-        let e = errno();
         with_ring(|r| publish_alloc(r, p, size, id));
-        set_errno(e);
     }
     leave();
     p
@@ -131,9 +131,7 @@ unsafe fn traced_alloc_slow(size: usize, caller: Caller, sampled: bool, real: im
 #[inline(always)]
 fn record_free(p: *mut c_void) {
     if enter() {
-        let e = errno();
         with_ring(|r| publish_free(r, p));
-        set_errno(e);
         leave();
     }
 }

@@ -113,6 +113,7 @@ fn init() {
         return;
     }
     let _g = sys::NoTrace::new();
+    let e = sys::errno();
     config::load();
     unwind::init();
     seq::init();
@@ -123,6 +124,7 @@ fn init() {
         STATE.store(DISABLED, Ordering::Release);
         sys::log("cannot initialise (out of memory?); tracing disabled");
     }
+    sys::set_errno(e);
 }
 
 /// Runs when libtrace.so is initialised by the loader, before the program's

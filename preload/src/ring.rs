@@ -189,6 +189,15 @@ pub fn with_ring<R>(f: impl FnOnce(&Ring) -> R) -> Option<R> {
 
 #[cold]
 fn with_new_ring<R>(f: impl FnOnce(&Ring) -> R) -> Option<R> {
+    // mmap and pthread_setspecific may set errno; the hooks count on
+    // publishing leaving it alone.
+    let e = crate::sys::errno();
+    let v = with_new_ring_inner(f);
+    crate::sys::set_errno(e);
+    v
+}
+
+fn with_new_ring_inner<R>(f: impl FnOnce(&Ring) -> R) -> Option<R> {
     let r = acquire();
     if r.is_null() {
         return None;

@@ -69,6 +69,9 @@ pub struct State {
     pending: Vec<Pending>,
     next_index: u64,
     error_reported: bool,
+    /// The writer could not get memory: events were dropped, tracing is
+    /// off, no more snapshots (see `out_of_memory`).
+    oom: bool,
 }
 
 pub static STATE: sys::Line<Locked<Option<State>>> = sys::Line(Locked::new(None));
@@ -302,6 +305,7 @@ fn new_state() -> State {
         pending: Vec::new(),
         next_index: 1,
         error_reported: false,
+        oom: false,
     }
 }
 
@@ -339,15 +343,34 @@ pub fn ensure_started() {
     };
     if ok {
         WRITER.store(2, Ordering::Release);
+        // Wait (at most a second) for the writer's first allocation: it
+        // must get its glibc arena before the program can go on to set a
+        // tight RLIMIT_AS (see writer_main).
+        let start = sys::now_ns(libc::CLOCK_MONOTONIC);
+        let mut spins = 0;
+        while !WRITER_ARENA.load(Ordering::Acquire) && sys::now_ns(libc::CLOCK_MONOTONIC) - start < 1_000_000_000 {
+            sys::backoff(&mut spins);
+        }
     } else {
         sys::log("cannot start the writer thread; tracing disabled");
         crate::disable();
     }
 }
 
+/// Set by the writer thread once it has allocated (its glibc arena exists).
+static WRITER_ARENA: AtomicBool = AtomicBool::new(false);
+
 extern "C" fn writer_main(_: *mut libc::c_void) -> *mut libc::c_void {
     crate::tls::hot().in_hook.set(true);
     IS_WRITER.with(|w| w.set(true));
+    // Allocate now: a thread's first malloc makes glibc map it an arena
+    // (a 64 MiB reservation), which fails if the program has meanwhile
+    // set a tight RLIMIT_AS. The queues' first blocks come with it.
+    if let Some(st) = STATE.lock().as_mut() {
+        let _ = st.deferred.try_reserve(4096);
+        let _ = st.pending.try_reserve(16);
+    }
+    WRITER_ARENA.store(true, Ordering::Release);
     // SAFETY: naming our own thread; the name fits in 16 bytes.
     unsafe { libc::prctl(libc::PR_SET_NAME, c"memtrace".as_ptr() as libc::c_ulong, 0, 0, 0) };
     let mut last_scan = (0u64, 0u64);
@@ -515,8 +538,22 @@ pub fn fork_child() {
     ensure_started();
 }
 
+/// Queues a drained event; if there is no memory for it, drops it and sets
+/// `oom` (the allocation failure would otherwise abort the program).
+#[inline]
+fn defer(d: &mut Vec<Event>, e: Event, oom: &mut bool) {
+    if d.len() == d.capacity() && d.try_reserve(d.capacity().max(4096)).is_err() {
+        *oom = true;
+        return;
+    }
+    d.push(e);
+}
+
 impl State {
     fn step(&mut self) {
+        if self.oom {
+            return;
+        }
         self.drain_all();
         // Everything drained so far precedes point W (seq.rs: an allocation
         // numbered below it, a free numbered up to it). Snapshot points
@@ -556,12 +593,30 @@ impl State {
         }
         self.apply_below(seq::cut(w));
         self.recycle();
+        if self.oom {
+            self.out_of_memory();
+        }
+    }
+
+    /// The writer ran out of memory (a program under a tight RLIMIT_AS, or
+    /// truly out of memory): its state can no longer be exact. Tracing
+    /// stops (the hooks pass through; a hook waiting for ring space gives
+    /// up) rather than abort the program, and an exit handler waiting for
+    /// the exit snapshot is released.
+    #[cold]
+    fn out_of_memory(&mut self) {
+        sys::log("out of memory in the writer thread: events were lost; tracing stopped, no more snapshots");
+        crate::disable();
+        self.deferred = Vec::new();
+        self.table = HashMap::default();
+        self.pending.clear();
+        EXIT_DONE.store(true, Ordering::Release);
     }
 
     fn drain_all(&mut self) {
-        let d = &mut self.deferred;
+        let (d, oom) = (&mut self.deferred, &mut self.oom);
         // SAFETY: we are the writer and hold the state lock.
-        ring::for_each(|r| unsafe { r.drain(|e| d.push(e)) });
+        ring::for_each(|r| unsafe { r.drain(|e| defer(d, e, oom)) });
     }
 
     fn recycle(&mut self) {
@@ -600,7 +655,7 @@ impl State {
         let mut spins = 0u32;
         loop {
             let mut done = true;
-            let d = &mut self.deferred;
+            let (d, oom) = (&mut self.deferred, &mut self.oom);
             ring::for_each(|r| {
                 // SAFETY: c_max_seq is the writer's own field; we hold the lock.
                 let seen = unsafe { &*r.c_max_seq.get() };
@@ -609,7 +664,7 @@ impl State {
                 }
                 let busy = r.busy.load(Ordering::SeqCst);
                 // SAFETY: we are the writer.
-                unsafe { r.drain(|e| d.push(e)) };
+                unsafe { r.drain(|e| defer(d, e, oom)) };
                 let seen = unsafe { *r.c_max_seq.get() };
                 if seen < s && busy != 0 {
                     done = false;
@@ -636,6 +691,10 @@ impl State {
         // ring drained), which the stable sort merges in about linear time.
         self.deferred.sort_by_key(|e| e.seq);
         let k = self.deferred.partition_point(|e| e.seq < s);
+        if self.table.try_reserve(k).is_err() {
+            self.oom = true;
+            return;
+        }
         for i in 0..k {
             if i % 65_536 == 0 {
                 beat();

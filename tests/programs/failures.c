@@ -1,9 +1,12 @@
-/* Failed allocations record nothing. usage: failures calloc|huge|rlimit
+/* Failed allocations record nothing. usage:
+ *   failures calloc|huge|rlimit|rlimit-first
  *
  * 20 x 1212 B, snapshot 1; then only failing calls (calloc overflow, huge
  * sizes, or malloc under an RLIMIT_AS limit) and 5 x 4321 B that succeed;
  * snapshot 2; exit. Between the two snapshots exactly 5 allocations and no
- * free happened. */
+ * free happened. rlimit-first sets the limit to the current size before
+ * anything else in main: the profiler's writer thread must have its memory
+ * by then (a thread's first malloc maps it a 64 MiB glibc arena). */
 #include "common.h"
 #include <malloc.h>
 #include <sys/resource.h>
@@ -31,17 +34,29 @@ static long vm_size_kb(void) {
     return kb;
 }
 
+/* RLIMIT_AS = the current address-space size + `room` bytes. */
+static void limit_as(long room) {
+    long kb = vm_size_kb();
+    CHECK(kb > 0);
+    struct rlimit rl;
+    rl.rlim_cur = rl.rlim_max = (rlim_t)kb * 1024 + (rlim_t)room;
+    CHECK(setrlimit(RLIMIT_AS, &rl) == 0);
+}
+
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "calloc";
     int failed = 0;
-    for (int i = 0; i < 20; i++) k1212[i] = touch(malloc(1212), 1212);
-    if (!strcmp(mode, "rlimit")) {
-        long kb = vm_size_kb();
-        CHECK(kb > 0);
-        struct rlimit rl;
-        rl.rlim_cur = rl.rlim_max = (rlim_t)kb * 1024 + (64 << 20);
-        CHECK(setrlimit(RLIMIT_AS, &rl) == 0);
+    int first = !strcmp(mode, "rlimit-first");
+    if (first) {
+        /* No room at all for new mappings; the writer thread wakes every
+         * 10 ms: let it run into that. */
+        limit_as(0);
+        usleep(30000);
+        mode = "rlimit";
     }
+    for (int i = 0; i < 20; i++) k1212[i] = touch(malloc(1212), 1212);
+    if (!strcmp(mode, "rlimit") && !first)
+        limit_as(64 << 20);
     snap_now();
     if (!strcmp(mode, "calloc")) {
         for (int i = 0; i < 100; i++) {
