@@ -4,9 +4,9 @@
 //! comes from mmap (never malloc, so it works inside the malloc hook):
 //! - `LEVELS`: slot arrays of `tag << 32 | arena word index + 1` (0 =
 //!   empty), tag = high hash bits: a lookup goes straight to the entry (one
-//!   memory access fewer than through the id). Level 0 has 2^15 slots; when a level is 3/4 full the next one,
-//!   4× larger, is mapped and new stacks go there; lookups try every level
-//!   in order. Small programs thus touch 256 KiB, not a 32 MiB table whose
+//!   memory access fewer than through the id). Level 0 has 2^15 slots;
+//!   when a level is 3/4 full the next one, 4× larger, is mapped and new
+//!   stacks go there; lookups try every level in order. Small programs thus touch 256 KiB, not a 32 MiB table whose
 //!   pages a hash would spread every stack over. Two threads inserting the
 //!   same new stack just as a level fills may get two ids for it: harmless
 //!   (the analyzer merges by frames), and rare;
@@ -278,13 +278,20 @@ fn as_u64(frames: &[usize]) -> &[u64] {
 /// The id of the arena entry a slot names (its word index + 1), if the
 /// entry holds `frames`.
 fn entry_id_if(slot: u32, frames: &[usize], truncated: bool) -> Option<u32> {
-    let e = arena_word(slot as usize - 1)?;
-    // SAFETY: the slot was published (Release CAS) after the entry was
-    // written; entries are never modified afterwards and lie in one chunk.
+    let (f, t, id) = entry(slot as usize - 1)?;
+    (t == truncated && f == as_u64(frames)).then_some(id)
+}
+
+/// The arena entry at word `pos`: its frames, whether it was truncated, its
+/// id.
+fn entry(pos: usize) -> Option<(&'static [u64], bool, u32)> {
+    let e = arena_word(pos)?;
+    // SAFETY: entries are published (offset, slot: Release) after they were
+    // written, never modified afterwards, and lie in one chunk.
     unsafe {
-        let (len, trunc) = ((*e & 0xffff_ffff) as usize, (*e >> 32) & 1 == 1);
-        let f = std::slice::from_raw_parts(e.add(2), len);
-        (trunc == truncated && f == as_u64(frames)).then(|| *e.add(1) as u32)
+        let len = (*e & 0xffff_ffff) as usize;
+        let trunc = (*e >> 32) & 1 == 1;
+        Some((std::slice::from_raw_parts(e.add(2), len), trunc, *e.add(1) as u32))
     }
 }
 
@@ -297,12 +304,6 @@ pub fn get(id: u32) -> Option<(&'static [u64], bool)> {
     if off == 0 {
         return None;
     }
-    let e = arena_word(off as usize - 1)?;
-    // SAFETY: the offset was published with Release after the entry was
-    // written; entries are never modified afterwards and lie in one chunk.
-    unsafe {
-        let len = (*e & 0xffff_ffff) as usize;
-        let trunc = (*e >> 32) & 1 == 1;
-        Some((std::slice::from_raw_parts(e.add(2), len), trunc))
-    }
+    let (f, t, _) = entry(off as usize - 1)?;
+    Some((f, t))
 }

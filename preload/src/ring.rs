@@ -7,9 +7,10 @@
 //! thread takes it. Memory is thus bounded by the peak number of threads.
 //!
 //! Events: a tag byte and varints. Alloc {seq, addr, size, stack},
-//! Free {seq, addr}, where seq is the event's key (seq.rs); seq and addr are zigzag deltas against the previous
-//! event of the same ring (both sides keep the previous values; they are
-//! reset together when the ring is recycled).
+//! Free {seq, addr}, where seq is the event's key (seq.rs); seq and addr
+//! are zigzag deltas against the previous event of the same ring (both
+//! sides keep the previous values; they are reset together when the ring is
+//! recycled).
 //!
 //! The producer publishes with a Release store of `head`; the consumer reads
 //! with Acquire and frees space with a Release store of `tail`. A full ring
@@ -235,6 +236,23 @@ fn put_varint(buf: &mut [u8; 64], n: &mut usize, mut v: u64) {
     *n += 1;
 }
 
+/// Reads a varint (LEB128) byte by byte; bits past 64 are dropped.
+#[inline]
+fn get_varint(mut byte: impl FnMut() -> u8) -> u64 {
+    let mut v = 0u64;
+    let mut shift = 0;
+    loop {
+        let b = byte();
+        if shift < 64 {
+            v |= ((b & 0x7f) as u64) << shift;
+        }
+        shift += 7;
+        if b & 0x80 == 0 {
+            return v;
+        }
+    }
+}
+
 #[inline]
 fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
@@ -391,20 +409,7 @@ impl Ring {
             *p += 1;
             b
         };
-        let varint = |p: &mut u64| -> u64 {
-            let mut v = 0u64;
-            let mut shift = 0;
-            loop {
-                let b = byte(p);
-                if shift < 64 {
-                    v |= ((b & 0x7f) as u64) << shift;
-                }
-                shift += 7;
-                if b & 0x80 == 0 {
-                    return v;
-                }
-            }
-        };
+        let varint = |p: &mut u64| -> u64 { get_varint(|| byte(p)) };
         while pos < head {
             let tag = byte(&mut pos);
             let ds = varint(&mut pos);
@@ -481,22 +486,7 @@ pub fn fork_child() {
 
 #[cfg(test)]
 mod tests {
-    use super::put_varint;
-
-    fn get_varint(b: &[u8], pos: &mut usize) -> u64 {
-        let (mut v, mut shift) = (0u64, 0);
-        loop {
-            let c = b[*pos];
-            *pos += 1;
-            if shift < 64 {
-                v |= ((c & 0x7f) as u64) << shift;
-            }
-            shift += 7;
-            if c & 0x80 == 0 {
-                return v;
-            }
-        }
-    }
+    use super::{get_varint, put_varint};
 
     /// Four varints in a row (an event's worth), at every length: each
     /// decodes to its value and takes LEB128's length.
@@ -518,7 +508,13 @@ mod tests {
             }
             let mut pos = 1;
             for &v in w {
-                assert_eq!(get_varint(&buf, &mut pos), v);
+                assert_eq!(
+                    get_varint(|| {
+                        pos += 1;
+                        buf[pos - 1]
+                    }),
+                    v
+                );
             }
             assert_eq!(pos, n);
         }

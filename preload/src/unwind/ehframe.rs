@@ -341,16 +341,9 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
                         let cfa = r.f[k + 1].sp;
                         // SAFETY: frame k's slots lie inside it (recorded
                         // frames), in the live stack above our sp.
-                        let ra = unsafe { (cfa.wrapping_sub(8) as *const usize).read_unaligned() };
-                        if ra < 0x4000 {
+                        let Some((ra, fe)) = (unsafe { known_frame(sp, &mut bp, look, cfa, e.bp_at()) }) else {
                             break;
-                        }
-                        let mut fe = Frame::new(sp, bp, look, false);
-                        if e.bp_at() != 0 {
-                            fe.set_bp_at(e.bp_at());
-                            // SAFETY: as above.
-                            bp = unsafe { (e.bp_at() as *const usize).read_unaligned() };
-                        }
+                        };
                         if k == p0 + n && fe == e {
                             in_place |= 1 << n;
                         } else if let Some(t) = tmp.as_deref_mut().filter(|_| n <= DEPTH) {
@@ -372,16 +365,9 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
             // SAFETY: the step's slots lie inside its frame, which starts at
             // our sp, and were checked to lie in this thread's stack (whose
             // top does not move) when it was walked by rule.
-            let ra = ((m.cfa - 8) as *const usize).read_unaligned();
-            if ra < 0x4000 {
+            let Some((ra, e)) = known_frame(sp, &mut bp, look, m.cfa, m.bp_at) else {
                 break;
-            }
-            let mut e = Frame::new(sp, bp, look, false);
-            if m.bp_at != 0 {
-                // SAFETY: as above.
-                bp = (m.bp_at as *const usize).read_unaligned();
-                e.set_bp_at(m.bp_at);
-            }
+            };
             (m.cfa, ra, e)
         } else {
             let (cfa_rbp, cfa_off, rbp_off) = match rule_for(cache, look) {
@@ -509,6 +495,27 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
         r.valid = false;
     }
     Some(Walk::Frames { n, keyed: false, whole })
+}
+
+/// A frame entered in state (sp, bp, look) whose rule is known to compute
+/// its CFA `cfa` from rsp and to restore rbp from `bp_at` (0: it does not):
+/// its return address and its state, with `bp` moved to the caller's
+/// state. None where the return address ends the walk.
+///
+/// # Safety
+/// `cfa − 8` and `bp_at` must be readable slots of the live stack.
+#[inline(always)]
+unsafe fn known_frame(sp: usize, bp: &mut usize, look: usize, cfa: usize, bp_at: usize) -> Option<(usize, Frame)> {
+    let ra = (cfa.wrapping_sub(8) as *const usize).read_unaligned();
+    if ra < 0x4000 {
+        return None;
+    }
+    let mut e = Frame::new(sp, *bp, look, false);
+    if bp_at != 0 {
+        e.set_bp_at(bp_at);
+        *bp = (bp_at as *const usize).read_unaligned();
+    }
+    Some((ra, e))
 }
 
 /// Writes the return addresses of the record's frames `range` to
