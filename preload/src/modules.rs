@@ -52,39 +52,109 @@ pub fn fork_child() {
 /// bypasses our hooks entirely. Compared by module (not by our own symbol
 /// address, which a PIC reference could resolve to the interposer). Called
 /// from the constructor after `init()`, under the re-entrancy guard (dlsym
-/// may call calloc).
+/// and dlopen may call calloc).
 pub fn check_malloc_owner() {
-    // SAFETY: dlsym with a valid C string.
-    let real = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"malloc".as_ptr()) } as u64;
-    if real == 0 {
+    let Some(owner) = malloc_definition() else {
+        return;
+    };
+    if owner.base == crate::unwind::self_base() as u64 {
         return;
     }
-    let base = crate::unwind::self_base() as u64;
-    let mods = current();
-    let owner = mods.iter().find(|m| contains(m, real));
-    let path = match owner {
-        Some(m) if m.base == base => return,
-        Some(m) => m.path.clone(),
-        None => {
-            // Not in any module dl_iterate_phdr knows: ask dladdr.
-            // SAFETY: Dl_info is plain data (zeroed is valid); dladdr gets a
-            // valid out pointer and sets dli_fname to NULL or a C string
-            // owned by the loader, which we copy at once.
-            unsafe {
-                let mut info: libc::Dl_info = std::mem::zeroed();
-                if libc::dladdr(real as *const libc::c_void, &mut info) != 0 && !info.dli_fname.is_null() {
-                    CStr::from_ptr(info.dli_fname).to_bytes().to_vec()
-                } else {
-                    b"?".to_vec()
-                }
-            }
-        }
-    };
     crate::sys::log(&format!(
         "this program's malloc comes from {}, not glibc: its allocations are not traced",
-        String::from_utf8_lossy(&path)
+        String::from_utf8_lossy(&owner.path)
     ));
-    *MALLOC_OWNER.lock() = path;
+    *MALLOC_OWNER.lock() = owner.path;
+}
+
+/// The module whose `malloc` definition the program's calls bind to, or
+/// None when the loader knows no `malloc` at all.
+///
+/// `dlsym(RTLD_DEFAULT)` is not the answer by itself: a non-PIE executable
+/// that takes `&malloc` (node, Debian's python3) gets a *canonical PLT
+/// entry*, an undefined dynamic symbol whose value is the address of a PLT
+/// stub in the executable, so that `&malloc` compares equal everywhere. The
+/// loader returns that stub, yet the executable's own calls jump through
+/// its GOT to the next real definition (undefined symbols never satisfy a
+/// lookup). So when the answer is such a stub, look for the first module
+/// in the global search order (the link map, as dl_iterate_phdr walks it)
+/// that defines `malloc` itself.
+fn malloc_definition() -> Option<ModInfo> {
+    // SAFETY: dlsym with a valid C string.
+    let found = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"malloc".as_ptr()) } as u64;
+    if found == 0 {
+        return None;
+    }
+    let mods = current();
+    let Some(holder) = mods.iter().find(|m| contains(m, found)) else {
+        // Not in any module dl_iterate_phdr knows: name it as dladdr does.
+        return Some(ModInfo { path: dladdr_path(found), base: 0, build_id: Vec::new(), segments: Vec::new() });
+    };
+    if !is_plt_stub(found) {
+        return Some(holder.clone());
+    }
+    mods.iter().skip(1).find(|m| defines_malloc(m)).cloned().or_else(|| Some(holder.clone()))
+}
+
+/// glibc's `dladdr1` flag asking for the symbol table entry (dlfcn.h).
+const RTLD_DL_SYMENT: libc::c_int = 1;
+
+/// True if the dynamic symbol at `addr` is an undefined one with a value:
+/// an executable's canonical PLT entry standing in for a function defined
+/// elsewhere.
+fn is_plt_stub(addr: u64) -> bool {
+    // SAFETY: Dl_info and the symbol pointer are plain out values (zeroed is
+    // valid); dladdr1 fills them with pointers into the loader's own tables,
+    // read at once while the module stays loaded (it is the executable).
+    unsafe {
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        let mut sym: *const libc::Elf64_Sym = std::ptr::null();
+        let found = libc::dladdr1(
+            addr as *const libc::c_void,
+            &mut info,
+            (&mut sym as *mut *const libc::Elf64_Sym).cast(),
+            RTLD_DL_SYMENT,
+        );
+        found != 0 && !sym.is_null() && (*sym).st_shndx == 0 /* SHN_UNDEF */ && (*sym).st_value != 0
+    }
+}
+
+/// Does `m` itself define `malloc`? dlsym on its handle searches the module
+/// first, then its dependencies: the answer is `m`'s own only if it lies in
+/// `m` (and is not one of its own PLT stubs).
+fn defines_malloc(m: &ModInfo) -> bool {
+    if m.path.is_empty() || m.path.first() == Some(&b'[') {
+        return false;
+    }
+    let Ok(path) = std::ffi::CString::new(m.path.clone()) else {
+        return false;
+    };
+    // SAFETY: RTLD_NOLOAD only returns a handle to an object already loaded
+    // (never loads or runs anything); the handle is released at once.
+    unsafe {
+        let h = libc::dlopen(path.as_ptr(), libc::RTLD_LAZY | libc::RTLD_NOLOAD);
+        if h.is_null() {
+            return false;
+        }
+        let addr = libc::dlsym(h, c"malloc".as_ptr()) as u64;
+        libc::dlclose(h);
+        addr != 0 && contains(m, addr) && !is_plt_stub(addr)
+    }
+}
+
+/// The file dladdr names for `addr`, or `?`.
+fn dladdr_path(addr: u64) -> Vec<u8> {
+    // SAFETY: Dl_info is plain data (zeroed is valid); dladdr gets a valid
+    // out pointer and sets dli_fname to NULL or a C string owned by the
+    // loader, which we copy at once.
+    unsafe {
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        if libc::dladdr(addr as *const libc::c_void, &mut info) != 0 && !info.dli_fname.is_null() {
+            CStr::from_ptr(info.dli_fname).to_bytes().to_vec()
+        } else {
+            b"?".to_vec()
+        }
+    }
 }
 
 /// For the snapshot header: empty, or the module that owns `malloc`.
