@@ -1,12 +1,15 @@
 //! The snapshot signal. The handler only marks the moment (a sequence
 //! number and the clock, both async-signal-safe) in a lock-free queue and
-//! wakes the writer; then it chains to the program's handler.
+//! wakes the writer. When the program has a handler of its own for the
+//! signal, only memtrace's own requests (`sigqueue` with `REQUEST_VALUE`)
+//! make snapshots, and every other delivery goes to the program's handler
+//! alone (see `handler`).
 //!
 //! `signal` and `sigaction` are hooked for our signal only: when the program
 //! installs its own handler we keep ours in place and remember theirs, so the
-//! program's handler still runs and snapshots keep working. A program's
-//! SIG_IGN or SIG_DFL means: only snapshot (never die of SIGUSR2 while
-//! traced).
+//! program's handler still gets its deliveries and snapshots keep working.
+//! A program's SIG_IGN or SIG_DFL means: every delivery makes a snapshot
+//! (never die of SIGUSR2 while traced).
 
 use crate::sys::Locked;
 use libc::{c_int, c_void, sighandler_t, siginfo_t};
@@ -53,13 +56,40 @@ pub fn install() {
     }
 }
 
+/// The `sival_ptr` that marks a snapshot request sent by memtrace itself
+/// (`memtrace snapshot PID` sends it with `sigqueue`): "memtrace" in ASCII.
+/// The CLI sends the same constant.
+pub const REQUEST_VALUE: usize = u64::from_le_bytes(*b"memtrace") as usize;
+
+/// Does this delivery carry memtrace's own request value?
+///
+/// # Safety
+/// `info` is the siginfo the kernel passed to an SA_SIGINFO handler.
+unsafe fn is_memtrace_request(info: *const siginfo_t) -> bool {
+    // SAFETY: the kernel passes a valid siginfo; si_value is meaningful for
+    // SI_QUEUE, the only code we accept.
+    unsafe { !info.is_null() && (*info).si_code == libc::SI_QUEUE && (*info).si_value().sival_ptr as usize == REQUEST_VALUE }
+}
+
+/// Who a delivery of the snapshot signal is for. Programs that have a
+/// handler of their own for it (PostgreSQL uses SIGUSR2 between its
+/// processes) must keep getting every delivery that is not memtrace's, and
+/// none of memtrace's (its checkpointer shuts down on SIGUSR2): only a
+/// request carrying memtrace's value makes a snapshot then. A program
+/// without a handler (default or ignored) gets a snapshot from any
+/// delivery, so `kill -USR2 PID` works, and is never killed by it.
 extern "C" fn handler(sig: c_int, info: *mut siginfo_t, ctx: *mut c_void) {
-    let e = crate::sys::errno();
-    crate::writer::snapshot_requested_from_signal();
-    crate::sys::set_errno(e);
     let h = PROG_HANDLER.load(Ordering::Acquire);
     let flags = PROG_FLAGS.load(Ordering::Relaxed);
-    if h == libc::SIG_DFL || h == libc::SIG_IGN || h == libc::SIG_ERR {
+    let program_handles_it = !(h == libc::SIG_DFL || h == libc::SIG_IGN || h == libc::SIG_ERR);
+    // SAFETY: `info` comes from the kernel (SA_SIGINFO).
+    let from_memtrace = unsafe { is_memtrace_request(info) };
+    if from_memtrace || !program_handles_it {
+        let e = crate::sys::errno();
+        crate::writer::snapshot_requested_from_signal();
+        crate::sys::set_errno(e);
+    }
+    if from_memtrace || !program_handles_it {
         return;
     }
     if flags & libc::SA_RESETHAND != 0 {
