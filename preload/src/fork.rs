@@ -64,6 +64,7 @@ extern "C" fn child() {
         // so that its exit is noticed (see writer::thread_exiting).
         crate::ring::ensure_own();
         crate::config::fork_child_prefix(std::process::id());
+        crate::process_end::fork_child();
         crate::writer::fork_child();
     }
     crate::tls::hot().in_hook.set(PREV_IN_HOOK.with(|p| p.get()));

@@ -9,13 +9,15 @@
 //! - `writer`: the writer thread, live table and snapshot files;
 //! - `seq`: the global event order (keys of events and snapshot points);
 //! - `sample`: MEMTRACE_SAMPLE (Poisson sampling, the set of sampled blocks);
-//! - `modules`: the module map; `signal`, `fork`, `config`.
+//! - `modules`: the module map; `signal`, `fork`, `config`;
+//! - `process_end`: the exit snapshot on `_exit` and `exec`.
 
 mod config;
 mod fork;
 mod hooks;
 mod intern;
 mod modules;
+mod process_end;
 mod ring;
 mod sample;
 mod seq;
@@ -143,6 +145,7 @@ extern "C" fn constructor() {
         fork::drop_self_from_ld_preload();
     }
     signal::install();
+    process_end::init();
     // SAFETY: registering a plain extern "C" fn. Registered this early, it
     // runs after the program's own atexit handlers and static destructors.
     unsafe { libc::atexit(writer::at_exit) };
