@@ -764,7 +764,7 @@ pub fn failures_record_nothing(mode: &str) {
 /// Runs `fork_stress` (programs/fork_stress.c: fork while three threads are
 /// inside malloc, 100 times) with the extra environment `env`, and checks
 /// what every run must give: all children succeed, the parent writes its
-/// exit snapshot, each child that exit()s writes its own, consistent and
+/// exit snapshot, each child (exit() or _exit()) writes its own, consistent and
 /// exact (the 3 blocks of 5151 bytes it holds). Returns the children's
 /// snapshots for the caller's own checks.
 pub fn fork_stress_children(tag: &str, env: &[(&str, &str)]) -> Vec<(String, Snapshot)> {
