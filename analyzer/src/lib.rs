@@ -13,6 +13,7 @@
 pub mod cli;
 pub mod filter;
 pub mod format;
+pub mod request;
 pub mod run;
 pub mod snapshot;
 pub mod stats;

@@ -11,6 +11,9 @@
  *   handler      installs a SIGUSR2 handler, then: a plain kill (the
  *                handler's), a sigqueue with memtrace's value (a snapshot,
  *                not the handler's), prints how often the handler ran
+ *   serve        installs a SIGUSR2 handler, prints READY, reads stdin to
+ *                its end (snapshots are requested from outside meanwhile),
+ *                prints how often the handler ran
  * 21 x 2121 B are live at every end. */
 #include "common.h"
 #include <sys/wait.h>
@@ -74,6 +77,16 @@ int main(int argc, char **argv) {
         memtrace_request();
         expect("1", 2121, 21);
         usleep(200000);
+        printf("handled=%d\n", (int)handled);
+        return 0;
+    }
+    if (!strcmp(mode, "serve")) {
+        CHECK(signal(SIGUSR2, on_usr2) != SIG_ERR);
+        expect("1", 2121, 21);
+        printf("READY\n");
+        fflush(stdout);
+        char buf[64];
+        while (read(0, buf, sizeof buf) > 0 || errno == EINTR) errno = 0;
         printf("handled=%d\n", (int)handled);
         return 0;
     }

@@ -76,3 +76,39 @@ fn program_handler_keeps_its_signal() {
     assert_eq!(list_dir(&dir), ["k.1.snap", "k.exit.snap"]);
     check_expects(&dir.join("k"), &out, 2);
 }
+
+/// `memtrace snapshot PID` on a running program that handles SIGUSR2
+/// itself: prints the path of the complete snapshot, which holds exactly
+/// the program's blocks; the program's handler never sees the request,
+/// while a plain `kill -USR2` still reaches it and writes nothing.
+#[test]
+fn memtrace_snapshot_pid() {
+    let dir = fresh_dir("snapshot-pid");
+    let mut r = Run::new(prog("process_ends", Opt::O2), &dir).out(dir.join("k")).arg("serve").spawn();
+    r.wait_for("READY");
+    let o = std::process::Command::new(memtrace_bin()).args(["snapshot", &r.pid.to_string()]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "memtrace snapshot: {}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(stdout.trim(), dir.join("k.1.snap").to_str().unwrap());
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(r.pid as i32, libc::SIGUSR2) }, 0);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let out = r.wait();
+    out.assert_ok();
+    assert_eq!(out.value("handled").as_deref(), Some("1"), "the program's handler: the plain kill only");
+    assert_eq!(list_dir(&dir), ["k.1.snap", "k.exit.snap"]);
+    check_expects(&dir.join("k"), &out, 2);
+}
+
+/// A process without libtrace.so: one clear line, a non-zero status.
+#[test]
+fn memtrace_snapshot_refuses_an_untraced_process() {
+    let dir = fresh_dir("snapshot-untraced");
+    let mut r = Run::new(prog("process_ends", Opt::O2), &dir).untraced().arg("serve").spawn();
+    r.wait_for("READY");
+    let o = std::process::Command::new(memtrace_bin()).args(["snapshot", &r.pid.to_string()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr, format!("memtrace: process {} is not traced by memtrace (libtrace.so is not loaded in it; start it with `memtrace run` or LD_PRELOAD)\n", r.pid));
+    r.wait().assert_ok();
+}

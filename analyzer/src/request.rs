@@ -1,0 +1,142 @@
+//! `memtrace snapshot PID`: asks a traced process for a snapshot and waits
+//! until the file is complete.
+//!
+//! The request is the process's snapshot signal sent with `sigqueue` and
+//! memtrace's own value (`"memtrace"` as a little-endian word): libtrace.so
+//! snapshots on it even when the program has a handler of its own for that
+//! signal, and never passes it on to that handler (README, "The snapshot
+//! signal"). Which signal, and where the files go, come from the process's
+//! environment as it started (`/proc/PID/environ`): `MEMTRACE_SIGNAL`,
+//! `MEMTRACE_OUT` (relative to its starting directory, `PWD`).
+//!
+//! Which file is the answer: snapshots are written under a temporary name
+//! and renamed when complete, so the first new `*.snap` file in the output
+//! directory whose header names PID is the complete answer. Watching for
+//! any new file (rather than predicting `<prefix>.<n>.snap`) also finds a
+//! forked child's files, whose prefix gets `.<pid>` appended.
+
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The value libtrace.so recognises as memtrace's own request.
+pub const REQUEST_VALUE: u64 = u64::from_le_bytes(*b"memtrace");
+
+/// What `/proc/PID` says about a traced process.
+#[derive(Debug)]
+pub struct TracedProcess {
+    pub pid: u32,
+    /// The snapshot signal; 0 when snapshots on signal are off.
+    pub signal: i32,
+    /// The directory the snapshots go to, and their file names' prefix.
+    pub out_dir: PathBuf,
+    pub name_prefix: Vec<u8>,
+}
+
+/// Finds out whether `pid` runs with libtrace.so, and how it snapshots.
+pub fn inspect(pid: u32, parse_signal: impl Fn(&[u8]) -> Option<i32>) -> Result<TracedProcess, String> {
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    let maps = std::fs::read(proc_dir.join("maps")).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!("no process {pid}"),
+        std::io::ErrorKind::PermissionDenied => format!("cannot inspect process {pid}: permission denied"),
+        _ => format!("cannot inspect process {pid}: {e}"),
+    })?;
+    if !maps.split(|&c| c == b'\n').any(|l| l.ends_with(b"/libtrace.so")) {
+        return Err(format!(
+            "process {pid} is not traced by memtrace (libtrace.so is not loaded in it; start it with `memtrace run` or LD_PRELOAD)"
+        ));
+    }
+    let environ = std::fs::read(proc_dir.join("environ")).map_err(|e| format!("cannot read the environment of process {pid}: {e}"))?;
+    let var = |name: &[u8]| environ.split(|&c| c == 0).find_map(|kv| kv.strip_prefix(name)?.strip_prefix(b"="));
+    let signal = match var(b"MEMTRACE_SIGNAL") {
+        None => libc::SIGUSR2,
+        Some(v) => parse_signal(v).unwrap_or(libc::SIGUSR2), // libtrace.so falls back the same way
+    };
+    let prefix = expand_pid(var(b"MEMTRACE_OUT").unwrap_or(b"memtrace.%p"), pid);
+    let prefix = Path::new(OsStr::from_bytes(&prefix)).to_path_buf();
+    let start_dir = var(b"PWD")
+        .map(|p| PathBuf::from(OsStr::from_bytes(p)))
+        .or_else(|| std::fs::read_link(proc_dir.join("cwd")).ok())
+        .unwrap_or_default();
+    let full = start_dir.join(&prefix);
+    let out_dir = full.parent().map(Path::to_path_buf).unwrap_or_default();
+    let name_prefix = full.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
+    Ok(TracedProcess { pid, signal, out_dir, name_prefix })
+}
+
+/// Sends the request and waits up to `timeout` for the snapshot file.
+pub fn request_snapshot(p: &TracedProcess, timeout: Duration) -> Result<PathBuf, String> {
+    if p.signal == 0 {
+        return Err(format!("process {} has snapshots on signal turned off (MEMTRACE_SIGNAL=off)", p.pid));
+    }
+    let before = snapshot_files(p)?;
+    send_request(p.pid, p.signal)?;
+    let start = Instant::now();
+    loop {
+        for f in snapshot_files(p)?.difference(&before) {
+            if written_by(f, p.pid) {
+                return Ok(f.clone());
+            }
+        }
+        if start.elapsed() > timeout {
+            return Err(format!(
+                "process {} wrote no snapshot in {} s (looked in {})",
+                p.pid,
+                timeout.as_secs(),
+                p.out_dir.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+extern "C" {
+    /// glibc's sigqueue(3) (the libc crate does not declare it).
+    fn sigqueue(pid: libc::pid_t, sig: libc::c_int, value: libc::sigval) -> libc::c_int;
+}
+
+/// `sigqueue(pid, sig, REQUEST_VALUE)`.
+fn send_request(pid: u32, sig: i32) -> Result<(), String> {
+    let value = libc::sigval { sival_ptr: REQUEST_VALUE as usize as *mut libc::c_void };
+    // SAFETY: a plain system call wrapper; the kernel checks the permission.
+    if unsafe { sigqueue(pid as libc::pid_t, sig, value) } != 0 {
+        return Err(format!("cannot signal process {pid}: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// The complete snapshot files under the process's prefix now.
+fn snapshot_files(p: &TracedProcess) -> Result<HashSet<PathBuf>, String> {
+    let entries = std::fs::read_dir(&p.out_dir)
+        .map_err(|e| format!("cannot read the snapshot directory {}: {e}", p.out_dir.display()))?;
+    Ok(entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|path| {
+            let name = path.file_name().map(OsStr::as_bytes).unwrap_or_default();
+            name.starts_with(&p.name_prefix) && name.ends_with(b".snap")
+        })
+        .collect())
+}
+
+/// True if `path` is a readable snapshot whose header names `pid`.
+fn written_by(path: &Path, pid: u32) -> bool {
+    std::fs::read(path).ok().and_then(|b| memtrace_format::decode(&b).ok()).is_some_and(|s| s.header.pid == pid)
+}
+
+fn expand_pid(prefix: &[u8], pid: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(prefix.len() + 8);
+    let mut i = 0;
+    while i < prefix.len() {
+        if prefix[i..].starts_with(b"%p") {
+            out.extend_from_slice(pid.to_string().as_bytes());
+            i += 2;
+        } else {
+            out.push(prefix[i]);
+            i += 1;
+        }
+    }
+    out
+}
