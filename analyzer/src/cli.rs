@@ -208,8 +208,16 @@ impl CommonArgs {
     }
 
     fn filters(&self) -> FilterSet {
-        let mut v: Vec<Filter> = self.include.iter().map(|p| Filter::parse(true, p, self.all_frames)).collect();
-        v.extend(self.exclude.iter().map(|p| Filter::parse(false, p, self.all_frames)));
+        let mut v: Vec<Filter> = self
+            .include
+            .iter()
+            .map(|p| Filter::parse(true, p, self.all_frames))
+            .collect();
+        v.extend(
+            self.exclude
+                .iter()
+                .map(|p| Filter::parse(false, p, self.all_frames)),
+        );
         FilterSet::new(v)
     }
 }
@@ -276,11 +284,17 @@ impl Session {
     /// its hundreds of thousands of frames, strings and parsed DWARF units
     /// one by one would cost a few percent of the run for nothing.
     fn new(rules: FrameRules) -> std::mem::ManuallyDrop<Session> {
-        std::mem::ManuallyDrop::new(Session { table: FrameTable::new(), sym: Symbolizer::new(), rules, warned: Default::default() })
+        std::mem::ManuallyDrop::new(Session {
+            table: FrameTable::new(),
+            sym: Symbolizer::new(),
+            rules,
+            warned: Default::default(),
+        })
     }
 
     fn load(&mut self, path: &std::path::Path) -> Result<Snapshot, Failure> {
-        let s = snapshot::load(path, &mut self.table, &mut self.sym, &self.rules).map_err(|e| Failure::Input(e.to_string()));
+        let s = snapshot::load(path, &mut self.table, &mut self.sym, &self.rules)
+            .map_err(|e| Failure::Input(e.to_string()));
         if let Ok(snap) = &s {
             if let Some(owner) = snap.malloc_owner() {
                 let w = malloc_owner_warning(&path.display().to_string(), &owner);
@@ -315,7 +329,13 @@ fn sampling_note(rate: u64) -> String {
 }
 
 fn diff_sampling_note(old: u64, new: u64) -> String {
-    let r = |x: u64| if x == 0 { "every allocation".to_string() } else { rate_text(x) };
+    let r = |x: u64| {
+        if x == 0 {
+            "every allocation".to_string()
+        } else {
+            rate_text(x)
+        }
+    };
     match (old, new) {
         (0, 0) => String::new(),
         (a, b) if a == b => sampling_note(a),
@@ -323,12 +343,13 @@ fn diff_sampling_note(old: u64, new: u64) -> String {
     }
 }
 
-impl Session {
-}
+impl Session {}
 
 fn check_key(stat: &StatArgs) -> Result<(), Failure> {
     if stat.cumulative && matches!(stat.key, Key::Traceback) {
-        return Err(Failure::Usage("cumulative mode cannot be used with key type 'traceback'".into()));
+        return Err(Failure::Usage(
+            "cumulative mode cannot be used with key type 'traceback'".into(),
+        ));
     }
     Ok(())
 }
@@ -355,41 +376,66 @@ fn average(size: u64, count: u64) -> Value {
 }
 
 fn write_json(out: &mut dyn Write, v: &Value) -> Result<(), Failure> {
-    serde_json::to_writer_pretty(&mut *out, v).map_err(|e| Failure::from(std::io::Error::from(e)))?;
+    serde_json::to_writer_pretty(&mut *out, v)
+        .map_err(|e| Failure::from(std::io::Error::from(e)))?;
     writeln!(out)?;
     Ok(())
 }
 
 fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
     match cli.command {
-        Command::Top { snapshot, stat, pretty, common } => {
+        Command::Top {
+            snapshot,
+            stat,
+            pretty,
+            common,
+        } => {
             check_key(&stat)?;
             let mut s = Session::new(common.rules());
-            let snap = s.load(&snapshot)?.filter_traces(&s.table, &mut common.filters());
+            let snap = s
+                .load(&snapshot)?
+                .filter_traces(&s.table, &mut common.filters());
             let key = KeyType::from(stat.key);
-            let stats = stats::statistics(&snap, &s.table, key, stat.cumulative).map_err(|e| Failure::Usage(e.0))?;
+            let stats = stats::statistics(&snap, &s.table, key, stat.cumulative)
+                .map_err(|e| Failure::Usage(e.0))?;
             if common.json {
                 return write_json(out, &top_json(&s.table, &snap, &stats, key, &stat, pretty));
             }
             if pretty {
-                Ok(display_top(out, &s.table, &stats, stat.limit, &sampling_note(snap.sample_rate()))?)
+                Ok(display_top(
+                    out,
+                    &s.table,
+                    &stats,
+                    stat.limit,
+                    &sampling_note(snap.sample_rate()),
+                )?)
             } else {
-                writeln!(out, "[ Top {} ]{}", stat.limit, sampling_note(snap.sample_rate()))?;
+                writeln!(
+                    out,
+                    "[ Top {} ]{}",
+                    stat.limit,
+                    sampling_note(snap.sample_rate())
+                )?;
                 for st in stats.iter().take(stat.limit) {
                     writeln!(out, "{}", st.format(&s.table))?;
                 }
                 Ok(())
             }
         }
-        Command::Diff { old, new, stat, common } => {
+        Command::Diff {
+            old,
+            new,
+            stat,
+            common,
+        } => {
             check_key(&stat)?;
             let mut s = Session::new(common.rules());
             let mut filters = common.filters();
             let old_snap = s.load(&old)?.filter_traces(&s.table, &mut filters);
             let new_snap = s.load(&new)?.filter_traces(&s.table, &mut filters);
             let key = KeyType::from(stat.key);
-            let diffs =
-                stats::compare_to(&new_snap, &old_snap, &s.table, key, stat.cumulative).map_err(|e| Failure::Usage(e.0))?;
+            let diffs = stats::compare_to(&new_snap, &old_snap, &s.table, key, stat.cumulative)
+                .map_err(|e| Failure::Usage(e.0))?;
             if common.json {
                 let list: Vec<Value> = diffs
                     .iter()
@@ -443,10 +489,19 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Traceback { snapshot, rank, frames, oldest_first, common } => {
+        Command::Traceback {
+            snapshot,
+            rank,
+            frames,
+            oldest_first,
+            common,
+        } => {
             let mut s = Session::new(common.rules());
-            let snap = s.load(&snapshot)?.filter_traces(&s.table, &mut common.filters());
-            let stats = stats::statistics(&snap, &s.table, KeyType::Traceback, false).map_err(|e| Failure::Usage(e.0))?;
+            let snap = s
+                .load(&snapshot)?
+                .filter_traces(&s.table, &mut common.filters());
+            let stats = stats::statistics(&snap, &s.table, KeyType::Traceback, false)
+                .map_err(|e| Failure::Usage(e.0))?;
             let Some(st) = stats.get(rank as usize - 1) else {
                 return Err(Failure::Input(format!(
                     "{}: no traceback of rank {rank} (the snapshot has {} group{})",
@@ -465,7 +520,11 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
                         let id = oldest_first_frames[i];
                         let f = s.table.frame(id);
                         let mut v = frame_json(&s.table, id);
-                        v["source"] = json!(if f.has_line { lc.getline(&f.filename, f.lineno) } else { None });
+                        v["source"] = json!(if f.has_line {
+                            lc.getline(&f.filename, f.lineno)
+                        } else {
+                            None
+                        });
                         v
                     })
                     .collect();
@@ -487,14 +546,32 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
                     }),
                 );
             }
-            writeln!(out, "{} memory blocks: {}{}", st.count, kib(st.size), sampling_note(snap.sample_rate()))?;
+            writeln!(
+                out,
+                "{} memory blocks: {}{}",
+                st.count,
+                kib(st.size),
+                sampling_note(snap.sample_rate())
+            )?;
             for line in traceback_lines(&s.table, &st.frames, frames, !oldest_first, &mut lc) {
                 writeln!(out, "{line}")?;
             }
             Ok(())
         }
-        Command::Run { out: o, signal, frames, follow_exec, command } => {
-            let opts = crate::run::RunOptions { out: o, signal, frames, follow_exec, command };
+        Command::Run {
+            out: o,
+            signal,
+            frames,
+            follow_exec,
+            command,
+        } => {
+            let opts = crate::run::RunOptions {
+                out: o,
+                signal,
+                frames,
+                follow_exec,
+                command,
+            };
             match crate::run::run(opts) {
                 Ok(code) => Err(Failure::Exit(code)),
                 Err(crate::run::RunError(m, code)) => {
@@ -507,14 +584,24 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             let dump = snapshot::read_dump(&snapshot).map_err(|e| Failure::Input(e.to_string()))?;
             if !dump.header.malloc_owner.is_empty() {
                 let owner = String::from_utf8_lossy(&dump.header.malloc_owner);
-                eprintln!("memtrace: warning: {}", malloc_owner_warning(&snapshot.display().to_string(), &owner));
+                eprintln!(
+                    "memtrace: warning: {}",
+                    malloc_owner_warning(&snapshot.display().to_string(), &owner)
+                );
             }
             print_stats(out, &snapshot.display().to_string(), &dump, json)
         }
     }
 }
 
-fn top_json(table: &FrameTable, snap: &Snapshot, stats: &[Statistic], key: KeyType, a: &StatArgs, pretty: bool) -> Value {
+fn top_json(
+    table: &FrameTable,
+    snap: &Snapshot,
+    stats: &[Statistic],
+    key: KeyType,
+    a: &StatArgs,
+    pretty: bool,
+) -> Value {
     let list: Vec<Value> = stats
         .iter()
         .take(a.limit)
@@ -556,7 +643,13 @@ fn top_json(table: &FrameTable, snap: &Snapshot, stats: &[Statistic], key: KeyTy
 }
 
 /// The documentation's `display_top` recipe.
-pub fn display_top(out: &mut dyn Write, table: &FrameTable, stats: &[Statistic], limit: usize, note: &str) -> std::io::Result<()> {
+pub fn display_top(
+    out: &mut dyn Write,
+    table: &FrameTable,
+    stats: &[Statistic],
+    limit: usize,
+    note: &str,
+) -> std::io::Result<()> {
     let mut lc = LineCache::new();
     writeln!(out, "Top {limit} lines{note}")?;
     for (index, st) in stats.iter().take(limit).enumerate() {
@@ -591,7 +684,10 @@ fn short_name(filename: &str) -> String {
 
 fn shell_quote(arg: &[u8]) -> String {
     let s = String::from_utf8_lossy(arg);
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c)) {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+    {
         s.into_owned()
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))
@@ -615,13 +711,26 @@ pub fn utc_time(ns: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if m <= 2 { y + 1 } else { y };
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{frac:09} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{frac:09} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
-fn print_stats(out: &mut dyn Write, path: &str, d: &memtrace_format::Snapshot, as_json: bool) -> Result<(), Failure> {
+fn print_stats(
+    out: &mut dyn Write,
+    path: &str,
+    d: &memtrace_format::Snapshot,
+    as_json: bool,
+) -> Result<(), Failure> {
     let h = &d.header;
     let (blocks, bytes) = d.traces.iter().fold((0u64, 0u64), |(c, s), t| {
-        (c.saturating_add(t.count), s.saturating_add(t.size.saturating_mul(t.count)))
+        (
+            c.saturating_add(t.count),
+            s.saturating_add(t.size.saturating_mul(t.count)),
+        )
     });
     let rate = h.sample_rate;
     // sampled: the estimates (see stats::estimate), the recorded blocks aside
@@ -634,9 +743,14 @@ fn print_stats(out: &mut dyn Write, path: &str, d: &memtrace_format::Snapshot, a
     } else {
         (blocks, bytes)
     };
-    let owner = (!h.malloc_owner.is_empty()).then(|| String::from_utf8_lossy(&h.malloc_owner).into_owned());
+    let owner =
+        (!h.malloc_owner.is_empty()).then(|| String::from_utf8_lossy(&h.malloc_owner).into_owned());
     let truncated = d.stacks.iter().filter(|s| s.truncated).count();
-    let cmdline: Vec<String> = h.cmdline.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+    let cmdline: Vec<String> = h
+        .cmdline
+        .iter()
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
     let kind = match h.kind {
         memtrace_format::SnapshotKind::Signal => "signal",
         memtrace_format::SnapshotKind::Exit => "exit",
@@ -675,10 +789,25 @@ fn print_stats(out: &mut dyn Write, path: &str, d: &memtrace_format::Snapshot, a
     };
     writeln!(out, "Snapshot:       {path}: {what}")?;
     writeln!(out, "Process:        pid {}", h.pid)?;
-    writeln!(out, "Command line:   {}", h.cmdline.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" "))?;
+    writeln!(
+        out,
+        "Command line:   {}",
+        h.cmdline
+            .iter()
+            .map(|a| shell_quote(a))
+            .collect::<Vec<_>>()
+            .join(" ")
+    )?;
     writeln!(out, "Executable:     {}", String::from_utf8_lossy(&h.exe))?;
     writeln!(out, "Time:           {}", utc_time(h.time_ns))?;
-    writeln!(out, "Traced memory:  current={} ({} B), peak={} ({} B)", fs(h.traced_bytes), h.traced_bytes, fs(h.peak_bytes), h.peak_bytes)?;
+    writeln!(
+        out,
+        "Traced memory:  current={} ({} B), peak={} ({} B)",
+        fs(h.traced_bytes),
+        h.traced_bytes,
+        fs(h.peak_bytes),
+        h.peak_bytes
+    )?;
     if rate > 0 {
         writeln!(
             out,
@@ -687,11 +816,21 @@ fn print_stats(out: &mut dyn Write, path: &str, d: &memtrace_format::Snapshot, a
             d.stacks.len()
         )?;
     } else {
-        writeln!(out, "Live blocks:    {blocks} ({}, {} B) from {} stacks", fs(bytes), bytes, d.stacks.len())?;
+        writeln!(
+            out,
+            "Live blocks:    {blocks} ({}, {} B) from {} stacks",
+            fs(bytes),
+            bytes,
+            d.stacks.len()
+        )?;
     }
     writeln!(out, "Allocations:    {} seen", h.alloc_count)?;
     writeln!(out, "Frees:          {} seen", h.free_count)?;
-    writeln!(out, "Frame limit:    {} ({truncated} stacks truncated)", h.frame_limit)?;
+    writeln!(
+        out,
+        "Frame limit:    {} ({truncated} stacks truncated)",
+        h.frame_limit
+    )?;
     if h.sample_rate == 0 {
         writeln!(out, "Sampling:       every allocation recorded")?;
     } else {
@@ -703,12 +842,14 @@ fn print_stats(out: &mut dyn Write, path: &str, d: &memtrace_format::Snapshot, a
         )?;
     }
     if let Some(o) = &owner {
-        writeln!(out, "Allocator:      {o}, not glibc: its allocations were not traced")?;
+        writeln!(
+            out,
+            "Allocator:      {o}, not glibc: its allocations were not traced"
+        )?;
     }
     writeln!(out, "Modules:        {}", d.modules.len())?;
     Ok(())
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -717,8 +858,14 @@ mod tests {
     #[test]
     fn time() {
         assert_eq!(utc_time(0), "1970-01-01 00:00:00.000000000 UTC");
-        assert_eq!(utc_time(1_700_000_000_123_456_789), "2023-11-14 22:13:20.123456789 UTC");
-        assert_eq!(utc_time(951_782_400_000_000_000), "2000-02-29 00:00:00.000000000 UTC");
+        assert_eq!(
+            utc_time(1_700_000_000_123_456_789),
+            "2023-11-14 22:13:20.123456789 UTC"
+        );
+        assert_eq!(
+            utc_time(951_782_400_000_000_000),
+            "2000-02-29 00:00:00.000000000 UTC"
+        );
     }
 
     #[test]

@@ -30,7 +30,10 @@ pub struct Pattern {
 
 impl Pattern {
     pub fn new(pat: &str) -> Pattern {
-        Pattern { source: pat.to_string(), toks: translate(&pat.chars().collect::<Vec<_>>()) }
+        Pattern {
+            source: pat.to_string(),
+            toks: translate(&pat.chars().collect::<Vec<_>>()),
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -91,7 +94,11 @@ fn class(pat: &[char], mut i: usize, j: usize) -> Tok {
         let mut chunks: Vec<Vec<char>> = Vec::new();
         let mut k = if pat[i] == '!' { i + 2 } else { i + 1 };
         loop {
-            let found = if k < j { pat[k..j].iter().position(|&c| c == '-').map(|p| p + k) } else { None };
+            let found = if k < j {
+                pat[k..j].iter().position(|&c| c == '-').map(|p| p + k)
+            } else {
+                None
+            };
             let Some(kk) = found else { break };
             chunks.push(pat[i..kk].to_vec());
             i = kk + 1;
@@ -138,7 +145,11 @@ fn class(pat: &[char], mut i: usize, j: usize) -> Tok {
     let m = chunks.len();
     for (idx, ch) in chunks.iter().enumerate() {
         let start = if idx > 0 { 1 } else { 0 };
-        let end = if idx + 1 < m { ch.len().saturating_sub(1) } else { ch.len() };
+        let end = if idx + 1 < m {
+            ch.len().saturating_sub(1)
+        } else {
+            ch.len()
+        };
         if idx > 0 {
             // range: previous chunk's last char to this chunk's first char
             let lo = *chunks[idx - 1].last().unwrap_or(&'\0');
@@ -214,7 +225,12 @@ pub struct Filter {
 
 impl Filter {
     pub fn new(inclusive: bool, pattern: &str, lineno: Option<u32>, all_frames: bool) -> Filter {
-        Filter { inclusive, pattern: Pattern::new(normalize_filename(pattern)), lineno, all_frames }
+        Filter {
+            inclusive,
+            pattern: Pattern::new(normalize_filename(pattern)),
+            lineno,
+            all_frames,
+        }
     }
 
     /// Parses a command-line pattern: `PATTERN` or `PATTERN:LINENO`.
@@ -255,8 +271,17 @@ impl Filter {
 
     /// `_match_traceback`: does this filter let a traceback (most recent
     /// frame first) through?
-    pub fn match_traceback(&self, table: &FrameTable, frames: &[FrameId], cache: &mut HashMap<FrameId, bool>) -> bool {
-        let mut m = |id: FrameId| *cache.entry(id).or_insert_with(|| self.match_frame_impl(table, id));
+    pub fn match_traceback(
+        &self,
+        table: &FrameTable,
+        frames: &[FrameId],
+        cache: &mut HashMap<FrameId, bool>,
+    ) -> bool {
+        let mut m = |id: FrameId| {
+            *cache
+                .entry(id)
+                .or_insert_with(|| self.match_frame_impl(table, id))
+        };
         if self.all_frames {
             if frames.iter().any(|&f| m(f)) {
                 self.inclusive
@@ -293,10 +318,17 @@ impl FilterSet {
     }
 
     pub fn keep(&mut self, table: &FrameTable, frames: &[FrameId]) -> bool {
-        if !self.include.is_empty() && !self.include.iter_mut().any(|(f, c)| f.match_traceback(table, frames, c)) {
+        if !self.include.is_empty()
+            && !self
+                .include
+                .iter_mut()
+                .any(|(f, c)| f.match_traceback(table, frames, c))
+        {
             return false;
         }
-        self.exclude.iter_mut().all(|(f, c)| f.match_traceback(table, frames, c))
+        self.exclude
+            .iter_mut()
+            .all(|(f, c)| f.match_traceback(table, frames, c))
     }
 }
 

@@ -48,12 +48,16 @@ fn find_preload() -> Result<PathBuf, RunError> {
         Some(v) => {
             let p = PathBuf::from(v);
             if !p.is_file() {
-                return Err(err(format!("MEMTRACE_PRELOAD={}: no such file", p.display())));
+                return Err(err(format!(
+                    "MEMTRACE_PRELOAD={}: no such file",
+                    p.display()
+                )));
             }
             p
         }
         None => {
-            let exe = std::env::current_exe().map_err(|e| err(format!("cannot find my own path: {}", crate::io_msg(&e))))?;
+            let exe = std::env::current_exe()
+                .map_err(|e| err(format!("cannot find my own path: {}", crate::io_msg(&e))))?;
             let p = exe.parent().unwrap_or(Path::new("/")).join("libtrace.so");
             if !p.is_file() {
                 return Err(err(format!(
@@ -67,7 +71,10 @@ fn find_preload() -> Result<PathBuf, RunError> {
     let p = std::fs::canonicalize(&p).unwrap_or(p);
     let b = p.as_os_str().as_bytes();
     if b.contains(&b':') || b.contains(&b' ') {
-        return Err(err(format!("{}: LD_PRELOAD cannot name a path with ':' or ' ' in it", p.display())));
+        return Err(err(format!(
+            "{}: LD_PRELOAD cannot name a path with ':' or ' ' in it",
+            p.display()
+        )));
     }
     Ok(p)
 }
@@ -79,17 +86,28 @@ fn resolve(cmd: &OsStr) -> Result<PathBuf, RunError> {
     if cmd.as_bytes().contains(&b'/') {
         let p = PathBuf::from(cmd);
         return match std::fs::metadata(&p) {
-            Ok(m) if m.is_dir() => Err(RunError(format!("{shown}: is a directory"), EXIT_CANNOT_EXEC)),
+            Ok(m) if m.is_dir() => Err(RunError(
+                format!("{shown}: is a directory"),
+                EXIT_CANNOT_EXEC,
+            )),
             Ok(_) => Ok(p),
-            Err(e) => Err(RunError(format!("{shown}: {}", crate::io_msg(&e)), EXIT_NOT_FOUND)),
+            Err(e) => Err(RunError(
+                format!("{shown}: {}", crate::io_msg(&e)),
+                EXIT_NOT_FOUND,
+            )),
         };
     }
     if cmd.is_empty() {
         return Err(RunError("empty command name".into(), EXIT_NOT_FOUND));
     }
-    let path = std::env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
+    let path =
+        std::env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
     for dir in path.as_bytes().split(|&c| c == b':') {
-        let dir = if dir.is_empty() { Path::new(".") } else { Path::new(OsStr::from_bytes(dir)) };
+        let dir = if dir.is_empty() {
+            Path::new(".")
+        } else {
+            Path::new(OsStr::from_bytes(dir))
+        };
         let cand = dir.join(cmd);
         if let Ok(m) = std::fs::metadata(&cand) {
             if m.is_file() && m.mode() & 0o111 != 0 {
@@ -97,7 +115,10 @@ fn resolve(cmd: &OsStr) -> Result<PathBuf, RunError> {
             }
         }
     }
-    Err(RunError(format!("{shown}: command not found"), EXIT_NOT_FOUND))
+    Err(RunError(
+        format!("{shown}: command not found"),
+        EXIT_NOT_FOUND,
+    ))
 }
 
 /// What the loader would make of an executable, as far as LD_PRELOAD goes.
@@ -116,17 +137,30 @@ pub enum ExeKind {
 /// Classifies a file by its first bytes.
 pub fn exe_kind(path: &Path) -> ExeKind {
     use object::read::elf::{FileHeader, ProgramHeader};
-    let Ok(data) = std::fs::read(path) else { return ExeKind::Other };
+    let Ok(data) = std::fs::read(path) else {
+        return ExeKind::Other;
+    };
     if let Some(rest) = data.strip_prefix(b"#!") {
         let line = rest.split(|&c| c == b'\n').next().unwrap_or(&[]);
-        let interp = line.split(|c| c.is_ascii_whitespace()).find(|t| !t.is_empty()).unwrap_or(&[]);
-        return if interp.is_empty() { ExeKind::Other } else { ExeKind::Script(PathBuf::from(OsStr::from_bytes(interp))) };
+        let interp = line
+            .split(|c| c.is_ascii_whitespace())
+            .find(|t| !t.is_empty())
+            .unwrap_or(&[]);
+        return if interp.is_empty() {
+            ExeKind::Other
+        } else {
+            ExeKind::Script(PathBuf::from(OsStr::from_bytes(interp)))
+        };
     }
     fn interp<H: FileHeader<Endian = object::Endianness>>(data: &[u8]) -> Option<bool> {
         let h = H::parse(data).ok()?;
         let endian = h.endian().ok()?;
         let phdrs = h.program_headers(endian, data).ok()?;
-        Some(phdrs.iter().any(|p| p.p_type(endian) == object::elf::PT_INTERP))
+        Some(
+            phdrs
+                .iter()
+                .any(|p| p.p_type(endian) == object::elf::PT_INTERP),
+        )
     }
     if !data.starts_with(b"\x7fELF") || data.len() < 5 {
         return ExeKind::Other;
@@ -158,7 +192,14 @@ fn secure_exec(path: &Path) -> Option<String> {
     // File capabilities also make the exec secure.
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
     // SAFETY: a null buffer of size 0 only asks for the attribute's size.
-    let n = unsafe { libc::getxattr(c.as_ptr(), c"security.capability".as_ptr(), std::ptr::null_mut(), 0) };
+    let n = unsafe {
+        libc::getxattr(
+            c.as_ptr(),
+            c"security.capability".as_ptr(),
+            std::ptr::null_mut(),
+            0,
+        )
+    };
     if n > 0 && uid != 0 {
         return Some("has file capabilities".into());
     }
@@ -170,13 +211,25 @@ fn check_traceable(shown: &str, path: &Path) -> Result<(), RunError> {
     let mut p = path.to_path_buf();
     for _ in 0..4 {
         if let Some(why) = secure_exec(&p) {
-            let what = if p == path { String::new() } else { format!(" (its interpreter {})", p.display()) };
-            return Err(err(format!("{shown}{what} {why}: the loader ignores LD_PRELOAD for it, so it cannot be traced")));
+            let what = if p == path {
+                String::new()
+            } else {
+                format!(" (its interpreter {})", p.display())
+            };
+            return Err(err(format!(
+                "{shown}{what} {why}: the loader ignores LD_PRELOAD for it, so it cannot be traced"
+            )));
         }
         match exe_kind(&p) {
             ExeKind::Static => {
-                let what = if p == path { String::new() } else { format!(" (its interpreter {})", p.display()) };
-                return Err(err(format!("{shown}{what} is statically linked: LD_PRELOAD cannot trace it")));
+                let what = if p == path {
+                    String::new()
+                } else {
+                    format!(" (its interpreter {})", p.display())
+                };
+                return Err(err(format!(
+                    "{shown}{what} is statically linked: LD_PRELOAD cannot trace it"
+                )));
             }
             ExeKind::Script(i) if i.is_absolute() => p = i,
             _ => return Ok(()),
@@ -195,7 +248,11 @@ fn prefix_parts(prefix: &[u8], pid: u32) -> (PathBuf, String, Vec<u8>) {
     // a %p in the directory part is the main process's pid
     let dir = crate::run::expand_pid(dir, pid);
     let shown = String::from_utf8_lossy(&dir).into_owned();
-    let scan = if dir.is_empty() { PathBuf::from(".") } else { PathBuf::from(OsStr::from_bytes(&dir)) };
+    let scan = if dir.is_empty() {
+        PathBuf::from(".")
+    } else {
+        PathBuf::from(OsStr::from_bytes(&dir))
+    };
     (scan, shown, base.to_vec())
 }
 
@@ -241,8 +298,12 @@ fn match_prefix<'a>(pattern: &[u8], name: &'a [u8]) -> Option<&'a [u8]> {
 /// names are `<prefix>.<n>.snap` and `<prefix>.exit.snap`, and in a forked
 /// child of a prefix without `%p`, `<prefix>.<pid>.<n>.snap`.
 pub fn is_snapshot_name(base: &[u8], name: &[u8]) -> bool {
-    let Some(rest) = match_prefix(base, name) else { return false };
-    let Some(rest) = rest.strip_suffix(b".snap") else { return false };
+    let Some(rest) = match_prefix(base, name) else {
+        return false;
+    };
+    let Some(rest) = rest.strip_suffix(b".snap") else {
+        return false;
+    };
     let parts: Vec<&[u8]> = rest.split(|&c| c == b'.').collect();
     // rest is ".<pid>"* "." (n | "exit")
     if parts.len() < 2 || !parts[0].is_empty() {
@@ -254,7 +315,9 @@ pub fn is_snapshot_name(base: &[u8], name: &[u8]) -> bool {
 }
 
 fn snapshot_names(dir: &Path, base: &[u8]) -> Vec<OsString> {
-    let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
     rd.filter_map(|e| e.ok())
         .map(|e| e.file_name())
         .filter(|n| is_snapshot_name(base, n.as_bytes()))
@@ -266,7 +329,11 @@ fn natural_key(name: &[u8]) -> Vec<(u8, u64, Vec<u8>)> {
     name.split(|&c| c == b'.')
         .map(|p| {
             if !p.is_empty() && p.len() < 20 && p.iter().all(|c| c.is_ascii_digit()) {
-                (0, std::str::from_utf8(p).unwrap().parse().unwrap_or(0), Vec::new())
+                (
+                    0,
+                    std::str::from_utf8(p).unwrap().parse().unwrap_or(0),
+                    Vec::new(),
+                )
             } else if p == b"exit" {
                 (1, 0, Vec::new())
             } else {
@@ -294,7 +361,11 @@ fn signal_name(sig: i32) -> String {
         (libc::SIGALRM, "SIGALRM"),
         (libc::SIGTERM, "SIGTERM"),
     ];
-    names.iter().find(|(n, _)| *n == sig).map(|(_, s)| s.to_string()).unwrap_or_else(|| format!("signal {sig}"))
+    names
+        .iter()
+        .find(|(n, _)| *n == sig)
+        .map(|(_, s)| s.to_string())
+        .unwrap_or_else(|| format!("signal {sig}"))
 }
 
 /// The snapshot signal `--signal` names, when it is one we can forward.
@@ -324,7 +395,10 @@ fn parse_signal(s: &str) -> Option<i32> {
 
 /// Runs the command; returns memtrace's exit code. Messages go to stderr.
 pub fn run(opts: RunOptions) -> Result<i32, RunError> {
-    let cmd = opts.command.first().ok_or_else(|| RunError("run: no command given".into(), 2))?;
+    let cmd = opts
+        .command
+        .first()
+        .ok_or_else(|| RunError("run: no command given".into(), 2))?;
     let shown = cmd.to_string_lossy().into_owned();
     let preload = find_preload()?;
     let path = resolve(cmd)?;
@@ -336,11 +410,18 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
         _ => b"memtrace.%p".to_vec(),
     };
     if prefix.is_empty() || prefix.ends_with(b"/") {
-        return Err(RunError("--out: expected a file name prefix (e.g. out/app or memtrace.%p)".into(), 2));
+        return Err(RunError(
+            "--out: expected a file name prefix (e.g. out/app or memtrace.%p)".into(),
+            2,
+        ));
     }
 
     let mut ld = preload.into_os_string();
-    if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|v| !v.as_bytes().iter().all(|c| c.is_ascii_whitespace() || *c == b':')) {
+    if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|v| {
+        !v.as_bytes()
+            .iter()
+            .all(|c| c.is_ascii_whitespace() || *c == b':')
+    }) {
         ld.push(":");
         ld.push(old);
     }
@@ -362,8 +443,11 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
     // Names present before the run are not the run's (libtrace.so never
     // replaces a file). The pid is not known yet: scan with %p as a wildcard.
     let (scan0, _, base) = prefix_parts(&prefix, 0);
-    let before: std::collections::HashSet<OsString> =
-        if prefix_has_pid_in_dir(&prefix) { Default::default() } else { snapshot_names(&scan0, &base).into_iter().collect() };
+    let before: std::collections::HashSet<OsString> = if prefix_has_pid_in_dir(&prefix) {
+        Default::default()
+    } else {
+        snapshot_names(&scan0, &base).into_iter().collect()
+    };
 
     // Block the forwarded signals before CMD exists, so that one sent as
     // soon as CMD runs is not lost; CMD itself starts with memtrace's
@@ -380,7 +464,11 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
     let mut child = match c.spawn() {
         Ok(ch) => ch,
         Err(e) => {
-            let code = if e.kind() == std::io::ErrorKind::NotFound { EXIT_NOT_FOUND } else { EXIT_CANNOT_EXEC };
+            let code = if e.kind() == std::io::ErrorKind::NotFound {
+                EXIT_NOT_FOUND
+            } else {
+                EXIT_CANNOT_EXEC
+            };
             return Err(RunError(format!("{shown}: {}", crate::io_msg(&e)), code));
         }
     };
@@ -401,18 +489,26 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
     };
 
     let (scan, shown_dir, base) = prefix_parts(&prefix, pid);
-    let mut new: Vec<OsString> = snapshot_names(&scan, &base).into_iter().filter(|n| !before.contains(n)).collect();
+    let mut new: Vec<OsString> = snapshot_names(&scan, &base)
+        .into_iter()
+        .filter(|n| !before.contains(n))
+        .collect();
     new.sort_by_key(|n| natural_key(n.as_bytes()));
     if new.is_empty() {
         let killed = status.signal().map(|s| {
             format!(
                 "it was killed by {}{}",
                 signal_name(s),
-                if s == libc::SIGKILL { ", which leaves no time for the exit snapshot" } else { " before its exit snapshot was written" }
+                if s == libc::SIGKILL {
+                    ", which leaves no time for the exit snapshot"
+                } else {
+                    " before its exit snapshot was written"
+                }
             )
         });
         let reasons = killed.or_else(|| {
-            (!scan.is_dir()).then(|| format!("its output directory {} does not exist", scan.display()))
+            (!scan.is_dir())
+                .then(|| format!("its output directory {} does not exist", scan.display()))
         });
         let reasons = reasons.unwrap_or_else(|| {
             format!(
@@ -460,7 +556,15 @@ impl Drop for Forwarder {
 fn forward_signals(snapshot_signal: Option<i32>) -> Forwarder {
     let mut forwarded = vec![libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2];
     if let Some(s) = snapshot_signal {
-        let bad = [libc::SIGKILL, libc::SIGSTOP, libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE, libc::SIGCHLD];
+        let bad = [
+            libc::SIGKILL,
+            libc::SIGSTOP,
+            libc::SIGSEGV,
+            libc::SIGBUS,
+            libc::SIGILL,
+            libc::SIGFPE,
+            libc::SIGCHLD,
+        ];
         if s > 0 && s < 65 && !bad.contains(&s) && !forwarded.contains(&s) {
             forwarded.push(s);
         }
@@ -477,7 +581,11 @@ fn forward_signals(snapshot_signal: Option<i32>) -> Forwarder {
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
         (set, old)
     };
-    Forwarder { set, old, forwarded }
+    Forwarder {
+        set,
+        old,
+        forwarded,
+    }
 }
 
 impl Forwarder {
@@ -509,7 +617,10 @@ mod tests {
         assert!(is_snapshot_name(b"memtrace.%p", b"memtrace.1234.exit.snap"));
         assert!(is_snapshot_name(b"memtrace.%p", b"memtrace.1234.12.snap"));
         assert!(!is_snapshot_name(b"memtrace.%p", b"memtrace.exit.snap"));
-        assert!(!is_snapshot_name(b"memtrace.%p", b"memtrace.1234.exit.snap.tmp.1234"));
+        assert!(!is_snapshot_name(
+            b"memtrace.%p",
+            b"memtrace.1234.exit.snap.tmp.1234"
+        ));
         assert!(!is_snapshot_name(b"memtrace.%p", b"other.1234.exit.snap"));
         assert!(is_snapshot_name(b"app", b"app.exit.snap"));
         assert!(is_snapshot_name(b"app", b"app.3.snap"));

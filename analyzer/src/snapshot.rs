@@ -14,8 +14,8 @@
 
 use crate::filter::{FilterSet, Pattern};
 use crate::symbolize::{SymFrame, Symbolizer};
-use memtrace_format::{Header, Module};
 use crate::FxHashMap as HashMap;
+use memtrace_format::{Header, Module};
 use std::path::Path;
 use std::rc::Rc;
 
@@ -82,7 +82,9 @@ impl Frame {
         match (&self.function, self.symbol_offset) {
             (Some(f), Some(o)) => format!("  File \"{module}\", function {f}+{o:#x}"),
             (Some(f), None) => format!("  File \"{module}\", function {f}"),
-            (None, _) if self.module.is_some() => format!("  File \"{module}\", offset {:#x}", self.module_offset),
+            (None, _) if self.module.is_some() => {
+                format!("  File \"{module}\", offset {:#x}", self.module_offset)
+            }
             (None, _) => format!("  File \"{module}\", address {:#x}", self.module_offset),
         }
     }
@@ -212,7 +214,11 @@ impl FrameTable {
     /// Interns a symbolized frame, classifying it with `rules`.
     pub fn intern_sym(&mut self, f: &SymFrame, rules: &FrameRules, exe: &str) -> FrameId {
         let (filename, lineno, has_line) = if f.has_line() {
-            (f.file.as_deref().unwrap_or_default().to_string(), f.line, true)
+            (
+                f.file.as_deref().unwrap_or_default().to_string(),
+                f.line,
+                true,
+            )
         } else {
             let name = match (&f.function, &f.module) {
                 (Some(func), Some(m)) => format!("<{func} in {}>", basename(m)),
@@ -222,10 +228,19 @@ impl FrameTable {
             };
             (name, 0, false)
         };
-        let system = rules.is_system(&filename, has_line, f.function.as_deref(), f.module.as_deref(), exe);
+        let system = rules.is_system(
+            &filename,
+            has_line,
+            f.function.as_deref(),
+            f.module.as_deref(),
+            exe,
+        );
         let weak = !system
             && !has_line
-            && !rules.user.iter().any(|p| pattern_hit(p, &filename, f.function.as_deref(), f.module.as_deref()));
+            && !rules
+                .user
+                .iter()
+                .any(|p| pattern_hit(p, &filename, f.function.as_deref(), f.module.as_deref()));
         let id = self.intern(
             &filename,
             lineno,
@@ -268,20 +283,74 @@ pub struct FrameRules {
     pub system: Vec<Pattern>,
 }
 
-const SYSTEM_DIRS: &[&str] =
-    &["/usr/include/", "/usr/lib/", "/usr/local/include/", "/rustc/", "/rust/deps/", "/build/glibc-", "/build/gcc-"];
-const SYSTEM_DIR_PARTS: &[&str] = &["/.cargo/registry/", "/.cargo/git/", "/.rustup/toolchains/", "/libstdc++-v3/"];
+const SYSTEM_DIRS: &[&str] = &[
+    "/usr/include/",
+    "/usr/lib/",
+    "/usr/local/include/",
+    "/rustc/",
+    "/rust/deps/",
+    "/build/glibc-",
+    "/build/gcc-",
+];
+const SYSTEM_DIR_PARTS: &[&str] = &[
+    "/.cargo/registry/",
+    "/.cargo/git/",
+    "/.rustup/toolchains/",
+    "/libstdc++-v3/",
+];
 const SYSTEM_MODULES: &[&str] = &[
-    "libc.so", "libc-", "libm.so", "libm-", "libpthread.so", "libpthread-", "libdl.so", "libdl-", "librt.so", "ld-linux",
-    "ld-", "libstdc++.so", "libgcc_s.so", "libunwind", "libtrace.so", "[vdso]", "linux-vdso",
+    "libc.so",
+    "libc-",
+    "libm.so",
+    "libm-",
+    "libpthread.so",
+    "libpthread-",
+    "libdl.so",
+    "libdl-",
+    "librt.so",
+    "ld-linux",
+    "ld-",
+    "libstdc++.so",
+    "libgcc_s.so",
+    "libunwind",
+    "libtrace.so",
+    "[vdso]",
+    "linux-vdso",
 ];
 const SYSTEM_FUNC_PREFIXES: &[&str] = &[
-    "std::", "__gnu_cxx::", "__cxxabiv1::", "__cxa_", "alloc::", "core::", "<std::", "<alloc::", "<core::", "operator new",
-    "operator delete", "__rdl_", "__rust_", "__rg_", "__libc_start", "__libc_malloc", "__libc_calloc", "__libc_realloc",
+    "std::",
+    "__gnu_cxx::",
+    "__cxxabiv1::",
+    "__cxa_",
+    "alloc::",
+    "core::",
+    "<std::",
+    "<alloc::",
+    "<core::",
+    "operator new",
+    "operator delete",
+    "__rdl_",
+    "__rust_",
+    "__rg_",
+    "__libc_start",
+    "__libc_malloc",
+    "__libc_calloc",
+    "__libc_realloc",
 ];
 const SYSTEM_FUNCS: &[&str] = &[
-    "malloc", "calloc", "realloc", "reallocarray", "free", "posix_memalign", "aligned_alloc", "memalign", "valloc",
-    "pvalloc", "_start", "strdup", "strndup",
+    "malloc",
+    "calloc",
+    "realloc",
+    "reallocarray",
+    "free",
+    "posix_memalign",
+    "aligned_alloc",
+    "memalign",
+    "valloc",
+    "pvalloc",
+    "_start",
+    "strdup",
+    "strndup",
 ];
 
 /// The qualified name of a demangled function, without the return type that
@@ -322,16 +391,33 @@ pub fn qualified_name(f: &str) -> &str {
 
 fn pattern_hit(p: &Pattern, filename: &str, function: Option<&str>, module: Option<&str>) -> bool {
     p.matches(filename)
-        || module.map(|m| p.matches(m) || p.matches(basename(m))).unwrap_or(false)
+        || module
+            .map(|m| p.matches(m) || p.matches(basename(m)))
+            .unwrap_or(false)
         || function.map(|f| p.matches(f)).unwrap_or(false)
 }
 
 impl FrameRules {
-    pub fn is_system(&self, filename: &str, has_line: bool, function: Option<&str>, module: Option<&str>, exe: &str) -> bool {
-        if self.user.iter().any(|p| pattern_hit(p, filename, function, module)) {
+    pub fn is_system(
+        &self,
+        filename: &str,
+        has_line: bool,
+        function: Option<&str>,
+        module: Option<&str>,
+        exe: &str,
+    ) -> bool {
+        if self
+            .user
+            .iter()
+            .any(|p| pattern_hit(p, filename, function, module))
+        {
             return false;
         }
-        if self.system.iter().any(|p| pattern_hit(p, filename, function, module)) {
+        if self
+            .system
+            .iter()
+            .any(|p| pattern_hit(p, filename, function, module))
+        {
             return true;
         }
         if let Some(f) = function {
@@ -347,7 +433,8 @@ impl FrameRules {
             }
         }
         if has_line {
-            SYSTEM_DIRS.iter().any(|d| filename.starts_with(d)) || SYSTEM_DIR_PARTS.iter().any(|d| filename.contains(d))
+            SYSTEM_DIRS.iter().any(|d| filename.starts_with(d))
+                || SYSTEM_DIR_PARTS.iter().any(|d| filename.contains(d))
         } else {
             // No line information: only the main executable's own functions stay.
             module.map(|m| m != exe || exe.is_empty()).unwrap_or(true)
@@ -391,12 +478,25 @@ impl Snapshot {
         let mut out = Vec::new();
         for (size, count, frames) in traces {
             let idx = *tbs.entry(frames.clone()).or_insert_with(|| {
-                tracebacks.push(Traceback { frames: frames.into(), truncated: false });
+                tracebacks.push(Traceback {
+                    frames: frames.into(),
+                    truncated: false,
+                });
                 tracebacks.len() as u32 - 1
             });
-            out.push(Trace { size, count, traceback: idx });
+            out.push(Trace {
+                size,
+                count,
+                traceback: idx,
+            });
         }
-        Snapshot { path: String::new(), header: None, module_count: 0, traces: out, tracebacks }
+        Snapshot {
+            path: String::new(),
+            header: None,
+            module_count: 0,
+            traces: out,
+            tracebacks,
+        }
     }
 
     /// `Snapshot.filter_traces(filters)`.
@@ -404,9 +504,18 @@ impl Snapshot {
         if filters.is_empty() {
             return self.clone();
         }
-        let keep: Vec<bool> = self.tracebacks.iter().map(|tb| filters.keep(table, &tb.frames)).collect();
+        let keep: Vec<bool> = self
+            .tracebacks
+            .iter()
+            .map(|tb| filters.keep(table, &tb.frames))
+            .collect();
         Snapshot {
-            traces: self.traces.iter().filter(|t| keep[t.traceback as usize]).copied().collect(),
+            traces: self
+                .traces
+                .iter()
+                .filter(|t| keep[t.traceback as usize])
+                .copied()
+                .collect(),
             ..self.clone()
         }
     }
@@ -434,10 +543,16 @@ impl Snapshot {
                 let (es, ec) = crate::stats::estimate(t.size, t.count, rate);
                 (s + es, c + ec)
             });
-            return (crate::stats::round_estimate(s), crate::stats::round_estimate(c));
+            return (
+                crate::stats::round_estimate(s),
+                crate::stats::round_estimate(c),
+            );
         }
         self.traces.iter().fold((0u64, 0u64), |(s, c), t| {
-            (s.saturating_add(t.size.saturating_mul(t.count)), c.saturating_add(t.count))
+            (
+                s.saturating_add(t.size.saturating_mul(t.count)),
+                c.saturating_add(t.count),
+            )
         })
     }
 }
@@ -459,7 +574,10 @@ impl std::error::Error for LoadError {}
 
 /// Reads and checks a dump (no symbolization).
 pub fn read_dump(path: &Path) -> Result<memtrace_format::Snapshot, LoadError> {
-    let err = |message: String| LoadError { path: path.display().to_string(), message };
+    let err = |message: String| LoadError {
+        path: path.display().to_string(),
+        message,
+    };
     let meta = std::fs::metadata(path).map_err(|e| err(crate::io_msg(&e)))?;
     if meta.is_dir() {
         return Err(err("is a directory".into()));
@@ -514,7 +632,18 @@ fn same_sym(frame: &Frame, f: &SymFrame) -> bool {
 fn sym_ptr_key(f: &SymFrame) -> [usize; 6] {
     let p = |s: &Option<Rc<str>>| s.as_ref().map(|s| s.as_ptr() as usize).unwrap_or(0);
     let has_line = f.has_line();
-    [p(&f.function), p(&f.file), p(&f.module), f.line as usize, has_line as usize, if has_line { 0 } else { f.module_offset as usize }]
+    [
+        p(&f.function),
+        p(&f.file),
+        p(&f.module),
+        f.line as usize,
+        has_line as usize,
+        if has_line {
+            0
+        } else {
+            f.module_offset as usize
+        },
+    ]
 }
 
 fn memo_intern(
@@ -534,7 +663,13 @@ fn memo_intern(
     id
 }
 
-fn memo_by_hash(memo: &mut HashMap<u64, FrameId>, table: &mut FrameTable, f: &SymFrame, rules: &FrameRules, exe: &str) -> FrameId {
+fn memo_by_hash(
+    memo: &mut HashMap<u64, FrameId>,
+    table: &mut FrameTable,
+    f: &SymFrame,
+    rules: &FrameRules,
+    exe: &str,
+) -> FrameId {
     let h = sym_key_hash(f);
     if let Some(&id) = memo.get(&h) {
         if same_sym(table.frame(id), f) {
@@ -566,7 +701,10 @@ pub fn symbolize_dump(
         let mut raw: Vec<FrameId> = Vec::with_capacity(st.frames.len() * 2);
         for &addr in &st.frames {
             let ids = by_addr.entry(addr).or_insert_with(|| {
-                sym.symbolize(modules, addr).iter().map(|f| memo_intern(&mut memo, &mut by_ptr, table, f, rules, &exe)).collect()
+                sym.symbolize(modules, addr)
+                    .iter()
+                    .map(|f| memo_intern(&mut memo, &mut by_ptr, table, f, rules, &exe))
+                    .collect()
             });
             raw.extend_from_slice(ids);
         }
@@ -577,7 +715,11 @@ pub fn symbolize_dump(
         let frames: Vec<FrameId> = if rules.keep_all {
             raw
         } else {
-            let mut user: Vec<FrameId> = raw.iter().copied().filter(|&id| !table.frame(id).system).collect();
+            let mut user: Vec<FrameId> = raw
+                .iter()
+                .copied()
+                .filter(|&id| !table.frame(id).system)
+                .collect();
             // The main executable's line-less functions (_start, a Rust `main`
             // shim) are kept only when the program has no line info at all.
             if user.iter().any(|&id| table.frame(id).has_line) {
@@ -594,7 +736,10 @@ pub fn symbolize_dump(
         let idx = match tb_ids.get(&key_frames) {
             Some(&i) if tracebacks[i as usize].truncated == st.truncated => i,
             _ => {
-                tracebacks.push(Traceback { frames: key_frames.clone().into(), truncated: st.truncated });
+                tracebacks.push(Traceback {
+                    frames: key_frames.clone().into(),
+                    truncated: st.truncated,
+                });
                 let i = tracebacks.len() as u32 - 1;
                 tb_ids.insert(key_frames, i);
                 i
@@ -606,15 +751,36 @@ pub fn symbolize_dump(
         .traces
         .iter()
         .filter(|t| t.count > 0)
-        .map(|t| Trace { size: t.size, count: t.count, traceback: stack_tb[&t.stack] })
+        .map(|t| Trace {
+            size: t.size,
+            count: t.count,
+            traceback: stack_tb[&t.stack],
+        })
         .collect();
-    Snapshot { path: path.to_string(), header: Some(dump.header.clone()), module_count: modules.len(), traces, tracebacks }
+    Snapshot {
+        path: path.to_string(),
+        header: Some(dump.header.clone()),
+        module_count: modules.len(),
+        traces,
+        tracebacks,
+    }
 }
 
 /// Reads, checks and symbolizes a snapshot file.
-pub fn load(path: &Path, table: &mut FrameTable, sym: &mut Symbolizer, rules: &FrameRules) -> Result<Snapshot, LoadError> {
+pub fn load(
+    path: &Path,
+    table: &mut FrameTable,
+    sym: &mut Symbolizer,
+    rules: &FrameRules,
+) -> Result<Snapshot, LoadError> {
     let dump = read_dump(path)?;
-    Ok(symbolize_dump(&path.display().to_string(), &dump, table, sym, rules))
+    Ok(symbolize_dump(
+        &path.display().to_string(),
+        &dump,
+        table,
+        sym,
+        rules,
+    ))
 }
 
 #[cfg(test)]
@@ -627,27 +793,91 @@ mod tests {
             qualified_name("void std::vector<Node*, std::allocator<Node*> >::_M_realloc_insert<Node*>(__gnu_cxx::__normal_iterator<Node**, std::vector<Node*, std::allocator<Node*> > >, Node*&&)"),
             "std::vector<Node*, std::allocator<Node*> >::_M_realloc_insert<Node*>"
         );
-        assert_eq!(qualified_name("operator new(unsigned long)"), "operator new");
+        assert_eq!(
+            qualified_name("operator new(unsigned long)"),
+            "operator new"
+        );
         assert_eq!(qualified_name("make_names(int)"), "make_names");
         assert_eq!(qualified_name("malloc"), "malloc");
-        assert_eq!(qualified_name("<alloc::vec::Vec<T> as core::clone::Clone>::clone"), "<alloc::vec::Vec<T> as core::clone::Clone>::clone");
-        assert_eq!(qualified_name("std::__cxx11::basic_string<char> make<int>(int)"), "make<int>");
-        assert_eq!(qualified_name("Foo::operator()(int) const"), "Foo::operator()");
+        assert_eq!(
+            qualified_name("<alloc::vec::Vec<T> as core::clone::Clone>::clone"),
+            "<alloc::vec::Vec<T> as core::clone::Clone>::clone"
+        );
+        assert_eq!(
+            qualified_name("std::__cxx11::basic_string<char> make<int>(int)"),
+            "make<int>"
+        );
+        assert_eq!(
+            qualified_name("Foo::operator()(int) const"),
+            "Foo::operator()"
+        );
     }
 
     #[test]
     fn rules() {
         let r = FrameRules::default();
-        assert!(r.is_system("<x>", false, Some("void std::vector<int>::_M_realloc_insert<int>(int&&)"), Some("/a/app"), "/a/app"));
-        assert!(!r.is_system("<x>", false, Some("make_names(int)"), Some("/a/app"), "/a/app"));
-        assert!(r.is_system("<x>", false, Some("make_names(int)"), Some("/a/lib.so"), "/a/app"));
-        assert!(r.is_system("/usr/include/c++/12/bits/stl_vector.h", true, Some("push_back"), Some("/a/app"), "/a/app"));
-        assert!(r.is_system("/x/alloc.rs", true, Some("alloc::alloc::alloc"), Some("/a/app"), "/a/app"));
-        assert!(r.is_system("/x/a.c", true, Some("f"), Some("/lib/x86_64-linux-gnu/libc.so.6"), "/a/app"));
+        assert!(r.is_system(
+            "<x>",
+            false,
+            Some("void std::vector<int>::_M_realloc_insert<int>(int&&)"),
+            Some("/a/app"),
+            "/a/app"
+        ));
+        assert!(!r.is_system(
+            "<x>",
+            false,
+            Some("make_names(int)"),
+            Some("/a/app"),
+            "/a/app"
+        ));
+        assert!(r.is_system(
+            "<x>",
+            false,
+            Some("make_names(int)"),
+            Some("/a/lib.so"),
+            "/a/app"
+        ));
+        assert!(r.is_system(
+            "/usr/include/c++/12/bits/stl_vector.h",
+            true,
+            Some("push_back"),
+            Some("/a/app"),
+            "/a/app"
+        ));
+        assert!(r.is_system(
+            "/x/alloc.rs",
+            true,
+            Some("alloc::alloc::alloc"),
+            Some("/a/app"),
+            "/a/app"
+        ));
+        assert!(r.is_system(
+            "/x/a.c",
+            true,
+            Some("f"),
+            Some("/lib/x86_64-linux-gnu/libc.so.6"),
+            "/a/app"
+        ));
         assert!(!r.is_system("/src/a.c", true, Some("f"), Some("/a/app"), "/a/app"));
-        assert!(r.is_system("/root/.cargo/registry/src/x/lib.rs", true, Some("hashbrown::x"), Some("/a/app"), "/a/app"));
-        let r = FrameRules { user: vec![Pattern::new("*stl_vector.h")], system: vec![Pattern::new("/src/*")], keep_all: false };
-        assert!(!r.is_system("/usr/include/c++/12/bits/stl_vector.h", true, Some("push_back"), Some("/a/app"), "/a/app"));
+        assert!(r.is_system(
+            "/root/.cargo/registry/src/x/lib.rs",
+            true,
+            Some("hashbrown::x"),
+            Some("/a/app"),
+            "/a/app"
+        ));
+        let r = FrameRules {
+            user: vec![Pattern::new("*stl_vector.h")],
+            system: vec![Pattern::new("/src/*")],
+            keep_all: false,
+        };
+        assert!(!r.is_system(
+            "/usr/include/c++/12/bits/stl_vector.h",
+            true,
+            Some("push_back"),
+            Some("/a/app"),
+            "/a/app"
+        ));
         assert!(r.is_system("/src/a.c", true, Some("f"), Some("/a/app"), "/a/app"));
     }
 }

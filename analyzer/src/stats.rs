@@ -11,8 +11,8 @@
 
 use crate::format::{statistic_diff_str, statistic_str};
 use crate::snapshot::{FrameId, FrameTable, Snapshot};
-use std::cmp::Ordering;
 use crate::FxHashMap as HashMap;
+use std::cmp::Ordering;
 use std::rc::Rc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,7 +125,13 @@ impl StatisticDiff {
 
     /// `str(StatisticDiff)`.
     pub fn format(&self, table: &FrameTable) -> String {
-        statistic_diff_str(&self.label(table), self.size, self.size_diff, self.count, self.count_diff)
+        statistic_diff_str(
+            &self.label(table),
+            self.size,
+            self.size_diff,
+            self.count,
+            self.count_diff,
+        )
     }
 }
 
@@ -159,7 +165,11 @@ fn add(
     rate: u64,
 ) {
     let add_size = size.saturating_mul(count);
-    let est = if rate > 0 { estimate(size, count, rate) } else { (0.0, 0.0) };
+    let est = if rate > 0 {
+        estimate(size, count, rate)
+    } else {
+        (0.0, 0.0)
+    };
     match stats.get_mut(&key) {
         Some(s) => {
             s.size = s.size.saturating_add(add_size);
@@ -169,7 +179,17 @@ fn add(
             s.est.1 += est.1;
         }
         None => {
-            stats.insert(key.clone(), Statistic { key, frames: frames(), size: add_size, count, truncated, est });
+            stats.insert(
+                key.clone(),
+                Statistic {
+                    key,
+                    frames: frames(),
+                    size: add_size,
+                    count,
+                    truncated,
+                    est,
+                },
+            );
         }
     }
 }
@@ -182,7 +202,9 @@ pub fn group_by(
     cumulative: bool,
 ) -> Result<HashMap<GroupKey, Statistic>, KeyError> {
     if cumulative && key_type == KeyType::Traceback {
-        return Err(KeyError("cumulative mode cannot be used with key type 'traceback'".into()));
+        return Err(KeyError(
+            "cumulative mode cannot be used with key type 'traceback'".into(),
+        ));
     }
     let mut stats: HashMap<GroupKey, Statistic> = HashMap::default();
     let rate = snap.sample_rate();
@@ -193,7 +215,9 @@ pub fn group_by(
             let tb = &snap.tracebacks[t.traceback as usize];
             let key = keys[t.traceback as usize]
                 .get_or_insert_with(|| match key_type {
-                    KeyType::Traceback => GroupKey::Traceback(tb.frames.iter().map(|&f| table.frame(f).loc).collect()),
+                    KeyType::Traceback => {
+                        GroupKey::Traceback(tb.frames.iter().map(|&f| table.frame(f).loc).collect())
+                    }
                     k => frame_key(table, k, tb.frames[0]),
                 })
                 .clone();
@@ -210,7 +234,15 @@ pub fn group_by(
         for t in &snap.traces {
             let tb = &snap.tracebacks[t.traceback as usize];
             for &f in tb.frames.iter() {
-                add(&mut stats, frame_key(table, key_type, f), || Rc::from(&[f][..]), t.size, t.count, tb.truncated, rate);
+                add(
+                    &mut stats,
+                    frame_key(table, key_type, f),
+                    || Rc::from(&[f][..]),
+                    t.size,
+                    t.count,
+                    tb.truncated,
+                    rate,
+                );
             }
         }
     }
@@ -255,10 +287,20 @@ pub fn cmp_key(table: &FrameTable, a: &GroupKey, b: &GroupKey) -> Ordering {
 
 /// `Snapshot.statistics(key_type, cumulative)`: sorted by (size, count,
 /// traceback), all descending.
-pub fn statistics(snap: &Snapshot, table: &FrameTable, key_type: KeyType, cumulative: bool) -> Result<Vec<Statistic>, KeyError> {
-    let mut v: Vec<Statistic> = group_by(snap, table, key_type, cumulative)?.into_values().collect();
+pub fn statistics(
+    snap: &Snapshot,
+    table: &FrameTable,
+    key_type: KeyType,
+    cumulative: bool,
+) -> Result<Vec<Statistic>, KeyError> {
+    let mut v: Vec<Statistic> = group_by(snap, table, key_type, cumulative)?
+        .into_values()
+        .collect();
     v.sort_by(|a, b| {
-        b.size.cmp(&a.size).then(b.count.cmp(&a.count)).then_with(|| cmp_key(table, &b.key, &a.key))
+        b.size
+            .cmp(&a.size)
+            .then(b.count.cmp(&a.count))
+            .then_with(|| cmp_key(table, &b.key, &a.key))
     });
     Ok(v)
 }
@@ -315,7 +357,11 @@ pub fn compare_to(
             .unsigned_abs()
             .cmp(&a.size_diff.unsigned_abs())
             .then(b.size.cmp(&a.size))
-            .then(b.count_diff.unsigned_abs().cmp(&a.count_diff.unsigned_abs()))
+            .then(
+                b.count_diff
+                    .unsigned_abs()
+                    .cmp(&a.count_diff.unsigned_abs()),
+            )
             .then(b.count.cmp(&a.count))
             .then_with(|| cmp_key(table, &b.key, &a.key))
     });
