@@ -102,8 +102,8 @@ pub fn traceback_slice(len: usize, limit: Option<i64>, most_recent_first: bool) 
 /// `Traceback.format(limit, most_recent_first)` over frames stored most
 /// recent first, with source lines from `lc`.
 pub fn traceback_lines(
-    table: &crate::snapshot::FrameTable,
-    frames: &[crate::snapshot::FrameId],
+    table: &crate::frame::FrameTable,
+    frames: &[crate::frame::FrameId],
     limit: Option<i64>,
     most_recent_first: bool,
     lc: &mut LineCache,

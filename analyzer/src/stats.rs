@@ -10,8 +10,10 @@
 //!   labelled `function (file)`; it sorts as a one-frame key `(label, 0)`.
 
 use crate::format::{statistic_diff_str, statistic_str};
-use crate::snapshot::{FrameId, FrameTable, Snapshot};
-use crate::FxHashMap as HashMap;
+use crate::frame::{FrameId, FrameTable};
+use crate::sampling::{estimate, round_estimate};
+use crate::snapshot::Snapshot;
+use crate::util::FxHashMap as HashMap;
 use std::cmp::Ordering;
 use std::rc::Rc;
 
@@ -60,31 +62,6 @@ pub struct Statistic {
     /// Sampled snapshots: the unrounded estimates of size and count being
     /// summed; `size` and `count` are set from them, rounded, at the end.
     est: (f64, f64),
-}
-
-/// The probability that the byte-clock sampler (one sample per `rate` bytes
-/// on average, Poisson intervals) records a block of `size` bytes:
-/// p(s) = 1 − exp(−s/R), computed as −expm1(−s/R).
-pub fn sample_probability(size: u64, rate: u64) -> f64 {
-    if rate == 0 {
-        return 1.0;
-    }
-    -(-(size as f64) / rate as f64).exp_m1()
-}
-
-/// The unbiased estimate of what `count` sampled blocks of `size` bytes
-/// stand for: (bytes s·c/p(s), blocks c/p(s)). A 0-byte block, which the
-/// byte clock can never pick, counts as recorded (p = 1).
-pub fn estimate(size: u64, count: u64, rate: u64) -> (f64, f64) {
-    let p = sample_probability(size, rate);
-    let p = if p > 0.0 { p } else { 1.0 };
-    let c = count as f64 / p;
-    (size as f64 * c, c)
-}
-
-/// Rounds an estimate to an integer (saturating).
-pub fn round_estimate(v: f64) -> u64 {
-    v.round() as u64
 }
 
 #[derive(Clone, Debug)]
@@ -144,6 +121,17 @@ impl std::fmt::Display for KeyError {
     }
 }
 
+/// `Snapshot._group_by`'s check of its arguments: the `traceback` key has
+/// no cumulative mode.
+pub fn check_key(key_type: KeyType, cumulative: bool) -> Result<(), KeyError> {
+    if cumulative && key_type == KeyType::Traceback {
+        return Err(KeyError(
+            "cumulative mode cannot be used with key type 'traceback'".into(),
+        ));
+    }
+    Ok(())
+}
+
 fn frame_key(table: &FrameTable, key_type: KeyType, id: FrameId) -> GroupKey {
     let f = table.frame(id);
     match key_type {
@@ -154,7 +142,6 @@ fn frame_key(table: &FrameTable, key_type: KeyType, id: FrameId) -> GroupKey {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn add(
     stats: &mut HashMap<GroupKey, Statistic>,
     key: GroupKey,
@@ -201,11 +188,7 @@ pub fn group_by(
     key_type: KeyType,
     cumulative: bool,
 ) -> Result<HashMap<GroupKey, Statistic>, KeyError> {
-    if cumulative && key_type == KeyType::Traceback {
-        return Err(KeyError(
-            "cumulative mode cannot be used with key type 'traceback'".into(),
-        ));
-    }
+    check_key(key_type, cumulative)?;
     let mut stats: HashMap<GroupKey, Statistic> = HashMap::default();
     let rate = snap.sample_rate();
     if !cumulative {

@@ -126,7 +126,7 @@ fn answer(table: &mut FrameTable, old_g: &[Group], new_g: &[Group], q: &Value) -
         "pretty" => {
             let stats = statistics(&old, table, KeyType::Lineno, false).unwrap();
             let mut buf = Vec::new();
-            memtrace::cli::display_top(
+            memtrace::display::display_top(
                 &mut buf,
                 table,
                 &stats,

@@ -17,6 +17,7 @@
 //!   on stderr, `memtrace: wrote PATH`, or, if there is none, one line says so
 //!   with the likely reasons.
 
+use super::Failure;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
@@ -38,6 +39,18 @@ pub struct RunOptions {
 /// An error before CMD ran: the message (without `memtrace: `) and the exit code.
 pub struct RunError(pub String, pub i32);
 
+/// `memtrace run`: memtrace exits with CMD's status, or after one line
+/// saying why CMD did not run.
+pub(super) fn command(opts: RunOptions) -> Result<(), Failure> {
+    match run(opts) {
+        Ok(code) => Err(Failure::Exit(code)),
+        Err(RunError(m, code)) => {
+            eprintln!("memtrace: {m}");
+            Err(Failure::Exit(code))
+        }
+    }
+}
+
 fn err(msg: impl Into<String>) -> RunError {
     RunError(msg.into(), 1)
 }
@@ -56,8 +69,12 @@ fn find_preload() -> Result<PathBuf, RunError> {
             p
         }
         None => {
-            let exe = std::env::current_exe()
-                .map_err(|e| err(format!("cannot find my own path: {}", crate::io_msg(&e))))?;
+            let exe = std::env::current_exe().map_err(|e| {
+                err(format!(
+                    "cannot find my own path: {}",
+                    crate::util::io_msg(&e)
+                ))
+            })?;
             let p = exe.parent().unwrap_or(Path::new("/")).join("libtrace.so");
             if !p.is_file() {
                 return Err(err(format!(
@@ -92,7 +109,7 @@ fn resolve(cmd: &OsStr) -> Result<PathBuf, RunError> {
             )),
             Ok(_) => Ok(p),
             Err(e) => Err(RunError(
-                format!("{shown}: {}", crate::io_msg(&e)),
+                format!("{shown}: {}", crate::util::io_msg(&e)),
                 EXIT_NOT_FOUND,
             )),
         };
@@ -246,7 +263,7 @@ fn prefix_parts(prefix: &[u8], pid: u32) -> (PathBuf, String, Vec<u8>) {
         None => (&b""[..], prefix),
     };
     // a %p in the directory part is the main process's pid
-    let dir = crate::run::expand_pid(dir, pid);
+    let dir = expand_pid(dir, pid);
     let shown = String::from_utf8_lossy(&dir).into_owned();
     let scan = if dir.is_empty() {
         PathBuf::from(".")
@@ -469,7 +486,10 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
             } else {
                 EXIT_CANNOT_EXEC
             };
-            return Err(RunError(format!("{shown}: {}", crate::io_msg(&e)), code));
+            return Err(RunError(
+                format!("{shown}: {}", crate::util::io_msg(&e)),
+                code,
+            ));
         }
     };
     let pid = child.id();
@@ -478,7 +498,12 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
         match child.wait() {
             Ok(s) => break s,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(err(format!("waiting for {shown}: {}", crate::io_msg(&e)))),
+            Err(e) => {
+                return Err(err(format!(
+                    "waiting for {shown}: {}",
+                    crate::util::io_msg(&e)
+                )))
+            }
         }
     };
     drop(forward);
