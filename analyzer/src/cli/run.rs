@@ -18,6 +18,7 @@
 //!   with the likely reasons.
 
 use super::Failure;
+use memtrace_format::{naming, signals};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
@@ -263,7 +264,7 @@ fn prefix_parts(prefix: &[u8], pid: u32) -> (PathBuf, String, Vec<u8>) {
         None => (&b""[..], prefix),
     };
     // a %p in the directory part is the main process's pid
-    let dir = expand_pid(dir, pid);
+    let dir = naming::expand_pid(dir, pid);
     let shown = String::from_utf8_lossy(&dir).into_owned();
     let scan = if dir.is_empty() {
         PathBuf::from(".")
@@ -273,71 +274,13 @@ fn prefix_parts(prefix: &[u8], pid: u32) -> (PathBuf, String, Vec<u8>) {
     (scan, shown, base.to_vec())
 }
 
-fn expand_pid(s: &[u8], pid: u32) -> Vec<u8> {
-    let mut r = Vec::new();
-    let mut i = 0;
-    while i < s.len() {
-        if s[i] == b'%' && s.get(i + 1) == Some(&b'p') {
-            r.extend_from_slice(pid.to_string().as_bytes());
-            i += 2;
-        } else {
-            r.push(s[i]);
-            i += 1;
-        }
-    }
-    r
-}
-
-/// Does `name` match `pattern` where each `%p` stands for a pid (digits)?
-/// Returns the rest of `name` after the pattern.
-fn match_prefix<'a>(pattern: &[u8], name: &'a [u8]) -> Option<&'a [u8]> {
-    if pattern.is_empty() {
-        return Some(name);
-    }
-    if pattern.starts_with(b"%p") {
-        let digits = name.iter().take_while(|c| c.is_ascii_digit()).count();
-        // try every split: a pid followed by literal digits is ambiguous
-        for n in (1..=digits).rev() {
-            if let Some(r) = match_prefix(&pattern[2..], &name[n..]) {
-                return Some(r);
-            }
-        }
-        return None;
-    }
-    if name.first() == pattern.first() {
-        match_prefix(&pattern[1..], &name[1..])
-    } else {
-        None
-    }
-}
-
-/// Is `name` a snapshot file for the prefix pattern `base`? The libtrace.so
-/// names are `<prefix>.<n>.snap` and `<prefix>.exit.snap`, and in a forked
-/// child of a prefix without `%p`, `<prefix>.<pid>.<n>.snap`.
-pub fn is_snapshot_name(base: &[u8], name: &[u8]) -> bool {
-    let Some(rest) = match_prefix(base, name) else {
-        return false;
-    };
-    let Some(rest) = rest.strip_suffix(b".snap") else {
-        return false;
-    };
-    let parts: Vec<&[u8]> = rest.split(|&c| c == b'.').collect();
-    // rest is ".<pid>"* "." (n | "exit")
-    if parts.len() < 2 || !parts[0].is_empty() {
-        return false;
-    }
-    let last = parts[parts.len() - 1];
-    let num = |p: &[u8]| !p.is_empty() && p.iter().all(|c| c.is_ascii_digit());
-    (num(last) || last == b"exit") && parts[1..parts.len() - 1].iter().all(|p| num(p))
-}
-
 fn snapshot_names(dir: &Path, base: &[u8]) -> Vec<OsString> {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
     rd.filter_map(|e| e.ok())
         .map(|e| e.file_name())
-        .filter(|n| is_snapshot_name(base, n.as_bytes()))
+        .filter(|n| naming::is_snapshot_name(base, n.as_bytes()))
         .collect()
 }
 
@@ -360,54 +303,17 @@ fn natural_key(name: &[u8]) -> Vec<(u8, u64, Vec<u8>)> {
         .collect()
 }
 
+/// `SIGKILL`, or `signal N` for a signal without a name.
 fn signal_name(sig: i32) -> String {
-    let names = [
-        (libc::SIGHUP, "SIGHUP"),
-        (libc::SIGINT, "SIGINT"),
-        (libc::SIGQUIT, "SIGQUIT"),
-        (libc::SIGILL, "SIGILL"),
-        (libc::SIGTRAP, "SIGTRAP"),
-        (libc::SIGABRT, "SIGABRT"),
-        (libc::SIGBUS, "SIGBUS"),
-        (libc::SIGFPE, "SIGFPE"),
-        (libc::SIGKILL, "SIGKILL"),
-        (libc::SIGUSR1, "SIGUSR1"),
-        (libc::SIGSEGV, "SIGSEGV"),
-        (libc::SIGUSR2, "SIGUSR2"),
-        (libc::SIGPIPE, "SIGPIPE"),
-        (libc::SIGALRM, "SIGALRM"),
-        (libc::SIGTERM, "SIGTERM"),
-    ];
-    names
-        .iter()
-        .find(|(n, _)| *n == sig)
-        .map(|(_, s)| s.to_string())
+    signals::name(sig)
+        .map(str::to_string)
         .unwrap_or_else(|| format!("signal {sig}"))
 }
 
-/// The snapshot signal `--signal` names, when it is one we can forward.
+/// The snapshot signal `--signal` names, read as libtrace.so reads it; None
+/// for `off` and for what libtrace.so refuses.
 fn parse_signal(s: &str) -> Option<i32> {
-    let t = s.trim();
-    if let Ok(n) = t.parse::<i32>() {
-        return Some(n);
-    }
-    let up = t.to_ascii_uppercase();
-    let name = up.strip_prefix("SIG").unwrap_or(&up);
-    Some(match name {
-        "USR1" => libc::SIGUSR1,
-        "USR2" => libc::SIGUSR2,
-        "HUP" => libc::SIGHUP,
-        "TERM" => libc::SIGTERM,
-        "ALRM" => libc::SIGALRM,
-        "WINCH" => libc::SIGWINCH,
-        "URG" => libc::SIGURG,
-        "PROF" => libc::SIGPROF,
-        "VTALRM" => libc::SIGVTALRM,
-        "TTIN" => libc::SIGTTIN,
-        "TTOU" => libc::SIGTTOU,
-        "PWR" => libc::SIGPWR,
-        _ => return None,
-    })
+    signals::parse_snapshot_signal(s.as_bytes()).filter(|&sig| sig != 0)
 }
 
 /// Runs the command; returns memtrace's exit code. Messages go to stderr.
@@ -423,10 +329,10 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
 
     let prefix: Vec<u8> = match (&opts.out, std::env::var_os("MEMTRACE_OUT")) {
         (Some(o), _) => o.as_bytes().to_vec(),
-        (None, Some(e)) if !e.is_empty() && !e.as_bytes().ends_with(b"/") => e.into_vec(),
-        _ => b"memtrace.%p".to_vec(),
+        (None, Some(e)) if naming::is_valid_prefix(e.as_bytes()) => e.into_vec(),
+        _ => naming::DEFAULT_PREFIX.to_vec(),
     };
-    if prefix.is_empty() || prefix.ends_with(b"/") {
+    if !naming::is_valid_prefix(&prefix) {
         return Err(RunError(
             "--out: expected a file name prefix (e.g. out/app or memtrace.%p)".into(),
             2,
@@ -554,7 +460,7 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
 
 fn prefix_has_pid_in_dir(prefix: &[u8]) -> bool {
     match prefix.iter().rposition(|&c| c == b'/') {
-        Some(i) => prefix[..i].windows(2).any(|w| w == b"%p"),
+        Some(i) => naming::has_pid(&prefix[..i]),
         None => false,
     }
 }
@@ -580,17 +486,11 @@ impl Drop for Forwarder {
 
 fn forward_signals(snapshot_signal: Option<i32>) -> Forwarder {
     let mut forwarded = vec![libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2];
+    // SIGINT and SIGQUIT are left to CMD (a terminal sends them to both);
+    // memtrace's own SIGCHLD is not CMD's business.
+    let kept = [libc::SIGINT, libc::SIGQUIT, libc::SIGCHLD];
     if let Some(s) = snapshot_signal {
-        let bad = [
-            libc::SIGKILL,
-            libc::SIGSTOP,
-            libc::SIGSEGV,
-            libc::SIGBUS,
-            libc::SIGILL,
-            libc::SIGFPE,
-            libc::SIGCHLD,
-        ];
-        if s > 0 && s < 65 && !bad.contains(&s) && !forwarded.contains(&s) {
+        if !kept.contains(&s) && !forwarded.contains(&s) {
             forwarded.push(s);
         }
     }
@@ -636,24 +536,6 @@ impl Forwarder {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn snapshot_names() {
-        assert!(is_snapshot_name(b"memtrace.%p", b"memtrace.1234.exit.snap"));
-        assert!(is_snapshot_name(b"memtrace.%p", b"memtrace.1234.12.snap"));
-        assert!(!is_snapshot_name(b"memtrace.%p", b"memtrace.exit.snap"));
-        assert!(!is_snapshot_name(
-            b"memtrace.%p",
-            b"memtrace.1234.exit.snap.tmp.1234"
-        ));
-        assert!(!is_snapshot_name(b"memtrace.%p", b"other.1234.exit.snap"));
-        assert!(is_snapshot_name(b"app", b"app.exit.snap"));
-        assert!(is_snapshot_name(b"app", b"app.3.snap"));
-        assert!(is_snapshot_name(b"app", b"app.777.3.snap")); // a forked child's
-        assert!(!is_snapshot_name(b"app", b"app.x.snap"));
-        assert!(!is_snapshot_name(b"app", b"apple.exit.snap"));
-        assert!(is_snapshot_name(b"run-%p-x", b"run-42-x.exit.snap"));
-    }
 
     #[test]
     fn order() {
