@@ -160,8 +160,6 @@ fn same_sym(frame: &Frame, f: &SymFrame) -> bool {
         }
 }
 
-/// `table.intern_sym(f, rules, exe)`, memoized for one dump (rules and exe
-/// are fixed there, so a frame interned once in it needs no second look).
 /// The identity of a symbolized frame's intern key by the addresses of its
 /// shared strings: equal identities mean equal keys (the symbolizer keeps
 /// those strings alive and gives the same `Rc` for the same name).
@@ -182,6 +180,9 @@ fn sym_ptr_key(f: &SymFrame) -> [usize; 6] {
     ]
 }
 
+/// `table.intern_sym(f, rules, exe)`, memoized for one dump (rules and exe
+/// are fixed there, so a frame interned once in it needs no second look):
+/// first by the addresses of its strings, then by the hash of its key.
 fn memo_intern(
     memo: &mut HashMap<u64, FrameId>,
     by_ptr: &mut HashMap<[usize; 6], FrameId>,

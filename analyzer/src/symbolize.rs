@@ -24,6 +24,7 @@
 //! one module is parsed or looked up is caught, reported once as a warning,
 //! and that module's frames are shown without lines from then on.
 
+use crate::util::FxHashMap;
 use memtrace_format::Module;
 use object::{Object, ObjectSection, ObjectSymbol, ObjectSymbolTable};
 use std::borrow::Cow;
@@ -422,22 +423,25 @@ fn demangle(name: &str) -> String {
     addr2line::demangle_auto(Cow::Borrowed(name), None).into_owned()
 }
 
+/// The parsed versions of one module path, by build-id.
+type ByBuildId = Vec<(Vec<u8>, Rc<ModDebug>)>;
+
 /// Symbolizes addresses against module maps, caching parsed modules.
 #[derive(Default)]
 pub struct Symbolizer {
     // Field order matters: the parsed modules borrow from the arena and are
     // dropped before it.
     /// By path, then build-id (looked up without building a key).
-    modules: crate::util::FxHashMap<Vec<u8>, Vec<(Vec<u8>, Rc<ModDebug>)>>,
+    modules: FxHashMap<Vec<u8>, ByBuildId>,
     warned: HashSet<String>,
     /// Demangled names by the raw name's bytes (address, length) in the
     /// arena-owned data, and a language tag: each function's name is
     /// demangled once, however many addresses and inline levels show it.
-    demangled: crate::util::FxHashMap<(usize, usize, u32), Option<Rc<str>>>,
+    demangled: FxHashMap<(usize, usize, u32), Option<Rc<str>>>,
     /// File names (by the address and length of the context's string) and
     /// module names (by path), shared by the frames that show them.
-    files: crate::util::FxHashMap<(usize, usize), Rc<str>>,
-    module_names: crate::util::FxHashMap<Vec<u8>, Rc<str>>,
+    files: FxHashMap<(usize, usize), Rc<str>>,
+    module_names: FxHashMap<Vec<u8>, Rc<str>>,
     /// Warnings not yet printed (the CLI prints them on stderr).
     pub warnings: Vec<String>,
     arena: Arena,
@@ -530,22 +534,21 @@ impl Symbolizer {
         // address space: no symbol offset then)
         let sym = symbols.find(probe).filter(|&(start, _)| start <= off);
         let sym_off = sym.map(|(start, _)| off - start);
-        let sym_name =
-            |cache: &mut crate::util::FxHashMap<(usize, usize, u32), Option<Rc<str>>>| {
-                sym.map(|(_, n)| {
-                    cache
-                        .entry((n.as_ptr() as usize, n.len(), u32::MAX))
-                        .or_insert_with(|| {
-                            Some(
-                                guarded(|| demangle(n))
-                                    .unwrap_or_else(|_| n.to_string())
-                                    .into(),
-                            )
-                        })
-                        .clone()
-                        .unwrap_or_default()
-                })
-            };
+        let sym_name = |cache: &mut FxHashMap<(usize, usize, u32), Option<Rc<str>>>| {
+            sym.map(|(_, n)| {
+                cache
+                    .entry((n.as_ptr() as usize, n.len(), u32::MAX))
+                    .or_insert_with(|| {
+                        Some(
+                            guarded(|| demangle(n))
+                                .unwrap_or_else(|_| n.to_string())
+                                .into(),
+                        )
+                    })
+                    .clone()
+                    .unwrap_or_default()
+            })
+        };
         let mut out = Vec::new();
         if let (Some(ctx), false) = (ctx, d.broken.get()) {
             let cache = &mut self.demangled;

@@ -7,7 +7,7 @@
 
 mod diff;
 mod json;
-pub mod run;
+mod run;
 mod session;
 mod stats;
 mod top;

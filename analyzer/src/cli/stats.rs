@@ -23,6 +23,7 @@ pub(super) fn stats(out: &mut dyn Write, path: &Path, as_json: bool) -> Result<(
     print_stats(out, &path.display().to_string(), &dump, as_json)
 }
 
+/// An argument as a shell would need it: bare when it is plain, else in single quotes.
 fn shell_quote(arg: &[u8]) -> String {
     let s = String::from_utf8_lossy(arg);
     if !s.is_empty()
@@ -35,7 +36,7 @@ fn shell_quote(arg: &[u8]) -> String {
     }
 }
 
-/// Seconds since the epoch → `YYYY-MM-DD HH:MM:SS.nnnnnnnnn UTC`.
+/// Nanoseconds since the epoch → `YYYY-MM-DD HH:MM:SS.nnnnnnnnn UTC`.
 fn utc_time(ns: u64) -> String {
     let secs = ns / 1_000_000_000;
     let frac = ns % 1_000_000_000;
