@@ -11,7 +11,12 @@
 //! reader side (`decode`) takes untrusted bytes and never panics, never loops
 //! without consuming input, and never allocates more than the input could
 //! describe.
+//!
+//! Besides the format, the conventions libtrace.so and the analyzer share:
+//! [`naming`] (snapshot file names, `%p`) and [`signals`] (signal names).
 
+pub mod naming;
+pub mod signals;
 pub mod varint;
 
 use std::fmt;
@@ -297,7 +302,11 @@ fn decode_header(r: &mut Reader) -> Result<Header, FormatError> {
     }
     let exe = r.blob()?.to_vec();
     // Fields added by minor versions are read only when present.
-    let malloc_owner = if r.is_empty() { Vec::new() } else { r.blob()?.to_vec() };
+    let malloc_owner = if r.is_empty() {
+        Vec::new()
+    } else {
+        r.blob()?.to_vec()
+    };
     Ok(Header {
         kind,
         index,
@@ -338,7 +347,13 @@ fn decode_modules(r: &mut Reader) -> Result<Vec<Module>, FormatError> {
                 flags: r.bounded(u32::MAX as u64, "segment flags out of range")? as u32,
             });
         }
-        mods.push(Module { path, base, build_id, unloaded, segments });
+        mods.push(Module {
+            path,
+            base,
+            build_id,
+            unloaded,
+            segments,
+        });
     }
     Ok(mods)
 }
@@ -360,7 +375,11 @@ fn decode_stacks(r: &mut Reader) -> Result<Vec<Stack>, FormatError> {
             prev = prev.wrapping_add(unzigzag(r.u64()?) as u64);
             frames.push(prev);
         }
-        stacks.push(Stack { id, frames, truncated });
+        stacks.push(Stack {
+            id,
+            frames,
+            truncated,
+        });
     }
     Ok(stacks)
 }
@@ -369,7 +388,11 @@ fn decode_traces(r: &mut Reader) -> Result<Vec<TraceGroup>, FormatError> {
     let n = r.count(3, "trace count past end")?;
     let mut traces = Vec::with_capacity(n);
     for _ in 0..n {
-        traces.push(TraceGroup { stack: r.u64()?, size: r.u64()?, count: r.u64()? });
+        traces.push(TraceGroup {
+            stack: r.u64()?,
+            size: r.u64()?,
+            count: r.u64()?,
+        });
     }
     Ok(traces)
 }
@@ -395,7 +418,12 @@ fn check_envelope(bytes: &[u8]) -> Result<&[u8], FormatError> {
     if bytes[end] != tag::END || bytes[end + 1] != 4 {
         return Err(FormatError::Truncated);
     }
-    let want = u32::from_le_bytes([bytes[end + 2], bytes[end + 3], bytes[end + 4], bytes[end + 5]]);
+    let want = u32::from_le_bytes([
+        bytes[end + 2],
+        bytes[end + 3],
+        bytes[end + 4],
+        bytes[end + 5],
+    ]);
     if crc32fast::hash(&bytes[..end]) != want {
         return Err(FormatError::BadChecksum);
     }
@@ -440,10 +468,16 @@ fn validate(s: &Snapshot) -> Result<(), FormatError> {
     if ids.windows(2).any(|w| w[0] == w[1]) {
         return Err(FormatError::Corrupt("duplicate stack id"));
     }
-    if s.stacks.iter().any(|st| st.frames.len() > s.header.frame_limit as usize) {
+    if s.stacks
+        .iter()
+        .any(|st| st.frames.len() > s.header.frame_limit as usize)
+    {
         return Err(FormatError::Corrupt("stack deeper than the frame limit"));
     }
-    if s.traces.iter().any(|t| ids.binary_search(&t.stack).is_err()) {
+    if s.traces
+        .iter()
+        .any(|t| ids.binary_search(&t.stack).is_err())
+    {
         return Err(FormatError::Corrupt("trace refers to an unknown stack"));
     }
     Ok(())
@@ -476,13 +510,37 @@ mod tests {
                 base: 0x5555_5555_4000,
                 build_id: vec![0xde, 0xad, 0xbe, 0xef],
                 unloaded: false,
-                segments: vec![Segment { vaddr: 0x1000, memsz: 0x2000, file_offset: 0x1000, flags: 5 }],
+                segments: vec![Segment {
+                    vaddr: 0x1000,
+                    memsz: 0x2000,
+                    file_offset: 0x1000,
+                    flags: 5,
+                }],
             }],
             stacks: vec![
-                Stack { id: 1, frames: vec![0x5555_5555_5123, 0x5555_5555_5001, 0x7fff_0000_0000], truncated: false },
-                Stack { id: 7, frames: vec![0x10], truncated: true },
+                Stack {
+                    id: 1,
+                    frames: vec![0x5555_5555_5123, 0x5555_5555_5001, 0x7fff_0000_0000],
+                    truncated: false,
+                },
+                Stack {
+                    id: 7,
+                    frames: vec![0x10],
+                    truncated: true,
+                },
             ],
-            traces: vec![TraceGroup { stack: 1, size: 1000, count: 2 }, TraceGroup { stack: 7, size: 1000, count: 1 }],
+            traces: vec![
+                TraceGroup {
+                    stack: 1,
+                    size: 1000,
+                    count: 2,
+                },
+                TraceGroup {
+                    stack: 7,
+                    size: 1000,
+                    count: 1,
+                },
+            ],
         }
     }
 
@@ -514,7 +572,10 @@ mod tests {
 
     #[test]
     fn foreign_and_future_files() {
-        assert_eq!(decode(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\0\0\0\0"), Err(FormatError::NotASnapshot));
+        assert_eq!(
+            decode(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\0\0\0\0"),
+            Err(FormatError::NotASnapshot)
+        );
         let mut b = encode(&sample());
         b[8] = 2;
         assert_eq!(decode(&b), Err(FormatError::UnsupportedVersion(2)));

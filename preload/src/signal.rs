@@ -57,9 +57,8 @@ pub fn install() {
 }
 
 /// The `sival_ptr` that marks a snapshot request sent by memtrace itself
-/// (`memtrace snapshot PID` sends it with `sigqueue`): "memtrace" in ASCII.
-/// The CLI sends the same constant.
-pub const REQUEST_VALUE: usize = u64::from_le_bytes(*b"memtrace") as usize;
+/// (`memtrace snapshot PID` sends it with `sigqueue`).
+const REQUEST_VALUE: usize = memtrace_format::signals::SNAPSHOT_REQUEST_VALUE as usize;
 
 /// Does this delivery carry memtrace's own request value?
 ///

@@ -15,14 +15,22 @@
 //! any new file (rather than predicting `<prefix>.<n>.snap`) also finds a
 //! forked child's files, whose prefix gets `.<pid>` appended.
 
+use super::Failure;
+use memtrace_format::{naming, signals};
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// The value libtrace.so recognises as memtrace's own request.
-pub const REQUEST_VALUE: u64 = u64::from_le_bytes(*b"memtrace");
+
+/// `memtrace snapshot PID [--timeout S]`.
+pub(super) fn snapshot(out: &mut dyn std::io::Write, pid: u32, timeout_s: u64) -> Result<(), Failure> {
+    let process = inspect(pid).map_err(Failure::Input)?;
+    let path = request_snapshot(&process, Duration::from_secs(timeout_s)).map_err(Failure::Input)?;
+    writeln!(out, "{}", path.display())?;
+    Ok(())
+}
 
 /// What `/proc/PID` says about a traced process.
 #[derive(Debug)]
@@ -36,7 +44,7 @@ pub struct TracedProcess {
 }
 
 /// Finds out whether `pid` runs with libtrace.so, and how it snapshots.
-pub fn inspect(pid: u32, parse_signal: impl Fn(&[u8]) -> Option<i32>) -> Result<TracedProcess, String> {
+pub fn inspect(pid: u32) -> Result<TracedProcess, String> {
     let proc_dir = PathBuf::from(format!("/proc/{pid}"));
     let maps = std::fs::read(proc_dir.join("maps")).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => format!("no process {pid}"),
@@ -52,9 +60,10 @@ pub fn inspect(pid: u32, parse_signal: impl Fn(&[u8]) -> Option<i32>) -> Result<
     let var = |name: &[u8]| environ.split(|&c| c == 0).find_map(|kv| kv.strip_prefix(name)?.strip_prefix(b"="));
     let signal = match var(b"MEMTRACE_SIGNAL") {
         None => libc::SIGUSR2,
-        Some(v) => parse_signal(v).unwrap_or(libc::SIGUSR2), // libtrace.so falls back the same way
+        // libtrace.so falls back to USR2 on a value it cannot read, as here.
+        Some(v) => signals::parse_snapshot_signal(v).unwrap_or(libc::SIGUSR2),
     };
-    let prefix = expand_pid(var(b"MEMTRACE_OUT").unwrap_or(b"memtrace.%p"), pid);
+    let prefix = naming::expand_pid(var(b"MEMTRACE_OUT").unwrap_or(naming::DEFAULT_PREFIX), pid);
     let prefix = Path::new(OsStr::from_bytes(&prefix)).to_path_buf();
     let start_dir = var(b"PWD")
         .map(|p| PathBuf::from(OsStr::from_bytes(p)))
@@ -97,9 +106,9 @@ extern "C" {
     fn sigqueue(pid: libc::pid_t, sig: libc::c_int, value: libc::sigval) -> libc::c_int;
 }
 
-/// `sigqueue(pid, sig, REQUEST_VALUE)`.
+/// `sigqueue(pid, sig, SNAPSHOT_REQUEST_VALUE)`.
 fn send_request(pid: u32, sig: i32) -> Result<(), String> {
-    let value = libc::sigval { sival_ptr: REQUEST_VALUE as usize as *mut libc::c_void };
+    let value = libc::sigval { sival_ptr: signals::SNAPSHOT_REQUEST_VALUE as usize as *mut libc::c_void };
     // SAFETY: a plain system call wrapper; the kernel checks the permission.
     if unsafe { sigqueue(pid as libc::pid_t, sig, value) } != 0 {
         return Err(format!("cannot signal process {pid}: {}", std::io::Error::last_os_error()));
@@ -124,19 +133,4 @@ fn snapshot_files(p: &TracedProcess) -> Result<HashSet<PathBuf>, String> {
 /// True if `path` is a readable snapshot whose header names `pid`.
 fn written_by(path: &Path, pid: u32) -> bool {
     std::fs::read(path).ok().and_then(|b| memtrace_format::decode(&b).ok()).is_some_and(|s| s.header.pid == pid)
-}
-
-fn expand_pid(prefix: &[u8], pid: u32) -> Vec<u8> {
-    let mut out = Vec::with_capacity(prefix.len() + 8);
-    let mut i = 0;
-    while i < prefix.len() {
-        if prefix[i..].starts_with(b"%p") {
-            out.extend_from_slice(pid.to_string().as_bytes());
-            i += 2;
-        } else {
-            out.push(prefix[i]);
-            i += 1;
-        }
-    }
-    out
 }
