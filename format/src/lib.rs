@@ -13,16 +13,18 @@
 //! describe.
 
 pub mod varint;
+pub mod whole_run;
 
 use std::fmt;
 use varint::{put_blob, put_u64, unzigzag, zigzag, Reader};
+pub use whole_run::{MemoryUse, Peak, SnapshotMark, StackTotals, TimePoint, Timeline, WholeRun};
 
 /// First eight bytes of every dump.
 pub const MAGIC: &[u8; 8] = b"MEMTRACE";
 /// Files with another major version are refused; minor versions only add
 /// sections or trailing fields.
 pub const VERSION_MAJOR: u16 = 1;
-pub const VERSION_MINOR: u16 = 1;
+pub const VERSION_MINOR: u16 = 2;
 /// Deepest stack a dump may hold (`MEMTRACE_FRAMES` is capped at 256).
 pub const MAX_FRAMES: usize = 256;
 
@@ -132,12 +134,15 @@ pub struct TraceGroup {
     pub count: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Snapshot {
     pub header: Header,
     pub modules: Vec<Module>,
+    /// Every stack a trace, the peak or the totals name.
     pub stacks: Vec<Stack>,
     pub traces: Vec<TraceGroup>,
+    /// (1.2) The whole run up to this moment; empty in older files.
+    pub run: WholeRun,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -246,13 +251,18 @@ fn encode_stacks(stacks: &[Stack]) -> Vec<u8> {
 
 fn encode_traces(traces: &[TraceGroup]) -> Vec<u8> {
     let mut p = Vec::with_capacity(traces.len() * 6 + 8);
-    put_u64(&mut p, traces.len() as u64);
-    for t in traces {
-        put_u64(&mut p, t.stack);
-        put_u64(&mut p, t.size);
-        put_u64(&mut p, t.count);
-    }
+    encode_trace_groups(&mut p, traces);
     p
+}
+
+/// A count, then (stack, size, count) per group: TRACES and PEAK alike.
+pub(crate) fn encode_trace_groups(p: &mut Vec<u8>, groups: &[TraceGroup]) {
+    put_u64(p, groups.len() as u64);
+    for t in groups {
+        put_u64(p, t.stack);
+        put_u64(p, t.size);
+        put_u64(p, t.count);
+    }
 }
 
 /// Encodes a whole snapshot. The caller writes the bytes to a temporary file
@@ -266,10 +276,27 @@ pub fn encode(s: &Snapshot) -> Vec<u8> {
     section(&mut out, tag::MODULES, &encode_modules(&s.modules));
     section(&mut out, tag::STACKS, &encode_stacks(&s.stacks));
     section(&mut out, tag::TRACES, &encode_traces(&s.traces));
+    encode_whole_run(&mut out, &s.run);
     let crc = crc32fast::hash(&out);
     out.push(tag::END);
     put_blob(&mut out, &crc.to_le_bytes());
     out
+}
+
+/// The whole-run sections that hold something (whole_run.rs).
+fn encode_whole_run(out: &mut Vec<u8>, run: &WholeRun) {
+    if let Some(p) = &run.peak {
+        section(out, whole_run::tag::PEAK, &whole_run::encode_peak(p));
+    }
+    if !run.totals.is_empty() {
+        section(out, whole_run::tag::TOTALS, &whole_run::encode_totals(&run.totals));
+    }
+    if let Some(t) = &run.timeline {
+        section(out, whole_run::tag::TIMELINE, &whole_run::encode_timeline(t));
+    }
+    if let Some(m) = &run.memory {
+        section(out, whole_run::tag::MEMORY, &whole_run::encode_memory(m));
+    }
 }
 
 // ---------------------------------------------------------------- decoding
@@ -366,6 +393,10 @@ fn decode_stacks(r: &mut Reader) -> Result<Vec<Stack>, FormatError> {
 }
 
 fn decode_traces(r: &mut Reader) -> Result<Vec<TraceGroup>, FormatError> {
+    decode_trace_groups(r)
+}
+
+pub(crate) fn decode_trace_groups(r: &mut Reader) -> Result<Vec<TraceGroup>, FormatError> {
     let n = r.count(3, "trace count past end")?;
     let mut traces = Vec::with_capacity(n);
     for _ in 0..n {
@@ -407,15 +438,21 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, FormatError> {
     let body = check_envelope(bytes)?;
     let mut r = Reader::new(body);
     let (mut header, mut modules, mut stacks, mut traces) = (None, None, None, None);
+    let (mut peak, mut totals, mut timeline, mut memory) = (None, None, None, None);
     while !r.is_empty() {
         let t = r.u8()?;
         let mut s = Reader::new(r.blob()?);
+        use whole_run::tag as run;
         match t {
             tag::HEADER if header.is_none() => header = Some(decode_header(&mut s)?),
             tag::MODULES if modules.is_none() => modules = Some(decode_modules(&mut s)?),
             tag::STACKS if stacks.is_none() => stacks = Some(decode_stacks(&mut s)?),
             tag::TRACES if traces.is_none() => traces = Some(decode_traces(&mut s)?),
-            tag::HEADER | tag::MODULES | tag::STACKS | tag::TRACES => {
+            run::PEAK if peak.is_none() => peak = Some(whole_run::decode_peak(&mut s)?),
+            run::TOTALS if totals.is_none() => totals = Some(whole_run::decode_totals(&mut s)?),
+            run::TIMELINE if timeline.is_none() => timeline = Some(whole_run::decode_timeline(&mut s)?),
+            run::MEMORY if memory.is_none() => memory = Some(whole_run::decode_memory(&mut s)?),
+            tag::HEADER | tag::MODULES | tag::STACKS | tag::TRACES | run::PEAK | run::TOTALS | run::TIMELINE | run::MEMORY => {
                 return Err(FormatError::Corrupt("section appears twice"))
             }
             tag::END => return Err(FormatError::Corrupt("END section before the end")),
@@ -427,6 +464,7 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, FormatError> {
         modules: modules.unwrap_or_default(),
         stacks: stacks.ok_or(FormatError::Corrupt("no stacks section"))?,
         traces: traces.ok_or(FormatError::Corrupt("no traces section"))?,
+        run: WholeRun { peak, totals: totals.unwrap_or_default(), timeline, memory },
     };
     validate(&snap)?;
     Ok(snap)
@@ -446,7 +484,7 @@ fn validate(s: &Snapshot) -> Result<(), FormatError> {
     if s.traces.iter().any(|t| ids.binary_search(&t.stack).is_err()) {
         return Err(FormatError::Corrupt("trace refers to an unknown stack"));
     }
-    Ok(())
+    whole_run::validate(&s.run, &ids)
 }
 
 #[cfg(test)]
@@ -483,6 +521,34 @@ mod tests {
                 Stack { id: 7, frames: vec![0x10], truncated: true },
             ],
             traces: vec![TraceGroup { stack: 1, size: 1000, count: 2 }, TraceGroup { stack: 7, size: 1000, count: 1 }],
+            run: WholeRun {
+                peak: Some(Peak {
+                    time_ns: 1_700_000_000_100_000_000,
+                    event: 77,
+                    traced_bytes: 5000,
+                    groups: vec![TraceGroup { stack: 1, size: 1000, count: 5 }],
+                }),
+                totals: vec![
+                    StackTotals { stack: 1, allocs: 9, alloc_bytes: 9000, frees: 7, freed_bytes: 7000, temporary: 3, temporary_bytes: 3000 },
+                    StackTotals { stack: 7, allocs: 1, alloc_bytes: 1000, ..Default::default() },
+                ],
+                timeline: Some(Timeline {
+                    start_ns: 1_700_000_000_000_000_000,
+                    interval_ns: 10_000_000,
+                    points: vec![
+                        TimePoint { time_ns: 1_700_000_000_010_000_000, traced_bytes: 1000, rss_bytes: 3 << 20 },
+                        TimePoint { time_ns: 1_700_000_000_020_000_000, traced_bytes: 5000, rss_bytes: 4 << 20 },
+                    ],
+                    snapshots: vec![SnapshotMark { index: 1, time_ns: 1_700_000_000_015_000_000 }],
+                }),
+                memory: Some(MemoryUse {
+                    rss_bytes: 4 << 20,
+                    rss_peak_bytes: 5 << 20,
+                    heap_arena_bytes: 135_168,
+                    heap_free_bytes: 100_000,
+                    heap_mmap_bytes: 0,
+                }),
+            },
         }
     }
 
@@ -526,6 +592,26 @@ mod tests {
         let mut p = encode_header(&h);
         p.pop(); // the empty malloc_owner blob is one zero byte
         assert_eq!(decode_header(&mut Reader::new(&p)).unwrap(), h);
+    }
+
+    #[test]
+    fn reads_a_1_1_file_without_whole_run_sections() {
+        let mut s = sample();
+        s.run = WholeRun::default();
+        assert_eq!(decode(&encode(&s)).unwrap().run, WholeRun::default());
+    }
+
+    #[test]
+    fn whole_run_cross_references_are_checked() {
+        let mut s = sample();
+        s.run.totals[1].stack = 8;
+        assert_eq!(decode(&encode(&s)), Err(FormatError::Corrupt("totals refer to an unknown stack")));
+        let mut s = sample();
+        s.run.peak.as_mut().unwrap().traced_bytes = 4999;
+        assert_eq!(decode(&encode(&s)), Err(FormatError::Corrupt("peak bytes differ from its groups")));
+        let mut s = sample();
+        s.run.totals[0].frees = 10;
+        assert_eq!(decode(&encode(&s)), Err(FormatError::Corrupt("totals: more frees than allocations")));
     }
 
     #[test]
