@@ -17,7 +17,7 @@ pub mod whole_run;
 
 use std::fmt;
 use varint::{put_blob, put_u64, unzigzag, zigzag, Reader};
-pub use whole_run::{MemoryUse, Peak, SnapshotMark, StackTotals, TimePoint, Timeline, WholeRun};
+pub use whole_run::{MemoryUse, Peak, SnapshotMark, StackTotals, TimePoint, Timeline, WholeRun, MAX_POINTS_IN_TIMELINE};
 
 /// First eight bytes of every dump.
 pub const MAGIC: &[u8; 8] = b"MEMTRACE";

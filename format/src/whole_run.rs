@@ -55,7 +55,7 @@ pub struct StackTotals {
 }
 
 /// Memory over time, from the start of tracing. The writer keeps at most
-/// `MAX_POINTS` points: when full it drops every other one and doubles its
+/// `MAX_POINTS_IN_TIMELINE` points: when full it drops every other one and doubles its
 /// interval, so a run of any length fits, at coarser resolution.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Timeline {
@@ -70,7 +70,7 @@ pub struct Timeline {
 }
 
 /// Most points a timeline holds.
-pub const MAX_POINTS: usize = 4096;
+pub const MAX_POINTS_IN_TIMELINE: usize = 4096;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct TimePoint {

@@ -23,6 +23,7 @@ mod signal;
 mod sys;
 mod tls;
 mod unwind;
+mod whole_run;
 mod writer;
 
 use std::alloc::{GlobalAlloc, Layout};
