@@ -14,7 +14,7 @@
 //! initialisation save it themselves), so the hot paths do not save it.
 
 use crate::ring::{with_ring, Ring};
-use crate::sys::{errno, set_errno};
+use crate::guard::{errno, set_errno};
 use crate::unwind::Caller;
 use crate::{sample, seq, unwind};
 use libc::{c_int, c_void, size_t};

@@ -4,7 +4,8 @@
 //! (dlclose) if a stack in the dump points into them. To catch those, the
 //! `dlclose` hook refreshes the registry before the real dlclose.
 
-use crate::sys::{Locked, NoTrace};
+use crate::guard::NoTrace;
+use crate::sys::Locked;
 use memtrace_format::{Module, Segment};
 use std::ffi::CStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,7 +19,7 @@ pub struct ModInfo {
 }
 
 /// Every module seen so far (loaded or not any more), by (path, base).
-pub static REGISTRY: Locked<Vec<ModInfo>> = Locked::new(Vec::new());
+static REGISTRY: Locked<Vec<ModInfo>> = Locked::new(Vec::new());
 static EXE: Locked<Vec<u8>> = Locked::new(Vec::new());
 static SELF_PATH: Locked<Vec<u8>> = Locked::new(Vec::new());
 /// Empty when the program's `malloc` is ours; else the path of the module
@@ -38,8 +39,19 @@ pub fn init() {
     refresh();
 }
 
-/// Fork child: a thread that held these small locks did not survive.
+/// Fork prepare: the child inherits the registry consistent.
+pub fn fork_prepare() {
+    REGISTRY.lock.lock();
+}
+
+pub fn fork_parent() {
+    REGISTRY.lock.unlock();
+}
+
+/// Fork child: the registry's lock taken in `fork_prepare` is ours to
+/// reset; a thread that held one of the small locks did not survive.
 pub fn fork_child() {
+    REGISTRY.lock.reset();
     EXE.lock.reset();
     SELF_PATH.lock.reset();
     MALLOC_OWNER.lock.reset();

@@ -26,7 +26,7 @@ static INSTALLED: AtomicBool = AtomicBool::new(false);
 static PROG_HANDLER: AtomicUsize = AtomicUsize::new(libc::SIG_DFL);
 static PROG_FLAGS: AtomicI32 = AtomicI32::new(0);
 /// The program's full action (for returning it as `oldact`).
-pub static PROG: Locked<Option<libc::sigaction>> = Locked::new(None);
+static PROG: Locked<Option<libc::sigaction>> = Locked::new(None);
 
 pub fn install() {
     let sig = crate::config::signal();
@@ -53,10 +53,24 @@ pub fn install() {
     }
 }
 
+/// Fork prepare: the child inherits the program's action consistent.
+pub fn fork_prepare() {
+    PROG.lock.lock();
+}
+
+pub fn fork_parent() {
+    PROG.lock.unlock();
+}
+
+/// Fork child: the lock taken in `fork_prepare` is ours to reset.
+pub fn fork_child() {
+    PROG.lock.reset();
+}
+
 extern "C" fn handler(sig: c_int, info: *mut siginfo_t, ctx: *mut c_void) {
-    let e = crate::sys::errno();
+    let e = crate::guard::errno();
     crate::writer::snapshot_requested_from_signal();
-    crate::sys::set_errno(e);
+    crate::guard::set_errno(e);
     let h = PROG_HANDLER.load(Ordering::Acquire);
     let flags = PROG_FLAGS.load(Ordering::Relaxed);
     if h == libc::SIG_DFL || h == libc::SIG_IGN || h == libc::SIG_ERR {
@@ -109,7 +123,7 @@ pub unsafe extern "C" fn signal(sig: c_int, h: sighandler_t) -> sighandler_t {
         return bsd_signal(sig, h);
     }
     if h == libc::SIG_ERR {
-        crate::sys::set_errno(libc::EINVAL);
+        crate::guard::set_errno(libc::EINVAL);
         return libc::SIG_ERR;
     }
     // What glibc's signal() would install: BSD semantics.
