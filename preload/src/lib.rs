@@ -52,34 +52,51 @@ struct LibcAlloc;
 // contract; alignments above malloc's 16 go through memalign.
 unsafe impl GlobalAlloc for LibcAlloc {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        if l.align() <= 16 {
-            hooks::__libc_malloc(l.size()).cast()
-        } else {
-            hooks::__libc_memalign(l.align(), l.size()).cast()
+        // SAFETY: glibc's allocator takes any size; memalign any power-of-two
+        // alignment (Layout guarantees one).
+        unsafe {
+            if l.align() <= 16 {
+                hooks::__libc_malloc(l.size()).cast()
+            } else {
+                hooks::__libc_memalign(l.align(), l.size()).cast()
+            }
         }
     }
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
         if l.align() <= 16 {
-            hooks::__libc_calloc(1, l.size()).cast()
+            // SAFETY: as in `alloc`.
+            unsafe { hooks::__libc_calloc(1, l.size()).cast() }
         } else {
-            let p = self.alloc(l);
+            // SAFETY: the caller's layout has a non-zero size (GlobalAlloc's
+            // contract), as `alloc` requires.
+            let p = unsafe { self.alloc(l) };
             if !p.is_null() {
-                std::ptr::write_bytes(p, 0, l.size());
+                // SAFETY: `p` was just allocated with `l.size()` bytes.
+                unsafe { std::ptr::write_bytes(p, 0, l.size()) };
             }
             p
         }
     }
     unsafe fn dealloc(&self, p: *mut u8, _l: Layout) {
-        hooks::__libc_free(p.cast())
+        // SAFETY: `p` came from this allocator, i.e. from glibc's malloc family.
+        unsafe { hooks::__libc_free(p.cast()) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
         if l.align() <= 16 {
-            hooks::__libc_realloc(p.cast(), new_size).cast()
+            // SAFETY: `p` came from glibc's malloc family (this allocator).
+            unsafe { hooks::__libc_realloc(p.cast(), new_size).cast() }
         } else {
-            let n = self.alloc(Layout::from_size_align_unchecked(new_size, l.align()));
+            // SAFETY: GlobalAlloc::realloc's contract: `l.align()` is a valid
+            // alignment and `new_size`, rounded up to it, does not overflow.
+            let n = unsafe { self.alloc(Layout::from_size_align_unchecked(new_size, l.align())) };
             if !n.is_null() {
-                std::ptr::copy_nonoverlapping(p, n, l.size().min(new_size));
-                self.dealloc(p, l);
+                // SAFETY: `p` holds `l.size()` bytes, `n` at least
+                // `new_size`; distinct blocks; `p` came from this allocator
+                // with layout `l`.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(p, n, l.size().min(new_size));
+                    self.dealloc(p, l);
+                }
             }
             n
         }

@@ -417,11 +417,15 @@ impl Ring {
     pub unsafe fn drain(&self, mut f: impl FnMut(Event)) {
         let head = self.head.load(Ordering::Acquire);
         let mut pos = self.tail.load(Ordering::Relaxed);
-        let ps = &mut *self.c_prev_seq.get();
-        let pa = &mut *self.c_prev_addr.get();
-        let maxs = &mut *self.c_max_seq.get();
+        // SAFETY: the consumer cells are the writer's alone, and the caller
+        // is the writer, holding its lock: nobody else references them.
+        let (ps, pa, maxs) =
+            unsafe { (&mut *self.c_prev_seq.get(), &mut *self.c_prev_addr.get(), &mut *self.c_max_seq.get()) };
         let byte = |p: &mut u64| -> u8 {
-            let b = *self.data.add((*p & MASK) as usize);
+            // SAFETY: the offset is masked into the ring's data; the bytes
+            // below `head` were published (Acquire above) and stay until we
+            // move `tail`.
+            let b = unsafe { *self.data.add((*p & MASK) as usize) };
             *p += 1;
             b
         };
@@ -456,11 +460,15 @@ impl Ring {
     /// Only the writer may call this.
     pub unsafe fn try_recycle(&self) {
         if self.state.load(Ordering::SeqCst) == FINISHED && self.tail.load(Ordering::Relaxed) == self.head.load(Ordering::Acquire) {
-            *self.c_prev_seq.get() = 0;
-            *self.c_prev_addr.get() = 0;
-            *self.p_prev_seq.get() = 0;
-            *self.p_prev_addr.get() = 0;
-            *self.p_cached_tail.get() = self.tail.load(Ordering::Relaxed);
+            // SAFETY: a FINISHED ring has no producer any more, and the
+            // caller is the writer: nobody else touches either side's cells.
+            unsafe {
+                *self.c_prev_seq.get() = 0;
+                *self.c_prev_addr.get() = 0;
+                *self.p_prev_seq.get() = 0;
+                *self.p_prev_addr.get() = 0;
+                *self.p_cached_tail.get() = self.tail.load(Ordering::Relaxed);
+            }
             self.busy.store(0, Ordering::SeqCst);
             self.state.store(FREE, Ordering::SeqCst);
         }
