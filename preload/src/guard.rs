@@ -51,4 +51,3 @@ pub fn set_errno(e: i32) {
     // SAFETY: as above.
     unsafe { *errno_at() = e }
 }
-

@@ -137,7 +137,8 @@ unsafe fn build_id(addr: usize, len: usize) -> Option<Vec<u8>> {
         }
         // SAFETY: name (namesz = 4 bytes) and desc (descsz bytes) end at or
         // before `next`, which is inside the mapped range (checked above).
-        if ty == NT_GNU_BUILD_ID && namesz == 4 && unsafe { std::slice::from_raw_parts(name as *const u8, 4) } == b"GNU\0" {
+        let gnu = namesz == 4 && unsafe { std::slice::from_raw_parts(name as *const u8, 4) } == b"GNU\0";
+        if ty == NT_GNU_BUILD_ID && gnu {
             // SAFETY: as above.
             return Some(unsafe { std::slice::from_raw_parts(desc as *const u8, descsz) }.to_vec());
         }

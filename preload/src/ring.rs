@@ -109,11 +109,6 @@ fn consumer() -> Option<&'static Consumer> {
 }
 static KEY: AtomicU32 = AtomicU32::new(u32::MAX);
 
-// A thread's ring pointer is in its hot block (`tls::Hot::ring`), and so is
-// `exiting`: our pthread key destructor already ran for this thread, so
-// later events (from other TLS destructors, glibc's thread teardown) use a
-// ring only for the one event and hand it back at once.
-
 /// Creates the pthread key whose destructor hands a thread's ring back.
 pub fn init() -> bool {
     let mut key: libc::pthread_key_t = 0;
@@ -125,6 +120,12 @@ pub fn init() -> bool {
     true
 }
 
+/// The pthread key's destructor: hands the thread's ring back (FINISHED;
+/// the writer drains and recycles it) and tells the consumer. A thread's
+/// ring pointer is in its hot block (`tls::Hot::ring`), and so is
+/// `exiting`, set here: later events of this thread (from other TLS
+/// destructors, glibc's thread teardown) use a ring only for the one event
+/// and hand it back at once (`with_new_ring`).
 extern "C" fn thread_exit(p: *mut libc::c_void) {
     let r = p as *mut Ring;
     let hot = crate::tls::hot();

@@ -98,14 +98,7 @@ impl Default for LiveTable {
 
 impl LiveTable {
     pub fn new() -> Self {
-        LiveTable {
-            by_addr: HashMap::default(),
-            traced_bytes: 0,
-            peak_bytes: 0,
-            allocs: 0,
-            frees: 0,
-            tombstones: 0,
-        }
+        LiveTable { by_addr: HashMap::default(), traced_bytes: 0, peak_bytes: 0, allocs: 0, frees: 0, tombstones: 0 }
     }
 
     /// Makes room for `n` more addresses, or fails without aborting (the
@@ -331,7 +324,14 @@ mod tests {
     #[test]
     fn any_order_ends_in_the_same_live_set_and_changes_add_up() {
         let c = Block { stack: 3, size: 100 };
-        let events = [(1, P, Op::Alloc(A)), (2, P, Op::Free), (3, P, Op::Alloc(B)), (4, P, Op::Free), (5, P, Op::Alloc(c)), (6, Q, Op::Alloc(A))];
+        let events = [
+            (1, P, Op::Alloc(A)),
+            (2, P, Op::Free),
+            (3, P, Op::Alloc(B)),
+            (4, P, Op::Free),
+            (5, P, Op::Alloc(c)),
+            (6, Q, Op::Alloc(A)),
+        ];
         for order in permutations(events.len()) {
             let mut t = LiveTable::new();
             let mut followed: i64 = 0;

@@ -32,8 +32,8 @@ mod requests;
 pub use lifecycle::{at_exit, find_thread_count, fork_child, fork_parent, fork_prepare};
 
 use crate::ring::{self, Event};
-use crate::sys::{self, Locked};
 use crate::seq;
+use crate::sys::{self, Locked};
 use dump::Moment;
 use live::{Block, LiveTable, Op};
 use memtrace_format::SnapshotKind;
