@@ -357,13 +357,15 @@ impl State {
             self.oom = true;
             return;
         }
-        for i in 0..k {
+        // Borrowed apart: the compiler then knows that updating the table
+        // leaves the queue alone and keeps its pointer in a register.
+        let (live, ready) = (&mut self.live, &self.deferred[..k]);
+        for (i, e) in ready.iter().enumerate() {
             if i % 65_536 == 0 {
                 beat();
             }
-            let e = self.deferred[i];
             let op = if e.alloc { Op::Alloc(Block { stack: e.stack, size: e.size }) } else { Op::Free };
-            self.live.apply(e.seq, e.addr, op);
+            live.apply(e.seq, e.addr, op);
         }
         self.deferred.drain(..k);
     }
