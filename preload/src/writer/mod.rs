@@ -40,7 +40,7 @@ use memtrace_format::SnapshotKind;
 use requests::{beat, Kind, Pending, Watch};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-pub struct State {
+struct State {
     live: LiveTable,
     /// Drained events not yet applied: at or above the next point's cut,
     /// or drained after the step's W (see `step`).
