@@ -51,7 +51,9 @@ fn main() {
     let stacks: Vec<Stack> = (0..stacks_n)
         .map(|i| Stack {
             id: i as u64 + 1,
-            frames: (0..20).map(|_| sites[(rnd() % sites.len() as u64) as usize]).collect(),
+            frames: (0..20)
+                .map(|_| sites[(rnd() % sites.len() as u64) as usize])
+                .collect(),
             truncated: false,
         })
         .collect();

@@ -13,10 +13,18 @@ pub fn format_size(size: f64, sign: bool) -> String {
     let mut s = size;
     for (i, unit) in UNITS.iter().enumerate() {
         if s.abs() < 100.0 && i != 0 {
-            return if sign { format!("{s:+.1} {unit}") } else { format!("{s:.1} {unit}") };
+            return if sign {
+                format!("{s:+.1} {unit}")
+            } else {
+                format!("{s:.1} {unit}")
+            };
         }
         if s.abs() < 10.0 * 1024.0 || i == UNITS.len() - 1 {
-            return if sign { format!("{s:+.0} {unit}") } else { format!("{s:.0} {unit}") };
+            return if sign {
+                format!("{s:+.0} {unit}")
+            } else {
+                format!("{s:.0} {unit}")
+            };
         }
         s /= 1024.0;
     }
@@ -31,7 +39,10 @@ pub fn average(size: u64, count: u64) -> f64 {
 
 /// `str(Statistic)` with the traceback already rendered as `label`.
 pub fn statistic_str(label: &str, size: u64, count: u64) -> String {
-    let mut text = format!("{label}: size={}, count={count}", format_size(size as f64, false));
+    let mut text = format!(
+        "{label}: size={}, count={count}",
+        format_size(size as f64, false)
+    );
     if count != 0 {
         text.push_str(", average=");
         text.push_str(&format_size(average(size, count), false));
@@ -40,7 +51,13 @@ pub fn statistic_str(label: &str, size: u64, count: u64) -> String {
 }
 
 /// `str(StatisticDiff)` with the traceback already rendered as `label`.
-pub fn statistic_diff_str(label: &str, size: u64, size_diff: i64, count: u64, count_diff: i64) -> String {
+pub fn statistic_diff_str(
+    label: &str,
+    size: u64,
+    size_diff: i64,
+    count: u64,
+    count_diff: i64,
+) -> String {
     let mut text = format!(
         "{label}: size={} ({}), count={count} ({count_diff:+})",
         format_size(size as f64, false),
@@ -68,7 +85,11 @@ pub fn traceback_slice(len: usize, limit: Option<i64>, most_recent_first: bool) 
         Some(l) => {
             // self[:limit]: drop the |limit| most recent frames (limit 0 → empty)
             let drop = l.unsigned_abs() as usize;
-            if l == 0 { 0..0 } else { 0..len.saturating_sub(drop) }
+            if l == 0 {
+                0..0
+            } else {
+                0..len.saturating_sub(drop)
+            }
         }
     };
     let mut v: Vec<usize> = range.collect();
@@ -81,8 +102,8 @@ pub fn traceback_slice(len: usize, limit: Option<i64>, most_recent_first: bool) 
 /// `Traceback.format(limit, most_recent_first)` over frames stored most
 /// recent first, with source lines from `lc`.
 pub fn traceback_lines(
-    table: &crate::snapshot::FrameTable,
-    frames: &[crate::snapshot::FrameId],
+    table: &crate::frame::FrameTable,
+    frames: &[crate::frame::FrameId],
     limit: Option<i64>,
     most_recent_first: bool,
     lc: &mut LineCache,
@@ -152,7 +173,11 @@ pub fn decode_source(bytes: &[u8]) -> Option<String> {
             break;
         }
         // The cookie may sit on line 2 only if line 1 is blank or a comment.
-        let t: Vec<u8> = line.iter().copied().skip_while(|b| matches!(b, b' ' | b'\t' | b'\x0c')).collect();
+        let t: Vec<u8> = line
+            .iter()
+            .copied()
+            .skip_while(|b| matches!(b, b' ' | b'\t' | b'\x0c'))
+            .collect();
         if i == 0 && !(t.is_empty() || t == b"\r" || t.starts_with(b"#")) {
             break;
         }
@@ -183,14 +208,20 @@ fn coding_cookie(line: &[u8]) -> Option<String> {
     let rest = &t[pos + 6..];
     let rest = rest.strip_prefix([':', '='])?;
     let rest = rest.trim_start_matches([' ', '\t']);
-    let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-' || *c == '.').collect();
+    let name: String = rest
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-' || *c == '.')
+        .collect();
     if name.is_empty() {
         return None;
     }
     let enc = name[..name.len().min(12)].to_lowercase().replace('_', "-");
     Some(if enc == "utf-8" || enc.starts_with("utf-8-") {
         "utf-8".into()
-    } else if ["latin-1", "iso-8859-1", "iso-latin-1"].iter().any(|p| enc == *p || enc.starts_with(&format!("{p}-"))) {
+    } else if ["latin-1", "iso-8859-1", "iso-latin-1"]
+        .iter()
+        .any(|p| enc == *p || enc.starts_with(&format!("{p}-")))
+    {
         "latin-1".into()
     } else if enc == "ascii" || enc == "us-ascii" {
         "ascii".into()
@@ -214,7 +245,10 @@ impl LineCache {
 
     /// The stripped source line, or `None` when Python would print nothing.
     pub fn getline(&mut self, filename: &str, lineno: u32) -> Option<String> {
-        if filename.is_empty() || (filename.starts_with('<') && filename.ends_with('>')) || lineno < 1 {
+        if filename.is_empty()
+            || (filename.starts_with('<') && filename.ends_with('>'))
+            || lineno < 1
+        {
             return None;
         }
         let lines = self.files.entry(filename.to_string()).or_insert_with(|| {
@@ -265,12 +299,22 @@ mod tests {
     fn strip_and_lines() {
         assert_eq!(py_strip("\x0c\u{a0} x = 1 \t\r"), "x = 1");
         assert_eq!(universal_lines("a\r\nb\rc\nd"), vec!["a", "b", "c", "d"]);
-        assert_eq!(universal_lines("a = 1\u{85}b = 2\u{2028}c\x0bd\x1ce\n").len(), 1);
+        assert_eq!(
+            universal_lines("a = 1\u{85}b = 2\u{2028}c\x0bd\x1ce\n").len(),
+            1
+        );
     }
 
     #[test]
     fn decoding() {
-        assert_eq!(decode_source(b"# -*- coding: latin-1 -*-\nx = '\xe9'\n").unwrap().lines().nth(1).unwrap(), "x = '\u{e9}'");
+        assert_eq!(
+            decode_source(b"# -*- coding: latin-1 -*-\nx = '\xe9'\n")
+                .unwrap()
+                .lines()
+                .nth(1)
+                .unwrap(),
+            "x = '\u{e9}'"
+        );
         assert!(decode_source(b"x = '\xe9'\n").is_none());
         assert_eq!(decode_source(b"\xef\xbb\xbfint x;\n").unwrap(), "int x;\n");
     }

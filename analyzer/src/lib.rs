@@ -2,68 +2,30 @@
 //!
 //! Reads the snapshot files written by libtrace.so (`memtrace_format`),
 //! symbolizes them offline and prints statistics exactly as CPython's
-//! `tracemalloc` module does. Modules mirror tracemalloc's vocabulary:
+//! `tracemalloc` module does. Modules mirror tracemalloc's vocabulary; each
+//! imports only from the modules listed before it:
+//! - [`util`]: I/O error messages, the interning tables' hasher;
+//! - [`pattern`]: fnmatch as CPython's `fnmatch.translate` has it;
+//! - [`symbolize`]: addresses → source frames (DWARF, inlines, demangling, debug links);
+//! - [`sampling`]: what a sampled snapshot's groups stand for;
+//! - [`frame`]: interned `Frame`s and the `FrameRules` that pick the system frames;
 //! - [`snapshot`]: a file → `Snapshot` of `Trace`s with `Traceback`s of `Frame`s;
-//! - [`symbolize`]: addresses → frames (DWARF, inlines, demangling, debug links);
-//! - [`stats`]: `Statistic`, `StatisticDiff`, grouping, sorting, `compare_to`;
-//! - [`filter`]: `Filter` and fnmatch;
 //! - [`format`]: `_format_size`, `str(Statistic)`, `Traceback.format`, linecache;
-//! - [`cli`]: the `memtrace` command line.
+//! - [`filter`]: `Filter`, `Snapshot.filter_traces`;
+//! - [`stats`]: `Statistic`, `StatisticDiff`, grouping, sorting, `compare_to`;
+//! - [`display`]: the documentation's `display_top`, the sampling notes;
+//! - [`cli`]: the `memtrace` command line, one file per command.
 
 pub mod cli;
+pub mod display;
 pub mod filter;
 pub mod format;
-pub mod run;
+pub mod frame;
+pub mod pattern;
+pub mod sampling;
 pub mod snapshot;
 pub mod stats;
 pub mod symbolize;
+pub mod util;
 
-/// An I/O error as a short message without the "(os error N)" tail.
-pub fn io_msg(e: &std::io::Error) -> String {
-    let s = e.to_string();
-    match s.find(" (os error") {
-        Some(i) => s[..i].to_string(),
-        None => s,
-    }
-}
-
-/// A fast non-cryptographic hasher (FxHash) for the analyzer's interning
-/// tables; the keys are not attacker-chosen in a way that matters for a
-/// one-shot CLI.
-#[derive(Default, Clone, Copy)]
-pub struct FxHasher(u64);
-
-impl std::hash::Hasher for FxHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.write_u64(u64::from_le_bytes(c.try_into().unwrap()));
-        }
-        for &b in chunks.remainder() {
-            self.write_u64(b as u64);
-        }
-    }
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-    #[inline]
-    fn write_u32(&mut self, i: u32) {
-        self.write_u64(i as u64)
-    }
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.write_u64(i as u64)
-    }
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.write_u64(i as u64)
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-pub type FxBuild = std::hash::BuildHasherDefault<FxHasher>;
-pub type FxHashMap<K, V> = std::collections::HashMap<K, V, FxBuild>;
+pub use util::{io_msg, FxBuild, FxHashMap, FxHasher};

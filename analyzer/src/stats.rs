@@ -10,9 +10,11 @@
 //!   labelled `function (file)`; it sorts as a one-frame key `(label, 0)`.
 
 use crate::format::{statistic_diff_str, statistic_str};
-use crate::snapshot::{FrameId, FrameTable, Snapshot};
+use crate::frame::{FrameId, FrameTable};
+use crate::sampling::{estimate, round_estimate};
+use crate::snapshot::Snapshot;
+use crate::util::FxHashMap as HashMap;
 use std::cmp::Ordering;
-use crate::FxHashMap as HashMap;
 use std::rc::Rc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,31 +64,6 @@ pub struct Statistic {
     est: (f64, f64),
 }
 
-/// The probability that the byte-clock sampler (one sample per `rate` bytes
-/// on average, Poisson intervals) records a block of `size` bytes:
-/// p(s) = 1 − exp(−s/R), computed as −expm1(−s/R).
-pub fn sample_probability(size: u64, rate: u64) -> f64 {
-    if rate == 0 {
-        return 1.0;
-    }
-    -(-(size as f64) / rate as f64).exp_m1()
-}
-
-/// The unbiased estimate of what `count` sampled blocks of `size` bytes
-/// stand for: (bytes s·c/p(s), blocks c/p(s)). A 0-byte block, which the
-/// byte clock can never pick, counts as recorded (p = 1).
-pub fn estimate(size: u64, count: u64, rate: u64) -> (f64, f64) {
-    let p = sample_probability(size, rate);
-    let p = if p > 0.0 { p } else { 1.0 };
-    let c = count as f64 / p;
-    (size as f64 * c, c)
-}
-
-/// Rounds an estimate to an integer (saturating).
-pub fn round_estimate(v: f64) -> u64 {
-    v.round() as u64
-}
-
 #[derive(Clone, Debug)]
 pub struct StatisticDiff {
     pub key: GroupKey,
@@ -125,7 +102,13 @@ impl StatisticDiff {
 
     /// `str(StatisticDiff)`.
     pub fn format(&self, table: &FrameTable) -> String {
-        statistic_diff_str(&self.label(table), self.size, self.size_diff, self.count, self.count_diff)
+        statistic_diff_str(
+            &self.label(table),
+            self.size,
+            self.size_diff,
+            self.count,
+            self.count_diff,
+        )
     }
 }
 
@@ -138,6 +121,17 @@ impl std::fmt::Display for KeyError {
     }
 }
 
+/// `Snapshot._group_by`'s check of its arguments: the `traceback` key has
+/// no cumulative mode.
+pub fn check_key(key_type: KeyType, cumulative: bool) -> Result<(), KeyError> {
+    if cumulative && key_type == KeyType::Traceback {
+        return Err(KeyError(
+            "cumulative mode cannot be used with key type 'traceback'".into(),
+        ));
+    }
+    Ok(())
+}
+
 fn frame_key(table: &FrameTable, key_type: KeyType, id: FrameId) -> GroupKey {
     let f = table.frame(id);
     match key_type {
@@ -148,7 +142,6 @@ fn frame_key(table: &FrameTable, key_type: KeyType, id: FrameId) -> GroupKey {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn add(
     stats: &mut HashMap<GroupKey, Statistic>,
     key: GroupKey,
@@ -159,7 +152,11 @@ fn add(
     rate: u64,
 ) {
     let add_size = size.saturating_mul(count);
-    let est = if rate > 0 { estimate(size, count, rate) } else { (0.0, 0.0) };
+    let est = if rate > 0 {
+        estimate(size, count, rate)
+    } else {
+        (0.0, 0.0)
+    };
     match stats.get_mut(&key) {
         Some(s) => {
             s.size = s.size.saturating_add(add_size);
@@ -169,7 +166,17 @@ fn add(
             s.est.1 += est.1;
         }
         None => {
-            stats.insert(key.clone(), Statistic { key, frames: frames(), size: add_size, count, truncated, est });
+            stats.insert(
+                key.clone(),
+                Statistic {
+                    key,
+                    frames: frames(),
+                    size: add_size,
+                    count,
+                    truncated,
+                    est,
+                },
+            );
         }
     }
 }
@@ -181,9 +188,7 @@ pub fn group_by(
     key_type: KeyType,
     cumulative: bool,
 ) -> Result<HashMap<GroupKey, Statistic>, KeyError> {
-    if cumulative && key_type == KeyType::Traceback {
-        return Err(KeyError("cumulative mode cannot be used with key type 'traceback'".into()));
-    }
+    check_key(key_type, cumulative)?;
     let mut stats: HashMap<GroupKey, Statistic> = HashMap::default();
     let rate = snap.sample_rate();
     if !cumulative {
@@ -193,7 +198,9 @@ pub fn group_by(
             let tb = &snap.tracebacks[t.traceback as usize];
             let key = keys[t.traceback as usize]
                 .get_or_insert_with(|| match key_type {
-                    KeyType::Traceback => GroupKey::Traceback(tb.frames.iter().map(|&f| table.frame(f).loc).collect()),
+                    KeyType::Traceback => {
+                        GroupKey::Traceback(tb.frames.iter().map(|&f| table.frame(f).loc).collect())
+                    }
                     k => frame_key(table, k, tb.frames[0]),
                 })
                 .clone();
@@ -210,7 +217,15 @@ pub fn group_by(
         for t in &snap.traces {
             let tb = &snap.tracebacks[t.traceback as usize];
             for &f in tb.frames.iter() {
-                add(&mut stats, frame_key(table, key_type, f), || Rc::from(&[f][..]), t.size, t.count, tb.truncated, rate);
+                add(
+                    &mut stats,
+                    frame_key(table, key_type, f),
+                    || Rc::from(&[f][..]),
+                    t.size,
+                    t.count,
+                    tb.truncated,
+                    rate,
+                );
             }
         }
     }
@@ -255,10 +270,20 @@ pub fn cmp_key(table: &FrameTable, a: &GroupKey, b: &GroupKey) -> Ordering {
 
 /// `Snapshot.statistics(key_type, cumulative)`: sorted by (size, count,
 /// traceback), all descending.
-pub fn statistics(snap: &Snapshot, table: &FrameTable, key_type: KeyType, cumulative: bool) -> Result<Vec<Statistic>, KeyError> {
-    let mut v: Vec<Statistic> = group_by(snap, table, key_type, cumulative)?.into_values().collect();
+pub fn statistics(
+    snap: &Snapshot,
+    table: &FrameTable,
+    key_type: KeyType,
+    cumulative: bool,
+) -> Result<Vec<Statistic>, KeyError> {
+    let mut v: Vec<Statistic> = group_by(snap, table, key_type, cumulative)?
+        .into_values()
+        .collect();
     v.sort_by(|a, b| {
-        b.size.cmp(&a.size).then(b.count.cmp(&a.count)).then_with(|| cmp_key(table, &b.key, &a.key))
+        b.size
+            .cmp(&a.size)
+            .then(b.count.cmp(&a.count))
+            .then_with(|| cmp_key(table, &b.key, &a.key))
     });
     Ok(v)
 }
@@ -315,7 +340,11 @@ pub fn compare_to(
             .unsigned_abs()
             .cmp(&a.size_diff.unsigned_abs())
             .then(b.size.cmp(&a.size))
-            .then(b.count_diff.unsigned_abs().cmp(&a.count_diff.unsigned_abs()))
+            .then(
+                b.count_diff
+                    .unsigned_abs()
+                    .cmp(&a.count_diff.unsigned_abs()),
+            )
             .then(b.count.cmp(&a.count))
             .then_with(|| cmp_key(table, &b.key, &a.key))
     });

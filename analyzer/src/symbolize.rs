@@ -24,6 +24,7 @@
 //! one module is parsed or looked up is caught, reported once as a warning,
 //! and that module's frames are shown without lines from then on.
 
+use crate::util::FxHashMap;
 use memtrace_format::Module;
 use object::{Object, ObjectSection, ObjectSymbol, ObjectSymbolTable};
 use std::borrow::Cow;
@@ -108,7 +109,10 @@ impl Symbols {
 }
 
 enum ModState {
-    Ready { ctx: Option<addr2line::Context<Reader>>, symbols: Symbols },
+    Ready {
+        ctx: Option<addr2line::Context<Reader>>,
+        symbols: Symbols,
+    },
     /// The file could not be used; frames show module+offset.
     Unusable,
 }
@@ -192,7 +196,9 @@ fn parse_elf(data: &'static [u8]) -> Option<object::File<'static>> {
 }
 
 fn has_dwarf(obj: &object::File<'static>) -> bool {
-    obj.section_by_name(".debug_info").map(|s| s.size() > 0).unwrap_or(false)
+    obj.section_by_name(".debug_info")
+        .map(|s| s.size() > 0)
+        .unwrap_or(false)
         || obj.section_by_name(".zdebug_info").is_some()
 }
 
@@ -206,7 +212,11 @@ fn debug_candidates(path: &Path, obj: &object::File<'static>) -> Vec<PathBuf> {
     if let Ok(Some(id)) = obj.build_id() {
         if id.len() >= 2 {
             let h = hex(id);
-            out.push(PathBuf::from(format!("/usr/lib/debug/.build-id/{}/{}.debug", &h[..2], &h[2..])));
+            out.push(PathBuf::from(format!(
+                "/usr/lib/debug/.build-id/{}/{}.debug",
+                &h[..2],
+                &h[2..]
+            )));
         }
     }
     if let Ok(Some((name, _crc))) = obj.gnu_debuglink() {
@@ -225,14 +235,23 @@ fn debug_candidates(path: &Path, obj: &object::File<'static>) -> Vec<PathBuf> {
 /// exceed about 1032:1, and real debug sections compress far less; a larger
 /// claim is corrupt (and would size an allocation from the file).
 fn max_uncompressed(compressed: usize) -> u64 {
-    (compressed as u64).saturating_mul(1100).saturating_add(1 << 20)
+    (compressed as u64)
+        .saturating_mul(1100)
+        .saturating_add(1 << 20)
 }
 
 /// A section's bytes, decompressed when needed (owned by the arena).
-fn section_data(sec: &object::Section<'static, '_>, arena: &mut Arena) -> Result<&'static [u8], String> {
+fn section_data(
+    sec: &object::Section<'static, '_>,
+    arena: &mut Arena,
+) -> Result<&'static [u8], String> {
     let name = sec.name().unwrap_or("?").to_string();
-    let c = sec.compressed_data().map_err(|e| format!("section {name}: {e}"))?;
-    if c.format != object::CompressionFormat::None && c.uncompressed_size > max_uncompressed(c.data.len()) {
+    let c = sec
+        .compressed_data()
+        .map_err(|e| format!("section {name}: {e}"))?;
+    if c.format != object::CompressionFormat::None
+        && c.uncompressed_size > max_uncompressed(c.data.len())
+    {
         return Err(format!(
             "compressed section {name} claims {} bytes from {}",
             c.uncompressed_size,
@@ -254,7 +273,11 @@ fn load_dwarf(
     arena: &mut Arena,
     failure: &mut Option<String>,
 ) -> Result<gimli::Dwarf<Reader>, String> {
-    let endian = if obj.is_little_endian() { gimli::RunTimeEndian::Little } else { gimli::RunTimeEndian::Big };
+    let endian = if obj.is_little_endian() {
+        gimli::RunTimeEndian::Little
+    } else {
+        gimli::RunTimeEndian::Big
+    };
     let load = |id: gimli::SectionId| -> Result<Reader, gimli::Error> {
         let data: &'static [u8] = match obj.section_by_name(id.name()) {
             Some(sec) => match section_data(&sec, arena) {
@@ -271,17 +294,32 @@ fn load_dwarf(
     gimli::Dwarf::load(load).map_err(|e| e.to_string())
 }
 
-fn open_module(path: &Path, want_build_id: &[u8], arena: &mut Arena, warn: &mut dyn FnMut(String)) -> ModDebug {
-    let unusable = ModDebug { state: ModState::Unusable, broken: Default::default() };
+fn open_module(
+    path: &Path,
+    want_build_id: &[u8],
+    arena: &mut Arena,
+    warn: &mut dyn FnMut(String),
+) -> ModDebug {
+    let unusable = ModDebug {
+        state: ModState::Unusable,
+        broken: Default::default(),
+    };
     let data = match arena.map(path) {
         Ok(d) => d,
         Err(e) => {
-            warn(format!("{}: {}; its frames are shown as module+offset", path.display(), crate::io_msg(&e)));
+            warn(format!(
+                "{}: {}; its frames are shown as module+offset",
+                path.display(),
+                crate::util::io_msg(&e)
+            ));
             return unusable;
         }
     };
     let Some(obj) = parse_elf(data) else {
-        warn(format!("{}: not an ELF file; its frames are shown as module+offset", path.display()));
+        warn(format!(
+            "{}: not an ELF file; its frames are shown as module+offset",
+            path.display()
+        ));
         return unusable;
     };
     let disk_id = obj.build_id().ok().flatten().unwrap_or(&[]);
@@ -293,7 +331,11 @@ fn open_module(path: &Path, want_build_id: &[u8], arena: &mut Arena, warn: &mut 
         return unusable;
     }
     let mut symbols = Symbols::from_object(&obj);
-    let mut dwarf_obj = if has_dwarf(&obj) { parse_elf(data) } else { None };
+    let mut dwarf_obj = if has_dwarf(&obj) {
+        parse_elf(data)
+    } else {
+        None
+    };
     if dwarf_obj.is_none() {
         for cand in debug_candidates(path, &obj) {
             let Ok(d) = arena.map(&cand) else { continue };
@@ -305,7 +347,8 @@ fn open_module(path: &Path, want_build_id: &[u8], arena: &mut Arena, warn: &mut 
             if !has_dwarf(&dobj) {
                 continue;
             }
-            if dobj.symbol_table().is_some() && (symbols.is_empty() || obj.symbol_table().is_none()) {
+            if dobj.symbol_table().is_some() && (symbols.is_empty() || obj.symbol_table().is_none())
+            {
                 let s = Symbols::from_object(&dobj);
                 if !s.is_empty() {
                     symbols = s;
@@ -351,16 +394,25 @@ fn open_module(path: &Path, want_build_id: &[u8], arena: &mut Arena, warn: &mut 
             }
         }
     });
-    ModDebug { state: ModState::Ready { ctx, symbols }, broken: Default::default() }
+    ModDebug {
+        state: ModState::Ready { ctx, symbols },
+        broken: Default::default(),
+    }
 }
 
 /// The module with its symbol table only (after the DWARF reader panicked).
 fn open_symbols_only(path: &Path, arena: &mut Arena) -> ModDebug {
     let state = match arena.map(path).ok().and_then(parse_elf) {
-        Some(obj) => ModState::Ready { ctx: None, symbols: Symbols::from_object(&obj) },
+        Some(obj) => ModState::Ready {
+            ctx: None,
+            symbols: Symbols::from_object(&obj),
+        },
         None => ModState::Unusable,
     };
-    ModDebug { state, broken: Default::default() }
+    ModDebug {
+        state,
+        broken: Default::default(),
+    }
 }
 
 fn broken_warning(path: &str, why: &str) -> String {
@@ -371,22 +423,25 @@ fn demangle(name: &str) -> String {
     addr2line::demangle_auto(Cow::Borrowed(name), None).into_owned()
 }
 
+/// The parsed versions of one module path, by build-id.
+type ByBuildId = Vec<(Vec<u8>, Rc<ModDebug>)>;
+
 /// Symbolizes addresses against module maps, caching parsed modules.
 #[derive(Default)]
 pub struct Symbolizer {
     // Field order matters: the parsed modules borrow from the arena and are
     // dropped before it.
     /// By path, then build-id (looked up without building a key).
-    modules: crate::FxHashMap<Vec<u8>, Vec<(Vec<u8>, Rc<ModDebug>)>>,
+    modules: FxHashMap<Vec<u8>, ByBuildId>,
     warned: HashSet<String>,
     /// Demangled names by the raw name's bytes (address, length) in the
     /// arena-owned data, and a language tag: each function's name is
     /// demangled once, however many addresses and inline levels show it.
-    demangled: crate::FxHashMap<(usize, usize, u32), Option<Rc<str>>>,
+    demangled: FxHashMap<(usize, usize, u32), Option<Rc<str>>>,
     /// File names (by the address and length of the context's string) and
     /// module names (by path), shared by the frames that show them.
-    files: crate::FxHashMap<(usize, usize), Rc<str>>,
-    module_names: crate::FxHashMap<Vec<u8>, Rc<str>>,
+    files: FxHashMap<(usize, usize), Rc<str>>,
+    module_names: FxHashMap<Vec<u8>, Rc<str>>,
     /// Warnings not yet printed (the CLI prints them on stderr).
     pub warnings: Vec<String>,
     arena: Arena,
@@ -401,7 +456,11 @@ impl Symbolizer {
         if m.path.is_empty() || m.path.starts_with(b"[") || m.path.starts_with(b"linux-vdso") {
             return None; // [vdso] and friends have no file
         }
-        if let Some(d) = self.modules.get(m.path.as_slice()).and_then(|v| v.iter().find(|(id, _)| *id == m.build_id)) {
+        if let Some(d) = self
+            .modules
+            .get(m.path.as_slice())
+            .and_then(|v| v.iter().find(|(id, _)| *id == m.build_id))
+        {
             return Some(d.1.clone());
         }
         use std::os::unix::ffi::OsStrExt;
@@ -412,15 +471,20 @@ impl Symbolizer {
             Ok(d) => d,
             Err(why) => {
                 pending.push(broken_warning(&path.display().to_string(), &why));
-                guarded(|| open_symbols_only(path, arena))
-                    .unwrap_or(ModDebug { state: ModState::Unusable, broken: Default::default() })
+                guarded(|| open_symbols_only(path, arena)).unwrap_or(ModDebug {
+                    state: ModState::Unusable,
+                    broken: Default::default(),
+                })
             }
         };
         let d = Rc::new(d);
         for w in pending {
             self.warn(w);
         }
-        self.modules.entry(m.path.clone()).or_default().push((m.build_id.clone(), d.clone()));
+        self.modules
+            .entry(m.path.clone())
+            .or_default()
+            .push((m.build_id.clone(), d.clone()));
         Some(d)
     }
 
@@ -460,17 +524,27 @@ impl Symbolizer {
             module_offset: off,
             symbol_offset: None,
         };
-        let Some(d) = self.module(m) else { return vec![bare] };
-        let ModState::Ready { ctx, symbols } = &d.state else { return vec![bare] };
+        let Some(d) = self.module(m) else {
+            return vec![bare];
+        };
+        let ModState::Ready { ctx, symbols } = &d.state else {
+            return vec![bare];
+        };
         // (a return address at offset 0 would probe the last byte of the
         // address space: no symbol offset then)
         let sym = symbols.find(probe).filter(|&(start, _)| start <= off);
         let sym_off = sym.map(|(start, _)| off - start);
-        let sym_name = |cache: &mut crate::FxHashMap<(usize, usize, u32), Option<Rc<str>>>| {
+        let sym_name = |cache: &mut FxHashMap<(usize, usize, u32), Option<Rc<str>>>| {
             sym.map(|(_, n)| {
                 cache
                     .entry((n.as_ptr() as usize, n.len(), u32::MAX))
-                    .or_insert_with(|| Some(guarded(|| demangle(n)).unwrap_or_else(|_| n.to_string()).into()))
+                    .or_insert_with(|| {
+                        Some(
+                            guarded(|| demangle(n))
+                                .unwrap_or_else(|_| n.to_string())
+                                .into(),
+                        )
+                    })
                     .clone()
                     .unwrap_or_default()
             })
@@ -494,7 +568,12 @@ impl Symbolizer {
                         });
                         let (file, line) = match &f.location {
                             Some(loc) => (
-                                loc.file.map(|s| files.entry((s.as_ptr() as usize, s.len())).or_insert_with(|| s.into()).clone()),
+                                loc.file.map(|s| {
+                                    files
+                                        .entry((s.as_ptr() as usize, s.len()))
+                                        .or_insert_with(|| s.into())
+                                        .clone()
+                                }),
                                 loc.line.unwrap_or(0),
                             ),
                             None => (None, 0),
@@ -520,7 +599,11 @@ impl Symbolizer {
             }
         }
         if out.is_empty() {
-            out.push(SymFrame { function: sym_name(&mut self.demangled), symbol_offset: sym_off, ..bare });
+            out.push(SymFrame {
+                function: sym_name(&mut self.demangled),
+                symbol_offset: sym_off,
+                ..bare
+            });
         } else {
             // The outermost (physical) frame gets the ELF symbol's offset and,
             // if DWARF had no name for it, the symbol's name.
@@ -541,15 +624,23 @@ mod tests {
     #[test]
     fn guarded_catches_a_panic_quietly() {
         assert_eq!(guarded(|| 7), Ok(7));
-        assert_eq!(guarded(|| -> u32 { panic!("bad dwarf") }), Err("bad dwarf".to_string()));
+        assert_eq!(
+            guarded(|| -> u32 { panic!("bad dwarf") }),
+            Err("bad dwarf".to_string())
+        );
         let n = 3;
-        assert_eq!(guarded(|| -> u32 { panic!("bad {n}") }), Err("bad 3".to_string()));
+        assert_eq!(
+            guarded(|| -> u32 { panic!("bad {n}") }),
+            Err("bad 3".to_string())
+        );
         assert!(!QUIET_PANICS.with(|q| q.get()));
     }
 
     #[test]
     fn symbol_offset_at_module_offset_zero() {
-        let s = Symbols { syms: vec![(0x10, 0, "f")] };
+        let s = Symbols {
+            syms: vec![(0x10, 0, "f")],
+        };
         // probe = 0 - 1 wraps: the symbol found must not give 0 - 0x10
         assert_eq!(s.find(u64::MAX), Some((0x10, "f")));
     }

@@ -21,7 +21,13 @@ fn compile(dir: &Path, name: &str, src: &str, compiler: &str, flags: &[&str]) ->
     let srcp = dir.join(format!("{name}.{ext}"));
     std::fs::write(&srcp, src).unwrap();
     let out = dir.join(name);
-    let st = Command::new(compiler).args(flags).arg("-o").arg(&out).arg(&srcp).status().unwrap();
+    let st = Command::new(compiler)
+        .args(flags)
+        .arg("-o")
+        .arg(&out)
+        .arg(&srcp)
+        .status()
+        .unwrap();
     assert!(st.success(), "{compiler} failed");
     out
 }
@@ -35,7 +41,11 @@ struct Call {
 }
 
 fn calls(binary: &Path) -> Vec<Call> {
-    let o = Command::new("objdump").args(["-d", "-C", "-w", "--no-show-raw-insn"]).arg(binary).output().unwrap();
+    let o = Command::new("objdump")
+        .args(["-d", "-C", "-w", "--no-show-raw-insn"])
+        .arg(binary)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&o.stdout);
     let mut out = Vec::new();
     let mut func = String::new();
@@ -49,10 +59,18 @@ fn calls(binary: &Path) -> Vec<Call> {
             }
         }
         let t = line.trim_start();
-        let Some((addr, insn)) = t.split_once(":\t") else { continue };
-        let Ok(addr) = u64::from_str_radix(addr, 16) else { continue };
+        let Some((addr, insn)) = t.split_once(":\t") else {
+            continue;
+        };
+        let Ok(addr) = u64::from_str_radix(addr, 16) else {
+            continue;
+        };
         if let Some((f, target)) = pending.take() {
-            out.push(Call { func: f, ret: addr, target });
+            out.push(Call {
+                func: f,
+                ret: addr,
+                target,
+            });
         }
         if insn.starts_with("call") {
             pending = Some((func.clone(), insn.to_string()));
@@ -65,7 +83,12 @@ fn ret_of(calls: &[Call], func: &str, target: &str) -> u64 {
     calls
         .iter()
         .find(|c| c.func == func && c.target.contains(target))
-        .unwrap_or_else(|| panic!("no call to {target} in {func}: {:?}", calls.iter().filter(|c| c.func == func).collect::<Vec<_>>()))
+        .unwrap_or_else(|| {
+            panic!(
+                "no call to {target} in {func}: {:?}",
+                calls.iter().filter(|c| c.func == func).collect::<Vec<_>>()
+            )
+        })
         .ret
 }
 
@@ -96,7 +119,11 @@ fn module_of(path: &Path, base: u64) -> Module {
 fn symbol_addr(path: &Path, name: &str) -> u64 {
     let data = std::fs::read(path).unwrap();
     let obj = object::File::parse(&*data).unwrap();
-    obj.dynamic_symbols().chain(obj.symbols()).find(|s| s.name() == Ok(name)).unwrap().address()
+    obj.dynamic_symbols()
+        .chain(obj.symbols())
+        .find(|s| s.name() == Ok(name))
+        .unwrap()
+        .address()
 }
 
 fn header(exe: &Path) -> Header {
@@ -112,18 +139,39 @@ fn header(exe: &Path) -> Header {
         alloc_count: 2000,
         free_count: 997,
         sample_rate: 0,
-        cmdline: vec![exe.to_str().unwrap().as_bytes().to_vec(), b"--n".to_vec(), b"two words".to_vec()],
+        cmdline: vec![
+            exe.to_str().unwrap().as_bytes().to_vec(),
+            b"--n".to_vec(),
+            b"two words".to_vec(),
+        ],
         exe: exe.to_str().unwrap().as_bytes().to_vec(),
         malloc_owner: Vec::new(),
     }
 }
 
-fn write_snap(path: &Path, exe: &Path, modules: Vec<Module>, stacks: Vec<Vec<u64>>, traces: Vec<(u64, u64, u64)>) {
+fn write_snap(
+    path: &Path,
+    exe: &Path,
+    modules: Vec<Module>,
+    stacks: Vec<Vec<u64>>,
+    traces: Vec<(u64, u64, u64)>,
+) {
     let s = memtrace_format::Snapshot {
         header: header(exe),
         modules,
-        stacks: stacks.into_iter().enumerate().map(|(i, f)| Stack { id: i as u64 + 1, frames: f, truncated: false }).collect(),
-        traces: traces.into_iter().map(|(stack, size, count)| TraceGroup { stack, size, count }).collect(),
+        stacks: stacks
+            .into_iter()
+            .enumerate()
+            .map(|(i, f)| Stack {
+                id: i as u64 + 1,
+                frames: f,
+                truncated: false,
+            })
+            .collect(),
+        traces: traces
+            .into_iter()
+            .map(|(stack, size, count)| TraceGroup { stack, size, count })
+            .collect(),
     };
     std::fs::write(path, encode(&s)).unwrap();
 }
@@ -179,7 +227,12 @@ fn bare_libc(dir: &Path) -> PathBuf {
     let sys = std::fs::canonicalize("/lib/x86_64-linux-gnu/libc.so.6").unwrap();
     let out = dir.join("libc.so.6");
     let st = Command::new("objcopy")
-        .args(["--remove-section", ".note.gnu.build-id", "--remove-section", ".gnu_debuglink"])
+        .args([
+            "--remove-section",
+            ".note.gnu.build-id",
+            "--remove-section",
+            ".gnu_debuglink",
+        ])
         .arg(&sys)
         .arg(&out)
         .status()
@@ -206,15 +259,31 @@ fn c_fixture(tag: &str, opt: &str) -> CFixture {
     let modules = vec![module_of(&prog, 0), module_of(&libc, LIBC_BASE)];
     let malloc_in_libc = LIBC_BASE + symbol_addr(&libc, "malloc") + 0x20;
     let src = dir.join("prog.c").display().to_string();
-    CFixture { dir, prog, src, calls, libc: libc.display().to_string(), modules, malloc_in_libc }
+    CFixture {
+        dir,
+        prog,
+        src,
+        calls,
+        libc: libc.display().to_string(),
+        modules,
+        malloc_in_libc,
+    }
 }
 
 impl CFixture {
     /// Stacks: 1 = malloc ← alloc_a ← main, 2 = malloc ← (grow inlined in) alloc_b ← main.
     fn stacks(&self) -> Vec<Vec<u64>> {
         vec![
-            vec![self.malloc_in_libc, ret_of(&self.calls, "alloc_a", "malloc"), ret_of(&self.calls, "main", "alloc_a")],
-            vec![self.malloc_in_libc, ret_of(&self.calls, "alloc_b", "malloc"), ret_of(&self.calls, "main", "alloc_b")],
+            vec![
+                self.malloc_in_libc,
+                ret_of(&self.calls, "alloc_a", "malloc"),
+                ret_of(&self.calls, "main", "alloc_a"),
+            ],
+            vec![
+                self.malloc_in_libc,
+                ret_of(&self.calls, "alloc_b", "malloc"),
+                ret_of(&self.calls, "main", "alloc_b"),
+            ],
         ]
     }
 }
@@ -222,7 +291,13 @@ impl CFixture {
 fn check_c_program(opt: &str) {
     let fx = c_fixture(&format!("c{opt}"), opt);
     let snap = fx.dir.join("k.1.snap");
-    write_snap(&snap, &fx.prog, fx.modules.clone(), fx.stacks(), vec![(1, 1000, 3), (2, 48, 1000)]);
+    write_snap(
+        &snap,
+        &fx.prog,
+        fx.modules.clone(),
+        fx.stacks(),
+        vec![(1, 1000, 3), (2, 48, 1000)],
+    );
     let s = snap.to_str().unwrap();
 
     // top: the user's line, not malloc's
@@ -253,11 +328,17 @@ fn check_c_program(opt: &str) {
         .iter()
         .filter(|f| f["has_line"].as_bool().unwrap())
         .map(|f| {
-            (f["function"].as_str().unwrap().to_string(), format!("{}:{}", f["filename"].as_str().unwrap(), f["lineno"]))
+            (
+                f["function"].as_str().unwrap().to_string(),
+                format!("{}:{}", f["filename"].as_str().unwrap(), f["lineno"]),
+            )
         })
         .collect();
     let stacks = fx.stacks();
-    let theirs: Vec<(String, String)> = stacks[1][1..].iter().flat_map(|&a| addr2line(&fx.prog, a)).collect();
+    let theirs: Vec<(String, String)> = stacks[1][1..]
+        .iter()
+        .flat_map(|&a| addr2line(&fx.prog, a))
+        .collect();
     assert_eq!(ours, theirs);
     // the libc frame is there with --raw, named by its dynamic symbol
     let first = &v["frames"][0];
@@ -268,9 +349,19 @@ fn check_c_program(opt: &str) {
 
     // --raw: the most recent frame is libc's malloc
     let o = run(&["top", s, "--raw"]);
-    assert_eq!(o.stdout, "[ Top 10 ]\n<malloc in libc.so.6>:0: size=49.8 KiB, count=1003, average=51 B\n");
+    assert_eq!(
+        o.stdout,
+        "[ Top 10 ]\n<malloc in libc.so.6>:0: size=49.8 KiB, count=1003, average=51 B\n"
+    );
     let o = run(&["traceback", s, "--raw", "--frames", "1"]);
-    assert!(o.stdout.starts_with(&format!("1000 memory blocks: 46.9 KiB\n  File \"{}\", function malloc+0x20\n", fx.libc)), "{}", o.stdout);
+    assert!(
+        o.stdout.starts_with(&format!(
+            "1000 memory blocks: 46.9 KiB\n  File \"{}\", function malloc+0x20\n",
+            fx.libc
+        )),
+        "{}",
+        o.stdout
+    );
 
     // keys
     let o = run(&["top", s, "--key", "function"]);
@@ -282,9 +373,21 @@ fn check_c_program(opt: &str) {
         )
     );
     let o = run(&["top", s, "--key", "filename"]);
-    assert_eq!(o.stdout, format!("[ Top 10 ]\n{}:0: size=49.8 KiB, count=1003, average=51 B\n", fx.src));
+    assert_eq!(
+        o.stdout,
+        format!(
+            "[ Top 10 ]\n{}:0: size=49.8 KiB, count=1003, average=51 B\n",
+            fx.src
+        )
+    );
     let o = run(&["top", s, "--key", "traceback", "--limit", "1"]);
-    assert_eq!(o.stdout, format!("[ Top 1 ]\n{}:5: size=46.9 KiB, count=1000, average=48 B\n", fx.src));
+    assert_eq!(
+        o.stdout,
+        format!(
+            "[ Top 1 ]\n{}:5: size=46.9 KiB, count=1000, average=48 B\n",
+            fx.src
+        )
+    );
     let o = run(&["top", s, "--cumulative"]);
     assert_eq!(
         o.stdout,
@@ -296,19 +399,46 @@ fn check_c_program(opt: &str) {
 
     // filters: on file, line, function, module
     let o = run(&["top", s, "--include", &format!("{}:8", fx.src)]);
-    assert_eq!(o.stdout, format!("[ Top 10 ]\n{}:8: size=3000 B, count=3, average=1000 B\n", fx.src));
+    assert_eq!(
+        o.stdout,
+        format!(
+            "[ Top 10 ]\n{}:8: size=3000 B, count=3, average=1000 B\n",
+            fx.src
+        )
+    );
     let o = run(&["top", s, "--exclude", "grow"]);
-    assert_eq!(o.stdout, format!("[ Top 10 ]\n{}:8: size=3000 B, count=3, average=1000 B\n", fx.src));
+    assert_eq!(
+        o.stdout,
+        format!(
+            "[ Top 10 ]\n{}:8: size=3000 B, count=3, average=1000 B\n",
+            fx.src
+        )
+    );
     let o = run(&["top", s, "--include", "alloc_b", "--all-frames"]);
-    assert_eq!(o.stdout, format!("[ Top 10 ]\n{}:5: size=46.9 KiB, count=1000, average=48 B\n", fx.src));
+    assert_eq!(
+        o.stdout,
+        format!(
+            "[ Top 10 ]\n{}:5: size=46.9 KiB, count=1000, average=48 B\n",
+            fx.src
+        )
+    );
     let o = run(&["top", s, "--raw", "--exclude", "libc.so*"]);
     assert_eq!(o.stdout, "[ Top 10 ]\n");
     // --system adds to the rule: grow's frame goes, alloc_b's line shows
     let o = run(&["top", s, "--system", "grow", "--limit", "1"]);
-    assert_eq!(o.stdout, format!("[ Top 1 ]\n{}:13: size=46.9 KiB, count=1000, average=48 B\n", fx.src));
+    assert_eq!(
+        o.stdout,
+        format!(
+            "[ Top 1 ]\n{}:13: size=46.9 KiB, count=1000, average=48 B\n",
+            fx.src
+        )
+    );
     // --user takes from it: libc's malloc is the program's now
     let o = run(&["top", s, "--user", "malloc", "--limit", "1"]);
-    assert_eq!(o.stdout, "[ Top 1 ]\n<malloc in libc.so.6>:0: size=49.8 KiB, count=1003, average=51 B\n");
+    assert_eq!(
+        o.stdout,
+        "[ Top 1 ]\n<malloc in libc.so.6>:0: size=49.8 KiB, count=1003, average=51 B\n"
+    );
 
     // pretty
     let o = run(&["top", s, "--pretty", "--limit", "1"]);
@@ -320,7 +450,13 @@ fn check_c_program(opt: &str) {
 
     // diff: the second snapshot frees alloc_a's blocks and adds more of alloc_b's
     let snap2 = fx.dir.join("k.2.snap");
-    write_snap(&snap2, &fx.prog, fx.modules.clone(), fx.stacks(), vec![(2, 48, 1500)]);
+    write_snap(
+        &snap2,
+        &fx.prog,
+        fx.modules.clone(),
+        fx.stacks(),
+        vec![(2, 48, 1500)],
+    );
     let o = run(&["diff", s, snap2.to_str().unwrap()]);
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert_eq!(
@@ -360,7 +496,13 @@ fn c_program_o2() {
 fn stats_command() {
     let fx = c_fixture("stats", "-O0");
     let snap = fx.dir.join("k.1.snap");
-    write_snap(&snap, &fx.prog, fx.modules.clone(), fx.stacks(), vec![(1, 1000, 3), (2, 48, 1000)]);
+    write_snap(
+        &snap,
+        &fx.prog,
+        fx.modules.clone(),
+        fx.stacks(),
+        vec![(1, 1000, 3), (2, 48, 1000)],
+    );
     let o = run(&["stats", snap.to_str().unwrap()]);
     assert_eq!(o.code, 0);
     let p = fx.prog.display();
@@ -394,7 +536,13 @@ fn changed_and_missing_modules() {
     modules[0].build_id = vec![1, 2, 3, 4];
     let a = fx.dir.join("k.1.snap");
     let b = fx.dir.join("k.2.snap");
-    write_snap(&a, &fx.prog, modules.clone(), fx.stacks(), vec![(1, 1000, 3)]);
+    write_snap(
+        &a,
+        &fx.prog,
+        modules.clone(),
+        fx.stacks(),
+        vec![(1, 1000, 3)],
+    );
     write_snap(&b, &fx.prog, modules, fx.stacks(), vec![(1, 1000, 4)]);
     let o = run(&["diff", a.to_str().unwrap(), b.to_str().unwrap()]);
     assert_eq!(o.code, 0);
@@ -460,11 +608,17 @@ fn cxx_program_names_the_users_line() {
         }
         // then allocator_traits::allocate → new_allocator::allocate → operator new
         for _ in 0..5 {
-            if let Some(c) = cs.iter().find(|c| c.func == func && c.target.contains("operator new")) {
+            if let Some(c) = cs
+                .iter()
+                .find(|c| c.func == func && c.target.contains("operator new"))
+            {
                 rets.push(c.ret);
                 break;
             }
-            let c = cs.iter().find(|c| c.func == func && c.target.contains("allocate(")).unwrap();
+            let c = cs
+                .iter()
+                .find(|c| c.func == func && c.target.contains("allocate("))
+                .unwrap();
             rets.push(c.ret);
             let t = &c.target;
             func = t[t.find('<').unwrap() + 1..t.rfind('>').unwrap()].to_string();
@@ -474,17 +628,33 @@ fn cxx_program_names_the_users_line() {
     };
     let stack = chain(&cs);
     let snap = dir.join("k.1.snap");
-    write_snap(&snap, &prog, vec![module_of(&prog, 0)], vec![stack], vec![(1, 64, 7)]);
+    write_snap(
+        &snap,
+        &prog,
+        vec![module_of(&prog, 0)],
+        vec![stack],
+        vec![(1, 64, 7)],
+    );
     let s = snap.to_str().unwrap();
     let src = dir.join("grid.cc").display().to_string();
     let o = run(&["top", s]);
     assert_eq!(o.code, 0, "{}", o.stderr);
-    assert_eq!(o.stdout, format!("[ Top 10 ]\n{src}:8: size=448 B, count=7, average=64 B\n"));
+    assert_eq!(
+        o.stdout,
+        format!("[ Top 10 ]\n{src}:8: size=448 B, count=7, average=64 B\n")
+    );
     let o = run(&["top", s, "--key", "function"]);
-    assert_eq!(o.stdout, format!("[ Top 10 ]\nshapes::Grid::add(long) ({src}): size=448 B, count=7, average=64 B\n"));
+    assert_eq!(
+        o.stdout,
+        format!("[ Top 10 ]\nshapes::Grid::add(long) ({src}): size=448 B, count=7, average=64 B\n")
+    );
     // --raw: the allocator's frames, demangled, under /usr/include
     let o = run(&["top", s, "--raw", "--key", "function"]);
-    assert!(o.stdout.contains("::allocate(unsigned long"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("::allocate(unsigned long"),
+        "{}",
+        o.stdout
+    );
     let o = run(&["top", s, "--raw"]);
     assert!(o.stdout.contains("/usr/include/c++/"), "{}", o.stdout);
     let o = run(&["traceback", s]);
@@ -508,7 +678,11 @@ fn assert_bad(args: &[&str], what: &str) {
     assert_eq!(o.stdout, "", "{args:?}");
     assert_eq!(o.stderr.lines().count(), 1, "{args:?}: {}", o.stderr);
     assert!(o.stderr.starts_with("memtrace: "), "{args:?}: {}", o.stderr);
-    assert!(o.stderr.contains(what), "{args:?}: {} lacks {what}", o.stderr);
+    assert!(
+        o.stderr.contains(what),
+        "{args:?}: {} lacks {what}",
+        o.stderr
+    );
     assert!(!o.stderr.contains("panicked"), "{args:?}");
 }
 
@@ -517,8 +691,16 @@ fn sample_bytes() -> Vec<u8> {
     let s = memtrace_format::Snapshot {
         header: header(exe),
         modules: vec![module_of(exe, 0x5555_0000_0000)],
-        stacks: vec![Stack { id: 1, frames: vec![0x5555_0000_1234, 0x5555_0000_2000], truncated: true }],
-        traces: vec![TraceGroup { stack: 1, size: 100, count: 2 }],
+        stacks: vec![Stack {
+            id: 1,
+            frames: vec![0x5555_0000_1234, 0x5555_0000_2000],
+            truncated: true,
+        }],
+        traces: vec![TraceGroup {
+            stack: 1,
+            size: 100,
+            count: 2,
+        }],
     };
     encode(&s)
 }
@@ -532,18 +714,34 @@ fn bad_input_exits_1_with_one_line() {
     let g = good.to_str().unwrap();
     let cases: Vec<(String, Vec<u8>, &str)> = vec![
         ("empty".into(), vec![], "empty file"),
-        ("truncated".into(), bytes[..bytes.len() / 2].to_vec(), "truncated"),
-        ("flipped".into(), {
-            let mut b = bytes.clone();
-            b[20] ^= 0x10;
-            b
-        }, "corrupt"),
-        ("foreign".into(), std::fs::read("/bin/true").unwrap(), "not a memtrace snapshot"),
-        ("future".into(), {
-            let mut b = bytes.clone();
-            b[8] = 9;
-            b
-        }, "version 9 is not supported"),
+        (
+            "truncated".into(),
+            bytes[..bytes.len() / 2].to_vec(),
+            "truncated",
+        ),
+        (
+            "flipped".into(),
+            {
+                let mut b = bytes.clone();
+                b[20] ^= 0x10;
+                b
+            },
+            "corrupt",
+        ),
+        (
+            "foreign".into(),
+            std::fs::read("/bin/true").unwrap(),
+            "not a memtrace snapshot",
+        ),
+        (
+            "future".into(),
+            {
+                let mut b = bytes.clone();
+                b[8] = 9;
+                b
+            },
+            "version 9 is not supported",
+        ),
         ("text".into(), b"MEMTRACE".to_vec(), "truncated"),
     ];
     for (name, content, what) in &cases {
@@ -562,8 +760,14 @@ fn bad_input_exits_1_with_one_line() {
     assert_bad(&["top", d], "is a directory");
     assert_bad(&["stats", d], "is a directory");
     let missing = dir.join("missing.snap");
-    assert_bad(&["top", missing.to_str().unwrap()], "No such file or directory");
-    assert_bad(&["diff", g, missing.to_str().unwrap()], "No such file or directory");
+    assert_bad(
+        &["top", missing.to_str().unwrap()],
+        "No such file or directory",
+    );
+    assert_bad(
+        &["diff", g, missing.to_str().unwrap()],
+        "No such file or directory",
+    );
     assert_bad(&["traceback", g, "--rank", "5"], "no traceback of rank 5");
     // the good file itself is fine
     let o = run(&["top", g]);
@@ -614,9 +818,19 @@ fn fuzz_regressions() {
             continue; // module/: module files, run by tests/corrupt_elf.rs
         }
         let ps = p.to_str().unwrap();
-        for args in [vec!["top", ps, "--raw"], vec!["traceback", ps], vec!["stats", ps], vec!["diff", ps, ps, "--key", "function"]] {
+        for args in [
+            vec!["top", ps, "--raw"],
+            vec!["traceback", ps],
+            vec!["stats", ps],
+            vec!["diff", ps, ps, "--key", "function"],
+        ] {
             let o = run(&args);
-            assert!(o.code == 0 || o.code == 1, "{args:?}: exit {} {}", o.code, o.stderr);
+            assert!(
+                o.code == 0 || o.code == 1,
+                "{args:?}: exit {} {}",
+                o.code,
+                o.stderr
+            );
             assert!(!o.stderr.contains("panicked"), "{args:?}: {}", o.stderr);
         }
         n += 1;
@@ -634,11 +848,34 @@ fn write_fuzz_seeds() {
     let empty_stack = memtrace_format::Snapshot {
         header: header(Path::new("/nonexistent")),
         modules: vec![],
-        stacks: vec![Stack { id: 7, frames: vec![], truncated: false }, Stack { id: 8, frames: vec![1, 2, 3], truncated: true }],
+        stacks: vec![
+            Stack {
+                id: 7,
+                frames: vec![],
+                truncated: false,
+            },
+            Stack {
+                id: 8,
+                frames: vec![1, 2, 3],
+                truncated: true,
+            },
+        ],
         traces: vec![
-            TraceGroup { stack: 7, size: u64::MAX, count: u64::MAX },
-            TraceGroup { stack: 8, size: 0, count: 0 },
-            TraceGroup { stack: 8, size: 1 << 63, count: 3 },
+            TraceGroup {
+                stack: 7,
+                size: u64::MAX,
+                count: u64::MAX,
+            },
+            TraceGroup {
+                stack: 8,
+                size: 0,
+                count: 0,
+            },
+            TraceGroup {
+                stack: 8,
+                size: 1 << 63,
+                count: 3,
+            },
         ],
     };
     std::fs::write(dir.join("seed-extremes.snap"), encode(&empty_stack)).unwrap();
@@ -665,7 +902,12 @@ fn rust_program_names_the_users_line() {
     let srcp = dir.join("r.rs");
     std::fs::write(&srcp, RUST_SRC).unwrap();
     let prog = dir.join("r");
-    let st = Command::new("rustc").args(["-g", "-O", "-o"]).arg(&prog).arg(&srcp).status().unwrap();
+    let st = Command::new("rustc")
+        .args(["-g", "-O", "-o"])
+        .arg(&prog)
+        .arg(&srcp)
+        .status()
+        .unwrap();
     assert!(st.success());
     let cs = calls(&prog);
     // calls go through the GOT, so find the allocating one by its inline chain
@@ -677,16 +919,32 @@ fn rust_program_names_the_users_line() {
             chain[0].0.contains("alloc") && chain.iter().any(|(_, l)| l.ends_with("r.rs:6"))
         })
         .unwrap_or_else(|| panic!("no allocating call in build_map"));
-    let outer = cs.iter().find(|c| c.func.contains("r::main") && c.target.contains("build_map")).unwrap();
+    let outer = cs
+        .iter()
+        .find(|c| c.func.contains("r::main") && c.target.contains("build_map"))
+        .unwrap();
     // binutils: the first frame of the inline chain outside Rust's std
-    let want = addr2line(&prog, inner.ret).into_iter().find(|(_, loc)| !loc.starts_with("/rustc/") && !loc.starts_with("/rust/deps/")).unwrap().1;
+    let want = addr2line(&prog, inner.ret)
+        .into_iter()
+        .find(|(_, loc)| !loc.starts_with("/rustc/") && !loc.starts_with("/rust/deps/"))
+        .unwrap()
+        .1;
     assert!(want.ends_with("r.rs:6"), "{want}");
     let snap = dir.join("k.exit.snap");
-    write_snap(&snap, &prog, vec![module_of(&prog, 0)], vec![vec![inner.ret, outer.ret]], vec![(1, 128, 500)]);
+    write_snap(
+        &snap,
+        &prog,
+        vec![module_of(&prog, 0)],
+        vec![vec![inner.ret, outer.ret]],
+        vec![(1, 128, 500)],
+    );
     let s = snap.to_str().unwrap();
     let o = run(&["top", s]);
     assert_eq!(o.code, 0, "{}", o.stderr);
-    assert_eq!(o.stdout, format!("[ Top 10 ]\n{want}: size=62.5 KiB, count=500, average=128 B\n"));
+    assert_eq!(
+        o.stdout,
+        format!("[ Top 10 ]\n{want}: size=62.5 KiB, count=500, average=128 B\n")
+    );
     let o = run(&["traceback", s]);
     assert_eq!(
         o.stdout,
@@ -696,7 +954,13 @@ fn rust_program_names_the_users_line() {
         )
     );
     let o = run(&["top", s, "--key", "function"]);
-    assert_eq!(o.stdout, format!("[ Top 10 ]\nr::build_map ({}): size=62.5 KiB, count=500, average=128 B\n", srcp.display()));
+    assert_eq!(
+        o.stdout,
+        format!(
+            "[ Top 10 ]\nr::build_map ({}): size=62.5 KiB, count=500, average=128 B\n",
+            srcp.display()
+        )
+    );
     // --raw: the innermost frame is Rust's allocator code under /rustc/
     let o = run(&["top", s, "--raw"]);
     assert!(o.stdout.contains("/rustc/"), "{}", o.stdout);

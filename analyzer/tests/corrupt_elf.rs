@@ -47,16 +47,28 @@ fn addresses(elf: &[u8], path: &Path) -> Vec<u64> {
     let mut v = Vec::new();
     for s in obj.symbols() {
         if s.kind() == object::SymbolKind::Text && s.address() != 0 {
-            v.extend([s.address() + 1, s.address() + s.size() / 2 + 1, s.address() + s.size().max(1)]);
+            v.extend([
+                s.address() + 1,
+                s.address() + s.size() / 2 + 1,
+                s.address() + s.size().max(1),
+            ]);
         }
     }
-    let o = Command::new("objdump").args(["-d", "--no-show-raw-insn"]).arg(path).output().unwrap();
+    let o = Command::new("objdump")
+        .args(["-d", "--no-show-raw-insn"])
+        .arg(path)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&o.stdout);
     let mut after_call = false;
     for line in text.lines() {
         let t = line.trim_start();
-        let Some((a, insn)) = t.split_once(":\t") else { continue };
-        let Ok(a) = u64::from_str_radix(a, 16) else { continue };
+        let Some((a, insn)) = t.split_once(":\t") else {
+            continue;
+        };
+        let Ok(a) = u64::from_str_radix(a, 16) else {
+            continue;
+        };
         if after_call {
             v.push(a);
         }
@@ -71,9 +83,20 @@ fn snapshot(module: &Path, addrs: &[u64]) -> Vec<u8> {
     let stacks: Vec<Stack> = addrs
         .chunks(6)
         .enumerate()
-        .map(|(i, c)| Stack { id: i as u64 + 1, frames: c.to_vec(), truncated: false })
+        .map(|(i, c)| Stack {
+            id: i as u64 + 1,
+            frames: c.to_vec(),
+            truncated: false,
+        })
         .collect();
-    let traces = stacks.iter().map(|s| TraceGroup { stack: s.id, size: 24 * s.id, count: s.id }).collect();
+    let traces = stacks
+        .iter()
+        .map(|s| TraceGroup {
+            stack: s.id,
+            size: 24 * s.id,
+            count: s.id,
+        })
+        .collect();
     let path = module.to_str().unwrap().as_bytes().to_vec();
     encode(&Snapshot {
         header: Header {
@@ -90,7 +113,12 @@ fn snapshot(module: &Path, addrs: &[u64]) -> Vec<u8> {
             base: 0,
             build_id: vec![],
             unloaded: false,
-            segments: vec![Segment { vaddr: 0, memsz: 1 << 32, file_offset: 0, flags: 5 }],
+            segments: vec![Segment {
+                vaddr: 0,
+                memsz: 1 << 32,
+                file_offset: 0,
+                flags: 5,
+            }],
         }],
         stacks,
         traces,
@@ -99,13 +127,23 @@ fn snapshot(module: &Path, addrs: &[u64]) -> Vec<u8> {
 
 /// Runs memtrace with a time limit; returns (exit code, stderr).
 fn run_limited(args: &[&str]) -> (i32, String) {
-    let mut child = Command::new(BIN).args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let start = Instant::now();
     loop {
         if let Some(st) = child.try_wait().unwrap() {
             let mut err = String::new();
             std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-            return (st.code().unwrap_or(-1000 - std::os::unix::process::ExitStatusExt::signal(&st).unwrap_or(0)), err);
+            return (
+                st.code().unwrap_or(
+                    -1000 - std::os::unix::process::ExitStatusExt::signal(&st).unwrap_or(0),
+                ),
+                err,
+            );
         }
         if start.elapsed() > LIMIT {
             child.kill().ok();
@@ -132,22 +170,34 @@ fn check(dir: &Path, what: &str, bytes: &[u8], addrs: &[u64], tally: &mut Tally)
     std::fs::write(&module, bytes).unwrap();
     std::fs::write(&snap, snapshot(&module, addrs)).unwrap();
     let s = snap.to_str().unwrap();
-    for args in [vec!["top", s, "--raw", "--key", "traceback"], vec!["traceback", s, "--raw"]] {
+    for args in [
+        vec!["top", s, "--raw", "--key", "traceback"],
+        vec!["traceback", s, "--raw"],
+    ] {
         let (code, err) = run_limited(&args);
         tally.runs += 1;
-        assert!(code == 0 || code == 1, "{what}: {args:?}: exit {code}: {err}");
+        assert!(
+            code == 0 || code == 1,
+            "{what}: {args:?}: exit {code}: {err}"
+        );
         assert!(!err.contains("panicked"), "{what}: {args:?}: {err}");
         if code == 1 {
             assert_eq!(err.lines().count(), 1, "{what}: {args:?}: {err}");
         } else {
             for l in err.lines() {
-                assert!(l.starts_with("memtrace: warning: "), "{what}: {args:?}: {err}");
+                assert!(
+                    l.starts_with("memtrace: warning: "),
+                    "{what}: {args:?}: {err}"
+                );
             }
         }
         if !err.is_empty() {
             tally.warned += 1;
             for l in err.lines() {
-                tally.kinds.insert(l.replace(module.to_str().unwrap(), "MODULE").replace(s, "SNAP"));
+                tally.kinds.insert(
+                    l.replace(module.to_str().unwrap(), "MODULE")
+                        .replace(s, "SNAP"),
+                );
             }
         }
         if err.contains("debug information is corrupt") && tally.corrupt.len() < 20 {
@@ -168,7 +218,12 @@ fn corrupt_module_files_never_crash() {
     let src = dir.join("p.c");
     std::fs::write(&src, SRC).unwrap();
     let prog = dir.join("p");
-    let st = Command::new("gcc").args(["-g", "-O1", "-o"]).arg(&prog).arg(&src).status().unwrap();
+    let st = Command::new("gcc")
+        .args(["-g", "-O1", "-o"])
+        .arg(&prog)
+        .arg(&src)
+        .status()
+        .unwrap();
     assert!(st.success());
     let elf = std::fs::read(&prog).unwrap();
     let addrs = addresses(&elf, &prog);
@@ -182,7 +237,13 @@ fn corrupt_module_files_never_crash() {
         })
         .collect();
     let sec = |name: &str| sections.iter().find(|s| s.0 == name).map(|s| (s.1, s.2));
-    for n in [".debug_info", ".debug_line", ".debug_abbrev", ".eh_frame", ".symtab"] {
+    for n in [
+        ".debug_info",
+        ".debug_line",
+        ".debug_abbrev",
+        ".eh_frame",
+        ".symtab",
+    ] {
         assert!(sec(n).is_some(), "gcc -g left no {n}");
     }
     let mut tally = Tally::default();
@@ -190,7 +251,10 @@ fn corrupt_module_files_never_crash() {
     // the intact file works and names the source
     check(&dir, "intact", &elf, &addrs, &mut tally);
     assert_eq!(tally.warned, 0);
-    let o = Command::new(BIN).args(["top", dir.join("s.exit.snap").to_str().unwrap()]).output().unwrap();
+    let o = Command::new(BIN)
+        .args(["top", dir.join("s.exit.snap").to_str().unwrap()])
+        .output()
+        .unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains(&format!("{}:", src.display())), "{out}");
 
@@ -202,13 +266,33 @@ fn corrupt_module_files_never_crash() {
     cuts.sort();
     cuts.dedup();
     for &n in cuts.iter().filter(|&&n| n < elf.len()) {
-        check(&dir, &format!("truncated at {n}"), &elf[..n], &addrs, &mut tally);
+        check(
+            &dir,
+            &format!("truncated at {n}"),
+            &elf[..n],
+            &addrs,
+            &mut tally,
+        );
     }
 
     // bit flips and smashed bytes inside the debug sections and .eh_frame
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    for name in [".debug_info", ".debug_line", ".debug_abbrev", ".debug_str", ".debug_line_str", ".debug_aranges", ".debug_rnglists", ".eh_frame", ".eh_frame_hdr", ".symtab", ".strtab"] {
-        let Some((off, len)) = sec(name) else { continue };
+    for name in [
+        ".debug_info",
+        ".debug_line",
+        ".debug_abbrev",
+        ".debug_str",
+        ".debug_line_str",
+        ".debug_aranges",
+        ".debug_rnglists",
+        ".eh_frame",
+        ".eh_frame_hdr",
+        ".symtab",
+        ".strtab",
+    ] {
+        let Some((off, len)) = sec(name) else {
+            continue;
+        };
         if len == 0 {
             continue;
         }
@@ -223,13 +307,25 @@ fn corrupt_module_files_never_crash() {
                     b[at] ^= 1 << rng.index(8);
                 }
             }
-            check(&dir, &format!("{name} damaged (round {round})"), &b, &addrs, &mut tally);
+            check(
+                &dir,
+                &format!("{name} damaged (round {round})"),
+                &b,
+                &addrs,
+                &mut tally,
+            );
         }
         // the whole section zeroed, then filled with 0xff
         for fill in [0x00u8, 0xff] {
             let mut b = elf.clone();
             b[off..off + len].iter_mut().for_each(|x| *x = fill);
-            check(&dir, &format!("{name} filled with {fill:#x}"), &b, &addrs, &mut tally);
+            check(
+                &dir,
+                &format!("{name} filled with {fill:#x}"),
+                &b,
+                &addrs,
+                &mut tally,
+            );
         }
     }
 
@@ -259,16 +355,39 @@ fn corrupt_module_files_never_crash() {
     }
     for i in 1..shnum {
         let h = shoff + i * 64;
-        for (field, value) in [(0x18, u64::MAX / 2), (0x20, u64::MAX), (0x20, elf.len() as u64 * 4), (0x18, 0), (0x20, 0)] {
+        for (field, value) in [
+            (0x18, u64::MAX / 2),
+            (0x20, u64::MAX),
+            (0x20, elf.len() as u64 * 4),
+            (0x18, 0),
+            (0x20, 0),
+        ] {
             let mut b = elf.clone();
             put(&mut b, h + field, &value.to_le_bytes());
-            check(&dir, &format!("section {i} field {field:#x} = {value:#x}"), &b, &addrs, &mut tally);
+            check(
+                &dir,
+                &format!("section {i} field {field:#x} = {value:#x}"),
+                &b,
+                &addrs,
+                &mut tally,
+            );
         }
         // sh_type flipped, sh_flags with SHF_COMPRESSED, sh_link/sh_info wild
-        for (field, bytes) in [(0x4, vec![0xff, 0xff, 0xff, 0x6f]), (0x8, vec![0x00, 0x08, 0, 0]), (0x28, vec![0xff, 0xff, 0, 0]), (0x30, vec![0x40, 0, 0, 0, 0, 0, 0, 0x80])] {
+        for (field, bytes) in [
+            (0x4, vec![0xff, 0xff, 0xff, 0x6f]),
+            (0x8, vec![0x00, 0x08, 0, 0]),
+            (0x28, vec![0xff, 0xff, 0, 0]),
+            (0x30, vec![0x40, 0, 0, 0, 0, 0, 0, 0x80]),
+        ] {
             let mut b = elf.clone();
             put(&mut b, h + field, &bytes);
-            check(&dir, &format!("section {i} field {field:#x} smashed"), &b, &addrs, &mut tally);
+            check(
+                &dir,
+                &format!("section {i} field {field:#x} smashed"),
+                &b,
+                &addrs,
+                &mut tally,
+            );
         }
     }
     // random bit flips anywhere in the file
@@ -278,7 +397,13 @@ fn corrupt_module_files_never_crash() {
             let at = rng.index(b.len());
             b[at] ^= 1 << rng.index(8);
         }
-        check(&dir, &format!("random flips (round {round})"), &b, &addrs, &mut tally);
+        check(
+            &dir,
+            &format!("random flips (round {round})"),
+            &b,
+            &addrs,
+            &mut tally,
+        );
     }
 
     eprintln!(
@@ -286,7 +411,11 @@ fn corrupt_module_files_never_crash() {
         tally.runs,
         tally.warned,
         tally.kinds.iter().cloned().collect::<Vec<_>>().join("\n  "),
-        if tally.corrupt.is_empty() { "none".to_string() } else { format!("\n  {}", tally.corrupt.join("\n  ")) }
+        if tally.corrupt.is_empty() {
+            "none".to_string()
+        } else {
+            format!("\n  {}", tally.corrupt.join("\n  "))
+        }
     );
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -295,7 +424,8 @@ fn corrupt_module_files_never_crash() {
 #[test]
 fn fuzz_module_regressions() {
     let dir = tmpdir("fuzzmod");
-    let inputs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz-regressions/module");
+    let inputs =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz-regressions/module");
     let mut tally = Tally::default();
     let mut n = 0;
     for e in std::fs::read_dir(&inputs).unwrap() {
@@ -304,7 +434,10 @@ fn fuzz_module_regressions() {
         let mut addrs: Vec<u64> = vec![1, 0x1001, 0x1139, 0x1150, 0x1180, 0x2000, 0x401136];
         if let Ok(obj) = object::File::parse(&*bytes) {
             for s in obj.symbols().chain(obj.dynamic_symbols()).take(24) {
-                addrs.extend([s.address().wrapping_add(1), s.address().wrapping_add(s.size() / 2 + 1)]);
+                addrs.extend([
+                    s.address().wrapping_add(1),
+                    s.address().wrapping_add(s.size() / 2 + 1),
+                ]);
             }
         }
         addrs.retain(|&a| a != 0);
@@ -314,7 +447,17 @@ fn fuzz_module_regressions() {
     assert!(n > 0);
     // crash-compressed-section-claims-72PB.elf: a SHF_COMPRESSED header claiming 72 PB sized
     // an allocation from the file (found by the fuzzer); now refused with a warning
-    assert!(tally.kinds.iter().any(|k| k.contains("compressed section .debug_info claims 72697837388759460 bytes")), "{:?}", tally.kinds);
-    eprintln!("fuzz regressions: {n} module files; warnings seen:\n  {}", tally.kinds.iter().cloned().collect::<Vec<_>>().join("\n  "));
+    assert!(
+        tally
+            .kinds
+            .iter()
+            .any(|k| k.contains("compressed section .debug_info claims 72697837388759460 bytes")),
+        "{:?}",
+        tally.kinds
+    );
+    eprintln!(
+        "fuzz regressions: {n} module files; warnings seen:\n  {}",
+        tally.kinds.iter().cloned().collect::<Vec<_>>().join("\n  ")
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -9,7 +9,9 @@
 //! allocating frame, so the oracle prints `str(stat.traceback[-1])` there.
 
 use memtrace::filter::{fnmatch, Filter, FilterSet};
-use memtrace::format::{format_size, statistic_diff_str, statistic_str, traceback_lines, LineCache};
+use memtrace::format::{
+    format_size, statistic_diff_str, statistic_str, traceback_lines, LineCache,
+};
 use memtrace::snapshot::{FrameTable, Snapshot};
 use memtrace::stats::{compare_to, statistics, KeyType};
 use serde_json::{json, Value};
@@ -20,7 +22,9 @@ mod common;
 use common::*;
 
 fn data(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }
 
 type Group = (u64, u64, Vec<(String, u32)>);
@@ -38,7 +42,15 @@ fn build(table: &mut FrameTable, groups: &[Group]) -> Snapshot {
     Snapshot::from_traces(
         groups
             .iter()
-            .map(|(s, c, fr)| (*s, *c, fr.iter().map(|(f, l)| table.intern_location(f, *l)).collect()))
+            .map(|(s, c, fr)| {
+                (
+                    *s,
+                    *c,
+                    fr.iter()
+                        .map(|(f, l)| table.intern_location(f, *l))
+                        .collect(),
+                )
+            })
             .collect(),
     )
 }
@@ -67,21 +79,40 @@ fn answer(table: &mut FrameTable, old_g: &[Group], new_g: &[Group], q: &Value) -
     let new = new.filter_traces(table, &mut filters_of(q));
     let table = &*table;
     match q["op"].as_str().unwrap() {
-        "statistics" => statistics(&old, table, key_of(q["key"].as_str().unwrap()), q["cumulative"].as_bool().unwrap())
-            .unwrap()
-            .iter()
-            .map(|s| s.format(table))
-            .collect(),
-        "compare" => compare_to(&new, &old, table, key_of(q["key"].as_str().unwrap()), q["cumulative"].as_bool().unwrap())
-            .unwrap()
-            .iter()
-            .map(|s| s.format(table))
-            .collect(),
+        "statistics" => statistics(
+            &old,
+            table,
+            key_of(q["key"].as_str().unwrap()),
+            q["cumulative"].as_bool().unwrap(),
+        )
+        .unwrap()
+        .iter()
+        .map(|s| s.format(table))
+        .collect(),
+        "compare" => compare_to(
+            &new,
+            &old,
+            table,
+            key_of(q["key"].as_str().unwrap()),
+            q["cumulative"].as_bool().unwrap(),
+        )
+        .unwrap()
+        .iter()
+        .map(|s| s.format(table))
+        .collect(),
         "format" => {
             let mut lc = LineCache::new();
             let mut lines = Vec::new();
-            for s in statistics(&old, table, KeyType::Traceback, false).unwrap().iter().take(q["top"].as_u64().unwrap() as usize) {
-                lines.push(format!("{} memory blocks: {}", s.count, memtrace::format::kib(s.size)));
+            for s in statistics(&old, table, KeyType::Traceback, false)
+                .unwrap()
+                .iter()
+                .take(q["top"].as_u64().unwrap() as usize)
+            {
+                lines.push(format!(
+                    "{} memory blocks: {}",
+                    s.count,
+                    memtrace::format::kib(s.size)
+                ));
                 lines.extend(traceback_lines(
                     table,
                     &s.frames,
@@ -95,8 +126,19 @@ fn answer(table: &mut FrameTable, old_g: &[Group], new_g: &[Group], q: &Value) -
         "pretty" => {
             let stats = statistics(&old, table, KeyType::Lineno, false).unwrap();
             let mut buf = Vec::new();
-            memtrace::cli::display_top(&mut buf, table, &stats, q["limit"].as_u64().unwrap() as usize, "").unwrap();
-            String::from_utf8(buf).unwrap().lines().map(str::to_string).collect()
+            memtrace::display::display_top(
+                &mut buf,
+                table,
+                &stats,
+                q["limit"].as_u64().unwrap() as usize,
+                "",
+            )
+            .unwrap();
+            String::from_utf8(buf)
+                .unwrap()
+                .lines()
+                .map(str::to_string)
+                .collect()
         }
         op => panic!("unknown op {op}"),
     }
@@ -105,7 +147,13 @@ fn answer(table: &mut FrameTable, old_g: &[Group], new_g: &[Group], q: &Value) -
 fn groups_json(g: &[Group]) -> Value {
     Value::Array(
         g.iter()
-            .map(|(s, c, fr)| json!([s, c, fr.iter().map(|(f, l)| json!([f, l])).collect::<Vec<_>>()]))
+            .map(|(s, c, fr)| {
+                json!([
+                    s,
+                    c,
+                    fr.iter().map(|(f, l)| json!([f, l])).collect::<Vec<_>>()
+                ])
+            })
             .collect(),
     )
 }
@@ -119,7 +167,11 @@ fn run_python(input: &Value, tag: &str) -> Value {
         .arg(&file)
         .output()
         .expect("python3 is needed for the golden tests");
-    assert!(out.status.success(), "python3 failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "python3 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -131,21 +183,48 @@ fn source_files(dir: &std::path::Path) -> Vec<String> {
     )
     .unwrap();
     let b = dir.join("lat.py");
-    std::fs::write(&b, b"# -*- coding: latin-1 -*-\nx = '\xe9t\xe9'\n\n  y = 2\xa0\n").unwrap();
+    std::fs::write(
+        &b,
+        b"# -*- coding: latin-1 -*-\nx = '\xe9t\xe9'\n\n  y = 2\xa0\n",
+    )
+    .unwrap();
     let c = dir.join("bad.c");
     std::fs::write(&c, b"int x = '\xff';\nint y;\n").unwrap();
-    vec![a.display().to_string(), b.display().to_string(), c.display().to_string()]
+    vec![
+        a.display().to_string(),
+        b.display().to_string(),
+        c.display().to_string(),
+    ]
 }
 
 fn random_groups(rng: &mut Rng, files: &[String], n: usize) -> Vec<Group> {
-    let sizes = [0u64, 1, 7, 8, 100, 1000, 1024, 4096, 10239, 10240, 65536, 102399, 1 << 20, 3 << 30];
+    let sizes = [
+        0u64,
+        1,
+        7,
+        8,
+        100,
+        1000,
+        1024,
+        4096,
+        10239,
+        10240,
+        65536,
+        102399,
+        1 << 20,
+        3 << 30,
+    ];
     (0..n)
         .map(|_| {
             let depth = 1 + rng.below(4) as usize;
             let frames = (0..depth)
                 .map(|_| (rng.pick(files).clone(), rng.below(9) as u32))
                 .collect();
-            let size = if rng.below(3) == 0 { rng.below(200_000) } else { *rng.pick(&sizes) };
+            let size = if rng.below(3) == 0 {
+                rng.below(200_000)
+            } else {
+                *rng.pick(&sizes)
+            };
             (size, 1 + rng.below(3), frames)
         })
         .collect()
@@ -153,8 +232,23 @@ fn random_groups(rng: &mut Rng, files: &[String], n: usize) -> Vec<Group> {
 
 fn random_filters(rng: &mut Rng) -> Value {
     let pats = [
-        "*", "a.py", "*.py", "/app/*", "[ab].py", "[!a]*", "?.py", "*.pyc", "<unknown>", "z/*", "*c", "/app/[!x]*.c",
-        "*alloc.c", "b.py", "", "[a-c]*", "*[0-9]*",
+        "*",
+        "a.py",
+        "*.py",
+        "/app/*",
+        "[ab].py",
+        "[!a]*",
+        "?.py",
+        "*.pyc",
+        "<unknown>",
+        "z/*",
+        "*c",
+        "/app/[!x]*.c",
+        "*alloc.c",
+        "b.py",
+        "",
+        "[a-c]*",
+        "*[0-9]*",
     ];
     let n = rng.below(3);
     Value::Array(
@@ -178,7 +272,17 @@ fn random_filters(rng: &mut Rng) -> Value {
 fn golden_against_cpython() {
     let dir = tmpdir("src");
     let mut files: Vec<String> = vec![
-        "a.py", "b.py", "B.py", "a.pyc", "/app/x.c", "/app/y.c", "<unknown>", "\u{e9}.c", "z/y.c", "a.py ", "Z.py",
+        "a.py",
+        "b.py",
+        "B.py",
+        "a.pyc",
+        "/app/x.c",
+        "/app/y.c",
+        "<unknown>",
+        "\u{e9}.c",
+        "z/y.c",
+        "a.py ",
+        "Z.py",
     ]
     .into_iter()
     .map(String::from)
@@ -188,7 +292,11 @@ fn golden_against_cpython() {
     let mut cases = Vec::new();
     let mut inputs = Vec::new();
     for i in 0..60 {
-        let n = if i % 10 == 0 { 200 } else { 1 + rng.below(25) as usize };
+        let n = if i % 10 == 0 {
+            200
+        } else {
+            1 + rng.below(25) as usize
+        };
         let old = random_groups(&mut rng, &files, n);
         // new: some of old kept (sometimes changed), some vanished, some new
         let mut new: Vec<Group> = Vec::new();
@@ -210,15 +318,31 @@ fn golden_against_cpython() {
             ("lineno", true),
             ("filename", true),
         ] {
-            let filters = if rng.below(2) == 0 { json!([]) } else { random_filters(&mut rng) };
-            queries.push(json!({"op": "statistics", "key": key, "cumulative": cum, "filters": filters}));
-            queries.push(json!({"op": "compare", "key": key, "cumulative": cum, "filters": filters}));
+            let filters = if rng.below(2) == 0 {
+                json!([])
+            } else {
+                random_filters(&mut rng)
+            };
+            queries.push(
+                json!({"op": "statistics", "key": key, "cumulative": cum, "filters": filters}),
+            );
+            queries
+                .push(json!({"op": "compare", "key": key, "cumulative": cum, "filters": filters}));
         }
-        for (limit, mrf) in [(Value::Null, true), (Value::Null, false), (json!(2), true), (json!(-1), false), (json!(0), true)] {
-            queries.push(json!({"op": "format", "top": 3, "limit": limit, "most_recent_first": mrf}));
+        for (limit, mrf) in [
+            (Value::Null, true),
+            (Value::Null, false),
+            (json!(2), true),
+            (json!(-1), false),
+            (json!(0), true),
+        ] {
+            queries
+                .push(json!({"op": "format", "top": 3, "limit": limit, "most_recent_first": mrf}));
         }
         queries.push(json!({"op": "pretty", "limit": 1 + rng.below(10)}));
-        inputs.push(json!({"old": groups_json(&old), "new": groups_json(&new), "queries": queries.clone()}));
+        inputs.push(
+            json!({"old": groups_json(&old), "new": groups_json(&new), "queries": queries.clone()}),
+        );
         cases.push((old, new, queries));
     }
     // fnmatch: random names against random patterns
@@ -231,11 +355,20 @@ fn golden_against_cpython() {
     }
     let py = run_python(&json!({"cases": inputs, "fnmatch": fn_cases}), "run");
     let mut checked = 0;
-    for (ci, ((old, new, queries), res)) in cases.iter().zip(py["cases"].as_array().unwrap()).enumerate() {
+    for (ci, ((old, new, queries), res)) in cases
+        .iter()
+        .zip(py["cases"].as_array().unwrap())
+        .enumerate()
+    {
         for (q, expected) in queries.iter().zip(res.as_array().unwrap()) {
             let mut table = FrameTable::new();
             let got = answer(&mut table, old, new, q);
-            let want: Vec<String> = expected.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect();
+            let want: Vec<String> = expected
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap().to_string())
+                .collect();
             assert_eq!(got, want, "case {ci}, query {q}");
             checked += 1;
         }
@@ -258,10 +391,18 @@ fn vectors_format_size_and_strings() {
     let v = vectors();
     for c in v["format_size"].as_array().unwrap() {
         let size = c["size"].as_f64().unwrap();
-        assert_eq!(format_size(size, c["sign"].as_bool().unwrap()), c["out"].as_str().unwrap(), "{c}");
+        assert_eq!(
+            format_size(size, c["sign"].as_bool().unwrap()),
+            c["out"].as_str().unwrap(),
+            "{c}"
+        );
     }
     for c in v["statistic_str"].as_array().unwrap() {
-        let s = statistic_str("x.py:7", c["size"].as_u64().unwrap(), c["count"].as_u64().unwrap());
+        let s = statistic_str(
+            "x.py:7",
+            c["size"].as_u64().unwrap(),
+            c["count"].as_u64().unwrap(),
+        );
         assert_eq!(s, c["out"].as_str().unwrap());
     }
     for c in v["statistic_diff_str"].as_array().unwrap() {
@@ -285,7 +426,12 @@ fn raw_groups(v: &Value) -> Vec<Group> {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|f| (f[0].as_str().unwrap().to_string(), f[1].as_u64().unwrap() as u32))
+                .map(|f| {
+                    (
+                        f[0].as_str().unwrap().to_string(),
+                        f[1].as_u64().unwrap() as u32,
+                    )
+                })
                 .collect();
             (t[1].as_u64().unwrap(), 1, frames)
         })
@@ -293,7 +439,11 @@ fn raw_groups(v: &Value) -> Vec<Group> {
 }
 
 fn strs(v: &Value) -> Vec<String> {
-    v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
 }
 
 /// Drops the label: for the traceback key memtrace names another frame.
@@ -317,13 +467,27 @@ fn vectors_scenarios() {
         ("filename_cumulative", KeyType::Filename, true),
         ("lineno_cumulative", KeyType::Lineno, true),
     ] {
-        let got: Vec<String> = statistics(&old, &table, key, cum).unwrap().iter().map(|s| s.format(&table)).collect();
+        let got: Vec<String> = statistics(&old, &table, key, cum)
+            .unwrap()
+            .iter()
+            .map(|s| s.format(&table))
+            .collect();
         let want = strs(&sc[format!("old.statistics.{name}")]);
-        let got_d: Vec<String> = compare_to(&new, &old, &table, key, cum).unwrap().iter().map(|s| s.format(&table)).collect();
+        let got_d: Vec<String> = compare_to(&new, &old, &table, key, cum)
+            .unwrap()
+            .iter()
+            .map(|s| s.format(&table))
+            .collect();
         let want_d = strs(&sc[format!("new.compare_to(old).{name}")]);
         if key == KeyType::Traceback {
-            assert_eq!(got.iter().map(|s| after_label(s)).collect::<Vec<_>>(), want.iter().map(|s| after_label(s)).collect::<Vec<_>>());
-            assert_eq!(got_d.iter().map(|s| after_label(s)).collect::<Vec<_>>(), want_d.iter().map(|s| after_label(s)).collect::<Vec<_>>());
+            assert_eq!(
+                got.iter().map(|s| after_label(s)).collect::<Vec<_>>(),
+                want.iter().map(|s| after_label(s)).collect::<Vec<_>>()
+            );
+            assert_eq!(
+                got_d.iter().map(|s| after_label(s)).collect::<Vec<_>>(),
+                want_d.iter().map(|s| after_label(s)).collect::<Vec<_>>()
+            );
             // the allocating frame: a.py:2 / a.py:5 instead of b.py:4
             assert_eq!(got[1], "a.py:2: size=30 B, count=3, average=10 B");
         } else {
@@ -338,14 +502,23 @@ fn vectors_scenarios() {
         .iter()
         .map(|s| traceback_lines(&table, &s.frames, None, false, &mut lc))
         .collect();
-    let want: Vec<Vec<String>> = sc["old.statistics.traceback.format()"].as_array().unwrap().iter().map(strs).collect();
+    let want: Vec<Vec<String>> = sc["old.statistics.traceback.format()"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(strs)
+        .collect();
     assert_eq!(got, want);
 
     // sort ties
     let so = &v["sort_scenario"];
     let mut table = FrameTable::new();
     let s = build(&mut table, &raw_groups(&so["traces"]));
-    let got: Vec<String> = statistics(&s, &table, KeyType::Lineno, false).unwrap().iter().map(|s| s.format(&table)).collect();
+    let got: Vec<String> = statistics(&s, &table, KeyType::Lineno, false)
+        .unwrap()
+        .iter()
+        .map(|s| s.format(&table))
+        .collect();
     assert_eq!(got, strs(&so["statistics.lineno"]));
 
     // Traceback.format with limits
@@ -368,7 +541,11 @@ fn vectors_scenarios() {
         ("format(limit=-10)", Some(-10), false),
         ("format(limit=10)", Some(10), false),
     ] {
-        assert_eq!(traceback_lines(&table, &frames, limit, mrf, &mut lc), strs(&tf[name]), "{name}");
+        assert_eq!(
+            traceback_lines(&table, &frames, limit, mrf, &mut lc),
+            strs(&tf[name]),
+            "{name}"
+        );
     }
 }
 
@@ -411,18 +588,28 @@ fn vectors_filters() {
     let mut table = FrameTable::new();
     let mut n = 0;
     for c in fs["cases"].as_array().unwrap() {
-        let Some(filters) = parse_filters(c["filters"].as_str().unwrap()) else { continue };
+        let Some(filters) = parse_filters(c["filters"].as_str().unwrap()) else {
+            continue;
+        };
         let mut set = FilterSet::new(filters);
         let kept: Vec<u64> = groups
             .iter()
             .enumerate()
             .filter(|(_, g)| {
-                let frames: Vec<u32> = g.2.iter().map(|(f, l)| table.intern_location(f, *l)).collect();
+                let frames: Vec<u32> =
+                    g.2.iter()
+                        .map(|(f, l)| table.intern_location(f, *l))
+                        .collect();
                 set.keep(&table, &frames)
             })
             .map(|(i, _)| i as u64)
             .collect();
-        let want: Vec<u64> = c["kept_indices"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect();
+        let want: Vec<u64> = c["kept_indices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap())
+            .collect();
         assert_eq!(kept, want, "{}", c["filters"]);
         n += 1;
     }

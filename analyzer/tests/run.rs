@@ -14,7 +14,10 @@ use common::*;
 /// The libtrace.so to use, or why there is none.
 fn preload() -> Result<PathBuf, String> {
     let next = Path::new(BIN).parent().unwrap().join("libtrace.so");
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
     let release = root.join("target/release/libtrace.so");
     for p in [&next, &release] {
         if p.is_file() {
@@ -30,7 +33,10 @@ fn preload() -> Result<PathBuf, String> {
     if release.is_file() {
         Ok(release)
     } else {
-        Err(format!("no libtrace.so: cargo build -p memtrace-preload failed: {}", String::from_utf8_lossy(&o.stderr)))
+        Err(format!(
+            "no libtrace.so: cargo build -p memtrace-preload failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        ))
     }
 }
 
@@ -47,7 +53,12 @@ macro_rules! need_preload {
 }
 
 fn memtrace(preload: &Path, dir: &Path, args: &[&str]) -> Out {
-    let o = Command::new(BIN).args(args).current_dir(dir).env("MEMTRACE_PRELOAD", preload).output().unwrap();
+    let o = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env("MEMTRACE_PRELOAD", preload)
+        .output()
+        .unwrap();
     Out {
         code: o.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -87,7 +98,13 @@ fn compile(dir: &Path, name: &str, flags: &[&str]) -> Result<PathBuf, String> {
     let src = dir.join("prog.c");
     std::fs::write(&src, PROG).unwrap();
     let out = dir.join(name);
-    let o = Command::new("gcc").args(flags).arg("-o").arg(&out).arg(&src).output().map_err(|e| e.to_string())?;
+    let o = Command::new("gcc")
+        .args(flags)
+        .arg("-o")
+        .arg(&out)
+        .arg(&src)
+        .output()
+        .map_err(|e| e.to_string())?;
     if !o.status.success() {
         return Err(String::from_utf8_lossy(&o.stderr).into_owned());
     }
@@ -102,23 +119,48 @@ fn dynamic_program_status_and_snapshot() {
     let p = prog.to_str().unwrap();
     // exit code forwarded, the exit snapshot listed, relative to the prefix as given
     std::fs::create_dir(dir.join("out")).unwrap();
-    let o = memtrace(&pre, &dir, &["run", "--out", "out/app", "--frames", "16", "--", p, "exit", "7"]);
+    let o = memtrace(
+        &pre,
+        &dir,
+        &[
+            "run", "--out", "out/app", "--frames", "16", "--", p, "exit", "7",
+        ],
+    );
     assert_eq!(o.code, 7, "{}", o.stderr);
     assert_eq!(o.stderr, "memtrace: wrote out/app.exit.snap\n");
     let o = memtrace(&pre, &dir, &["top", "out/app.exit.snap"]);
     assert_eq!(o.code, 0, "{}", o.stderr);
     let src = dir.join("prog.c");
-    assert_eq!(o.stdout.lines().nth(1).unwrap(), format!("{}:11: size=97.7 KiB, count=100, average=1000 B", src.display()));
+    assert_eq!(
+        o.stdout.lines().nth(1).unwrap(),
+        format!(
+            "{}:11: size=97.7 KiB, count=100, average=1000 B",
+            src.display()
+        )
+    );
     let o = memtrace(&pre, &dir, &["stats", "out/app.exit.snap", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
     assert_eq!(v["frame_limit"], 16);
     assert_eq!(v["cmdline"][1], "exit");
 
     // the default prefix memtrace.%p; PATH lookup; a second run lists only its own file
-    let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let run_path = |args: &[&str]| {
-        let o = Command::new(BIN).args(args).current_dir(&dir).env("MEMTRACE_PRELOAD", &pre).env("PATH", &path).output().unwrap();
-        (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stderr).into_owned())
+        let o = Command::new(BIN)
+            .args(args)
+            .current_dir(&dir)
+            .env("MEMTRACE_PRELOAD", &pre)
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
     };
     let (code, err1) = run_path(&["run", "prog"]);
     assert_eq!(code, 0, "{err1}");
@@ -127,41 +169,80 @@ fn dynamic_program_status_and_snapshot() {
     for e in [&err1, &err2] {
         assert_eq!(e.lines().count(), 1, "{e}");
         let name = e.strip_prefix("memtrace: wrote ").unwrap().trim_end();
-        assert!(name.starts_with("memtrace.") && name.ends_with(".exit.snap"), "{e}");
+        assert!(
+            name.starts_with("memtrace.") && name.ends_with(".exit.snap"),
+            "{e}"
+        );
         assert!(dir.join(name).is_file());
     }
     assert_ne!(err1, err2);
 
     // an existing LD_PRELOAD stays (after ours; libtrace.so leaves itself in only with --follow-exec)
     let o = Command::new(BIN)
-        .args(["run", "--out", "out/keep", "--follow-exec", "--", "/bin/sh", "-c", "echo \"$LD_PRELOAD\""])
+        .args([
+            "run",
+            "--out",
+            "out/keep",
+            "--follow-exec",
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo \"$LD_PRELOAD\"",
+        ])
         .current_dir(&dir)
         .env("MEMTRACE_PRELOAD", &pre)
         .env("LD_PRELOAD", "libm.so.6")
         .output()
         .unwrap();
     let canon = std::fs::canonicalize(&pre).unwrap();
-    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), format!("{}:libm.so.6", canon.display()));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        format!("{}:libm.so.6", canon.display())
+    );
 
     // CMD starts with the signal mask it would have had without memtrace (not the one
     // memtrace blocks to forward signals)
-    let direct = Command::new("grep").args(["SigBlk", "/proc/self/status"]).output().unwrap();
+    let direct = Command::new("grep")
+        .args(["SigBlk", "/proc/self/status"])
+        .output()
+        .unwrap();
     let o = Command::new(BIN)
-        .args(["run", "--out", "out/mask", "--", "grep", "SigBlk", "/proc/self/status"])
+        .args([
+            "run",
+            "--out",
+            "out/mask",
+            "--",
+            "grep",
+            "SigBlk",
+            "/proc/self/status",
+        ])
         .current_dir(&dir)
         .env("MEMTRACE_PRELOAD", &pre)
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&direct.stdout));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&direct.stdout)
+    );
 
     // no snapshot at all: said once, with reasons, and the status still forwarded
     let o = memtrace(&pre, &dir, &["run", "--", p, "_exit"]);
     assert_eq!(o.code, 0);
-    assert!(o.stderr.starts_with(&format!("memtrace: {p} wrote no snapshot: ")), "{}", o.stderr);
+    assert!(
+        o.stderr
+            .starts_with(&format!("memtrace: {p} wrote no snapshot: ")),
+        "{}",
+        o.stderr
+    );
     assert_eq!(o.stderr.lines().count(), 1, "{}", o.stderr);
     let o = memtrace(&pre, &dir, &["run", "--out", "nodir/x", "--", p]);
     assert_eq!(o.code, 0);
-    assert!(o.stderr.ends_with("wrote no snapshot: its output directory nodir/ does not exist\n"), "{}", o.stderr);
+    assert!(
+        o.stderr
+            .ends_with("wrote no snapshot: its output directory nodir/ does not exist\n"),
+        "{}",
+        o.stderr
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -183,7 +264,17 @@ fn signals_forwarded_as_128_plus_n() {
     // the snapshot signal sent to memtrace reaches the program
     let snap1 = dir.join("w.1.snap");
     let mut child = Command::new(BIN)
-        .args(["run", "--out", "w", "--signal", "USR1", "--", p, "wait", snap1.to_str().unwrap()])
+        .args([
+            "run",
+            "--out",
+            "w",
+            "--signal",
+            "USR1",
+            "--",
+            p,
+            "wait",
+            snap1.to_str().unwrap(),
+        ])
         .current_dir(&dir)
         .env("MEMTRACE_PRELOAD", &pre)
         .stdout(Stdio::piped())
@@ -191,13 +282,18 @@ fn signals_forwarded_as_128_plus_n() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     assert_eq!(line, "ready\n");
     // SAFETY: plain kill(2) of our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGUSR1) };
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(0));
-    assert_eq!(String::from_utf8_lossy(&o.stderr), "memtrace: wrote w.1.snap\nmemtrace: wrote w.exit.snap\n");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "memtrace: wrote w.1.snap\nmemtrace: wrote w.exit.snap\n"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -208,14 +304,19 @@ fn static_program_is_refused() {
     let prog = match compile(&dir, "sprog", &["-static", "-O0"]) {
         Ok(p) => p,
         Err(why) => {
-            eprintln!("SKIPPED: gcc -static failed (no static libc? libc6-dev ships libc.a): {why}");
+            eprintln!(
+                "SKIPPED: gcc -static failed (no static libc? libc6-dev ships libc.a): {why}"
+            );
             return;
         }
     };
     let p = prog.to_str().unwrap();
     let o = memtrace(&pre, &dir, &["run", "--out", "s", "--", p, "exit", "5"]);
     assert_eq!(o.code, 1);
-    assert_eq!(o.stderr, format!("memtrace: {p} is statically linked: LD_PRELOAD cannot trace it\n"));
+    assert_eq!(
+        o.stderr,
+        format!("memtrace: {p} is statically linked: LD_PRELOAD cannot trace it\n")
+    );
     // it did not run: it would have exited 5
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 2); // prog.c, sprog
 
@@ -225,7 +326,12 @@ fn static_program_is_refused() {
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let o = memtrace(&pre, &dir, &["run", "--", script.to_str().unwrap()]);
     assert_eq!(o.code, 1);
-    assert!(o.stderr.contains("is statically linked: LD_PRELOAD cannot trace it"), "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains("is statically linked: LD_PRELOAD cannot trace it"),
+        "{}",
+        o.stderr
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -242,7 +348,9 @@ fn setuid_program_is_refused() {
     let other = if uid == 0 { 65534 } else { 0 };
     let c = std::ffi::CString::new(p).unwrap();
     // SAFETY: chown/chmod of a file we just created.
-    let ok = unsafe { libc::chown(c.as_ptr(), other, u32::MAX) == 0 && libc::chmod(c.as_ptr(), 0o4755) == 0 };
+    let ok = unsafe {
+        libc::chown(c.as_ptr(), other, u32::MAX) == 0 && libc::chmod(c.as_ptr(), 0o4755) == 0
+    };
     if !ok || euid != 0 && uid != 0 {
         eprintln!("SKIPPED: cannot give the test program another owner (not root)");
         return;
@@ -266,11 +374,21 @@ fn usage_and_missing_command() {
     assert_eq!(o.code, 2);
     let o = memtrace(&pre, &dir, &["run", "--", "no-such-command-xyz"]);
     assert_eq!(o.code, 127);
-    assert_eq!(o.stderr, "memtrace: no-such-command-xyz: command not found\n");
+    assert_eq!(
+        o.stderr,
+        "memtrace: no-such-command-xyz: command not found\n"
+    );
     let o = memtrace(&pre, &dir, &["run", "--", "./missing"]);
     assert_eq!(o.code, 127);
-    let o = Command::new(BIN).args(["run", "--", "true"]).env("MEMTRACE_PRELOAD", "/nonexistent/libtrace.so").output().unwrap();
+    let o = Command::new(BIN)
+        .args(["run", "--", "true"])
+        .env("MEMTRACE_PRELOAD", "/nonexistent/libtrace.so")
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1));
-    assert_eq!(String::from_utf8_lossy(&o.stderr), "memtrace: MEMTRACE_PRELOAD=/nonexistent/libtrace.so: no such file\n");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "memtrace: MEMTRACE_PRELOAD=/nonexistent/libtrace.so: no such file\n"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -47,8 +47,19 @@ fn write(path: &Path, rate: u64, owner: &[u8], groups: &[(u64, u64, u64)]) {
     let s = Snapshot {
         header: header(rate, owner),
         modules: vec![],
-        stacks: ADDR.iter().enumerate().map(|(i, &a)| Stack { id: i as u64 + 1, frames: vec![a], truncated: false }).collect(),
-        traces: groups.iter().map(|&(stack, size, count)| TraceGroup { stack, size, count }).collect(),
+        stacks: ADDR
+            .iter()
+            .enumerate()
+            .map(|(i, &a)| Stack {
+                id: i as u64 + 1,
+                frames: vec![a],
+                truncated: false,
+            })
+            .collect(),
+        traces: groups
+            .iter()
+            .map(|&(stack, size, count)| TraceGroup { stack, size, count })
+            .collect(),
     };
     std::fs::write(path, encode(&s)).unwrap();
 }
@@ -57,7 +68,11 @@ fn write(path: &Path, rate: u64, owner: &[u8], groups: &[(u64, u64, u64)]) {
 fn expect(rate: u64, groups: &[(u64, u64, u64)], stack: u64) -> (u64, u64) {
     let (mut bytes, mut blocks) = (0f64, 0f64);
     for &(st, s, c) in groups.iter().filter(|g| g.0 == stack) {
-        let p = if rate == 0 || s == 0 { 1.0 } else { 1.0 - (-(s as f64) / rate as f64).exp() };
+        let p = if rate == 0 || s == 0 {
+            1.0
+        } else {
+            1.0 - (-(s as f64) / rate as f64).exp()
+        };
         blocks += c as f64 / p;
         bytes += s as f64 * c as f64 / p;
         let _ = st;
@@ -76,10 +91,12 @@ fn top_traceback_and_json_are_estimated() {
     let snap = dir.join("s.1.snap");
     write(&snap, rate, b"", GROUPS);
     let p = snap.to_str().unwrap();
-    let mut want: Vec<(String, u64, u64)> = (1..=3).map(|st| {
-        let (b, c) = expect(rate, GROUPS, st);
-        (label(st), b, c)
-    }).collect();
+    let mut want: Vec<(String, u64, u64)> = (1..=3)
+        .map(|st| {
+            let (b, c) = expect(rate, GROUPS, st);
+            (label(st), b, c)
+        })
+        .collect();
     want.sort_by(|a, b| b.1.cmp(&a.1).then(b.2.cmp(&a.2)));
     // sanity of the formula's effect: the small blocks are scaled up a lot
     assert!(want.iter().any(|w| w.0 == label(3) && w.2 > 1000));
@@ -107,7 +124,11 @@ fn top_traceback_and_json_are_estimated() {
     // the total is the estimate over all groups, rounded once
     let (mut tb, mut tc) = (0f64, 0f64);
     for &(_, s, c) in GROUPS {
-        let p = if s == 0 { 1.0 } else { 1.0 - (-(s as f64) / rate as f64).exp() };
+        let p = if s == 0 {
+            1.0
+        } else {
+            1.0 - (-(s as f64) / rate as f64).exp()
+        };
         tb += s as f64 * c as f64 / p;
         tc += c as f64 / p;
     }
@@ -115,12 +136,21 @@ fn top_traceback_and_json_are_estimated() {
     assert_eq!(v["total"]["count"], tc.round() as u64);
 
     let o = run(&["top", p, "--pretty"]);
-    assert!(o.stdout.starts_with("Top 10 lines (estimated from samples, 1 per 512 KiB)\n"), "{}", o.stdout);
+    assert!(
+        o.stdout
+            .starts_with("Top 10 lines (estimated from samples, 1 per 512 KiB)\n"),
+        "{}",
+        o.stdout
+    );
 
     let o = run(&["traceback", p]);
     assert_eq!(
         o.stdout.lines().next().unwrap(),
-        format!("{} memory blocks: {:.1} KiB (estimated from samples, 1 per 512 KiB)", want[0].2, want[0].1 as f64 / 1024.0)
+        format!(
+            "{} memory blocks: {:.1} KiB (estimated from samples, 1 per 512 KiB)",
+            want[0].2,
+            want[0].1 as f64 / 1024.0
+        )
     );
     let o = run(&["traceback", p, "--json"]);
     let v: Value = serde_json::from_str(&o.stdout).unwrap();
@@ -130,7 +160,13 @@ fn top_traceback_and_json_are_estimated() {
     // an odd rate prints as tracemalloc's _format_size does
     write(&snap, 4000, b"", GROUPS);
     let o = run(&["top", p, "--limit", "1"]);
-    assert_eq!(o.stdout.lines().next().unwrap(), format!("[ Top 1 ] (estimated from samples, 1 per {})", format_size(4000.0, false)));
+    assert_eq!(
+        o.stdout.lines().next().unwrap(),
+        format!(
+            "[ Top 1 ] (estimated from samples, 1 per {})",
+            format_size(4000.0, false)
+        )
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -143,7 +179,12 @@ fn diff_of_sampled_and_exact_snapshots() {
     let old_groups: &[(u64, u64, u64)] = &[(1, 1000, 3), (2, 2 << 20, 1)];
     write(&old, 0, b"", old_groups);
     write(&new, rate, b"", GROUPS);
-    let o = run(&["diff", old.to_str().unwrap(), new.to_str().unwrap(), "--json"]);
+    let o = run(&[
+        "diff",
+        old.to_str().unwrap(),
+        new.to_str().unwrap(),
+        "--json",
+    ]);
     assert_eq!(o.code, 0, "{}", o.stderr);
     let v: Value = serde_json::from_str(&o.stdout).unwrap();
     assert_eq!(v["estimated"], true);
@@ -159,13 +200,25 @@ fn diff_of_sampled_and_exact_snapshots() {
         assert_eq!(st["count_diff"], nc as i64 - oc as i64);
         assert_eq!(
             st["text"],
-            statistic_diff_str(&label(stack), nb, nb as i64 - ob as i64, nc, nc as i64 - oc as i64)
+            statistic_diff_str(
+                &label(stack),
+                nb,
+                nb as i64 - ob as i64,
+                nc,
+                nc as i64 - oc as i64
+            )
         );
     }
     let o = run(&["diff", old.to_str().unwrap(), new.to_str().unwrap()]);
-    assert_eq!(o.stdout.lines().next().unwrap(), "[ Top 10 differences ] (estimated from samples: old every allocation, new 1 per 1024 KiB)");
+    assert_eq!(
+        o.stdout.lines().next().unwrap(),
+        "[ Top 10 differences ] (estimated from samples: old every allocation, new 1 per 1024 KiB)"
+    );
     let o = run(&["diff", new.to_str().unwrap(), new.to_str().unwrap()]);
-    assert_eq!(o.stdout.lines().next().unwrap(), "[ Top 10 differences ] (estimated from samples, 1 per 1024 KiB)");
+    assert_eq!(
+        o.stdout.lines().next().unwrap(),
+        "[ Top 10 differences ] (estimated from samples, 1 per 1024 KiB)"
+    );
     let o = run(&["diff", old.to_str().unwrap(), old.to_str().unwrap()]);
     assert_eq!(o.stdout.lines().next().unwrap(), "[ Top 10 differences ]");
     std::fs::remove_dir_all(&dir).ok();
@@ -182,17 +235,25 @@ fn stats_shows_rate_and_estimates() {
     let (mut tb, mut tc) = (0f64, 0f64);
     let (mut rb, mut rc) = (0u64, 0u64);
     for &(_, s, c) in GROUPS {
-        let p = if s == 0 { 1.0 } else { 1.0 - (-(s as f64) / rate as f64).exp() };
+        let p = if s == 0 {
+            1.0
+        } else {
+            1.0 - (-(s as f64) / rate as f64).exp()
+        };
         tb += s as f64 * c as f64 / p;
         tc += c as f64 / p;
         rb += s * c;
         rc += c;
     }
     let (tb, tc) = (tb.round() as u64, tc.round() as u64);
-    assert!(o.stdout.contains(&format!(
+    assert!(
+        o.stdout.contains(&format!(
         "\nLive blocks:    {tc} ({}, {tb} B) estimated from {rc} sampled ({rb} B) in 3 stacks\n",
         format_size(tb as f64, false)
-    )), "{}", o.stdout);
+    )),
+        "{}",
+        o.stdout
+    );
     assert!(o.stdout.contains("\nSampling:       1 sample per 512 KiB (524288 B) on average: live blocks and sizes are estimated\n"), "{}", o.stdout);
     let o = run(&["stats", snap.to_str().unwrap(), "--json"]);
     let v: Value = serde_json::from_str(&o.stdout).unwrap();
@@ -236,16 +297,25 @@ fn malloc_owner_is_warned_about() {
     let o = run(&["diff", other.to_str().unwrap(), p, "--json"]);
     let v: Value = serde_json::from_str(&o.stdout).unwrap();
     assert_eq!(v["old_malloc_owner"], Value::Null);
-    assert_eq!(v["new_malloc_owner"], "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2");
+    assert_eq!(
+        v["new_malloc_owner"],
+        "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+    );
     // stats: a line and a field
     let o = run(&["stats", p]);
     assert!(o.stdout.contains("\nAllocator:      /usr/lib/x86_64-linux-gnu/libjemalloc.so.2, not glibc: its allocations were not traced\n"), "{}", o.stdout);
     let o = run(&["stats", p, "--json"]);
     let v: Value = serde_json::from_str(&o.stdout).unwrap();
-    assert_eq!(v["malloc_owner"], "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2");
+    assert_eq!(
+        v["malloc_owner"],
+        "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+    );
     let o = run(&["top", p, "--json"]);
     let v: Value = serde_json::from_str(&o.stdout).unwrap();
-    assert_eq!(v["malloc_owner"], "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2");
+    assert_eq!(
+        v["malloc_owner"],
+        "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+    );
     // a plain snapshot says nothing
     let o = run(&["stats", other.to_str().unwrap()]);
     assert_eq!(o.stderr, "");

@@ -11,7 +11,12 @@
 //! reader side (`decode`) takes untrusted bytes and never panics, never loops
 //! without consuming input, and never allocates more than the input could
 //! describe.
+//!
+//! Besides the format, the conventions libtrace.so and the analyzer share:
+//! [`naming`] (snapshot file names, `%p`) and [`signals`] (signal names).
 
+pub mod naming;
+pub mod signals;
 pub mod varint;
 pub mod whole_run;
 

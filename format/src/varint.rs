@@ -91,7 +91,11 @@ impl<'a> Reader<'a> {
 
     /// A count of items that each take at least `min_item_bytes` bytes: it can
     /// never exceed what is left, so a forged count cannot size an allocation.
-    pub fn count(&mut self, min_item_bytes: usize, what: &'static str) -> Result<usize, FormatError> {
+    pub fn count(
+        &mut self,
+        min_item_bytes: usize,
+        what: &'static str,
+    ) -> Result<usize, FormatError> {
         let max = (self.remaining() / min_item_bytes.max(1)) as u64;
         Ok(self.bounded(max, what)? as usize)
     }
@@ -114,7 +118,16 @@ mod tests {
 
     #[test]
     fn roundtrip_edges() {
-        for v in [0u64, 1, 127, 128, 300, u32::MAX as u64, u64::MAX - 1, u64::MAX] {
+        for v in [
+            0u64,
+            1,
+            127,
+            128,
+            300,
+            u32::MAX as u64,
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
             let mut b = Vec::new();
             put_u64(&mut b, v);
             assert_eq!(Reader::new(&b).u64().unwrap(), v);
@@ -128,7 +141,11 @@ mod tests {
     fn rejects_overlong_and_overflow() {
         assert!(Reader::new(&[0x80, 0x00]).u64().is_err());
         assert!(Reader::new(&[0xff; 10]).u64().is_err());
-        assert!(Reader::new(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]).u64().is_err());
+        assert!(
+            Reader::new(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02])
+                .u64()
+                .is_err()
+        );
         assert!(Reader::new(&[0x80]).u64().is_err());
     }
 

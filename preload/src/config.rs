@@ -3,6 +3,7 @@
 //! Garbage in a variable gives one warning and the default.
 
 use crate::sys::{log, Locked};
+use memtrace_format::{naming, signals};
 use std::ffi::CStr;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 
@@ -109,44 +110,10 @@ pub fn parse_sample(v: &[u8]) -> Option<u64> {
 }
 
 /// Parses a MEMTRACE_SIGNAL value: a name with or without SIG (any case), a
-/// number, or `off`. Returns None for garbage, Some(0) for off.
+/// number, or `off`. Returns None for garbage, Some(0) for off. The rules are
+/// `memtrace run --signal`'s too: `memtrace_format::signals`.
 pub fn parse_signal(v: &[u8]) -> Option<i32> {
-    let s = std::str::from_utf8(v).ok()?.trim().to_ascii_uppercase();
-    if s == "OFF" || s == "NONE" || s == "0" {
-        return Some(0);
-    }
-    let sig = if let Ok(n) = s.parse::<i32>() {
-        n
-    } else {
-        let name = s.strip_prefix("SIG").unwrap_or(&s);
-        match name {
-            "HUP" => libc::SIGHUP,
-            "INT" => libc::SIGINT,
-            "QUIT" => libc::SIGQUIT,
-            "USR1" => libc::SIGUSR1,
-            "USR2" => libc::SIGUSR2,
-            "ALRM" => libc::SIGALRM,
-            "TERM" => libc::SIGTERM,
-            "CONT" => libc::SIGCONT,
-            "TTIN" => libc::SIGTTIN,
-            "TTOU" => libc::SIGTTOU,
-            "URG" => libc::SIGURG,
-            "PROF" => libc::SIGPROF,
-            "VTALRM" => libc::SIGVTALRM,
-            "WINCH" => libc::SIGWINCH,
-            "PWR" => libc::SIGPWR,
-            _ => {
-                let rt = name.strip_prefix("RTMIN+")?;
-                libc::SIGRTMIN() + rt.parse::<i32>().ok()?
-            }
-        }
-    };
-    // Not KILL/STOP (cannot be caught), not the synchronous fault signals.
-    let bad = [libc::SIGKILL, libc::SIGSTOP, libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE];
-    if sig <= 0 || sig > libc::SIGRTMAX() || bad.contains(&sig) {
-        return None;
-    }
-    Some(sig)
+    signals::parse_snapshot_signal(v)
 }
 
 pub fn load() {
@@ -184,9 +151,9 @@ pub fn load() {
     }
     SIGNAL.store(sig, Ordering::Relaxed);
 
-    let mut out: Vec<u8> = b"memtrace.%p".to_vec();
+    let mut out: Vec<u8> = naming::DEFAULT_PREFIX.to_vec();
     if let Some(v) = env(c"MEMTRACE_OUT") {
-        if v.is_empty() || v.ends_with(b"/") {
+        if !naming::is_valid_prefix(v) {
             warn("MEMTRACE_OUT", v, "expected a file name prefix, using memtrace.%p");
         } else {
             out = v.to_vec();
@@ -206,29 +173,15 @@ pub fn load() {
 }
 
 /// Fork child: a prefix without %p gets `.<childpid>` appended so that no
-/// file of the parent's is ever overwritten.
+/// file of the parent's is ever overwritten (`memtrace_format::naming`).
 pub fn fork_child_prefix(pid: u32) {
     // SAFETY: fork child, single-threaded; the lock may have been held by a
     // thread that no longer exists.
     OUT.lock.reset();
-    let mut out = OUT.lock();
-    if !out.windows(2).any(|w| w == b"%p") {
-        out.extend_from_slice(format!(".{pid}").as_bytes());
-    }
+    naming::fork_child_prefix(&mut OUT.lock(), pid);
 }
 
-/// `%p` → pid (every occurrence).
+/// `%p` → pid (every occurrence; `memtrace_format::naming`).
 pub fn expand(prefix: &[u8], pid: u32) -> Vec<u8> {
-    let mut r = Vec::with_capacity(prefix.len() + 8);
-    let mut i = 0;
-    while i < prefix.len() {
-        if prefix[i] == b'%' && prefix.get(i + 1) == Some(&b'p') {
-            r.extend_from_slice(pid.to_string().as_bytes());
-            i += 2;
-        } else {
-            r.push(prefix[i]);
-            i += 1;
-        }
-    }
-    r
+    naming::expand_pid(prefix, pid)
 }

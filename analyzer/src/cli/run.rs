@@ -17,6 +17,8 @@
 //!   on stderr, `memtrace: wrote PATH`, or, if there is none, one line says so
 //!   with the likely reasons.
 
+use super::Failure;
+use memtrace_format::{naming, signals};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
@@ -38,6 +40,18 @@ pub struct RunOptions {
 /// An error before CMD ran: the message (without `memtrace: `) and the exit code.
 pub struct RunError(pub String, pub i32);
 
+/// `memtrace run`: memtrace exits with CMD's status, or after one line
+/// saying why CMD did not run.
+pub(super) fn command(opts: RunOptions) -> Result<(), Failure> {
+    match run(opts) {
+        Ok(code) => Err(Failure::Exit(code)),
+        Err(RunError(m, code)) => {
+            eprintln!("memtrace: {m}");
+            Err(Failure::Exit(code))
+        }
+    }
+}
+
 fn err(msg: impl Into<String>) -> RunError {
     RunError(msg.into(), 1)
 }
@@ -48,12 +62,20 @@ fn find_preload() -> Result<PathBuf, RunError> {
         Some(v) => {
             let p = PathBuf::from(v);
             if !p.is_file() {
-                return Err(err(format!("MEMTRACE_PRELOAD={}: no such file", p.display())));
+                return Err(err(format!(
+                    "MEMTRACE_PRELOAD={}: no such file",
+                    p.display()
+                )));
             }
             p
         }
         None => {
-            let exe = std::env::current_exe().map_err(|e| err(format!("cannot find my own path: {}", crate::io_msg(&e))))?;
+            let exe = std::env::current_exe().map_err(|e| {
+                err(format!(
+                    "cannot find my own path: {}",
+                    crate::util::io_msg(&e)
+                ))
+            })?;
             let p = exe.parent().unwrap_or(Path::new("/")).join("libtrace.so");
             if !p.is_file() {
                 return Err(err(format!(
@@ -67,7 +89,10 @@ fn find_preload() -> Result<PathBuf, RunError> {
     let p = std::fs::canonicalize(&p).unwrap_or(p);
     let b = p.as_os_str().as_bytes();
     if b.contains(&b':') || b.contains(&b' ') {
-        return Err(err(format!("{}: LD_PRELOAD cannot name a path with ':' or ' ' in it", p.display())));
+        return Err(err(format!(
+            "{}: LD_PRELOAD cannot name a path with ':' or ' ' in it",
+            p.display()
+        )));
     }
     Ok(p)
 }
@@ -79,17 +104,28 @@ fn resolve(cmd: &OsStr) -> Result<PathBuf, RunError> {
     if cmd.as_bytes().contains(&b'/') {
         let p = PathBuf::from(cmd);
         return match std::fs::metadata(&p) {
-            Ok(m) if m.is_dir() => Err(RunError(format!("{shown}: is a directory"), EXIT_CANNOT_EXEC)),
+            Ok(m) if m.is_dir() => Err(RunError(
+                format!("{shown}: is a directory"),
+                EXIT_CANNOT_EXEC,
+            )),
             Ok(_) => Ok(p),
-            Err(e) => Err(RunError(format!("{shown}: {}", crate::io_msg(&e)), EXIT_NOT_FOUND)),
+            Err(e) => Err(RunError(
+                format!("{shown}: {}", crate::util::io_msg(&e)),
+                EXIT_NOT_FOUND,
+            )),
         };
     }
     if cmd.is_empty() {
         return Err(RunError("empty command name".into(), EXIT_NOT_FOUND));
     }
-    let path = std::env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
+    let path =
+        std::env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
     for dir in path.as_bytes().split(|&c| c == b':') {
-        let dir = if dir.is_empty() { Path::new(".") } else { Path::new(OsStr::from_bytes(dir)) };
+        let dir = if dir.is_empty() {
+            Path::new(".")
+        } else {
+            Path::new(OsStr::from_bytes(dir))
+        };
         let cand = dir.join(cmd);
         if let Ok(m) = std::fs::metadata(&cand) {
             if m.is_file() && m.mode() & 0o111 != 0 {
@@ -97,7 +133,10 @@ fn resolve(cmd: &OsStr) -> Result<PathBuf, RunError> {
             }
         }
     }
-    Err(RunError(format!("{shown}: command not found"), EXIT_NOT_FOUND))
+    Err(RunError(
+        format!("{shown}: command not found"),
+        EXIT_NOT_FOUND,
+    ))
 }
 
 /// What the loader would make of an executable, as far as LD_PRELOAD goes.
@@ -116,17 +155,30 @@ pub enum ExeKind {
 /// Classifies a file by its first bytes.
 pub fn exe_kind(path: &Path) -> ExeKind {
     use object::read::elf::{FileHeader, ProgramHeader};
-    let Ok(data) = std::fs::read(path) else { return ExeKind::Other };
+    let Ok(data) = std::fs::read(path) else {
+        return ExeKind::Other;
+    };
     if let Some(rest) = data.strip_prefix(b"#!") {
         let line = rest.split(|&c| c == b'\n').next().unwrap_or(&[]);
-        let interp = line.split(|c| c.is_ascii_whitespace()).find(|t| !t.is_empty()).unwrap_or(&[]);
-        return if interp.is_empty() { ExeKind::Other } else { ExeKind::Script(PathBuf::from(OsStr::from_bytes(interp))) };
+        let interp = line
+            .split(|c| c.is_ascii_whitespace())
+            .find(|t| !t.is_empty())
+            .unwrap_or(&[]);
+        return if interp.is_empty() {
+            ExeKind::Other
+        } else {
+            ExeKind::Script(PathBuf::from(OsStr::from_bytes(interp)))
+        };
     }
     fn interp<H: FileHeader<Endian = object::Endianness>>(data: &[u8]) -> Option<bool> {
         let h = H::parse(data).ok()?;
         let endian = h.endian().ok()?;
         let phdrs = h.program_headers(endian, data).ok()?;
-        Some(phdrs.iter().any(|p| p.p_type(endian) == object::elf::PT_INTERP))
+        Some(
+            phdrs
+                .iter()
+                .any(|p| p.p_type(endian) == object::elf::PT_INTERP),
+        )
     }
     if !data.starts_with(b"\x7fELF") || data.len() < 5 {
         return ExeKind::Other;
@@ -158,7 +210,14 @@ fn secure_exec(path: &Path) -> Option<String> {
     // File capabilities also make the exec secure.
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
     // SAFETY: a null buffer of size 0 only asks for the attribute's size.
-    let n = unsafe { libc::getxattr(c.as_ptr(), c"security.capability".as_ptr(), std::ptr::null_mut(), 0) };
+    let n = unsafe {
+        libc::getxattr(
+            c.as_ptr(),
+            c"security.capability".as_ptr(),
+            std::ptr::null_mut(),
+            0,
+        )
+    };
     if n > 0 && uid != 0 {
         return Some("has file capabilities".into());
     }
@@ -170,13 +229,25 @@ fn check_traceable(shown: &str, path: &Path) -> Result<(), RunError> {
     let mut p = path.to_path_buf();
     for _ in 0..4 {
         if let Some(why) = secure_exec(&p) {
-            let what = if p == path { String::new() } else { format!(" (its interpreter {})", p.display()) };
-            return Err(err(format!("{shown}{what} {why}: the loader ignores LD_PRELOAD for it, so it cannot be traced")));
+            let what = if p == path {
+                String::new()
+            } else {
+                format!(" (its interpreter {})", p.display())
+            };
+            return Err(err(format!(
+                "{shown}{what} {why}: the loader ignores LD_PRELOAD for it, so it cannot be traced"
+            )));
         }
         match exe_kind(&p) {
             ExeKind::Static => {
-                let what = if p == path { String::new() } else { format!(" (its interpreter {})", p.display()) };
-                return Err(err(format!("{shown}{what} is statically linked: LD_PRELOAD cannot trace it")));
+                let what = if p == path {
+                    String::new()
+                } else {
+                    format!(" (its interpreter {})", p.display())
+                };
+                return Err(err(format!(
+                    "{shown}{what} is statically linked: LD_PRELOAD cannot trace it"
+                )));
             }
             ExeKind::Script(i) if i.is_absolute() => p = i,
             _ => return Ok(()),
@@ -193,71 +264,23 @@ fn prefix_parts(prefix: &[u8], pid: u32) -> (PathBuf, String, Vec<u8>) {
         None => (&b""[..], prefix),
     };
     // a %p in the directory part is the main process's pid
-    let dir = crate::run::expand_pid(dir, pid);
+    let dir = naming::expand_pid(dir, pid);
     let shown = String::from_utf8_lossy(&dir).into_owned();
-    let scan = if dir.is_empty() { PathBuf::from(".") } else { PathBuf::from(OsStr::from_bytes(&dir)) };
+    let scan = if dir.is_empty() {
+        PathBuf::from(".")
+    } else {
+        PathBuf::from(OsStr::from_bytes(&dir))
+    };
     (scan, shown, base.to_vec())
 }
 
-fn expand_pid(s: &[u8], pid: u32) -> Vec<u8> {
-    let mut r = Vec::new();
-    let mut i = 0;
-    while i < s.len() {
-        if s[i] == b'%' && s.get(i + 1) == Some(&b'p') {
-            r.extend_from_slice(pid.to_string().as_bytes());
-            i += 2;
-        } else {
-            r.push(s[i]);
-            i += 1;
-        }
-    }
-    r
-}
-
-/// Does `name` match `pattern` where each `%p` stands for a pid (digits)?
-/// Returns the rest of `name` after the pattern.
-fn match_prefix<'a>(pattern: &[u8], name: &'a [u8]) -> Option<&'a [u8]> {
-    if pattern.is_empty() {
-        return Some(name);
-    }
-    if pattern.starts_with(b"%p") {
-        let digits = name.iter().take_while(|c| c.is_ascii_digit()).count();
-        // try every split: a pid followed by literal digits is ambiguous
-        for n in (1..=digits).rev() {
-            if let Some(r) = match_prefix(&pattern[2..], &name[n..]) {
-                return Some(r);
-            }
-        }
-        return None;
-    }
-    if name.first() == pattern.first() {
-        match_prefix(&pattern[1..], &name[1..])
-    } else {
-        None
-    }
-}
-
-/// Is `name` a snapshot file for the prefix pattern `base`? The libtrace.so
-/// names are `<prefix>.<n>.snap` and `<prefix>.exit.snap`, and in a forked
-/// child of a prefix without `%p`, `<prefix>.<pid>.<n>.snap`.
-pub fn is_snapshot_name(base: &[u8], name: &[u8]) -> bool {
-    let Some(rest) = match_prefix(base, name) else { return false };
-    let Some(rest) = rest.strip_suffix(b".snap") else { return false };
-    let parts: Vec<&[u8]> = rest.split(|&c| c == b'.').collect();
-    // rest is ".<pid>"* "." (n | "exit")
-    if parts.len() < 2 || !parts[0].is_empty() {
-        return false;
-    }
-    let last = parts[parts.len() - 1];
-    let num = |p: &[u8]| !p.is_empty() && p.iter().all(|c| c.is_ascii_digit());
-    (num(last) || last == b"exit") && parts[1..parts.len() - 1].iter().all(|p| num(p))
-}
-
 fn snapshot_names(dir: &Path, base: &[u8]) -> Vec<OsString> {
-    let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
     rd.filter_map(|e| e.ok())
         .map(|e| e.file_name())
-        .filter(|n| is_snapshot_name(base, n.as_bytes()))
+        .filter(|n| naming::is_snapshot_name(base, n.as_bytes()))
         .collect()
 }
 
@@ -266,7 +289,11 @@ fn natural_key(name: &[u8]) -> Vec<(u8, u64, Vec<u8>)> {
     name.split(|&c| c == b'.')
         .map(|p| {
             if !p.is_empty() && p.len() < 20 && p.iter().all(|c| c.is_ascii_digit()) {
-                (0, std::str::from_utf8(p).unwrap().parse().unwrap_or(0), Vec::new())
+                (
+                    0,
+                    std::str::from_utf8(p).unwrap().parse().unwrap_or(0),
+                    Vec::new(),
+                )
             } else if p == b"exit" {
                 (1, 0, Vec::new())
             } else {
@@ -276,55 +303,25 @@ fn natural_key(name: &[u8]) -> Vec<(u8, u64, Vec<u8>)> {
         .collect()
 }
 
+/// `SIGKILL`, or `signal N` for a signal without a name.
 fn signal_name(sig: i32) -> String {
-    let names = [
-        (libc::SIGHUP, "SIGHUP"),
-        (libc::SIGINT, "SIGINT"),
-        (libc::SIGQUIT, "SIGQUIT"),
-        (libc::SIGILL, "SIGILL"),
-        (libc::SIGTRAP, "SIGTRAP"),
-        (libc::SIGABRT, "SIGABRT"),
-        (libc::SIGBUS, "SIGBUS"),
-        (libc::SIGFPE, "SIGFPE"),
-        (libc::SIGKILL, "SIGKILL"),
-        (libc::SIGUSR1, "SIGUSR1"),
-        (libc::SIGSEGV, "SIGSEGV"),
-        (libc::SIGUSR2, "SIGUSR2"),
-        (libc::SIGPIPE, "SIGPIPE"),
-        (libc::SIGALRM, "SIGALRM"),
-        (libc::SIGTERM, "SIGTERM"),
-    ];
-    names.iter().find(|(n, _)| *n == sig).map(|(_, s)| s.to_string()).unwrap_or_else(|| format!("signal {sig}"))
+    signals::name(sig)
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("signal {sig}"))
 }
 
-/// The snapshot signal `--signal` names, when it is one we can forward.
+/// The snapshot signal `--signal` names, read as libtrace.so reads it; None
+/// for `off` and for what libtrace.so refuses.
 fn parse_signal(s: &str) -> Option<i32> {
-    let t = s.trim();
-    if let Ok(n) = t.parse::<i32>() {
-        return Some(n);
-    }
-    let up = t.to_ascii_uppercase();
-    let name = up.strip_prefix("SIG").unwrap_or(&up);
-    Some(match name {
-        "USR1" => libc::SIGUSR1,
-        "USR2" => libc::SIGUSR2,
-        "HUP" => libc::SIGHUP,
-        "TERM" => libc::SIGTERM,
-        "ALRM" => libc::SIGALRM,
-        "WINCH" => libc::SIGWINCH,
-        "URG" => libc::SIGURG,
-        "PROF" => libc::SIGPROF,
-        "VTALRM" => libc::SIGVTALRM,
-        "TTIN" => libc::SIGTTIN,
-        "TTOU" => libc::SIGTTOU,
-        "PWR" => libc::SIGPWR,
-        _ => return None,
-    })
+    signals::parse_snapshot_signal(s.as_bytes()).filter(|&sig| sig != 0)
 }
 
 /// Runs the command; returns memtrace's exit code. Messages go to stderr.
 pub fn run(opts: RunOptions) -> Result<i32, RunError> {
-    let cmd = opts.command.first().ok_or_else(|| RunError("run: no command given".into(), 2))?;
+    let cmd = opts
+        .command
+        .first()
+        .ok_or_else(|| RunError("run: no command given".into(), 2))?;
     let shown = cmd.to_string_lossy().into_owned();
     let preload = find_preload()?;
     let path = resolve(cmd)?;
@@ -332,15 +329,22 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
 
     let prefix: Vec<u8> = match (&opts.out, std::env::var_os("MEMTRACE_OUT")) {
         (Some(o), _) => o.as_bytes().to_vec(),
-        (None, Some(e)) if !e.is_empty() && !e.as_bytes().ends_with(b"/") => e.into_vec(),
-        _ => b"memtrace.%p".to_vec(),
+        (None, Some(e)) if naming::is_valid_prefix(e.as_bytes()) => e.into_vec(),
+        _ => naming::DEFAULT_PREFIX.to_vec(),
     };
-    if prefix.is_empty() || prefix.ends_with(b"/") {
-        return Err(RunError("--out: expected a file name prefix (e.g. out/app or memtrace.%p)".into(), 2));
+    if !naming::is_valid_prefix(&prefix) {
+        return Err(RunError(
+            "--out: expected a file name prefix (e.g. out/app or memtrace.%p)".into(),
+            2,
+        ));
     }
 
     let mut ld = preload.into_os_string();
-    if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|v| !v.as_bytes().iter().all(|c| c.is_ascii_whitespace() || *c == b':')) {
+    if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|v| {
+        !v.as_bytes()
+            .iter()
+            .all(|c| c.is_ascii_whitespace() || *c == b':')
+    }) {
         ld.push(":");
         ld.push(old);
     }
@@ -362,8 +366,11 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
     // Names present before the run are not the run's (libtrace.so never
     // replaces a file). The pid is not known yet: scan with %p as a wildcard.
     let (scan0, _, base) = prefix_parts(&prefix, 0);
-    let before: std::collections::HashSet<OsString> =
-        if prefix_has_pid_in_dir(&prefix) { Default::default() } else { snapshot_names(&scan0, &base).into_iter().collect() };
+    let before: std::collections::HashSet<OsString> = if prefix_has_pid_in_dir(&prefix) {
+        Default::default()
+    } else {
+        snapshot_names(&scan0, &base).into_iter().collect()
+    };
 
     // Block the forwarded signals before CMD exists, so that one sent as
     // soon as CMD runs is not lost; CMD itself starts with memtrace's
@@ -380,8 +387,15 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
     let mut child = match c.spawn() {
         Ok(ch) => ch,
         Err(e) => {
-            let code = if e.kind() == std::io::ErrorKind::NotFound { EXIT_NOT_FOUND } else { EXIT_CANNOT_EXEC };
-            return Err(RunError(format!("{shown}: {}", crate::io_msg(&e)), code));
+            let code = if e.kind() == std::io::ErrorKind::NotFound {
+                EXIT_NOT_FOUND
+            } else {
+                EXIT_CANNOT_EXEC
+            };
+            return Err(RunError(
+                format!("{shown}: {}", crate::util::io_msg(&e)),
+                code,
+            ));
         }
     };
     let pid = child.id();
@@ -390,7 +404,12 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
         match child.wait() {
             Ok(s) => break s,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(err(format!("waiting for {shown}: {}", crate::io_msg(&e)))),
+            Err(e) => {
+                return Err(err(format!(
+                    "waiting for {shown}: {}",
+                    crate::util::io_msg(&e)
+                )))
+            }
         }
     };
     drop(forward);
@@ -401,18 +420,26 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
     };
 
     let (scan, shown_dir, base) = prefix_parts(&prefix, pid);
-    let mut new: Vec<OsString> = snapshot_names(&scan, &base).into_iter().filter(|n| !before.contains(n)).collect();
+    let mut new: Vec<OsString> = snapshot_names(&scan, &base)
+        .into_iter()
+        .filter(|n| !before.contains(n))
+        .collect();
     new.sort_by_key(|n| natural_key(n.as_bytes()));
     if new.is_empty() {
         let killed = status.signal().map(|s| {
             format!(
                 "it was killed by {}{}",
                 signal_name(s),
-                if s == libc::SIGKILL { ", which leaves no time for the exit snapshot" } else { " before its exit snapshot was written" }
+                if s == libc::SIGKILL {
+                    ", which leaves no time for the exit snapshot"
+                } else {
+                    " before its exit snapshot was written"
+                }
             )
         });
         let reasons = killed.or_else(|| {
-            (!scan.is_dir()).then(|| format!("its output directory {} does not exist", scan.display()))
+            (!scan.is_dir())
+                .then(|| format!("its output directory {} does not exist", scan.display()))
         });
         let reasons = reasons.unwrap_or_else(|| {
             format!(
@@ -433,7 +460,7 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
 
 fn prefix_has_pid_in_dir(prefix: &[u8]) -> bool {
     match prefix.iter().rposition(|&c| c == b'/') {
-        Some(i) => prefix[..i].windows(2).any(|w| w == b"%p"),
+        Some(i) => naming::has_pid(&prefix[..i]),
         None => false,
     }
 }
@@ -459,9 +486,11 @@ impl Drop for Forwarder {
 
 fn forward_signals(snapshot_signal: Option<i32>) -> Forwarder {
     let mut forwarded = vec![libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2];
+    // SIGINT and SIGQUIT are left to CMD (a terminal sends them to both);
+    // memtrace's own SIGCHLD is not CMD's business.
+    let kept = [libc::SIGINT, libc::SIGQUIT, libc::SIGCHLD];
     if let Some(s) = snapshot_signal {
-        let bad = [libc::SIGKILL, libc::SIGSTOP, libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE, libc::SIGCHLD];
-        if s > 0 && s < 65 && !bad.contains(&s) && !forwarded.contains(&s) {
+        if !kept.contains(&s) && !forwarded.contains(&s) {
             forwarded.push(s);
         }
     }
@@ -477,7 +506,11 @@ fn forward_signals(snapshot_signal: Option<i32>) -> Forwarder {
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
         (set, old)
     };
-    Forwarder { set, old, forwarded }
+    Forwarder {
+        set,
+        old,
+        forwarded,
+    }
 }
 
 impl Forwarder {
@@ -503,21 +536,6 @@ impl Forwarder {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn snapshot_names() {
-        assert!(is_snapshot_name(b"memtrace.%p", b"memtrace.1234.exit.snap"));
-        assert!(is_snapshot_name(b"memtrace.%p", b"memtrace.1234.12.snap"));
-        assert!(!is_snapshot_name(b"memtrace.%p", b"memtrace.exit.snap"));
-        assert!(!is_snapshot_name(b"memtrace.%p", b"memtrace.1234.exit.snap.tmp.1234"));
-        assert!(!is_snapshot_name(b"memtrace.%p", b"other.1234.exit.snap"));
-        assert!(is_snapshot_name(b"app", b"app.exit.snap"));
-        assert!(is_snapshot_name(b"app", b"app.3.snap"));
-        assert!(is_snapshot_name(b"app", b"app.777.3.snap")); // a forked child's
-        assert!(!is_snapshot_name(b"app", b"app.x.snap"));
-        assert!(!is_snapshot_name(b"app", b"apple.exit.snap"));
-        assert!(is_snapshot_name(b"run-%p-x", b"run-42-x.exit.snap"));
-    }
 
     #[test]
     fn order() {

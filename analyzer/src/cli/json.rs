@@ -1,0 +1,379 @@
+//! The JSON documents the commands print with `--json` (schema in
+//! docs/CLI.md). Fields are declared in alphabetical order: that is the
+//! order the documents have always had (serde_json's sorted maps), and the
+//! `sorted` test keeps it so.
+
+use super::Failure;
+use crate::format::{average, LineCache};
+use crate::frame::{FrameId, FrameTable};
+use crate::stats::{Statistic, StatisticDiff};
+use serde::Serialize;
+use std::io::Write;
+
+/// Prints `doc` pretty-printed, then a newline.
+pub(super) fn write_json(out: &mut dyn Write, doc: &impl Serialize) -> Result<(), Failure> {
+    serde_json::to_writer_pretty(&mut *out, doc)
+        .map_err(|e| Failure::from(std::io::Error::from(e)))?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// `size / count`, or null for a count of 0.
+fn average_or_null(size: u64, count: u64) -> Option<f64> {
+    (count != 0).then(|| average(size, count))
+}
+
+/// A frame object; `source` only in `traceback`'s frames.
+#[derive(Serialize)]
+pub(super) struct FrameJson<'a> {
+    filename: &'a str,
+    function: Option<&'a str>,
+    has_line: bool,
+    lineno: u32,
+    module: Option<&'a str>,
+    module_offset: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<Option<String>>,
+    system: bool,
+}
+
+impl<'a> FrameJson<'a> {
+    pub fn new(table: &'a FrameTable, id: FrameId) -> FrameJson<'a> {
+        let f = table.frame(id);
+        FrameJson {
+            filename: &f.filename,
+            function: f.function.as_deref(),
+            has_line: f.has_line,
+            lineno: f.lineno,
+            module: f.module.as_deref(),
+            module_offset: f.module_offset,
+            source: None,
+            system: f.system,
+        }
+    }
+
+    /// With its stripped source line (null when there is none).
+    pub fn with_source(table: &'a FrameTable, id: FrameId, lc: &mut LineCache) -> FrameJson<'a> {
+        let f = table.frame(id);
+        let source = if f.has_line {
+            lc.getline(&f.filename, f.lineno)
+        } else {
+            None
+        };
+        FrameJson {
+            source: Some(source),
+            ..FrameJson::new(table, id)
+        }
+    }
+
+    fn list(table: &'a FrameTable, frames: &[FrameId]) -> Vec<FrameJson<'a>> {
+        frames.iter().map(|&f| FrameJson::new(table, f)).collect()
+    }
+}
+
+#[derive(Serialize)]
+pub(super) struct Total {
+    pub count: u64,
+    pub size: u64,
+}
+
+#[derive(Serialize)]
+pub(super) struct OtherGroups {
+    pub count: u64,
+    pub groups: usize,
+    pub size: u64,
+}
+
+/// One element of `top`'s `statistics`.
+#[derive(Serialize)]
+pub(super) struct StatisticJson<'a> {
+    average: Option<f64>,
+    count: u64,
+    frames: Vec<FrameJson<'a>>,
+    label: String,
+    rank: usize,
+    size: u64,
+    text: String,
+    truncated: bool,
+}
+
+impl<'a> StatisticJson<'a> {
+    pub fn new(table: &'a FrameTable, rank: usize, st: &Statistic) -> StatisticJson<'a> {
+        StatisticJson {
+            average: average_or_null(st.size, st.count),
+            count: st.count,
+            frames: FrameJson::list(table, &st.frames),
+            label: st.label(table),
+            rank,
+            size: st.size,
+            text: st.format(table),
+            truncated: st.truncated,
+        }
+    }
+}
+
+/// One element of `diff`'s `statistics`.
+#[derive(Serialize)]
+pub(super) struct StatisticDiffJson<'a> {
+    average: Option<f64>,
+    count: u64,
+    count_diff: i64,
+    frames: Vec<FrameJson<'a>>,
+    label: String,
+    rank: usize,
+    size: u64,
+    size_diff: i64,
+    text: String,
+}
+
+impl<'a> StatisticDiffJson<'a> {
+    pub fn new(table: &'a FrameTable, rank: usize, d: &StatisticDiff) -> StatisticDiffJson<'a> {
+        StatisticDiffJson {
+            average: average_or_null(d.size, d.count),
+            count: d.count,
+            count_diff: d.count_diff,
+            frames: FrameJson::list(table, &d.frames),
+            label: d.label(table),
+            rank,
+            size: d.size,
+            size_diff: d.size_diff,
+            text: d.format(table),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub(super) struct TopJson<'a> {
+    pub command: &'static str,
+    pub cumulative: bool,
+    pub estimated: bool,
+    pub groups: usize,
+    pub key: &'static str,
+    pub limit: usize,
+    pub malloc_owner: Option<String>,
+    pub other: OtherGroups,
+    pub pretty: bool,
+    pub sample_rate: u64,
+    pub snapshot: &'a str,
+    pub statistics: Vec<StatisticJson<'a>>,
+    pub total: Total,
+}
+
+#[derive(Serialize)]
+pub(super) struct DiffJson<'a> {
+    pub command: &'static str,
+    pub cumulative: bool,
+    pub estimated: bool,
+    pub groups: usize,
+    pub key: &'static str,
+    pub limit: usize,
+    pub new: String,
+    pub new_malloc_owner: Option<String>,
+    pub new_sample_rate: u64,
+    pub new_total: Total,
+    pub old: String,
+    pub old_malloc_owner: Option<String>,
+    pub old_sample_rate: u64,
+    pub old_total: Total,
+    pub statistics: Vec<StatisticDiffJson<'a>>,
+}
+
+#[derive(Serialize)]
+pub(super) struct TracebackJson<'a> {
+    pub command: &'static str,
+    pub count: u64,
+    pub estimated: bool,
+    pub frames: Vec<FrameJson<'a>>,
+    pub groups: usize,
+    pub malloc_owner: Option<String>,
+    pub order: &'static str,
+    pub rank: u64,
+    pub sample_rate: u64,
+    pub size: u64,
+    pub snapshot: String,
+    pub truncated: bool,
+}
+
+#[derive(Serialize)]
+pub(super) struct TracedMemory {
+    pub current: u64,
+    pub peak: u64,
+}
+
+#[derive(Serialize)]
+pub(super) struct Sampled {
+    pub blocks: u64,
+    pub size: u64,
+}
+
+#[derive(Serialize)]
+pub(super) struct Live {
+    pub blocks: u64,
+    pub estimated: bool,
+    pub sampled: Sampled,
+    pub size: u64,
+    pub stacks: usize,
+    pub traces: usize,
+    pub truncated_stacks: usize,
+}
+
+#[derive(Serialize)]
+pub(super) struct StatsJson<'a> {
+    pub alloc_count: u64,
+    pub cmdline: Vec<String>,
+    pub command: &'static str,
+    pub estimated: bool,
+    pub exe: String,
+    pub frame_limit: u32,
+    pub free_count: u64,
+    pub index: u64,
+    pub kind: &'static str,
+    pub live: Live,
+    pub malloc_owner: Option<String>,
+    pub modules: usize,
+    pub pid: u32,
+    pub sample_rate: u64,
+    pub seq: u64,
+    pub snapshot: &'a str,
+    pub time: String,
+    pub time_ns: u64,
+    pub traced_memory: TracedMemory,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The documents print as serde_json's sorted maps always printed them.
+    fn sorted(doc: &impl Serialize) {
+        let direct = serde_json::to_string_pretty(doc).unwrap();
+        let via_map = serde_json::to_string_pretty(&serde_json::to_value(doc).unwrap()).unwrap();
+        assert_eq!(direct, via_map);
+    }
+
+    #[test]
+    fn fields_sorted() {
+        let mut table = FrameTable::new();
+        let id = table.intern(
+            "/src/a.c",
+            3,
+            Some("f"),
+            Some("/bin/a"),
+            true,
+            0x10,
+            None,
+            false,
+        );
+        let frame = || FrameJson::new(&table, id);
+        let total = || Total { count: 1, size: 2 };
+        sorted(&frame());
+        sorted(&FrameJson {
+            source: Some(None),
+            ..frame()
+        });
+        sorted(&TopJson {
+            command: "top",
+            cumulative: false,
+            estimated: false,
+            groups: 1,
+            key: "lineno",
+            limit: 10,
+            malloc_owner: None,
+            other: OtherGroups {
+                count: 0,
+                groups: 0,
+                size: 0,
+            },
+            pretty: false,
+            sample_rate: 0,
+            snapshot: "a.snap",
+            statistics: vec![StatisticJson {
+                average: Some(1.5),
+                count: 2,
+                frames: vec![frame()],
+                label: "l".into(),
+                rank: 1,
+                size: 3,
+                text: "t".into(),
+                truncated: false,
+            }],
+            total: total(),
+        });
+        sorted(&DiffJson {
+            command: "diff",
+            cumulative: false,
+            estimated: false,
+            groups: 1,
+            key: "lineno",
+            limit: 10,
+            new: "b".into(),
+            new_malloc_owner: None,
+            new_sample_rate: 0,
+            new_total: total(),
+            old: "a".into(),
+            old_malloc_owner: Some("x".into()),
+            old_sample_rate: 0,
+            old_total: total(),
+            statistics: vec![StatisticDiffJson {
+                average: None,
+                count: 0,
+                count_diff: -1,
+                frames: vec![frame()],
+                label: "l".into(),
+                rank: 1,
+                size: 0,
+                size_diff: -3,
+                text: "t".into(),
+            }],
+        });
+        sorted(&TracebackJson {
+            command: "traceback",
+            count: 1,
+            estimated: false,
+            frames: vec![FrameJson {
+                source: Some(Some("x".into())),
+                ..frame()
+            }],
+            groups: 1,
+            malloc_owner: None,
+            order: "most_recent_first",
+            rank: 1,
+            sample_rate: 0,
+            size: 1,
+            snapshot: "a".into(),
+            truncated: false,
+        });
+        sorted(&StatsJson {
+            alloc_count: 1,
+            cmdline: vec!["a".into()],
+            command: "stats",
+            estimated: false,
+            exe: "a".into(),
+            frame_limit: 32,
+            free_count: 0,
+            index: 1,
+            kind: "signal",
+            live: Live {
+                blocks: 1,
+                estimated: false,
+                sampled: Sampled { blocks: 1, size: 1 },
+                size: 1,
+                stacks: 1,
+                traces: 1,
+                truncated_stacks: 0,
+            },
+            malloc_owner: None,
+            modules: 1,
+            pid: 1,
+            sample_rate: 0,
+            seq: 1,
+            snapshot: "a",
+            time: "t".into(),
+            time_ns: 0,
+            traced_memory: TracedMemory {
+                current: 1,
+                peak: 1,
+            },
+        });
+    }
+}

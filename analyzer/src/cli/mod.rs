@@ -1,0 +1,338 @@
+//! The `memtrace` command line (see `docs/CLI.md`): the clap definitions and
+//! the dispatch; each command lives in its own file, the snapshot loading they
+//! share in `session`, the JSON they print in `json`.
+//!
+//! Exit codes: 0 ok, 1 bad input (a snapshot that cannot be read, a rank
+//! that does not exist), 2 bad usage.
+
+mod diff;
+mod json;
+mod run;
+mod session;
+mod stats;
+mod top;
+mod traceback;
+
+use crate::filter::{Filter, FilterSet, Pattern};
+use crate::frame::FrameRules;
+use crate::stats::KeyType;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io::Write;
+use std::path::PathBuf;
+
+const SYSTEM_HELP: &str = "\
+THE USER'S LINE, NOT THE ALLOCATOR'S:
+  Before grouping, filtering or printing, memtrace drops the frames that belong to the
+  toolchain and the system rather than the program:
+    - frames without line information (except the main executable's functions when the
+      traceback has no line information at all: a program built without -g);
+    - source files under /usr/include, /usr/lib, /usr/local/include, /rustc/, /rust/deps/, a
+      cargo registry or git checkout (*/.cargo/registry/*, */.cargo/git/*), a rustup toolchain,
+      /build/glibc-*, /build/gcc-*;
+    - the runtimes' modules: libc, libm, libpthread, libdl, librt, ld-linux, libstdc++,
+      libgcc_s, libunwind, the vDSO and memtrace's own libtrace.so;
+    - runtime functions: std::*, __gnu_cxx::*, alloc::*, core::* (and <std::..>, <alloc::..>,
+      <core::..> impls), operator new/delete, __rdl_*, __rust_*, __rg_*, the malloc family,
+      _start, __libc_start_*.
+  If that would leave a traceback empty, its innermost frame is kept.
+  --raw keeps every frame; --user PATTERN exempts matching frames from the rule and
+  --system PATTERN adds them to it (fnmatch on the file name, the module path or file
+  name, or the function name).
+
+FRAMES WITHOUT LINE INFORMATION:
+  are named <function in module> (or <module+0xoffset>) with line 0 in statistics, and
+  printed as `File \"/path/libfoo.so\", function foo+0x12` in tracebacks.
+
+EXIT STATUS: 0 ok, 1 bad input, 2 bad usage.";
+
+const RUN_HELP: &str = "\
+EXAMPLE:
+  memtrace run -- ./app --its-options     # writes memtrace.<pid>.exit.snap (and .<n>.snap on SIGUSR2)
+
+  Before running, a statically linked or set-user-ID/set-group-ID CMD is refused (exit 1): the
+  loader ignores LD_PRELOAD for it. An existing LD_PRELOAD is kept after libtrace.so.
+  While CMD runs, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2 and the snapshot signal sent to memtrace are
+  passed on to it; SIGINT and SIGQUIT are left to CMD (a terminal sends them to both).
+  Afterwards each snapshot written is listed on stderr (`memtrace: wrote PATH`), or one line
+  says that none was written and why that may be.
+
+EXIT STATUS: CMD's exit code, or 128+N when signal N ended it; 127 CMD not found, 126 CMD cannot
+  be executed, 1 CMD cannot be traced (nothing run), 2 bad usage.";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "memtrace",
+    version,
+    about = "Python's tracemalloc for native programs: statistics over libtrace.so snapshots",
+    after_help = SYSTEM_HELP
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// The biggest allocation sites: `[ Top N ]` then one str(Statistic) line each.
+    #[command(after_help = SYSTEM_HELP)]
+    Top {
+        /// Snapshot file (`<prefix>.<n>.snap` or `<prefix>.exit.snap`).
+        snapshot: PathBuf,
+        #[command(flatten)]
+        stat: StatArgs,
+        /// Print the "pretty top" of the tracemalloc documentation (display_top).
+        #[arg(long)]
+        pretty: bool,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// What grew between two snapshots: `[ Top N differences ]` then str(StatisticDiff) lines.
+    #[command(after_help = SYSTEM_HELP)]
+    Diff {
+        /// The older snapshot.
+        old: PathBuf,
+        /// The newer snapshot.
+        new: PathBuf,
+        #[command(flatten)]
+        stat: StatArgs,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// The traceback of the R-th biggest group by traceback.
+    #[command(after_help = SYSTEM_HELP)]
+    Traceback {
+        snapshot: PathBuf,
+        /// Which group, 1 = the biggest.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        rank: u64,
+        /// Traceback.format(limit): N > 0 prints the N most recent frames, N <= 0 all but the
+        /// |N| most recent (0 prints none).
+        #[arg(long, allow_hyphen_values = true)]
+        frames: Option<i64>,
+        /// Print the oldest call first (CPython 3.7+'s default order) instead of the most recent.
+        #[arg(long)]
+        oldest_first: bool,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Run CMD under libtrace.so (found next to this binary, or $MEMTRACE_PRELOAD), wait for it,
+    /// list the snapshots it wrote on stderr and exit with its status (128+N if signal N killed it).
+    #[command(after_help = RUN_HELP, override_usage = "memtrace run [OPTIONS] -- CMD [ARGS]...")]
+    Run {
+        /// Snapshot file prefix (MEMTRACE_OUT); `%p` is the pid. Default memtrace.%p.
+        #[arg(long, value_name = "PREFIX", value_parser = clap::value_parser!(std::ffi::OsString))]
+        out: Option<std::ffi::OsString>,
+        /// Snapshot signal (MEMTRACE_SIGNAL): USR1, USR2, a number, or off. Default USR2.
+        #[arg(long, value_name = "SIG")]
+        signal: Option<String>,
+        /// Stack depth kept (MEMTRACE_FRAMES), 1-256. Default 32.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+        frames: Option<u32>,
+        /// Trace the programs CMD starts with exec too (MEMTRACE_FOLLOW_EXEC=1).
+        #[arg(long)]
+        follow_exec: bool,
+        /// The command and its arguments (after `--`).
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD",
+              value_parser = clap::value_parser!(std::ffi::OsString))]
+        command: Vec<std::ffi::OsString>,
+    },
+    /// Header facts: traced memory now and at peak, blocks, allocations, frees, process.
+    Stats {
+        snapshot: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Key {
+    Lineno,
+    Filename,
+    Traceback,
+    Function,
+}
+
+impl From<Key> for KeyType {
+    fn from(k: Key) -> KeyType {
+        match k {
+            Key::Lineno => KeyType::Lineno,
+            Key::Filename => KeyType::Filename,
+            Key::Traceback => KeyType::Traceback,
+            Key::Function => KeyType::Function,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct StatArgs {
+    /// Group by: lineno (file:line of the allocating user frame), filename, traceback (the
+    /// whole kept traceback, labelled by its allocating frame) or function ("function (file)").
+    #[arg(long, value_enum, default_value = "lineno")]
+    key: Key,
+    /// How many lines to print.
+    #[arg(long, default_value_t = 10)]
+    limit: usize,
+    /// Count every frame of each traceback, not only the most recent (lineno, filename, function).
+    #[arg(long)]
+    cumulative: bool,
+}
+
+#[derive(Args, Debug)]
+struct CommonArgs {
+    /// Keep only traces matching PATTERN (tracemalloc Filter(True, ...)): fnmatch on the file
+    /// name, module or function of the most recent kept frame; `PATTERN:LINENO` also requires
+    /// that line. Several --include are or-ed.
+    #[arg(long, value_name = "PATTERN")]
+    include: Vec<String>,
+    /// Drop traces matching PATTERN (Filter(False, ...)); every --exclude must let a trace through.
+    #[arg(long, value_name = "PATTERN")]
+    exclude: Vec<String>,
+    /// Filters test every kept frame of the traceback, not only the most recent (Filter's all_frames).
+    #[arg(long)]
+    all_frames: bool,
+    /// Keep toolchain and system frames (operator new, malloc, std::, alloc::, libc ...).
+    #[arg(long, alias = "keep-system-frames")]
+    raw: bool,
+    /// Treat frames matching PATTERN as the program's, even if the rule would drop them.
+    #[arg(long, value_name = "PATTERN")]
+    user: Vec<String>,
+    /// Treat frames matching PATTERN as system frames and drop them too.
+    #[arg(long, value_name = "PATTERN")]
+    system: Vec<String>,
+    /// Print JSON instead of text (schema in docs/CLI.md).
+    #[arg(long)]
+    json: bool,
+}
+
+impl StatArgs {
+    /// The key type, refused early (before any file is read) with cumulative
+    /// for the `traceback` key, as `Snapshot.statistics` refuses it.
+    fn key_type(&self) -> Result<KeyType, Failure> {
+        let key = KeyType::from(self.key);
+        crate::stats::check_key(key, self.cumulative).map_err(|e| Failure::Usage(e.0))?;
+        Ok(key)
+    }
+}
+
+impl CommonArgs {
+    fn rules(&self) -> FrameRules {
+        FrameRules {
+            keep_all: self.raw,
+            user: self.user.iter().map(|p| Pattern::new(p)).collect(),
+            system: self.system.iter().map(|p| Pattern::new(p)).collect(),
+        }
+    }
+
+    fn filters(&self) -> FilterSet {
+        let mut v: Vec<Filter> = self
+            .include
+            .iter()
+            .map(|p| Filter::parse(true, p, self.all_frames))
+            .collect();
+        v.extend(
+            self.exclude
+                .iter()
+                .map(|p| Filter::parse(false, p, self.all_frames)),
+        );
+        FilterSet::new(v)
+    }
+}
+
+enum Failure {
+    /// Bad input: exit 1.
+    Input(String),
+    /// Bad usage: exit 2.
+    Usage(String),
+    /// stdout closed (e.g. `| head`): exit quietly.
+    Pipe,
+    /// Exit with this code, everything already said (`run`).
+    Exit(i32),
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Failure {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            Failure::Pipe
+        } else {
+            Failure::Input(format!("cannot write output: {}", crate::util::io_msg(&e)))
+        }
+    }
+}
+
+/// Runs the CLI with the process's arguments; returns the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let res = dispatch(cli, &mut out).and_then(|()| out.flush().map_err(Failure::from));
+    match res {
+        Ok(()) | Err(Failure::Pipe) => 0,
+        Err(Failure::Input(m)) => {
+            let _ = out.flush();
+            eprintln!("memtrace: {m}");
+            1
+        }
+        Err(Failure::Usage(m)) => {
+            eprintln!("memtrace: {m}");
+            2
+        }
+        Err(Failure::Exit(code)) => code,
+    }
+}
+
+fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
+    match cli.command {
+        Command::Top {
+            snapshot,
+            stat,
+            pretty,
+            common,
+        } => top::top(out, &snapshot, &stat, pretty, &common),
+        Command::Diff {
+            old,
+            new,
+            stat,
+            common,
+        } => diff::diff(out, &old, &new, &stat, &common),
+        Command::Traceback {
+            snapshot,
+            rank,
+            frames,
+            oldest_first,
+            common,
+        } => traceback::traceback(out, &snapshot, rank, frames, oldest_first, &common),
+        Command::Run {
+            out: o,
+            signal,
+            frames,
+            follow_exec,
+            command,
+        } => run::command(run::RunOptions {
+            out: o,
+            signal,
+            frames,
+            follow_exec,
+            command,
+        }),
+        Command::Stats { snapshot, json } => stats::stats(out, &snapshot, json),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verify_cli() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

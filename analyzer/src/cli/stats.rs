@@ -1,0 +1,219 @@
+//! `memtrace stats`: a snapshot's header facts and what its traces add up
+//! to, read without symbolizing.
+
+use super::json::{write_json, Live, Sampled, StatsJson, TracedMemory};
+use super::session::malloc_owner_warning;
+use super::Failure;
+use crate::format::format_size;
+use crate::sampling;
+use crate::snapshot;
+use memtrace_format::SnapshotKind;
+use std::io::Write;
+use std::path::Path;
+
+pub(super) fn stats(out: &mut dyn Write, path: &Path, as_json: bool) -> Result<(), Failure> {
+    let dump = snapshot::read_dump(path).map_err(|e| Failure::Input(e.to_string()))?;
+    if !dump.header.malloc_owner.is_empty() {
+        let owner = String::from_utf8_lossy(&dump.header.malloc_owner);
+        eprintln!(
+            "memtrace: warning: {}",
+            malloc_owner_warning(&path.display().to_string(), &owner)
+        );
+    }
+    print_stats(out, &path.display().to_string(), &dump, as_json)
+}
+
+/// An argument as a shell would need it: bare when it is plain, else in single quotes.
+fn shell_quote(arg: &[u8]) -> String {
+    let s = String::from_utf8_lossy(arg);
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+    {
+        s.into_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// Nanoseconds since the epoch → `YYYY-MM-DD HH:MM:SS.nnnnnnnnn UTC`.
+fn utc_time(ns: u64) -> String {
+    let secs = ns / 1_000_000_000;
+    let frac = ns % 1_000_000_000;
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    // Howard Hinnant's civil_from_days
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{frac:09} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn print_stats(
+    out: &mut dyn Write,
+    path: &str,
+    d: &memtrace_format::Snapshot,
+    as_json: bool,
+) -> Result<(), Failure> {
+    let h = &d.header;
+    let rate = h.sample_rate;
+    let groups = || d.traces.iter().map(|t| (t.size, t.count));
+    // what the file holds, and (sampled) what it stands for
+    let (bytes, blocks) = sampling::totals(groups(), 0);
+    let (est_bytes, est_blocks) = sampling::totals(groups(), rate);
+    let owner =
+        (!h.malloc_owner.is_empty()).then(|| String::from_utf8_lossy(&h.malloc_owner).into_owned());
+    let truncated = d.stacks.iter().filter(|s| s.truncated).count();
+    if as_json {
+        return write_json(
+            out,
+            &StatsJson {
+                alloc_count: h.alloc_count,
+                cmdline: h
+                    .cmdline
+                    .iter()
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect(),
+                command: "stats",
+                estimated: rate > 0,
+                exe: String::from_utf8_lossy(&h.exe).into_owned(),
+                frame_limit: h.frame_limit,
+                free_count: h.free_count,
+                index: h.index,
+                kind: match h.kind {
+                    SnapshotKind::Signal => "signal",
+                    SnapshotKind::Exit => "exit",
+                },
+                live: Live {
+                    blocks: est_blocks,
+                    estimated: rate > 0,
+                    sampled: Sampled {
+                        blocks,
+                        size: bytes,
+                    },
+                    size: est_bytes,
+                    stacks: d.stacks.len(),
+                    traces: d.traces.len(),
+                    truncated_stacks: truncated,
+                },
+                malloc_owner: owner,
+                modules: d.modules.len(),
+                pid: h.pid,
+                sample_rate: rate,
+                seq: h.seq,
+                snapshot: path,
+                time: utc_time(h.time_ns),
+                time_ns: h.time_ns,
+                traced_memory: TracedMemory {
+                    current: h.traced_bytes,
+                    peak: h.peak_bytes,
+                },
+            },
+        );
+    }
+    let fs = |v: u64| format_size(v as f64, false);
+    let what = match h.kind {
+        SnapshotKind::Signal => format!("snapshot #{} (on signal)", h.index),
+        SnapshotKind::Exit => "exit snapshot (blocks never freed)".to_string(),
+    };
+    writeln!(out, "Snapshot:       {path}: {what}")?;
+    writeln!(out, "Process:        pid {}", h.pid)?;
+    writeln!(
+        out,
+        "Command line:   {}",
+        h.cmdline
+            .iter()
+            .map(|a| shell_quote(a))
+            .collect::<Vec<_>>()
+            .join(" ")
+    )?;
+    writeln!(out, "Executable:     {}", String::from_utf8_lossy(&h.exe))?;
+    writeln!(out, "Time:           {}", utc_time(h.time_ns))?;
+    writeln!(
+        out,
+        "Traced memory:  current={} ({} B), peak={} ({} B)",
+        fs(h.traced_bytes),
+        h.traced_bytes,
+        fs(h.peak_bytes),
+        h.peak_bytes
+    )?;
+    if rate > 0 {
+        writeln!(
+            out,
+            "Live blocks:    {est_blocks} ({}, {est_bytes} B) estimated from {blocks} sampled ({bytes} B) in {} stacks",
+            fs(est_bytes),
+            d.stacks.len()
+        )?;
+    } else {
+        writeln!(
+            out,
+            "Live blocks:    {blocks} ({}, {} B) from {} stacks",
+            fs(bytes),
+            bytes,
+            d.stacks.len()
+        )?;
+    }
+    writeln!(out, "Allocations:    {} seen", h.alloc_count)?;
+    writeln!(out, "Frees:          {} seen", h.free_count)?;
+    writeln!(
+        out,
+        "Frame limit:    {} ({truncated} stacks truncated)",
+        h.frame_limit
+    )?;
+    if h.sample_rate == 0 {
+        writeln!(out, "Sampling:       every allocation recorded")?;
+    } else {
+        writeln!(
+            out,
+            "Sampling:       1 sample per {} ({} B) on average: live blocks and sizes are estimated",
+            fs(rate),
+            rate
+        )?;
+    }
+    if let Some(o) = &owner {
+        writeln!(
+            out,
+            "Allocator:      {o}, not glibc: its allocations were not traced"
+        )?;
+    }
+    writeln!(out, "Modules:        {}", d.modules.len())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time() {
+        assert_eq!(utc_time(0), "1970-01-01 00:00:00.000000000 UTC");
+        assert_eq!(
+            utc_time(1_700_000_000_123_456_789),
+            "2023-11-14 22:13:20.123456789 UTC"
+        );
+        assert_eq!(
+            utc_time(951_782_400_000_000_000),
+            "2000-02-29 00:00:00.000000000 UTC"
+        );
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote(b"./app"), "./app");
+        assert_eq!(shell_quote(b"a b"), "'a b'");
+        assert_eq!(shell_quote(b"it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(b""), "''");
+    }
+}

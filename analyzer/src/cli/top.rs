@@ -1,0 +1,71 @@
+//! `memtrace top`: `[ Top N ]` and one str(Statistic) line per group
+//! (`Snapshot.statistics`), or with `--pretty` the documentation's
+//! `display_top`.
+
+use super::json::{write_json, OtherGroups, StatisticJson, TopJson, Total};
+use super::session::Session;
+use super::{CommonArgs, Failure, StatArgs};
+use crate::display::{display_top, sampling_note, total_count, total_size};
+use crate::stats;
+use std::io::Write;
+use std::path::Path;
+
+pub(super) fn top(
+    out: &mut dyn Write,
+    path: &Path,
+    stat: &StatArgs,
+    pretty: bool,
+    common: &CommonArgs,
+) -> Result<(), Failure> {
+    let key = stat.key_type()?;
+    let mut s = Session::new(common.rules());
+    let snap = s.load(path)?.filter_traces(&s.table, &mut common.filters());
+    let stats = stats::statistics(&snap, &s.table, key, stat.cumulative)
+        .map_err(|e| Failure::Usage(e.0))?;
+    let rate = snap.sample_rate();
+    if common.json {
+        let other = &stats[stat.limit.min(stats.len())..];
+        let (size, count) = snap.totals();
+        return write_json(
+            out,
+            &TopJson {
+                command: "top",
+                cumulative: stat.cumulative,
+                estimated: rate > 0,
+                groups: stats.len(),
+                key: key.name(),
+                limit: stat.limit,
+                malloc_owner: snap.malloc_owner(),
+                other: OtherGroups {
+                    count: total_count(other),
+                    groups: other.len(),
+                    size: total_size(other),
+                },
+                pretty,
+                sample_rate: rate,
+                snapshot: &snap.path,
+                statistics: stats
+                    .iter()
+                    .take(stat.limit)
+                    .enumerate()
+                    .map(|(i, st)| StatisticJson::new(&s.table, i + 1, st))
+                    .collect(),
+                total: Total { count, size },
+            },
+        );
+    }
+    if pretty {
+        return Ok(display_top(
+            out,
+            &s.table,
+            &stats,
+            stat.limit,
+            &sampling_note(rate),
+        )?);
+    }
+    writeln!(out, "[ Top {} ]{}", stat.limit, sampling_note(rate))?;
+    for st in stats.iter().take(stat.limit) {
+        writeln!(out, "{}", st.format(&s.table))?;
+    }
+    Ok(())
+}
