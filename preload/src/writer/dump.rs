@@ -70,6 +70,7 @@ fn build(live: &LiveTable, moment: &Moment, pid: u32) -> Snapshot {
         modules: modules::for_snapshot(&stacks),
         stacks,
         traces,
+        run: Default::default(),
     }
 }
 
