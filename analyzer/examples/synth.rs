@@ -84,6 +84,7 @@ fn main() {
         }],
         stacks,
         traces,
+        ..Default::default()
     };
     std::fs::write(&args[2], encode(&snap)).unwrap();
 }

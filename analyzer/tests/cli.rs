@@ -172,6 +172,7 @@ fn write_snap(
             .into_iter()
             .map(|(stack, size, count)| TraceGroup { stack, size, count })
             .collect(),
+        ..Default::default()
     };
     std::fs::write(path, encode(&s)).unwrap();
 }
@@ -701,6 +702,7 @@ fn sample_bytes() -> Vec<u8> {
             size: 100,
             count: 2,
         }],
+        ..Default::default()
     };
     encode(&s)
 }
@@ -877,6 +879,7 @@ fn write_fuzz_seeds() {
                 count: 3,
             },
         ],
+        ..Default::default()
     };
     std::fs::write(dir.join("seed-extremes.snap"), encode(&empty_stack)).unwrap();
 }

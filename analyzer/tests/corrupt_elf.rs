@@ -122,6 +122,7 @@ fn snapshot(module: &Path, addrs: &[u64]) -> Vec<u8> {
         }],
         stacks,
         traces,
+        ..Default::default()
     })
 }
 

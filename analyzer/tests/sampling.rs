@@ -60,6 +60,7 @@ fn write(path: &Path, rate: u64, owner: &[u8], groups: &[(u64, u64, u64)]) {
             .iter()
             .map(|&(stack, size, count)| TraceGroup { stack, size, count })
             .collect(),
+        ..Default::default()
     };
     std::fs::write(path, encode(&s)).unwrap();
 }

@@ -18,16 +18,18 @@
 pub mod naming;
 pub mod signals;
 pub mod varint;
+pub mod whole_run;
 
 use std::fmt;
 use varint::{put_blob, put_u64, unzigzag, zigzag, Reader};
+pub use whole_run::{MemoryUse, Peak, SnapshotMark, StackTotals, TimePoint, Timeline, WholeRun, MAX_POINTS_IN_TIMELINE};
 
 /// First eight bytes of every dump.
 pub const MAGIC: &[u8; 8] = b"MEMTRACE";
 /// Files with another major version are refused; minor versions only add
 /// sections or trailing fields.
 pub const VERSION_MAJOR: u16 = 1;
-pub const VERSION_MINOR: u16 = 1;
+pub const VERSION_MINOR: u16 = 2;
 /// Deepest stack a dump may hold (`MEMTRACE_FRAMES` is capped at 256).
 pub const MAX_FRAMES: usize = 256;
 
@@ -137,12 +139,15 @@ pub struct TraceGroup {
     pub count: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Snapshot {
     pub header: Header,
     pub modules: Vec<Module>,
+    /// Every stack a trace, the peak or the totals name.
     pub stacks: Vec<Stack>,
     pub traces: Vec<TraceGroup>,
+    /// (1.2) The whole run up to this moment; empty in older files.
+    pub run: WholeRun,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -251,13 +256,18 @@ fn encode_stacks(stacks: &[Stack]) -> Vec<u8> {
 
 fn encode_traces(traces: &[TraceGroup]) -> Vec<u8> {
     let mut p = Vec::with_capacity(traces.len() * 6 + 8);
-    put_u64(&mut p, traces.len() as u64);
-    for t in traces {
-        put_u64(&mut p, t.stack);
-        put_u64(&mut p, t.size);
-        put_u64(&mut p, t.count);
-    }
+    encode_trace_groups(&mut p, traces);
     p
+}
+
+/// A count, then (stack, size, count) per group: TRACES and PEAK alike.
+pub(crate) fn encode_trace_groups(p: &mut Vec<u8>, groups: &[TraceGroup]) {
+    put_u64(p, groups.len() as u64);
+    for t in groups {
+        put_u64(p, t.stack);
+        put_u64(p, t.size);
+        put_u64(p, t.count);
+    }
 }
 
 /// Encodes a whole snapshot. The caller writes the bytes to a temporary file
@@ -271,10 +281,27 @@ pub fn encode(s: &Snapshot) -> Vec<u8> {
     section(&mut out, tag::MODULES, &encode_modules(&s.modules));
     section(&mut out, tag::STACKS, &encode_stacks(&s.stacks));
     section(&mut out, tag::TRACES, &encode_traces(&s.traces));
+    encode_whole_run(&mut out, &s.run);
     let crc = crc32fast::hash(&out);
     out.push(tag::END);
     put_blob(&mut out, &crc.to_le_bytes());
     out
+}
+
+/// The whole-run sections that hold something (whole_run.rs).
+fn encode_whole_run(out: &mut Vec<u8>, run: &WholeRun) {
+    if let Some(p) = &run.peak {
+        section(out, whole_run::tag::PEAK, &whole_run::encode_peak(p));
+    }
+    if !run.totals.is_empty() {
+        section(out, whole_run::tag::TOTALS, &whole_run::encode_totals(&run.totals));
+    }
+    if let Some(t) = &run.timeline {
+        section(out, whole_run::tag::TIMELINE, &whole_run::encode_timeline(t));
+    }
+    if let Some(m) = &run.memory {
+        section(out, whole_run::tag::MEMORY, &whole_run::encode_memory(m));
+    }
 }
 
 // ---------------------------------------------------------------- decoding
@@ -302,11 +329,7 @@ fn decode_header(r: &mut Reader) -> Result<Header, FormatError> {
     }
     let exe = r.blob()?.to_vec();
     // Fields added by minor versions are read only when present.
-    let malloc_owner = if r.is_empty() {
-        Vec::new()
-    } else {
-        r.blob()?.to_vec()
-    };
+    let malloc_owner = if r.is_empty() { Vec::new() } else { r.blob()?.to_vec() };
     Ok(Header {
         kind,
         index,
@@ -347,13 +370,7 @@ fn decode_modules(r: &mut Reader) -> Result<Vec<Module>, FormatError> {
                 flags: r.bounded(u32::MAX as u64, "segment flags out of range")? as u32,
             });
         }
-        mods.push(Module {
-            path,
-            base,
-            build_id,
-            unloaded,
-            segments,
-        });
+        mods.push(Module { path, base, build_id, unloaded, segments });
     }
     Ok(mods)
 }
@@ -375,24 +392,20 @@ fn decode_stacks(r: &mut Reader) -> Result<Vec<Stack>, FormatError> {
             prev = prev.wrapping_add(unzigzag(r.u64()?) as u64);
             frames.push(prev);
         }
-        stacks.push(Stack {
-            id,
-            frames,
-            truncated,
-        });
+        stacks.push(Stack { id, frames, truncated });
     }
     Ok(stacks)
 }
 
 fn decode_traces(r: &mut Reader) -> Result<Vec<TraceGroup>, FormatError> {
+    decode_trace_groups(r)
+}
+
+pub(crate) fn decode_trace_groups(r: &mut Reader) -> Result<Vec<TraceGroup>, FormatError> {
     let n = r.count(3, "trace count past end")?;
     let mut traces = Vec::with_capacity(n);
     for _ in 0..n {
-        traces.push(TraceGroup {
-            stack: r.u64()?,
-            size: r.u64()?,
-            count: r.u64()?,
-        });
+        traces.push(TraceGroup { stack: r.u64()?, size: r.u64()?, count: r.u64()? });
     }
     Ok(traces)
 }
@@ -418,12 +431,7 @@ fn check_envelope(bytes: &[u8]) -> Result<&[u8], FormatError> {
     if bytes[end] != tag::END || bytes[end + 1] != 4 {
         return Err(FormatError::Truncated);
     }
-    let want = u32::from_le_bytes([
-        bytes[end + 2],
-        bytes[end + 3],
-        bytes[end + 4],
-        bytes[end + 5],
-    ]);
+    let want = u32::from_le_bytes([bytes[end + 2], bytes[end + 3], bytes[end + 4], bytes[end + 5]]);
     if crc32fast::hash(&bytes[..end]) != want {
         return Err(FormatError::BadChecksum);
     }
@@ -435,15 +443,21 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, FormatError> {
     let body = check_envelope(bytes)?;
     let mut r = Reader::new(body);
     let (mut header, mut modules, mut stacks, mut traces) = (None, None, None, None);
+    let (mut peak, mut totals, mut timeline, mut memory) = (None, None, None, None);
     while !r.is_empty() {
         let t = r.u8()?;
         let mut s = Reader::new(r.blob()?);
+        use whole_run::tag as run;
         match t {
             tag::HEADER if header.is_none() => header = Some(decode_header(&mut s)?),
             tag::MODULES if modules.is_none() => modules = Some(decode_modules(&mut s)?),
             tag::STACKS if stacks.is_none() => stacks = Some(decode_stacks(&mut s)?),
             tag::TRACES if traces.is_none() => traces = Some(decode_traces(&mut s)?),
-            tag::HEADER | tag::MODULES | tag::STACKS | tag::TRACES => {
+            run::PEAK if peak.is_none() => peak = Some(whole_run::decode_peak(&mut s)?),
+            run::TOTALS if totals.is_none() => totals = Some(whole_run::decode_totals(&mut s)?),
+            run::TIMELINE if timeline.is_none() => timeline = Some(whole_run::decode_timeline(&mut s)?),
+            run::MEMORY if memory.is_none() => memory = Some(whole_run::decode_memory(&mut s)?),
+            tag::HEADER | tag::MODULES | tag::STACKS | tag::TRACES | run::PEAK | run::TOTALS | run::TIMELINE | run::MEMORY => {
                 return Err(FormatError::Corrupt("section appears twice"))
             }
             tag::END => return Err(FormatError::Corrupt("END section before the end")),
@@ -455,6 +469,7 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, FormatError> {
         modules: modules.unwrap_or_default(),
         stacks: stacks.ok_or(FormatError::Corrupt("no stacks section"))?,
         traces: traces.ok_or(FormatError::Corrupt("no traces section"))?,
+        run: WholeRun { peak, totals: totals.unwrap_or_default(), timeline, memory },
     };
     validate(&snap)?;
     Ok(snap)
@@ -468,19 +483,13 @@ fn validate(s: &Snapshot) -> Result<(), FormatError> {
     if ids.windows(2).any(|w| w[0] == w[1]) {
         return Err(FormatError::Corrupt("duplicate stack id"));
     }
-    if s.stacks
-        .iter()
-        .any(|st| st.frames.len() > s.header.frame_limit as usize)
-    {
+    if s.stacks.iter().any(|st| st.frames.len() > s.header.frame_limit as usize) {
         return Err(FormatError::Corrupt("stack deeper than the frame limit"));
     }
-    if s.traces
-        .iter()
-        .any(|t| ids.binary_search(&t.stack).is_err())
-    {
+    if s.traces.iter().any(|t| ids.binary_search(&t.stack).is_err()) {
         return Err(FormatError::Corrupt("trace refers to an unknown stack"));
     }
-    Ok(())
+    whole_run::validate(&s.run, &ids)
 }
 
 #[cfg(test)]
@@ -510,37 +519,41 @@ mod tests {
                 base: 0x5555_5555_4000,
                 build_id: vec![0xde, 0xad, 0xbe, 0xef],
                 unloaded: false,
-                segments: vec![Segment {
-                    vaddr: 0x1000,
-                    memsz: 0x2000,
-                    file_offset: 0x1000,
-                    flags: 5,
-                }],
+                segments: vec![Segment { vaddr: 0x1000, memsz: 0x2000, file_offset: 0x1000, flags: 5 }],
             }],
             stacks: vec![
-                Stack {
-                    id: 1,
-                    frames: vec![0x5555_5555_5123, 0x5555_5555_5001, 0x7fff_0000_0000],
-                    truncated: false,
-                },
-                Stack {
-                    id: 7,
-                    frames: vec![0x10],
-                    truncated: true,
-                },
+                Stack { id: 1, frames: vec![0x5555_5555_5123, 0x5555_5555_5001, 0x7fff_0000_0000], truncated: false },
+                Stack { id: 7, frames: vec![0x10], truncated: true },
             ],
-            traces: vec![
-                TraceGroup {
-                    stack: 1,
-                    size: 1000,
-                    count: 2,
-                },
-                TraceGroup {
-                    stack: 7,
-                    size: 1000,
-                    count: 1,
-                },
-            ],
+            traces: vec![TraceGroup { stack: 1, size: 1000, count: 2 }, TraceGroup { stack: 7, size: 1000, count: 1 }],
+            run: WholeRun {
+                peak: Some(Peak {
+                    time_ns: 1_700_000_000_100_000_000,
+                    event: 77,
+                    traced_bytes: 5000,
+                    groups: vec![TraceGroup { stack: 1, size: 1000, count: 5 }],
+                }),
+                totals: vec![
+                    StackTotals { stack: 1, allocs: 9, alloc_bytes: 9000, frees: 7, freed_bytes: 7000, temporary: 3, temporary_bytes: 3000 },
+                    StackTotals { stack: 7, allocs: 1, alloc_bytes: 1000, ..Default::default() },
+                ],
+                timeline: Some(Timeline {
+                    start_ns: 1_700_000_000_000_000_000,
+                    interval_ns: 10_000_000,
+                    points: vec![
+                        TimePoint { time_ns: 1_700_000_000_010_000_000, traced_bytes: 1000, rss_bytes: 3 << 20 },
+                        TimePoint { time_ns: 1_700_000_000_020_000_000, traced_bytes: 5000, rss_bytes: 4 << 20 },
+                    ],
+                    snapshots: vec![SnapshotMark { index: 1, time_ns: 1_700_000_000_015_000_000 }],
+                }),
+                memory: Some(MemoryUse {
+                    rss_bytes: 4 << 20,
+                    rss_peak_bytes: 5 << 20,
+                    heap_arena_bytes: 135_168,
+                    heap_free_bytes: 100_000,
+                    heap_mmap_bytes: 0,
+                }),
+            },
         }
     }
 
@@ -572,10 +585,7 @@ mod tests {
 
     #[test]
     fn foreign_and_future_files() {
-        assert_eq!(
-            decode(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\0\0\0\0"),
-            Err(FormatError::NotASnapshot)
-        );
+        assert_eq!(decode(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\0\0\0\0"), Err(FormatError::NotASnapshot));
         let mut b = encode(&sample());
         b[8] = 2;
         assert_eq!(decode(&b), Err(FormatError::UnsupportedVersion(2)));
@@ -587,6 +597,26 @@ mod tests {
         let mut p = encode_header(&h);
         p.pop(); // the empty malloc_owner blob is one zero byte
         assert_eq!(decode_header(&mut Reader::new(&p)).unwrap(), h);
+    }
+
+    #[test]
+    fn reads_a_1_1_file_without_whole_run_sections() {
+        let mut s = sample();
+        s.run = WholeRun::default();
+        assert_eq!(decode(&encode(&s)).unwrap().run, WholeRun::default());
+    }
+
+    #[test]
+    fn whole_run_cross_references_are_checked() {
+        let mut s = sample();
+        s.run.totals[1].stack = 8;
+        assert_eq!(decode(&encode(&s)), Err(FormatError::Corrupt("totals refer to an unknown stack")));
+        let mut s = sample();
+        s.run.peak.as_mut().unwrap().traced_bytes = 4999;
+        assert_eq!(decode(&encode(&s)), Err(FormatError::Corrupt("peak bytes differ from its groups")));
+        let mut s = sample();
+        s.run.totals[0].frees = 10;
+        assert_eq!(decode(&encode(&s)), Err(FormatError::Corrupt("totals: more frees than allocations")));
     }
 
     #[test]

@@ -69,6 +69,7 @@ fuzz_target!(|data: &[u8]| {
         }],
         stacks,
         traces,
+        ..Default::default()
     };
     let mut table = FrameTable::new();
     let mut sym = Symbolizer::new();

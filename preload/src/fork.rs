@@ -1,7 +1,8 @@
 //! fork and exec.
 //!
-//! fork: the prepare handler takes the locks under which the writer and the
-//! module registry change state, so the child inherits them consistent. The
+//! fork: the prepare handler has each module take the locks under which it
+//! changes state (the writer, the module registry, the program's signal
+//! action), so the child inherits them consistent. The
 //! child keeps the live set it inherited, hands the rings of the threads
 //! that did not survive the fork to the writer (their published events
 //! happened before the fork), restarts its snapshot numbering at 1 with its
@@ -34,37 +35,36 @@ extern "C" fn prepare() {
     if !crate::is_ready() {
         return;
     }
-    crate::writer::FORK_WAITING.store(true, Ordering::Relaxed);
-    crate::writer::STATE.lock.lock();
-    crate::writer::FORK_WAITING.store(false, Ordering::Relaxed);
-    crate::modules::REGISTRY.lock.lock();
-    crate::signal::PROG.lock.lock();
+    // Each module takes its own locks; the parent releases them in reverse
+    // order, the child resets them (their holders did not survive).
+    crate::writer::fork_prepare();
+    crate::modules::fork_prepare();
+    crate::signal::fork_prepare();
     LOCKED.store(true, Ordering::Relaxed);
 }
 
 extern "C" fn parent() {
     if LOCKED.swap(false, Ordering::Relaxed) {
-        crate::signal::PROG.lock.unlock();
-        crate::modules::REGISTRY.lock.unlock();
-        crate::writer::STATE.lock.unlock();
+        crate::signal::fork_parent();
+        crate::modules::fork_parent();
+        crate::writer::fork_parent();
     }
     crate::tls::hot().in_hook.set(PREV_IN_HOOK.with(|p| p.get()));
 }
 
 extern "C" fn child() {
     if LOCKED.swap(false, Ordering::Relaxed) {
-        crate::signal::PROG.lock.reset();
-        crate::modules::REGISTRY.lock.reset();
-        crate::writer::STATE.lock.reset();
+        crate::signal::fork_child();
         crate::modules::fork_child();
         crate::sample::fork_child();
         crate::seq::init();
         crate::ring::fork_child();
         // This thread is the child's leader now: make sure it has a ring,
-        // so that its exit is noticed (see writer::thread_exiting).
+        // so that its exit is noticed (see writer's lifecycle.rs).
         crate::ring::ensure_own();
         crate::config::fork_child_prefix(std::process::id());
         crate::process_end::fork_child();
+        // Last: it starts the child's writer thread.
         crate::writer::fork_child();
     }
     crate::tls::hot().in_hook.set(PREV_IN_HOOK.with(|p| p.get()));

@@ -14,7 +14,7 @@
 //! initialisation save it themselves), so the hot paths do not save it.
 
 use crate::ring::{with_ring, Ring};
-use crate::sys::{errno, set_errno};
+use crate::guard::{errno, set_errno};
 use crate::unwind::Caller;
 use crate::{sample, seq, unwind};
 use libc::{c_int, c_void, size_t};
@@ -92,16 +92,24 @@ fn publish_free(r: &Ring, p: *mut c_void) {
 /// under MEMTRACE_SAMPLE, if it is sampled: the others skip the unwinder).
 /// The unsampled case stays in the caller, small: no frame for the capture
 /// buffer, one thread-local countdown.
+///
+/// # Safety
+/// `caller` is the frame an entry stub passed (the unwinder reads the
+/// program's stack from it).
 #[inline(always)]
 unsafe fn traced_alloc(size: usize, caller: Caller, real: impl FnOnce() -> *mut c_void) -> *mut c_void {
     let decided = crate::config::sample_rate() != 0 && crate::is_ready();
     if decided && !sample::take(size) {
         return real();
     }
-    traced_alloc_slow(size, caller, decided, real)
+    // SAFETY: this function's contract, passed on.
+    unsafe { traced_alloc_slow(size, caller, decided, real) }
 }
 
 /// `sampled`: the sampling decision was already taken (and said yes).
+///
+/// # Safety
+/// As `traced_alloc`.
 #[inline(never)]
 unsafe fn traced_alloc_slow(size: usize, caller: Caller, sampled: bool, real: impl FnOnce() -> *mut c_void) -> *mut c_void {
     if !crate::ensure_ready() {
@@ -153,6 +161,12 @@ fn free_is_traced(p: *mut c_void) -> bool {
 /// program. The CFI directives give the stub its FDE (CFA = rsp + 8).
 macro_rules! entry_stub {
     ($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty => $imp:ident, $at:literal, $bp:literal) => {
+        #[doc = concat!("Exported in place of glibc's `", stringify!($name), "`: records the call (see the module doc).")]
+        ///
+        /// # Safety
+        /// The C function's contract, as glibc documents it (pointer
+        /// arguments valid as it requires). Reached only by a call: the
+        /// stub reads the caller's rsp and rbp as the ABI leaves them.
         #[unsafe(no_mangle)]
         #[unsafe(naked)]
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
@@ -189,9 +203,16 @@ entry_stub!(valloc(size: size_t) -> *mut c_void => valloc_at, "rsi", "rdx");
 entry_stub!(pvalloc(size: size_t) -> *mut c_void => pvalloc_at, "rsi", "rdx");
 
 unsafe extern "C" fn malloc_at(size: size_t, at: *const usize, bp: usize) -> *mut c_void {
-    traced_alloc(size, caller(at, bp), || __libc_malloc(size))
+    // SAFETY: the caller keeps the C contract of the function this hook
+    // stands for; `at` and `bp` are its frame as the entry stub passed it.
+    unsafe { traced_alloc(size, caller(at, bp), || __libc_malloc(size)) }
 }
 
+/// Exported in place of glibc's `free`: records the free (before the real
+/// one, see the module doc).
+///
+/// # Safety
+/// free(3)'s contract: `p` is NULL or a live block of the malloc family.
 #[no_mangle]
 #[inline(never)]
 pub unsafe extern "C" fn free(p: *mut c_void) {
@@ -201,40 +222,48 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
     if free_is_traced(p) {
         record_free(p);
     }
-    __libc_free(p);
+    // SAFETY: this function's contract.
+    unsafe { __libc_free(p) };
 }
 
 unsafe extern "C" fn calloc_at(n: size_t, size: size_t, at: *const usize, bp: usize) -> *mut c_void {
     match n.checked_mul(size) {
-        Some(total) => traced_alloc(total, caller(at, bp), || __libc_calloc(n, size)),
+        // SAFETY: as in malloc_at.
+        Some(total) => unsafe { traced_alloc(total, caller(at, bp), || __libc_calloc(n, size)) },
         // glibc sets ENOMEM and returns NULL; nothing to record.
-        None => __libc_calloc(n, size),
+        // SAFETY: glibc's function, with the program's arguments.
+        None => unsafe { __libc_calloc(n, size) },
     }
 }
 
 unsafe extern "C" fn realloc_at(p: *mut c_void, size: size_t, at: *const usize, bp: usize) -> *mut c_void {
     if p.is_null() {
-        return traced_alloc(size, caller(at, bp), || __libc_realloc(p, size));
+        // SAFETY: realloc(NULL, size) is malloc(size); `at`, `bp` as in malloc_at.
+        return unsafe { traced_alloc(size, caller(at, bp), || __libc_realloc(p, size)) };
     }
     if size == 0 {
         // glibc 2.36 (REALLOC_ZERO_BYTES_FREES) frees p and returns NULL.
         if free_is_traced(p) {
             record_free(p);
         }
-        return __libc_realloc(p, 0);
+        // SAFETY: `p` is the program's live block (realloc's contract).
+        return unsafe { __libc_realloc(p, 0) };
     }
     if !crate::ensure_ready() {
-        return __libc_realloc(p, size);
+        // SAFETY: as above.
+        return unsafe { __libc_realloc(p, size) };
     }
     // Sampling: a free of the old block if it was sampled, and an allocation
     // of the new one if this realloc is sampled; both unsampled = untouched.
     let sampling = crate::config::sample_rate() != 0;
     let (old_traced, new_traced) = if sampling { (sample::remove(p as usize), sample::take(size)) } else { (true, true) };
     if !old_traced && !new_traced {
-        return __libc_realloc(p, size);
+        // SAFETY: as above.
+        return unsafe { __libc_realloc(p, size) };
     }
     if !enter_ready() {
-        let q = __libc_realloc(p, size);
+        // SAFETY: as above.
+        let q = unsafe { __libc_realloc(p, size) };
         if q.is_null() && old_traced && sampling {
             sample::insert(p as usize); // p stays live (and sampled)
         }
@@ -247,7 +276,8 @@ unsafe extern "C" fn realloc_at(p: *mut c_void, size: size_t, at: *const usize, 
     let q = with_ring(|r| {
         r.busy.store(1, Ordering::SeqCst);
         let s_free = if old_traced { seq::free_key() } else { 0 };
-        let q = __libc_realloc(p, size);
+        // SAFETY: as above.
+        let q = unsafe { __libc_realloc(p, size) };
         if !q.is_null() {
             let e = errno();
             let mut buf = [0u8; 64];
@@ -272,13 +302,15 @@ unsafe extern "C" fn realloc_at(p: *mut c_void, size: size_t, at: *const usize, 
     leave();
     match q {
         Some(q) => q,
-        None => __libc_realloc(p, size),
+        // SAFETY: as above.
+        None => unsafe { __libc_realloc(p, size) },
     }
 }
 
 unsafe extern "C" fn reallocarray_at(p: *mut c_void, n: size_t, size: size_t, at: *const usize, bp: usize) -> *mut c_void {
     match n.checked_mul(size) {
-        Some(total) => realloc_at(p, total, at, bp),
+        // SAFETY: realloc's contract is reallocarray's; `at`, `bp` passed on.
+        Some(total) => unsafe { realloc_at(p, total, at, bp) },
         None => {
             set_errno(libc::ENOMEM);
             std::ptr::null_mut()
@@ -291,25 +323,32 @@ unsafe extern "C" fn posix_memalign_at(memptr: *mut *mut c_void, align: size_t, 
     if !align.is_multiple_of(W) || !(align / W).is_power_of_two() {
         return libc::EINVAL;
     }
-    let p = traced_alloc(size, caller(at, bp), || __libc_memalign(align, size));
+    // SAFETY: as in malloc_at.
+    let p = unsafe { traced_alloc(size, caller(at, bp), || __libc_memalign(align, size)) };
     if p.is_null() {
         return libc::ENOMEM;
     }
     // SAFETY: the caller passes a valid out pointer (as glibc requires).
-    *memptr = p;
+    unsafe { *memptr = p };
     0
 }
 
 /// aligned_alloc and memalign: glibc 2.36's aligned_alloc is an alias of
 /// memalign (no extra checks).
 unsafe extern "C" fn memalign_at(align: size_t, size: size_t, at: *const usize, bp: usize) -> *mut c_void {
-    traced_alloc(size, caller(at, bp), || __libc_memalign(align, size))
+    // SAFETY: the caller keeps the C contract of the function this hook
+    // stands for; `at` and `bp` are its frame as the entry stub passed it.
+    unsafe { traced_alloc(size, caller(at, bp), || __libc_memalign(align, size)) }
 }
 
 unsafe extern "C" fn valloc_at(size: size_t, at: *const usize, bp: usize) -> *mut c_void {
-    traced_alloc(size, caller(at, bp), || __libc_valloc(size))
+    // SAFETY: the caller keeps the C contract of the function this hook
+    // stands for; `at` and `bp` are its frame as the entry stub passed it.
+    unsafe { traced_alloc(size, caller(at, bp), || __libc_valloc(size)) }
 }
 
 unsafe extern "C" fn pvalloc_at(size: size_t, at: *const usize, bp: usize) -> *mut c_void {
-    traced_alloc(size, caller(at, bp), || __libc_pvalloc(size))
+    // SAFETY: the caller keeps the C contract of the function this hook
+    // stands for; `at` and `bp` are its frame as the entry stub passed it.
+    unsafe { traced_alloc(size, caller(at, bp), || __libc_pvalloc(size)) }
 }

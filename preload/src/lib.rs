@@ -6,14 +6,18 @@
 //! - `hooks`: the exported malloc family;
 //! - `unwind`: stack capture; `intern`: stack ids;
 //! - `ring`: per-thread event rings to the writer;
-//! - `writer`: the writer thread, live table and snapshot files;
+//! - `writer`: the writer thread (`writer/`: its loop, requests, lifecycle,
+//!   live table, snapshot files);
 //! - `seq`: the global event order (keys of events and snapshot points);
 //! - `sample`: MEMTRACE_SAMPLE (Poisson sampling, the set of sampled blocks);
 //! - `modules`: the module map; `signal`, `fork`, `config`;
+//! - `sys`: plumbing below everything else; `guard`: the re-entrancy flag
+//!   and errno; `tls`: the hot per-thread block.
 //! - `process_end`: the exit snapshot on `_exit` and `exec`.
 
 mod config;
 mod fork;
+mod guard;
 mod hooks;
 mod intern;
 mod modules;
@@ -25,6 +29,7 @@ mod signal;
 mod sys;
 mod tls;
 mod unwind;
+mod whole_run;
 mod writer;
 
 use std::alloc::{GlobalAlloc, Layout};
@@ -35,7 +40,12 @@ const INITIALIZING: u8 = 1;
 const READY: u8 = 2;
 const DISABLED: u8 = 3;
 /// Read by every hook: on a line of its own.
-static STATE: sys::Line<AtomicU8> = sys::Line(AtomicU8::new(UNINIT));
+static STATE: sys::Line<AtomicU8> = sys::Line(AtomicU8::new(INITIAL_STATE));
+/// `cargo test` links this crate's unit tests into an executable that
+/// exports the hooks and runs the constructor: traced, it would start a
+/// writer and leave a snapshot file in the crate's directory. The unit
+/// tests test plain code, so there every hook passes straight through.
+const INITIAL_STATE: u8 = if cfg!(test) { DISABLED } else { UNINIT };
 
 /// Our own heap: straight to glibc, never through the hooks, so the
 /// profiler's memory is never recorded and can never recurse.
@@ -45,34 +55,51 @@ struct LibcAlloc;
 // contract; alignments above malloc's 16 go through memalign.
 unsafe impl GlobalAlloc for LibcAlloc {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        if l.align() <= 16 {
-            hooks::__libc_malloc(l.size()).cast()
-        } else {
-            hooks::__libc_memalign(l.align(), l.size()).cast()
+        // SAFETY: glibc's allocator takes any size; memalign any power-of-two
+        // alignment (Layout guarantees one).
+        unsafe {
+            if l.align() <= 16 {
+                hooks::__libc_malloc(l.size()).cast()
+            } else {
+                hooks::__libc_memalign(l.align(), l.size()).cast()
+            }
         }
     }
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
         if l.align() <= 16 {
-            hooks::__libc_calloc(1, l.size()).cast()
+            // SAFETY: as in `alloc`.
+            unsafe { hooks::__libc_calloc(1, l.size()).cast() }
         } else {
-            let p = self.alloc(l);
+            // SAFETY: the caller's layout has a non-zero size (GlobalAlloc's
+            // contract), as `alloc` requires.
+            let p = unsafe { self.alloc(l) };
             if !p.is_null() {
-                std::ptr::write_bytes(p, 0, l.size());
+                // SAFETY: `p` was just allocated with `l.size()` bytes.
+                unsafe { std::ptr::write_bytes(p, 0, l.size()) };
             }
             p
         }
     }
     unsafe fn dealloc(&self, p: *mut u8, _l: Layout) {
-        hooks::__libc_free(p.cast())
+        // SAFETY: `p` came from this allocator, i.e. from glibc's malloc family.
+        unsafe { hooks::__libc_free(p.cast()) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
         if l.align() <= 16 {
-            hooks::__libc_realloc(p.cast(), new_size).cast()
+            // SAFETY: `p` came from glibc's malloc family (this allocator).
+            unsafe { hooks::__libc_realloc(p.cast(), new_size).cast() }
         } else {
-            let n = self.alloc(Layout::from_size_align_unchecked(new_size, l.align()));
+            // SAFETY: GlobalAlloc::realloc's contract: `l.align()` is a valid
+            // alignment and `new_size`, rounded up to it, does not overflow.
+            let n = unsafe { self.alloc(Layout::from_size_align_unchecked(new_size, l.align())) };
             if !n.is_null() {
-                std::ptr::copy_nonoverlapping(p, n, l.size().min(new_size));
-                self.dealloc(p, l);
+                // SAFETY: `p` holds `l.size()` bytes, `n` at least
+                // `new_size`; distinct blocks; `p` came from this allocator
+                // with layout `l`.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(p, n, l.size().min(new_size));
+                    self.dealloc(p, l);
+                }
             }
             n
         }
@@ -101,6 +128,13 @@ pub(crate) fn is_ready() -> bool {
     STATE.load(Ordering::Acquire) == READY
 }
 
+/// Logs `msg` (sys::log) if MEMTRACE_VERBOSE is set.
+pub(crate) fn verbose(msg: &str) {
+    if config::verbose() {
+        sys::log(msg);
+    }
+}
+
 /// From now on every hook passes straight through.
 pub(crate) fn disable() {
     STATE.store(DISABLED, Ordering::Release);
@@ -114,19 +148,20 @@ fn init() {
     if STATE.compare_exchange(UNINIT, INITIALIZING, Ordering::AcqRel, Ordering::Acquire).is_err() {
         return;
     }
-    let _g = sys::NoTrace::new();
-    let e = sys::errno();
+    let _g = guard::NoTrace::new();
+    let e = guard::errno();
     config::load();
     unwind::init();
     seq::init();
-    let ok = intern::init() && ring::init() && writer::init();
+    writer::init();
+    let ok = intern::init() && ring::init();
     if ok {
         STATE.store(READY, Ordering::Release);
     } else {
         STATE.store(DISABLED, Ordering::Release);
         sys::log("cannot initialise (out of memory?); tracing disabled");
     }
-    sys::set_errno(e);
+    guard::set_errno(e);
 }
 
 /// Runs when libtrace.so is initialised by the loader, before the program's
@@ -134,7 +169,7 @@ fn init() {
 /// yet, and does what must not happen inside the first malloc (signal
 /// handler, atexit, atfork, the writer thread).
 extern "C" fn constructor() {
-    let _g = sys::NoTrace::new();
+    let _g = guard::NoTrace::new();
     if !ensure_ready() {
         return;
     }
@@ -156,7 +191,7 @@ extern "C" fn constructor() {
     // being the last thread.
     ring::ensure_own();
     writer::ensure_started();
-    sys::verbose(&format!(
+    verbose(&format!(
         "tracing pid {} into {}.*.snap, {} frames",
         std::process::id(),
         String::from_utf8_lossy(&config::expand(&config::out_prefix(), std::process::id())),

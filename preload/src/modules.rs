@@ -4,7 +4,8 @@
 //! (dlclose) if a stack in the dump points into them. To catch those, the
 //! `dlclose` hook refreshes the registry before the real dlclose.
 
-use crate::sys::{Locked, NoTrace};
+use crate::guard::NoTrace;
+use crate::sys::Locked;
 use memtrace_format::{Module, Segment};
 use std::ffi::CStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,7 +19,7 @@ pub struct ModInfo {
 }
 
 /// Every module seen so far (loaded or not any more), by (path, base).
-pub static REGISTRY: Locked<Vec<ModInfo>> = Locked::new(Vec::new());
+static REGISTRY: Locked<Vec<ModInfo>> = Locked::new(Vec::new());
 static EXE: Locked<Vec<u8>> = Locked::new(Vec::new());
 static SELF_PATH: Locked<Vec<u8>> = Locked::new(Vec::new());
 /// Empty when the program's `malloc` is ours; else the path of the module
@@ -38,8 +39,19 @@ pub fn init() {
     refresh();
 }
 
-/// Fork child: a thread that held these small locks did not survive.
+/// Fork prepare: the child inherits the registry consistent.
+pub fn fork_prepare() {
+    REGISTRY.lock.lock();
+}
+
+pub fn fork_parent() {
+    REGISTRY.lock.unlock();
+}
+
+/// Fork child: the registry's lock taken in `fork_prepare` is ours to
+/// reset; a thread that held one of the small locks did not survive.
 pub fn fork_child() {
+    REGISTRY.lock.reset();
     EXE.lock.reset();
     SELF_PATH.lock.reset();
     MALLOC_OWNER.lock.reset();
@@ -179,27 +191,42 @@ unsafe fn build_id(addr: usize, len: usize) -> Option<Vec<u8>> {
     let end = addr + len;
     let align4 = |n: usize| (n + 3) & !3;
     while p + 12 <= end {
-        let namesz = (p as *const u32).read_unaligned() as usize;
-        let descsz = ((p + 4) as *const u32).read_unaligned() as usize;
-        let ty = ((p + 8) as *const u32).read_unaligned();
+        // SAFETY: the note header [p, p + 12) is inside the mapped range.
+        let (namesz, descsz, ty) = unsafe {
+            (
+                (p as *const u32).read_unaligned() as usize,
+                ((p + 4) as *const u32).read_unaligned() as usize,
+                ((p + 8) as *const u32).read_unaligned(),
+            )
+        };
         let name = p + 12;
         let desc = name + align4(namesz);
         let next = desc + align4(descsz);
         if next > end || next <= p {
             return None;
         }
-        if ty == NT_GNU_BUILD_ID && namesz == 4 && std::slice::from_raw_parts(name as *const u8, 4) == b"GNU\0" {
-            return Some(std::slice::from_raw_parts(desc as *const u8, descsz).to_vec());
+        // SAFETY: name (namesz = 4 bytes) and desc (descsz bytes) end at or
+        // before `next`, which is inside the mapped range (checked above).
+        let gnu = namesz == 4 && unsafe { std::slice::from_raw_parts(name as *const u8, 4) } == b"GNU\0";
+        if ty == NT_GNU_BUILD_ID && gnu {
+            // SAFETY: as above.
+            return Some(unsafe { std::slice::from_raw_parts(desc as *const u8, descsz) }.to_vec());
         }
         p = next;
     }
     None
 }
 
+/// dl_iterate_phdr's callback: appends the module `info` describes.
+///
+/// # Safety
+/// `info` is the loader's, valid for the call; `data` is the `Vec<ModInfo>`
+/// that `current` passes.
 unsafe extern "C" fn callback(info: *mut libc::dl_phdr_info, _size: usize, data: *mut libc::c_void) -> libc::c_int {
-    let out = &mut *(data as *mut Vec<ModInfo>);
-    let info = &*info;
-    let name = if info.dlpi_name.is_null() { &b""[..] } else { CStr::from_ptr(info.dlpi_name).to_bytes() };
+    // SAFETY: this function's contract.
+    let (out, info) = unsafe { (&mut *(data as *mut Vec<ModInfo>), &*info) };
+    // SAFETY: a non-NULL dlpi_name is a C string owned by the loader.
+    let name = if info.dlpi_name.is_null() { &b""[..] } else { unsafe { CStr::from_ptr(info.dlpi_name) }.to_bytes() };
     let path = if name.is_empty() {
         if out.is_empty() {
             EXE.lock().clone() // the main program comes first, nameless
@@ -214,12 +241,14 @@ unsafe extern "C" fn callback(info: *mut libc::dl_phdr_info, _size: usize, data:
     let mut segments = Vec::new();
     let mut bid = Vec::new();
     for i in 0..info.dlpi_phnum as usize {
-        let ph = &*info.dlpi_phdr.add(i);
+        // SAFETY: the loader's program headers, dlpi_phnum of them.
+        let ph = unsafe { &*info.dlpi_phdr.add(i) };
         if ph.p_type == libc::PT_LOAD {
             segments.push(Segment { vaddr: ph.p_vaddr, memsz: ph.p_memsz, file_offset: ph.p_offset, flags: ph.p_flags });
         } else if ph.p_type == libc::PT_NOTE && bid.is_empty() {
             let addr = (info.dlpi_addr as usize).wrapping_add(ph.p_vaddr as usize);
-            if let Some(b) = build_id(addr, ph.p_memsz as usize) {
+            // SAFETY: a PT_NOTE segment of a loaded object is mapped.
+            if let Some(b) = unsafe { build_id(addr, ph.p_memsz as usize) } {
                 bid = b;
             }
         }
@@ -292,12 +321,16 @@ pub fn for_snapshot(stacks: &[memtrace_format::Stack]) -> Vec<Module> {
 static REAL_DLCLOSE: AtomicUsize = AtomicUsize::new(0);
 
 /// Hooked so that a module's map is remembered before it goes away.
+///
+/// # Safety
+/// dlclose(3)'s contract: `handle` came from dlopen and is closed once.
 #[no_mangle]
 pub unsafe extern "C" fn dlclose(handle: *mut libc::c_void) -> libc::c_int {
     let _g = NoTrace::new();
     let mut real = REAL_DLCLOSE.load(Ordering::Acquire);
     if real == 0 {
-        real = libc::dlsym(libc::RTLD_NEXT, c"dlclose".as_ptr()) as usize;
+        // SAFETY: dlsym with a valid C string.
+        real = unsafe { libc::dlsym(libc::RTLD_NEXT, c"dlclose".as_ptr()) } as usize;
         if real == 0 {
             return -1;
         }
@@ -307,9 +340,10 @@ pub unsafe extern "C" fn dlclose(handle: *mut libc::c_void) -> libc::c_int {
         refresh();
     }
     // SAFETY: `real` is libc's dlclose, found with dlsym(RTLD_NEXT).
-    let f: unsafe extern "C" fn(*mut libc::c_void) -> libc::c_int = std::mem::transmute(real);
+    let f: unsafe extern "C" fn(*mut libc::c_void) -> libc::c_int = unsafe { std::mem::transmute(real) };
     drop(_g);
-    let r = f(handle);
+    // SAFETY: the real dlclose, with the caller's handle (our contract).
+    let r = unsafe { f(handle) };
     // Another object may now be mapped where the closed one was: cached
     // unwind rules for those addresses are no longer true.
     crate::unwind::modules_changed();

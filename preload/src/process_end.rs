@@ -9,7 +9,7 @@
 //! thousands: their snapshot would only repeat the parent's heap).
 //! A fatal signal ends the process with no code of ours running.
 
-use crate::sys::NoTrace;
+use crate::guard::NoTrace;
 use libc::{c_char, c_int};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
@@ -115,12 +115,12 @@ fn real_exec(which: usize) -> usize {
 /// (ENOEXEC, E2BIG, …) leaves the process running untraced from then on.
 extern "C" fn before_exec(first_arg: usize, which: usize) -> usize {
     let real = real_exec(which);
-    let errno = crate::sys::errno();
+    let errno = crate::guard::errno();
     let target = if which == FEXECVE { Target::Fd } else { EXECS[which].1 };
     if !in_vfork_child() && allocated_since_fork() && will_exec(first_arg, target) {
         exit_snapshot();
     }
-    crate::sys::set_errno(errno);
+    crate::guard::set_errno(errno);
     real
 }
 

@@ -17,7 +17,6 @@
 //! makes the producer wait for the writer: memory stays bounded and no event
 //! is dropped.
 
-use crate::sys::backoff;
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
@@ -81,12 +80,34 @@ const _: () = assert!(std::mem::offset_of!(Ring, state) == 256);
 unsafe impl Sync for Ring {}
 
 static RINGS: AtomicPtr<Ring> = AtomicPtr::new(std::ptr::null_mut());
-static KEY: AtomicU32 = AtomicU32::new(u32::MAX);
 
-// A thread's ring pointer is in its hot block (`tls::Hot::ring`), and so is
-// `exiting`: our pthread key destructor already ran for this thread, so
-// later events (from other TLS destructors, glibc's thread teardown) use a
-// ring only for the one event and hand it back at once.
+/// What a producer needs from whoever drains the rings (the writer, which
+/// registers itself with `set_consumer` before the first event): this
+/// module sits below the writer and does not name it.
+pub struct Consumer {
+    /// A ring is more than half full: wake the consumer if it sleeps.
+    /// Must leave errno alone.
+    pub nudge: fn(),
+    /// A producer's ring is full: wait until `has_space()` (which re-reads
+    /// the ring's tail) says the event fits; false to drop the event.
+    pub wait_for_space: fn(has_space: &mut dyn FnMut() -> bool) -> bool,
+    /// A thread that had a ring is exiting (its pthread key destructor).
+    pub thread_exiting: fn(),
+}
+
+static CONSUMER: AtomicPtr<Consumer> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Registers the rings' consumer (once, at initialisation).
+pub fn set_consumer(c: &'static Consumer) {
+    CONSUMER.store(c as *const Consumer as *mut Consumer, Ordering::Release);
+}
+
+#[inline]
+fn consumer() -> Option<&'static Consumer> {
+    // SAFETY: null, or the `&'static Consumer` given to `set_consumer`.
+    unsafe { CONSUMER.load(Ordering::Acquire).as_ref() }
+}
+static KEY: AtomicU32 = AtomicU32::new(u32::MAX);
 
 /// Creates the pthread key whose destructor hands a thread's ring back.
 pub fn init() -> bool {
@@ -99,6 +120,12 @@ pub fn init() -> bool {
     true
 }
 
+/// The pthread key's destructor: hands the thread's ring back (FINISHED;
+/// the writer drains and recycles it) and tells the consumer. A thread's
+/// ring pointer is in its hot block (`tls::Hot::ring`), and so is
+/// `exiting`, set here: later events of this thread (from other TLS
+/// destructors, glibc's thread teardown) use a ring only for the one event
+/// and hand it back at once (`with_new_ring`).
 extern "C" fn thread_exit(p: *mut libc::c_void) {
     let r = p as *mut Ring;
     let hot = crate::tls::hot();
@@ -108,7 +135,9 @@ extern "C" fn thread_exit(p: *mut libc::c_void) {
         // SAFETY: rings are never unmapped.
         unsafe { (*r).state.store(FINISHED, Ordering::SeqCst) };
     }
-    crate::writer::thread_exiting();
+    if let Some(c) = consumer() {
+        (c.thread_exiting)();
+    }
 }
 
 /// Iterates over every ring ever created.
@@ -192,9 +221,9 @@ pub fn with_ring<R>(f: impl FnOnce(&Ring) -> R) -> Option<R> {
 fn with_new_ring<R>(f: impl FnOnce(&Ring) -> R) -> Option<R> {
     // mmap and pthread_setspecific may set errno; the hooks count on
     // publishing leaving it alone.
-    let e = crate::sys::errno();
+    let e = crate::guard::errno();
     let v = with_new_ring_inner(f);
-    crate::sys::set_errno(e);
+    crate::guard::set_errno(e);
     v
 }
 
@@ -354,43 +383,31 @@ impl Ring {
             // Refresh the cached tail so that we only nudge once per half ring.
             *cached = self.tail.load(Ordering::Acquire);
             if head + len - *cached > (RING_BYTES / 2) as u64 {
-                crate::writer::nudge();
+                if let Some(c) = consumer() {
+                    (c.nudge)();
+                }
             }
         }
     }
 
-    /// Returns false if tracing got disabled meanwhile (event dropped).
+    /// Waits, by the consumer's policy, until `len` bytes fit after
+    /// `head`. Returns false if the event is to be dropped (tracing got
+    /// disabled meanwhile, or nobody consumes). Leaves errno alone.
     #[cold]
     fn wait_for_space(&self, head: u64, len: u64) -> bool {
-        let e = crate::sys::errno();
-        let mut spins = 0u32;
+        let e = crate::guard::errno();
         // SAFETY: producer-private cell.
         let cached = unsafe { &mut *self.p_cached_tail.get() };
-        let mut watch = crate::writer::Watch::new();
-        loop {
-            if !crate::is_ready() {
-                crate::sys::set_errno(e);
-                return false;
-            }
-            if crate::writer::on_writer_thread() {
-                // The writer itself, running the program's exit handlers
-                // as the last thread: drain our own ring.
-                crate::writer::drain_inline();
-            } else if watch.stalled() {
-                crate::sys::log("the writer thread does not respond (process made without fork()?); tracing disabled");
-                crate::disable();
-                crate::sys::set_errno(e);
-                return false;
-            }
-            crate::writer::ensure_started();
-            crate::writer::nudge();
-            backoff(&mut spins);
+        let mut has_space = || {
             *cached = self.tail.load(Ordering::Acquire);
-            if head + len - *cached <= RING_BYTES as u64 {
-                crate::sys::set_errno(e);
-                return true;
-            }
-        }
+            head + len - *cached <= RING_BYTES as u64
+        };
+        let got = match consumer() {
+            Some(c) => (c.wait_for_space)(&mut has_space),
+            None => false,
+        };
+        crate::guard::set_errno(e);
+        got
     }
 
     /// Writer side: calls `f` with every complete event published since the
@@ -401,11 +418,15 @@ impl Ring {
     pub unsafe fn drain(&self, mut f: impl FnMut(Event)) {
         let head = self.head.load(Ordering::Acquire);
         let mut pos = self.tail.load(Ordering::Relaxed);
-        let ps = &mut *self.c_prev_seq.get();
-        let pa = &mut *self.c_prev_addr.get();
-        let maxs = &mut *self.c_max_seq.get();
+        // SAFETY: the consumer cells are the writer's alone, and the caller
+        // is the writer, holding its lock: nobody else references them.
+        let (ps, pa, maxs) =
+            unsafe { (&mut *self.c_prev_seq.get(), &mut *self.c_prev_addr.get(), &mut *self.c_max_seq.get()) };
         let byte = |p: &mut u64| -> u8 {
-            let b = *self.data.add((*p & MASK) as usize);
+            // SAFETY: the offset is masked into the ring's data; the bytes
+            // below `head` were published (Acquire above) and stay until we
+            // move `tail`.
+            let b = unsafe { *self.data.add((*p & MASK) as usize) };
             *p += 1;
             b
         };
@@ -440,11 +461,15 @@ impl Ring {
     /// Only the writer may call this.
     pub unsafe fn try_recycle(&self) {
         if self.state.load(Ordering::SeqCst) == FINISHED && self.tail.load(Ordering::Relaxed) == self.head.load(Ordering::Acquire) {
-            *self.c_prev_seq.get() = 0;
-            *self.c_prev_addr.get() = 0;
-            *self.p_prev_seq.get() = 0;
-            *self.p_prev_addr.get() = 0;
-            *self.p_cached_tail.get() = self.tail.load(Ordering::Relaxed);
+            // SAFETY: a FINISHED ring has no producer any more, and the
+            // caller is the writer: nobody else touches either side's cells.
+            unsafe {
+                *self.c_prev_seq.get() = 0;
+                *self.c_prev_addr.get() = 0;
+                *self.p_prev_seq.get() = 0;
+                *self.p_prev_addr.get() = 0;
+                *self.p_cached_tail.get() = self.tail.load(Ordering::Relaxed);
+            }
             self.busy.store(0, Ordering::SeqCst);
             self.state.store(FREE, Ordering::SeqCst);
         }

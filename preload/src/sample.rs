@@ -155,7 +155,7 @@ fn bucket(t: *mut Bucket, level: usize, i: usize) -> &'static Bucket {
 /// Maps level `n` (under GROW) unless another thread did. errno is kept
 /// (a failed mmap must not change what the program's call reports).
 fn grow(seen: usize) -> bool {
-    let e = crate::sys::errno();
+    let e = crate::guard::errno();
     GROW.lock();
     let n = NLEVELS.load(Ordering::Acquire);
     let ok = if n != seen {
@@ -173,7 +173,7 @@ fn grow(seen: usize) -> bool {
         }
     };
     GROW.unlock();
-    crate::sys::set_errno(e);
+    crate::guard::set_errno(e);
     ok
 }
 

@@ -29,7 +29,7 @@ static INSTALLED: AtomicBool = AtomicBool::new(false);
 static PROG_HANDLER: AtomicUsize = AtomicUsize::new(libc::SIG_DFL);
 static PROG_FLAGS: AtomicI32 = AtomicI32::new(0);
 /// The program's full action (for returning it as `oldact`).
-pub static PROG: Locked<Option<libc::sigaction>> = Locked::new(None);
+static PROG: Locked<Option<libc::sigaction>> = Locked::new(None);
 
 pub fn install() {
     let sig = crate::config::signal();
@@ -54,6 +54,20 @@ pub fn install() {
         SIGNO.store(sig, Ordering::Relaxed);
         INSTALLED.store(true, Ordering::Release);
     }
+}
+
+/// Fork prepare: the child inherits the program's action consistent.
+pub fn fork_prepare() {
+    PROG.lock.lock();
+}
+
+pub fn fork_parent() {
+    PROG.lock.unlock();
+}
+
+/// Fork child: the lock taken in `fork_prepare` is ours to reset.
+pub fn fork_child() {
+    PROG.lock.reset();
 }
 
 /// The `sival_ptr` that marks a snapshot request sent by memtrace itself
@@ -84,11 +98,9 @@ extern "C" fn handler(sig: c_int, info: *mut siginfo_t, ctx: *mut c_void) {
     // SAFETY: `info` comes from the kernel (SA_SIGINFO).
     let from_memtrace = unsafe { is_memtrace_request(info) };
     if from_memtrace || !program_handles_it {
-        let e = crate::sys::errno();
+        let e = crate::guard::errno();
         crate::writer::snapshot_requested_from_signal();
-        crate::sys::set_errno(e);
-    }
-    if from_memtrace || !program_handles_it {
+        crate::guard::set_errno(e);
         return;
     }
     if flags & libc::SA_RESETHAND != 0 {
@@ -111,20 +123,31 @@ fn ours(sig: c_int) -> bool {
     INSTALLED.load(Ordering::Acquire) && sig == SIGNO.load(Ordering::Relaxed) && crate::is_ready()
 }
 
+/// Exported in place of glibc's `sigaction`: for our signal it keeps our
+/// handler installed and records (or returns) the program's action instead.
+///
+/// # Safety
+/// sigaction(2)'s contract: `act` and `old` are each NULL or valid for
+/// reading (`act`) and writing (`old`) a `struct sigaction`.
 #[no_mangle]
 pub unsafe extern "C" fn sigaction(sig: c_int, act: *const libc::sigaction, old: *mut libc::sigaction) -> c_int {
     if !ours(sig) {
-        return __sigaction(sig, act, old);
+        // SAFETY: the caller's arguments, as glibc's sigaction takes them.
+        return unsafe { __sigaction(sig, act, old) };
     }
     let mut g = PROG.lock();
     if !old.is_null() {
-        *old = match *g {
+        let prev = match *g {
             Some(a) => a,
-            None => std::mem::zeroed(),
+            // SAFETY: all-zero is a valid sigaction (SIG_DFL, no flags).
+            None => unsafe { std::mem::zeroed() },
         };
+        // SAFETY: `old` is non-NULL, hence valid for writing (our contract).
+        unsafe { *old = prev };
     }
     if !act.is_null() {
-        let a = *act;
+        // SAFETY: `act` is non-NULL, hence valid for reading (our contract).
+        let a = unsafe { *act };
         *g = Some(a);
         PROG_FLAGS.store(a.sa_flags, Ordering::Relaxed);
         PROG_HANDLER.store(a.sa_sigaction, Ordering::Release);
@@ -132,22 +155,33 @@ pub unsafe extern "C" fn sigaction(sig: c_int, act: *const libc::sigaction, old:
     0
 }
 
+/// Exported in place of glibc's `signal`: for our signal it goes through our
+/// `sigaction` (BSD semantics, as glibc's).
+///
+/// # Safety
+/// signal(2)'s contract: `h` is SIG_DFL, SIG_IGN or a function fit to be a
+/// handler of `sig`.
 #[no_mangle]
 pub unsafe extern "C" fn signal(sig: c_int, h: sighandler_t) -> sighandler_t {
     if !ours(sig) {
-        return bsd_signal(sig, h);
+        // SAFETY: the caller's arguments, as glibc's signal takes them.
+        return unsafe { bsd_signal(sig, h) };
     }
     if h == libc::SIG_ERR {
-        crate::sys::set_errno(libc::EINVAL);
+        crate::guard::set_errno(libc::EINVAL);
         return libc::SIG_ERR;
     }
     // What glibc's signal() would install: BSD semantics.
-    let mut sa: libc::sigaction = std::mem::zeroed();
-    sa.sa_sigaction = h;
-    sa.sa_flags = libc::SA_RESTART;
-    libc::sigemptyset(&mut sa.sa_mask);
-    libc::sigaddset(&mut sa.sa_mask, sig);
-    let mut old: libc::sigaction = std::mem::zeroed();
-    sigaction(sig, &sa, &mut old);
-    old.sa_sigaction
+    // SAFETY: zeroed sigactions are valid values (SIG_DFL, empty mask), filled
+    // in place; both pointers given to sigaction are to these locals.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = h;
+        sa.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaddset(&mut sa.sa_mask, sig);
+        let mut old: libc::sigaction = std::mem::zeroed();
+        sigaction(sig, &sa, &mut old);
+        old.sa_sigaction
+    }
 }

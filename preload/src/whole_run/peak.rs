@@ -1,0 +1,184 @@
+//! The exact peak: the live groups (stack, size) × count at the moment
+//! traced bytes reached their highest value.
+//!
+//! Copying every group at each new maximum (heapprofd's way) costs O(groups)
+//! per new peak, and a growing program reaches a new peak at every
+//! allocation. Instead each group keeps its count now and its count at the
+//! last peak, and the groups changed since that peak are listed: a new peak
+//! copies only those. Each event adds at most one entry to the list, so the
+//! copying is O(1) amortized per event; memory is bounded by the groups live
+//! now or at the peak.
+
+use super::{Allocated, Freed};
+use memtrace_format::{Peak, TraceGroup};
+use std::collections::HashMap;
+
+type GroupKey = (u32, u64);
+
+#[derive(Clone, Copy, Default)]
+struct GroupCounts {
+    now: u64,
+    at_peak: u64,
+    /// Listed in `changed_since_peak`.
+    listed: bool,
+}
+
+#[derive(Default)]
+pub struct PeakTracker {
+    groups: HashMap<GroupKey, GroupCounts, crate::sys::BuildMix>,
+    changed_since_peak: Vec<GroupKey>,
+    traced: u64,
+    peak: Peak,
+}
+
+impl PeakTracker {
+    #[inline]
+    pub fn allocated(&mut self, a: Allocated, now_ns: impl Fn() -> u64) {
+        self.change((a.stack, a.size), true);
+        self.traced += a.size;
+        if self.traced > self.peak.traced_bytes {
+            self.capture(a.key, now_ns());
+        }
+    }
+
+    #[inline]
+    pub fn freed(&mut self, f: Freed) {
+        self.change((f.stack, f.size), false);
+        self.traced -= f.size;
+    }
+
+    fn change(&mut self, key: GroupKey, up: bool) {
+        let g = self.groups.entry(key).or_default();
+        if up {
+            g.now += 1;
+        } else {
+            g.now -= 1;
+        }
+        if !g.listed {
+            g.listed = true;
+            self.changed_since_peak.push(key);
+        }
+    }
+
+    /// Traced bytes are at a new high: the groups changed since the last
+    /// peak take their current counts; the others have not moved.
+    fn capture(&mut self, event: u64, time_ns: u64) {
+        for key in self.changed_since_peak.drain(..) {
+            if let Some(g) = self.groups.get_mut(&key) {
+                g.at_peak = g.now;
+                g.listed = false;
+                if g.now == 0 {
+                    self.groups.remove(&key);
+                }
+            }
+        }
+        self.peak.traced_bytes = self.traced;
+        self.peak.event = event;
+        self.peak.time_ns = time_ns;
+    }
+
+    /// Traced bytes now (after the events applied so far).
+    pub fn traced(&self) -> u64 {
+        self.traced
+    }
+
+    /// The peak so far, its groups sorted by (stack, size); None before
+    /// any allocation.
+    pub fn peak(&self) -> Option<Peak> {
+        if self.peak.traced_bytes == 0 {
+            return None;
+        }
+        let mut groups: Vec<TraceGroup> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.at_peak > 0)
+            .map(|(&(stack, size), g)| TraceGroup { stack: stack as u64, size, count: g.at_peak })
+            .collect();
+        groups.sort_unstable_by_key(|g| (g.stack, g.size));
+        Some(Peak { groups, ..self.peak.clone() })
+    }
+
+    /// Drops groups that are empty now and were empty at the peak (left
+    /// behind when a group emptied after the peak and was not listed since).
+    pub fn compact(&mut self) {
+        self.groups.retain(|_, g| g.now > 0 || g.at_peak > 0 || g.listed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alloc(t: &mut PeakTracker, key: u64, stack: u32, size: u64) {
+        t.allocated(Allocated { key, stack, size, thread: 0 }, || key * 10);
+    }
+    fn free(t: &mut PeakTracker, key: u64, stack: u32, size: u64) {
+        t.freed(Freed { key, alloc_key: 0, stack, size });
+    }
+    fn groups(t: &PeakTracker) -> Vec<(u64, u64, u64)> {
+        t.peak().unwrap().groups.iter().map(|g| (g.stack, g.size, g.count)).collect()
+    }
+
+    #[test]
+    fn peak_holds_what_was_live_then_not_later() {
+        let mut t = PeakTracker::default();
+        alloc(&mut t, 1, 1, 100);
+        alloc(&mut t, 3, 2, 50);
+        alloc(&mut t, 5, 1, 100); // 250: the peak
+        free(&mut t, 6, 1, 100);
+        alloc(&mut t, 7, 3, 60); // 210
+        free(&mut t, 8, 2, 50);
+        let p = t.peak().unwrap();
+        assert_eq!((p.traced_bytes, p.event, p.time_ns), (250, 5, 50));
+        assert_eq!(groups(&t), [(1, 100, 2), (2, 50, 1)]);
+        assert_eq!(t.traced(), 160);
+    }
+
+    #[test]
+    fn a_later_higher_peak_replaces_it() {
+        let mut t = PeakTracker::default();
+        alloc(&mut t, 1, 1, 100);
+        free(&mut t, 2, 1, 100);
+        alloc(&mut t, 3, 2, 70);
+        alloc(&mut t, 5, 2, 70); // 140 > 100
+        assert_eq!(groups(&t), [(2, 70, 2)]);
+        assert_eq!(t.peak().unwrap().event, 5);
+    }
+
+    #[test]
+    fn equal_is_not_a_new_peak() {
+        let mut t = PeakTracker::default();
+        alloc(&mut t, 1, 1, 100);
+        free(&mut t, 2, 1, 100);
+        alloc(&mut t, 3, 2, 100);
+        assert_eq!(groups(&t), [(1, 100, 1)]);
+        assert_eq!(t.peak().unwrap().event, 1);
+    }
+
+    #[test]
+    fn growing_forever_stays_bounded_by_groups() {
+        let mut t = PeakTracker::default();
+        for k in 0..100_000u64 {
+            alloc(&mut t, 2 * k + 1, (k % 7) as u32, 16);
+        }
+        assert_eq!(t.peak().unwrap().traced_bytes, 1_600_000);
+        assert_eq!(t.groups.len(), 7);
+        assert!(t.changed_since_peak.is_empty());
+    }
+
+    #[test]
+    fn emptied_groups_are_dropped() {
+        let mut t = PeakTracker::default();
+        alloc(&mut t, 1, 1, 10);
+        alloc(&mut t, 3, 1, 1000); // peak
+        free(&mut t, 4, 1, 10);
+        free(&mut t, 5, 1, 1000);
+        for k in 0..10 {
+            alloc(&mut t, 7 + 2 * k, 9, 1);
+            free(&mut t, 8 + 2 * k, 9, 1);
+        }
+        t.compact();
+        assert_eq!(groups(&t), [(1, 10, 1), (1, 1000, 1)]);
+        assert!(t.groups.len() <= 3, "{}", t.groups.len());
+    }
+}

@@ -1,0 +1,178 @@
+//! A snapshot file: the live table grouped by (stack, size), the stacks
+//! those groups name, the module map, the header; encoded (format crate)
+//! and written under a temporary name, then linked to its final name.
+
+use super::live::LiveTable;
+use super::requests::beat;
+use crate::sys::{self, BuildMix};
+use crate::{config, intern, modules};
+use memtrace_format::{Header, Snapshot, SnapshotKind, Stack, TraceGroup};
+use std::collections::HashMap;
+use std::ffi::CString;
+
+/// What the header says about the moment, besides the table's totals.
+pub struct Moment {
+    pub kind: SnapshotKind,
+    /// The signal snapshot's number in its file name; 0 for the exit one.
+    pub index: u64,
+    /// The point's number (seq.rs).
+    pub seq: u64,
+    /// CLOCK_REALTIME of the point; 0: now.
+    pub time_ns: u64,
+}
+
+/// Builds and writes the snapshot of `live` at `moment`. A failure is
+/// reported on stderr once (`error_reported`), never fatal.
+pub fn write_snapshot(live: &LiveTable, moment: &Moment, error_reported: &mut bool) {
+    let pid = std::process::id();
+    let snap = build(live, moment, pid);
+    beat();
+    let bytes = memtrace_format::encode(&snap);
+    beat();
+    let path = file_name(moment, pid);
+    match write_file(&path, &bytes, pid) {
+        Ok(()) => crate::verbose(&format!(
+            "wrote {} ({} live blocks, {} bytes)",
+            String::from_utf8_lossy(&path),
+            live.live_count(),
+            live.traced_bytes()
+        )),
+        Err(why) => {
+            if !*error_reported {
+                *error_reported = true;
+                sys::log(&format!("cannot write {}: {why}", String::from_utf8_lossy(&path)));
+            }
+        }
+    }
+}
+
+fn build(live: &LiveTable, moment: &Moment, pid: u32) -> Snapshot {
+    let traces = trace_groups(live);
+    let stacks = stacks_of(&traces);
+    let time_ns = if moment.time_ns != 0 { moment.time_ns } else { sys::now_ns(libc::CLOCK_REALTIME) };
+    Snapshot {
+        header: Header {
+            kind: moment.kind,
+            index: moment.index,
+            pid,
+            time_ns,
+            seq: moment.seq,
+            frame_limit: config::frames() as u32,
+            traced_bytes: live.traced_bytes(),
+            peak_bytes: live.peak_bytes(),
+            alloc_count: live.allocs(),
+            free_count: live.frees(),
+            sample_rate: config::sample_rate(),
+            cmdline: cmdline(),
+            exe: modules::exe(),
+            malloc_owner: modules::malloc_owner(),
+        },
+        modules: modules::for_snapshot(&stacks),
+        stacks,
+        traces,
+        run: Default::default(),
+    }
+}
+
+/// The live blocks counted by (stack, size), sorted.
+fn trace_groups(live: &LiveTable) -> Vec<TraceGroup> {
+    let mut groups: HashMap<(u32, u64), u64, BuildMix> = HashMap::default();
+    for b in live.live_blocks() {
+        *groups.entry((b.stack, b.size)).or_insert(0) += 1;
+    }
+    let mut traces: Vec<TraceGroup> =
+        groups.into_iter().map(|((stack, size), count)| TraceGroup { stack: stack as u64, size, count }).collect();
+    traces.sort_unstable_by_key(|t| (t.stack, t.size));
+    traces
+}
+
+/// The frames of every stack the (sorted) groups name, once each.
+fn stacks_of(traces: &[TraceGroup]) -> Vec<Stack> {
+    let mut ids: Vec<u32> = traces.iter().map(|t| t.stack as u32).collect();
+    ids.dedup();
+    ids.iter()
+        .map(|&id| match intern::get(id) {
+            Some((frames, truncated)) => Stack { id: id as u64, frames: frames.to_vec(), truncated },
+            None => Stack { id: id as u64, frames: Vec::new(), truncated: true },
+        })
+        .collect()
+}
+
+/// The program's arguments, read now (it may have changed them).
+fn cmdline() -> Vec<Vec<u8>> {
+    std::fs::read("/proc/self/cmdline")
+        .map(|b| {
+            let b = b.strip_suffix(b"\0").unwrap_or(&b).to_vec();
+            b.split(|&c| c == 0).map(|a| a.to_vec()).collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `<prefix>.<index>.snap` or `<prefix>.exit.snap`, `%p` expanded.
+fn file_name(moment: &Moment, pid: u32) -> Vec<u8> {
+    let mut path = config::expand(&config::out_prefix(), pid);
+    match moment.kind {
+        SnapshotKind::Signal => path.extend_from_slice(format!(".{}.snap", moment.index).as_bytes()),
+        SnapshotKind::Exit => path.extend_from_slice(b".exit.snap"),
+    }
+    path
+}
+
+fn os_err() -> String {
+    std::io::Error::last_os_error().to_string()
+}
+
+/// Writes under a temporary name created with O_EXCL|O_NOFOLLOW (never
+/// clobbers, never follows a symlink, mode 0640), then renames to the final
+/// name only if that does not exist.
+fn write_file(path: &[u8], bytes: &[u8], pid: u32) -> Result<(), String> {
+    let mut tmp = path.to_vec();
+    tmp.extend_from_slice(format!(".tmp.{pid}").as_bytes());
+    let cpath = CString::new(path.to_vec()).map_err(|_| "file name contains a NUL byte".to_string())?;
+    let ctmp = CString::new(tmp).map_err(|_| "file name contains a NUL byte".to_string())?;
+    // SAFETY: plain syscalls on valid NUL-terminated paths and buffers.
+    unsafe {
+        let fd = libc::open(
+            ctmp.as_ptr(),
+            libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o640 as libc::c_uint,
+        );
+        if fd < 0 {
+            return Err(os_err());
+        }
+        let mut off = 0;
+        while off < bytes.len() {
+            let n = libc::write(fd, bytes[off..].as_ptr().cast(), bytes.len() - off);
+            if n < 0 {
+                if crate::guard::errno() == libc::EINTR {
+                    continue;
+                }
+                let e = os_err();
+                libc::close(fd);
+                libc::unlink(ctmp.as_ptr());
+                return Err(e);
+            }
+            off += n as usize;
+        }
+        if libc::close(fd) != 0 {
+            let e = os_err();
+            libc::unlink(ctmp.as_ptr());
+            return Err(e);
+        }
+        let r = libc::renameat2(libc::AT_FDCWD, ctmp.as_ptr(), libc::AT_FDCWD, cpath.as_ptr(), libc::RENAME_NOREPLACE);
+        if r == 0 {
+            return Ok(());
+        }
+        let e = crate::guard::errno();
+        if e == libc::EINVAL || e == libc::ENOSYS {
+            // File system without RENAME_NOREPLACE: link() fails if the name exists.
+            let r = libc::link(ctmp.as_ptr(), cpath.as_ptr());
+            let err = os_err();
+            libc::unlink(ctmp.as_ptr());
+            return if r == 0 { Ok(()) } else { Err(err) };
+        }
+        let err = os_err();
+        libc::unlink(ctmp.as_ptr());
+        Err(err)
+    }
+}

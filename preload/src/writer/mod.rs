@@ -1,0 +1,372 @@
+//! The writer thread: drains the rings, keeps the live table, writes the
+//! snapshot files.
+//!
+//! - `mod.rs` (here): the thread, its loop (`State::step`), and how a
+//!   snapshot point is completed;
+//! - `requests.rs`: what reaches the thread from other threads and signal
+//!   handlers (snapshot slots, wake-ups, the heartbeat);
+//! - `lifecycle.rs`: the last thread, exit, fork;
+//! - `live.rs`: the live table, order-independent (why it may apply events
+//!   in any order is argued there);
+//! - `dump.rs`: building and writing a snapshot file.
+//!
+//! A snapshot point (signal, exit, or an internal sync to purge tombstones)
+//! is complete when every ring has shown an event with a key at or above
+//! its cut, or is empty while its thread is not inside a hook (`busy`, read
+//! after `seq::barrier` and before draining). Then exactly the events below
+//! the cut are applied and the file is written; later events wait in
+//! `deferred`.
+//!
+//! All of the writer's state lives in `STATE` (not on its stack) under a
+//! lock, so that the fork child can take it over consistent.
+//!
+//! The rings do not know the writer: it registers itself as their consumer
+//! (`ring::Consumer`) with what a producer needs from it (a wake-up, the
+//! policy for a full ring, the news of a thread's exit).
+
+mod dump;
+mod lifecycle;
+mod live;
+mod requests;
+
+pub use lifecycle::{at_exit, find_thread_count, fork_child, fork_parent, fork_prepare};
+
+use crate::ring::{self, Event};
+use crate::seq;
+use crate::sys::{self, Locked};
+use dump::Moment;
+use live::{Block, LiveTable, Op};
+use memtrace_format::SnapshotKind;
+use requests::{beat, Kind, Pending, Watch};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+struct State {
+    live: LiveTable,
+    /// Drained events not yet applied: at or above the next point's cut,
+    /// or drained after the step's W (see `step`).
+    deferred: Vec<Event>,
+    /// Points collected from the slots (and sync points), by number.
+    pending: Vec<Pending>,
+    /// The next signal snapshot's number.
+    next_index: u64,
+    /// A failure to write a file was reported (once per process).
+    error_reported: bool,
+    /// The writer could not get memory: events were dropped, tracing is
+    /// off, no more snapshots (see `out_of_memory`).
+    oom: bool,
+}
+
+static STATE: sys::Line<Locked<Option<State>>> = sys::Line(Locked::new(None));
+
+/// 0 none, 1 starting, 2 running.
+static WRITER: AtomicU32 = AtomicU32::new(0);
+/// Set by the writer thread once it has allocated (its glibc arena exists).
+static WRITER_ARENA: AtomicBool = AtomicBool::new(false);
+
+/// Tombstones piling up beyond this (and beyond half the table) make the
+/// writer take a sync point of its own to purge them.
+const TOMBSTONES_BEFORE_SYNC: usize = 65_536;
+
+/// What the rings get from the writer (see `ring::Consumer`).
+static AS_CONSUMER: ring::Consumer = ring::Consumer {
+    nudge: requests::nudge,
+    wait_for_space: wait_for_ring_space,
+    thread_exiting: lifecycle::thread_exiting,
+};
+
+/// Before the first event: the writer's state exists (its thread starts
+/// later, `ensure_started`) and the rings know their consumer.
+pub fn init() {
+    *STATE.lock() = Some(State::new());
+    ring::set_consumer(&AS_CONSUMER);
+}
+
+/// The signal handler's part: marks the moment (async-signal-safe).
+pub fn snapshot_requested_from_signal() {
+    if !crate::is_ready() || lifecycle::exit_started() {
+        return;
+    }
+    requests::mark(false);
+}
+
+/// Starts the writer thread if it is not running.
+pub fn ensure_started() {
+    if WRITER.load(Ordering::Acquire) != 0 {
+        return;
+    }
+    if WRITER.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        return;
+    }
+    let _g = crate::guard::NoTrace::new();
+    // SAFETY: standard pthread calls with valid pointers to locals. All
+    // signals are blocked in the new thread (inherited mask) so that the
+    // program's signal handlers never run on our thread.
+    let ok = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        libc::pthread_attr_init(&mut attr);
+        libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
+        libc::pthread_attr_setstacksize(&mut attr, 1 << 20);
+        let mut tid: libc::pthread_t = 0;
+        let r = libc::pthread_create(&mut tid, &attr, writer_main, std::ptr::null_mut());
+        libc::pthread_attr_destroy(&mut attr);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        r == 0
+    };
+    if ok {
+        WRITER.store(2, Ordering::Release);
+        // Wait (at most a second) for the writer's first allocation: it
+        // must get its glibc arena before the program can go on to set a
+        // tight RLIMIT_AS (see writer_main).
+        let start = sys::now_ns(libc::CLOCK_MONOTONIC);
+        let mut spins = 0;
+        while !WRITER_ARENA.load(Ordering::Acquire) && sys::now_ns(libc::CLOCK_MONOTONIC) - start < 1_000_000_000 {
+            sys::backoff(&mut spins);
+        }
+    } else {
+        sys::log("cannot start the writer thread; tracing disabled");
+        crate::disable();
+    }
+}
+
+/// Fork child, after `lifecycle::fork_child` reset the rest: the parent's
+/// writer thread did not survive the fork.
+fn restart_in_fork_child() {
+    WRITER.store(0, Ordering::Release);
+    ensure_started();
+}
+
+extern "C" fn writer_main(_: *mut libc::c_void) -> *mut libc::c_void {
+    crate::tls::hot().in_hook.set(true);
+    lifecycle::mark_writer_thread();
+    // Allocate now: a thread's first malloc makes glibc map it an arena
+    // (a 64 MiB reservation), which fails if the program has meanwhile
+    // set a tight RLIMIT_AS. The queues' first blocks come with it.
+    if let Some(st) = STATE.lock().as_mut() {
+        let _ = st.deferred.try_reserve(4096);
+        let _ = st.pending.try_reserve(16);
+    }
+    WRITER_ARENA.store(true, Ordering::Release);
+    // SAFETY: naming our own thread; the name fits in 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"memtrace".as_ptr() as libc::c_ulong, 0, 0, 0) };
+    let mut last_thread = lifecycle::LastThread::new();
+    loop {
+        if last_thread.alone() && !lifecycle::exit_started() {
+            // Every other thread is gone: end, so that glibc's last-thread
+            // logic calls exit(0) here.
+            lifecycle::become_last_thread();
+            return std::ptr::null_mut();
+        }
+        beat();
+        requests::wait_for_work();
+        lifecycle::let_fork_take_the_lock();
+        let mut g = STATE.lock();
+        if let Some(st) = g.as_mut() {
+            st.step();
+        }
+    }
+}
+
+/// The writer's policy for a producer whose ring is full (`ring::Consumer`):
+/// wake the writer (starting it if need be) and wait for `has_space`. Gives
+/// up (false: the event is dropped) once tracing is disabled, or disables
+/// it when the writer stands still for seconds. On the writer thread itself
+/// (running the program's exit handlers as the last thread) nobody else
+/// will drain: it drains its own ring.
+fn wait_for_ring_space(has_space: &mut dyn FnMut() -> bool) -> bool {
+    let mut spins = 0u32;
+    let mut watch = Watch::new();
+    loop {
+        if !crate::is_ready() {
+            return false;
+        }
+        if lifecycle::on_writer_thread() {
+            lifecycle::drain_inline();
+        } else if watch.stalled() {
+            sys::log("the writer thread does not respond (process made without fork()?); tracing disabled");
+            crate::disable();
+            return false;
+        }
+        ensure_started();
+        requests::nudge();
+        sys::backoff(&mut spins);
+        if has_space() {
+            return true;
+        }
+    }
+}
+
+/// Queues a drained event; if there is no memory for it, drops it and sets
+/// `oom` (the allocation failure would otherwise abort the program).
+#[inline]
+fn defer(d: &mut Vec<Event>, e: Event, oom: &mut bool) {
+    if d.len() == d.capacity() && d.try_reserve(d.capacity().max(4096)).is_err() {
+        *oom = true;
+        return;
+    }
+    d.push(e);
+}
+
+impl State {
+    fn new() -> Self {
+        State {
+            live: LiveTable::new(),
+            deferred: Vec::new(),
+            pending: Vec::new(),
+            next_index: 1,
+            error_reported: false,
+            oom: false,
+        }
+    }
+
+    /// Fork child: the parent's pending points are not the child's, its
+    /// snapshots are numbered from 1 again; the live set is inherited.
+    fn fork_child(&mut self) {
+        self.pending.clear();
+        self.next_index = 1;
+        self.error_reported = false;
+    }
+
+    fn step(&mut self) {
+        if self.oom {
+            return;
+        }
+        self.drain_all();
+        // Everything drained so far precedes point W (seq.rs: an allocation
+        // numbered below it, a free numbered up to it). Snapshot points
+        // below W have claimed their slot already (claim before number), so
+        // after collecting the slots, events before W are safe to apply
+        // even if no snapshot is pending; events drained later wait for the
+        // next step (a snapshot point may be taken between them).
+        let w = seq::now();
+        requests::collect(&mut self.pending);
+        if self.live.tombstones() > TOMBSTONES_BEFORE_SYNC.max(self.live.entries() / 2) && self.pending.is_empty() {
+            // A point of its own (frees only read the counter: completing a
+            // point needs one that moved it), taken after W; a signal point
+            // between the two has claimed its slot: collect it too.
+            let s = seq::point();
+            requests::collect(&mut self.pending);
+            self.pending.push(Pending { seq: s, time_ns: 0, kind: Kind::Sync });
+            self.pending.sort_by_key(|p| p.seq);
+        }
+        while !self.pending.is_empty() {
+            let p = self.pending.remove(0);
+            let cut = seq::cut(p.seq);
+            self.complete(cut);
+            self.apply_below(cut);
+            match p.kind {
+                Kind::Signal => {
+                    let index = self.next_index;
+                    self.next_index += 1;
+                    self.write_snapshot(SnapshotKind::Signal, index, p);
+                }
+                Kind::Exit => {
+                    self.write_snapshot(SnapshotKind::Exit, 0, p);
+                    lifecycle::exit_done();
+                }
+                Kind::Sync => {}
+            }
+            self.live.purge_tombstones(cut);
+        }
+        self.apply_below(seq::cut(w));
+        self.recycle();
+        if self.oom {
+            self.out_of_memory();
+        }
+    }
+
+    fn write_snapshot(&mut self, kind: SnapshotKind, index: u64, p: Pending) {
+        let moment = Moment { kind, index, seq: p.seq, time_ns: p.time_ns };
+        dump::write_snapshot(&self.live, &moment, &mut self.error_reported);
+    }
+
+    /// The writer ran out of memory (a program under a tight RLIMIT_AS, or
+    /// truly out of memory): its state can no longer be exact. Tracing
+    /// stops (the hooks pass through; a hook waiting for ring space gives
+    /// up) rather than abort the program, and an exit handler waiting for
+    /// the exit snapshot is released.
+    #[cold]
+    fn out_of_memory(&mut self) {
+        sys::log("out of memory in the writer thread: events were lost; tracing stopped, no more snapshots");
+        crate::disable();
+        self.deferred = Vec::new();
+        self.live = LiveTable::new();
+        self.pending.clear();
+        lifecycle::exit_done();
+    }
+
+    fn drain_all(&mut self) {
+        let (d, oom) = (&mut self.deferred, &mut self.oom);
+        // SAFETY: we are the writer and hold the state lock.
+        ring::for_each(|r| unsafe { r.drain(|e| defer(d, e, oom)) });
+    }
+
+    fn recycle(&mut self) {
+        // SAFETY: as above.
+        ring::for_each(|r| unsafe { r.try_recycle() });
+    }
+
+    /// Drains until every event with a key below `s` is in `deferred`.
+    fn complete(&mut self, s: u64) {
+        seq::barrier();
+        let start = sys::now_ns(libc::CLOCK_MONOTONIC);
+        let mut spins = 0u32;
+        loop {
+            let mut done = true;
+            let (d, oom) = (&mut self.deferred, &mut self.oom);
+            ring::for_each(|r| {
+                // SAFETY: c_max_seq is the writer's own field; we hold the lock.
+                let seen = unsafe { *r.c_max_seq.get() };
+                if seen >= s {
+                    return;
+                }
+                let busy = r.busy.load(Ordering::SeqCst);
+                // SAFETY: we are the writer and hold the state lock.
+                unsafe { r.drain(|e| defer(d, e, oom)) };
+                // SAFETY: as for the first read.
+                let seen = unsafe { *r.c_max_seq.get() };
+                if seen < s && busy != 0 {
+                    done = false;
+                }
+            });
+            if done {
+                return;
+            }
+            beat();
+            sys::backoff(&mut spins);
+            if sys::now_ns(libc::CLOCK_MONOTONIC) - start > 5_000_000_000 {
+                sys::log("a thread stayed inside an allocation call for 5 s; snapshot may miss its event");
+                return;
+            }
+        }
+    }
+
+    /// Applies, in key order, the deferred events with keys below `s`.
+    fn apply_below(&mut self, s: u64) {
+        if self.deferred.is_empty() {
+            return;
+        }
+        // Stable sort: `deferred` is a few runs already in seq order (one per
+        // ring drained), which the stable sort merges in about linear time.
+        self.deferred.sort_by_key(|e| e.seq);
+        let k = self.deferred.partition_point(|e| e.seq < s);
+        if self.live.reserve(k).is_err() {
+            self.oom = true;
+            return;
+        }
+        // Borrowed apart: the compiler then knows that updating the table
+        // leaves the queue alone and keeps its pointer in a register.
+        let (live, ready) = (&mut self.live, &self.deferred[..k]);
+        for (i, e) in ready.iter().enumerate() {
+            if i % 65_536 == 0 {
+                beat();
+            }
+            let op = if e.alloc { Op::Alloc(Block { stack: e.stack, size: e.size }) } else { Op::Free };
+            live.apply(e.seq, e.addr, op);
+        }
+        self.deferred.drain(..k);
+    }
+}
