@@ -19,6 +19,7 @@ test: build
 
 # Real programs and their own test suites under libtrace.so (issue 4).
 test-real: build
+	@scripts/install-deps --real
 	scripts/test-real
 
 demo: build

@@ -4,7 +4,8 @@
 //! * `NAME-O0`: `-O0 -fno-omit-frame-pointer`
 //! * `NAME-O2`: `-O2 -fomit-frame-pointer`
 //!
-//! and every `libNAME.c` becomes a shared library `libNAME.so`. All are built
+//! (`nopie_NAME.c` adds `-fno-pie -no-pie` to both), and every `libNAME.c`
+//! becomes a shared library `libNAME.so`. All are built
 //! with `-g` so that the analyzer can name lines. Nothing is committed: the
 //! binaries live in OUT_DIR only.
 
@@ -69,6 +70,11 @@ fn main() {
                 let out = out_dir.join(format!("{stem}-{variant}"));
                 let mut args = common.clone();
                 args.extend(flags.map(String::from));
+                // `nopie_NAME.c`: a non-PIE executable (issue 11: node and
+                // Debian's python3 are built so).
+                if stem.starts_with("nopie_") {
+                    args.extend(["-fno-pie", "-no-pie"].map(String::from));
+                }
                 jobs.push(Job { compiler, args, out, src: src.clone() });
             }
         }
