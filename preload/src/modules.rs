@@ -21,17 +21,23 @@ pub struct ModInfo {
 /// Every module seen so far (loaded or not any more), by (path, base).
 static REGISTRY: Locked<Vec<ModInfo>> = Locked::new(Vec::new());
 static EXE: Locked<Vec<u8>> = Locked::new(Vec::new());
+/// argv as the process started (a fork child keeps its parent's): read at
+/// start, because programs rewrite it later to show a status (PostgreSQL's
+/// backends write their title over it, padded with NULs).
+static CMDLINE: Locked<Vec<Vec<u8>>> = Locked::new(Vec::new());
 static SELF_PATH: Locked<Vec<u8>> = Locked::new(Vec::new());
 /// Empty when the program's `malloc` is ours; else the path of the module
 /// whose `malloc` the program's calls bind to (see `check_malloc_owner`).
 static MALLOC_OWNER: Locked<Vec<u8>> = Locked::new(Vec::new());
 
-/// Reads /proc/self/exe ("at start") and our own path; fills the registry.
+/// Reads /proc/self/exe and /proc/self/cmdline ("at start") and our own
+/// path; fills the registry.
 pub fn init() {
     let exe = std::fs::read_link("/proc/self/exe")
         .map(|p| std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()).to_vec())
         .unwrap_or_default();
     *EXE.lock() = exe;
+    *CMDLINE.lock() = read_cmdline();
     let base = crate::unwind::self_base() as u64;
     if let Some(m) = current().into_iter().find(|m| m.base == base) {
         *SELF_PATH.lock() = m.path;
@@ -53,6 +59,7 @@ pub fn fork_parent() {
 pub fn fork_child() {
     REGISTRY.lock.reset();
     EXE.lock.reset();
+    CMDLINE.lock.reset();
     SELF_PATH.lock.reset();
     MALLOC_OWNER.lock.reset();
 }
@@ -172,6 +179,21 @@ fn dladdr_path(addr: u64) -> Vec<u8> {
 /// For the snapshot header: empty, or the module that owns `malloc`.
 pub fn malloc_owner() -> Vec<u8> {
     MALLOC_OWNER.lock().clone()
+}
+
+/// `/proc/self/cmdline` split on NUL.
+fn read_cmdline() -> Vec<Vec<u8>> {
+    std::fs::read("/proc/self/cmdline")
+        .map(|b| {
+            let b = b.strip_suffix(b"\0").unwrap_or(&b).to_vec();
+            b.split(|&c| c == 0).map(|a| a.to_vec()).collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The command line as the process started.
+pub fn cmdline() -> Vec<Vec<u8>> {
+    CMDLINE.lock().clone()
 }
 
 pub fn exe() -> Vec<u8> {

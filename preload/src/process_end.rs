@@ -2,6 +2,10 @@
 //! Python Pool worker, rust-lld) and a successful `exec*` (`timeout CMD`,
 //! shells). Each writes the exit snapshot first, as `exit()` does.
 //!
+//! With MEMTRACE_FOLLOW_EXEC=1 an exec does not end the tracing of the
+//! process: the new image goes on under the same pid and writes the one
+//! exit snapshot (`<prefix>.exit.snap`) when the process really ends.
+//!
 //! Not here: a vfork child (posix_spawn's, or the program's own vfork())
 //! shares its parent's memory and must not touch our state, so it passes
 //! straight through; so does a fork child that execs without having
@@ -117,7 +121,7 @@ extern "C" fn before_exec(first_arg: usize, which: usize) -> usize {
     let real = real_exec(which);
     let errno = crate::guard::errno();
     let target = if which == FEXECVE { Target::Fd } else { EXECS[which].1 };
-    if !in_vfork_child() && allocated_since_fork() && will_exec(first_arg, target) {
+    if !crate::config::follow_exec() && !in_vfork_child() && allocated_since_fork() && will_exec(first_arg, target) {
         exit_snapshot();
     }
     crate::guard::set_errno(errno);

@@ -63,7 +63,7 @@ fn build(live: &LiveTable, moment: &Moment, pid: u32) -> Snapshot {
             alloc_count: live.allocs(),
             free_count: live.frees(),
             sample_rate: config::sample_rate(),
-            cmdline: cmdline(),
+            cmdline: modules::cmdline(),
             exe: modules::exe(),
             malloc_owner: modules::malloc_owner(),
         },
@@ -98,24 +98,9 @@ fn stacks_of(traces: &[TraceGroup]) -> Vec<Stack> {
         .collect()
 }
 
-/// The program's arguments, read now (it may have changed them).
-fn cmdline() -> Vec<Vec<u8>> {
-    std::fs::read("/proc/self/cmdline")
-        .map(|b| {
-            let b = b.strip_suffix(b"\0").unwrap_or(&b).to_vec();
-            b.split(|&c| c == 0).map(|a| a.to_vec()).collect()
-        })
-        .unwrap_or_default()
-}
-
 /// `<prefix>.<index>.snap` or `<prefix>.exit.snap`, `%p` expanded.
 fn file_name(moment: &Moment, pid: u32) -> Vec<u8> {
-    let mut path = config::expand(&config::out_prefix(), pid);
-    match moment.kind {
-        SnapshotKind::Signal => path.extend_from_slice(format!(".{}.snap", moment.index).as_bytes()),
-        SnapshotKind::Exit => path.extend_from_slice(b".exit.snap"),
-    }
-    path
+    memtrace_format::naming::snapshot_path(&config::out_prefix(), pid, moment.kind, moment.index)
 }
 
 fn os_err() -> String {
