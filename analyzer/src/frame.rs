@@ -35,9 +35,6 @@ pub struct Frame {
     pub symbol_offset: Option<u64>,
     /// Toolchain or system frame (see `FrameRules`).
     pub system: bool,
-    /// A line-less frame of the main executable: kept only in tracebacks
-    /// that have no line information at all.
-    pub weak: bool,
     /// Interned (filename, lineno): tracemalloc's frame identity.
     pub loc: u32,
     /// Interned filename.
@@ -192,7 +189,6 @@ impl FrameTable {
             module_offset,
             symbol_offset,
             system,
-            weak: false,
             loc,
             file,
             func: 0,
@@ -210,7 +206,7 @@ impl FrameTable {
     }
 
     /// Interns a symbolized frame, classifying it with `rules`.
-    pub fn intern_sym(&mut self, f: &SymFrame, rules: &FrameRules, exe: &str) -> FrameId {
+    pub fn intern_sym(&mut self, f: &SymFrame, rules: &FrameRules) -> FrameId {
         let (filename, lineno, has_line) = if f.has_line() {
             (
                 f.file.as_deref().unwrap_or_default().to_string(),
@@ -226,19 +222,7 @@ impl FrameTable {
             };
             (name, 0, false)
         };
-        let system = rules.is_system(
-            &filename,
-            has_line,
-            f.function.as_deref(),
-            f.module.as_deref(),
-            exe,
-        );
-        let weak = !system
-            && !has_line
-            && !rules
-                .user
-                .iter()
-                .any(|p| pattern_hit(p, &filename, f.function.as_deref(), f.module.as_deref()));
+        let system = rules.is_system(&filename, has_line, f.function.as_deref(), f.module.as_deref());
         let id = self.intern(
             &filename,
             lineno,
@@ -249,27 +233,15 @@ impl FrameTable {
             f.symbol_offset,
             system,
         );
-        self.frames[id as usize].weak = weak;
         id
     }
 }
 
 /// Which frames are the toolchain's and the system's rather than the
-/// program's. By default such a frame is one that
-/// - has no line information (unless it is in the main executable and the
-///   traceback has no frame with line information: a program built without
-///   -g is then still shown by its function names),
-/// - has its source under /usr/include, /usr/lib, /usr/local/include,
-///   /rustc/ and /rust/deps/ (Rust's std and its vendored crates), a cargo registry or git checkout (`*/.cargo/registry/*`,
-///   `*/.cargo/git/*`), a rustup toolchain, or a glibc/gcc build tree
-///   (`/build/glibc-*`, `/build/gcc-*`),
-/// - lives in the C/C++/Rust runtimes: libc, libm, libpthread, libdl,
-///   librt, ld-linux, libstdc++, libgcc_s, libunwind, the vDSO, or memtrace's
-///   own libtrace.so,
-/// - or is a runtime function: `std::`, `__gnu_cxx::`, `__cxxabiv1::`,
-///   `alloc::`, `core::` (and `<std::…`, `<alloc::…`, `<core::…` impls),
-///   `operator new`/`operator delete`, `__rdl_*`, `__rust_*`, `__rg_*`,
-///   the malloc family, `_start` and `__libc_start_*`.
+/// program's: those `SYSTEM_FRAMES` names, by where a frame is — never by
+/// whether it has line information. A program's own frames without lines
+/// (node's and V8's, a distro binary's) stay, named by function; a runtime
+/// library's frames go whether or not its debug info is installed.
 ///
 /// `user` patterns (fnmatch on the file name, module path or file name, or
 /// function) exempt frames from the rule; `system` patterns add frames to it.
@@ -281,75 +253,196 @@ pub struct FrameRules {
     pub system: Vec<Pattern>,
 }
 
-const SYSTEM_DIRS: &[&str] = &[
-    "/usr/include/",
-    "/usr/lib/",
-    "/usr/local/include/",
-    "/rustc/",
-    "/rust/deps/",
-    "/build/glibc-",
-    "/build/gcc-",
-];
-const SYSTEM_DIR_PARTS: &[&str] = &[
-    "/.cargo/registry/",
-    "/.cargo/git/",
-    "/.rustup/toolchains/",
-    "/libstdc++-v3/",
-];
-const SYSTEM_MODULES: &[&str] = &[
-    "libc.so",
-    "libc-",
-    "libm.so",
-    "libm-",
-    "libpthread.so",
-    "libpthread-",
-    "libdl.so",
-    "libdl-",
-    "librt.so",
-    "ld-linux",
-    "ld-",
-    "libstdc++.so",
-    "libgcc_s.so",
-    "libunwind",
-    "libtrace.so",
-    "[vdso]",
-    "linux-vdso",
-];
-const SYSTEM_FUNC_PREFIXES: &[&str] = &[
-    "std::",
-    "__gnu_cxx::",
-    "__cxxabiv1::",
-    "__cxa_",
-    "alloc::",
-    "core::",
-    "<std::",
-    "<alloc::",
-    "<core::",
-    "operator new",
-    "operator delete",
-    "__rdl_",
-    "__rust_",
-    "__rg_",
-    "__libc_start",
-    "__libc_malloc",
-    "__libc_calloc",
-    "__libc_realloc",
-];
-const SYSTEM_FUNCS: &[&str] = &[
-    "malloc",
-    "calloc",
-    "realloc",
-    "reallocarray",
-    "free",
-    "posix_memalign",
-    "aligned_alloc",
-    "memalign",
-    "valloc",
-    "pvalloc",
-    "_start",
-    "strdup",
-    "strndup",
-];
+/// How one entry of `SYSTEM_FRAMES` recognises a frame.
+#[derive(Clone, Copy, Debug)]
+pub enum SystemMatch {
+    /// The module's file name starts with this.
+    Module(&'static str),
+    /// The source file starts with this (frames with line information).
+    SourceDir(&'static str),
+    /// The source file's path contains this.
+    SourcePart(&'static str),
+    /// The source file's name is this.
+    SourceFile(&'static str),
+    /// The function's qualified name (no return type, no parameters) is this.
+    Function(&'static str),
+    /// The function's qualified name starts with this.
+    FunctionPrefix(&'static str),
+}
+
+/// The one list of what is not the program's own code, in groups with the
+/// reason for each. `memtrace --help` and docs/CLI.md print it.
+pub const SYSTEM_FRAMES: &[(&str, &[SystemMatch])] = {
+    use SystemMatch::*;
+    &[
+        (
+            "the C, C++ and Rust runtimes' modules and memtrace's own",
+            &[
+                Module("libc.so"),
+                Module("libc-"),
+                Module("libm.so"),
+                Module("libm-"),
+                Module("libpthread.so"),
+                Module("libpthread-"),
+                Module("libdl.so"),
+                Module("libdl-"),
+                Module("librt.so"),
+                Module("ld-linux"),
+                Module("ld-"),
+                Module("libstdc++.so"),
+                Module("libgcc_s.so"),
+                Module("libunwind"),
+                Module("libtrace.so"),
+                Module("[vdso]"),
+                Module("linux-vdso"),
+            ],
+        ),
+        (
+            // System headers, Rust's std and vendored crates, cargo registries
+            // and git checkouts, rustup toolchains, glibc's and gcc's build trees.
+            "toolchain and library sources",
+            &[
+                SourceDir("/usr/include/"),
+                SourceDir("/usr/lib/"),
+                SourceDir("/usr/local/include/"),
+                SourceDir("/rustc/"),
+                SourceDir("/rust/deps/"),
+                SourceDir("/build/glibc-"),
+                SourceDir("/build/gcc-"),
+                SourcePart("/.cargo/registry/"),
+                SourcePart("/.cargo/git/"),
+                SourcePart("/.rustup/toolchains/"),
+                SourcePart("/libstdc++-v3/"),
+            ],
+        ),
+        (
+            "runtime functions: C++ and Rust standard libraries, program start",
+            &[
+                FunctionPrefix("std::"),
+                FunctionPrefix("__gnu_cxx::"),
+                FunctionPrefix("__cxxabiv1::"),
+                FunctionPrefix("__cxa_"),
+                FunctionPrefix("alloc::"),
+                FunctionPrefix("core::"),
+                FunctionPrefix("hashbrown::"),
+                FunctionPrefix("<std::"),
+                FunctionPrefix("<alloc::"),
+                FunctionPrefix("<core::"),
+                FunctionPrefix("<hashbrown::"),
+                FunctionPrefix("__rdl_"),
+                FunctionPrefix("__rust_"),
+                FunctionPrefix("__rg_"),
+                FunctionPrefix("__libc_start"),
+                Function("_start"),
+            ],
+        ),
+        (
+            "the malloc family and C++'s operators",
+            &[
+                Function("malloc"),
+                Function("calloc"),
+                Function("realloc"),
+                Function("reallocarray"),
+                Function("free"),
+                Function("posix_memalign"),
+                Function("aligned_alloc"),
+                Function("memalign"),
+                Function("valloc"),
+                Function("pvalloc"),
+                Function("strdup"),
+                Function("strndup"),
+                FunctionPrefix("__libc_malloc"),
+                FunctionPrefix("__libc_calloc"),
+                FunctionPrefix("__libc_realloc"),
+                FunctionPrefix("operator new"),
+                FunctionPrefix("operator delete"),
+            ],
+        ),
+        (
+            // gcc/gdb/binutils' xmalloc, OpenSSL, GLib, CPython, PostgreSQL's
+            // memory contexts.
+            "allocator wrappers",
+            &[
+                Function("xmalloc"),
+                Function("xcalloc"),
+                Function("xrealloc"),
+                Function("xstrdup"),
+                Function("CRYPTO_malloc"),
+                Function("CRYPTO_zalloc"),
+                Function("CRYPTO_realloc"),
+                Function("CRYPTO_clear_realloc"),
+                FunctionPrefix("g_malloc"),
+                FunctionPrefix("g_realloc"),
+                FunctionPrefix("g_try_malloc"),
+                FunctionPrefix("g_try_realloc"),
+                FunctionPrefix("PyMem_"),
+                FunctionPrefix("_PyMem_"),
+                Function("PyObject_Malloc"),
+                Function("PyObject_Calloc"),
+                Function("PyObject_Realloc"),
+                Function("_PyObject_Malloc"),
+                Function("_PyObject_Calloc"),
+                Function("_PyObject_Realloc"),
+                FunctionPrefix("pymalloc_"),
+                SourceFile("obmalloc.c"),
+                FunctionPrefix("palloc"),
+                Function("repalloc"),
+                Function("pstrdup"),
+                Function("pnstrdup"),
+                FunctionPrefix("MemoryContext"),
+                FunctionPrefix("AllocSet"),
+                FunctionPrefix("GenerationAlloc"),
+                FunctionPrefix("SlabAlloc"),
+            ],
+        ),
+    ]
+};
+
+impl SystemMatch {
+    fn hits(&self, filename: &str, has_line: bool, function: Option<&str>, module: Option<&str>) -> bool {
+        match *self {
+            SystemMatch::Module(p) => module.is_some_and(|m| basename(m).starts_with(p)),
+            SystemMatch::SourceDir(p) => has_line && filename.starts_with(p),
+            SystemMatch::SourcePart(p) => has_line && filename.contains(p),
+            SystemMatch::SourceFile(p) => has_line && basename(filename) == p,
+            SystemMatch::Function(p) => function.is_some_and(|f| qualified_name(f) == p),
+            SystemMatch::FunctionPrefix(p) => function.is_some_and(|f| qualified_name(f).starts_with(p)),
+        }
+    }
+
+    /// How `--help` and docs/CLI.md show the entry.
+    pub fn describe(&self) -> String {
+        match *self {
+            SystemMatch::Module(p) => format!("{p}*"),
+            SystemMatch::SourceDir(p) => format!("{p}*"),
+            SystemMatch::SourcePart(p) => format!("*{p}*"),
+            SystemMatch::SourceFile(p) => p.to_string(),
+            SystemMatch::Function(p) => p.to_string(),
+            SystemMatch::FunctionPrefix(p) => format!("{p}*"),
+        }
+    }
+}
+
+/// `SYSTEM_FRAMES` as text: one paragraph a group, the reason then the entries.
+pub fn describe_system_frames(indent: &str, width: usize) -> String {
+    let mut out = String::new();
+    for (why, entries) in SYSTEM_FRAMES {
+        let mut line = format!("{indent}- {why}:");
+        for (i, e) in entries.iter().enumerate() {
+            let sep = if i + 1 == entries.len() { ";" } else { "," };
+            let word = format!(" {}{sep}", e.describe());
+            if line.len() + word.len() > width {
+                out.push_str(line.trim_end());
+                out.push('\n');
+                line = format!("{indent} ");
+            }
+            line.push_str(&word);
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
 
 /// The qualified name of a demangled function, without the return type that
 /// C++ template functions carry (`void std::vector<int>::_M_realloc_insert<..>(..)`
@@ -396,47 +489,17 @@ fn pattern_hit(p: &Pattern, filename: &str, function: Option<&str>, module: Opti
 }
 
 impl FrameRules {
-    pub fn is_system(
-        &self,
-        filename: &str,
-        has_line: bool,
-        function: Option<&str>,
-        module: Option<&str>,
-        exe: &str,
-    ) -> bool {
-        if self
-            .user
-            .iter()
-            .any(|p| pattern_hit(p, filename, function, module))
-        {
+    pub fn is_system(&self, filename: &str, has_line: bool, function: Option<&str>, module: Option<&str>) -> bool {
+        if self.user.iter().any(|p| pattern_hit(p, filename, function, module)) {
             return false;
         }
-        if self
-            .system
-            .iter()
-            .any(|p| pattern_hit(p, filename, function, module))
-        {
+        if self.system.iter().any(|p| pattern_hit(p, filename, function, module)) {
             return true;
         }
-        if let Some(f) = function {
-            let q = qualified_name(f);
-            if SYSTEM_FUNCS.contains(&q) || SYSTEM_FUNC_PREFIXES.iter().any(|p| q.starts_with(p)) {
-                return true;
-            }
-        }
-        if let Some(m) = module {
-            let b = basename(m);
-            if SYSTEM_MODULES.iter().any(|p| b.starts_with(p)) {
-                return true;
-            }
-        }
-        if has_line {
-            SYSTEM_DIRS.iter().any(|d| filename.starts_with(d))
-                || SYSTEM_DIR_PARTS.iter().any(|d| filename.contains(d))
-        } else {
-            // No line information: only the main executable's own functions stay.
-            module.map(|m| m != exe || exe.is_empty()).unwrap_or(true)
-        }
+        SYSTEM_FRAMES
+            .iter()
+            .flat_map(|(_, entries)| entries.iter())
+            .any(|e| e.hits(filename, has_line, function, module))
     }
 }
 
@@ -477,51 +540,41 @@ mod tests {
             "<x>",
             false,
             Some("void std::vector<int>::_M_realloc_insert<int>(int&&)"),
-            Some("/a/app"),
-            "/a/app"
+            Some("/a/app")
         ));
         assert!(!r.is_system(
             "<x>",
             false,
             Some("make_names(int)"),
-            Some("/a/app"),
-            "/a/app"
+            Some("/a/app")
         ));
-        assert!(r.is_system(
-            "<x>",
-            false,
-            Some("make_names(int)"),
-            Some("/a/lib.so"),
-            "/a/app"
-        ));
+        // A line-less frame of a library of the program's is the program's
+        // (issue 11: node's own frames have no lines).
+        assert!(!r.is_system("<x>", false, Some("make_names(int)"), Some("/a/lib.so")));
         assert!(r.is_system(
             "/usr/include/c++/12/bits/stl_vector.h",
             true,
             Some("push_back"),
-            Some("/a/app"),
-            "/a/app"
+            Some("/a/app")
         ));
         assert!(r.is_system(
             "/x/alloc.rs",
             true,
             Some("alloc::alloc::alloc"),
-            Some("/a/app"),
-            "/a/app"
+            Some("/a/app")
         ));
         assert!(r.is_system(
             "/x/a.c",
             true,
             Some("f"),
-            Some("/lib/x86_64-linux-gnu/libc.so.6"),
-            "/a/app"
+            Some("/lib/x86_64-linux-gnu/libc.so.6")
         ));
-        assert!(!r.is_system("/src/a.c", true, Some("f"), Some("/a/app"), "/a/app"));
+        assert!(!r.is_system("/src/a.c", true, Some("f"), Some("/a/app")));
         assert!(r.is_system(
             "/root/.cargo/registry/src/x/lib.rs",
             true,
             Some("hashbrown::x"),
-            Some("/a/app"),
-            "/a/app"
+            Some("/a/app")
         ));
         let r = FrameRules {
             user: vec![Pattern::new("*stl_vector.h")],
@@ -532,9 +585,55 @@ mod tests {
             "/usr/include/c++/12/bits/stl_vector.h",
             true,
             Some("push_back"),
-            Some("/a/app"),
-            "/a/app"
+            Some("/a/app")
         ));
-        assert!(r.is_system("/src/a.c", true, Some("f"), Some("/a/app"), "/a/app"));
+        assert!(r.is_system("/src/a.c", true, Some("f"), Some("/a/app")));
+    }
+
+    #[test]
+    fn placed_by_where_not_by_line_information() {
+        let r = FrameRules::default();
+        let node = Some("/usr/bin/node");
+        let f = "node::NodeArrayBufferAllocator::AllocateUninitialized(unsigned long)";
+        assert!(!r.is_system("<x>", false, Some(f), node));
+        assert!(!r.is_system("<x>", false, None, node));
+        assert!(r.is_system("<x>", false, Some("calloc"), Some("/usr/lib/x86_64-linux-gnu/libc.so.6")));
+        assert!(r.is_system("<x>", false, Some("anything"), Some("/usr/lib/x86_64-linux-gnu/libstdc++.so.6")));
+    }
+
+    #[test]
+    fn well_known_wrappers_are_system() {
+        let r = FrameRules::default();
+        for f in [
+            "xmalloc",
+            "xrealloc",
+            "CRYPTO_zalloc",
+            "g_malloc0_n",
+            "g_realloc",
+            "PyMem_Malloc",
+            "_PyObject_Malloc",
+            "pymalloc_alloc",
+            "palloc0",
+            "MemoryContextAllocZero",
+            "AllocSetAlloc",
+            "hashbrown::raw::RawTable<T,A>::reserve_rehash",
+        ] {
+            assert!(r.is_system("<x>", false, Some(f), Some("/usr/bin/app")), "{f}");
+        }
+        assert!(r.is_system("/src/Objects/obmalloc.c", true, Some("f"), Some("/usr/bin/python3.11")));
+        assert!(!r.is_system("/src/Objects/listobject.c", true, Some("list_resize"), Some("/usr/bin/python3.11")));
+        assert!(!r.is_system("<x>", false, Some("xmalloc_wrapper_of_mine"), Some("/a/app")));
+    }
+
+    /// docs/CLI.md lists every entry of the one list.
+    #[test]
+    fn cli_doc_lists_every_system_entry() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/CLI.md")).unwrap();
+        for (_, entries) in SYSTEM_FRAMES {
+            for e in entries.iter() {
+                let d = e.describe();
+                assert!(doc.contains(&format!("`{d}`")), "docs/CLI.md does not list `{d}`");
+            }
+        }
     }
 }

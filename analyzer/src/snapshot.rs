@@ -180,7 +180,7 @@ fn sym_ptr_key(f: &SymFrame) -> [usize; 6] {
     ]
 }
 
-/// `table.intern_sym(f, rules, exe)`, memoized for one dump (rules and exe
+/// `table.intern_sym(f, rules)`, memoized for one dump (rules
 /// are fixed there, so a frame interned once in it needs no second look):
 /// first by the addresses of its strings, then by the hash of its key.
 fn memo_intern(
@@ -189,13 +189,12 @@ fn memo_intern(
     table: &mut FrameTable,
     f: &SymFrame,
     rules: &FrameRules,
-    exe: &str,
 ) -> FrameId {
     let k = sym_ptr_key(f);
     if let Some(&id) = by_ptr.get(&k) {
         return id;
     }
-    let id = memo_by_hash(memo, table, f, rules, exe);
+    let id = memo_by_hash(memo, table, f, rules);
     by_ptr.insert(k, id);
     id
 }
@@ -205,7 +204,6 @@ fn memo_by_hash(
     table: &mut FrameTable,
     f: &SymFrame,
     rules: &FrameRules,
-    exe: &str,
 ) -> FrameId {
     let h = sym_key_hash(f);
     if let Some(&id) = memo.get(&h) {
@@ -213,7 +211,7 @@ fn memo_by_hash(
             return id;
         }
     }
-    let id = table.intern_sym(f, rules, exe);
+    let id = table.intern_sym(f, rules);
     memo.entry(h).or_insert(id);
     id
 }
@@ -226,7 +224,6 @@ pub fn symbolize_dump(
     sym: &mut Symbolizer,
     rules: &FrameRules,
 ) -> Snapshot {
-    let exe = String::from_utf8_lossy(&dump.header.exe).into_owned();
     let modules: &[Module] = &dump.modules;
     let mut by_addr: HashMap<u64, Rc<[FrameId]>> = HashMap::default();
     let mut tb_ids: HashMap<Vec<FrameId>, u32> = HashMap::default();
@@ -240,7 +237,7 @@ pub fn symbolize_dump(
             let ids = by_addr.entry(addr).or_insert_with(|| {
                 sym.symbolize(modules, addr)
                     .iter()
-                    .map(|f| memo_intern(&mut memo, &mut by_ptr, table, f, rules, &exe))
+                    .map(|f| memo_intern(&mut memo, &mut by_ptr, table, f, rules))
                     .collect()
             });
             raw.extend_from_slice(ids);
@@ -252,16 +249,11 @@ pub fn symbolize_dump(
         let frames: Vec<FrameId> = if rules.keep_all {
             raw
         } else {
-            let mut user: Vec<FrameId> = raw
+            let user: Vec<FrameId> = raw
                 .iter()
                 .copied()
                 .filter(|&id| !table.frame(id).system)
                 .collect();
-            // The main executable's line-less functions (_start, a Rust `main`
-            // shim) are kept only when the program has no line info at all.
-            if user.iter().any(|&id| table.frame(id).has_line) {
-                user.retain(|&id| !table.frame(id).weak);
-            }
             if user.is_empty() {
                 raw.into_iter().take(1).collect()
             } else {

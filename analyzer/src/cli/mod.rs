@@ -21,21 +21,16 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::io::Write;
 use std::path::PathBuf;
 
-const SYSTEM_HELP: &str = "\
+/// The help's account of which frames are dropped, made from the one list
+/// (`frame::SYSTEM_FRAMES`) the analyzer applies.
+fn system_help() -> String {
+    format!(
+        "\
 THE USER'S LINE, NOT THE ALLOCATOR'S:
   Before grouping, filtering or printing, memtrace drops the frames that belong to the
-  toolchain and the system rather than the program:
-    - frames without line information (except the main executable's functions when the
-      traceback has no line information at all: a program built without -g);
-    - source files under /usr/include, /usr/lib, /usr/local/include, /rustc/, /rust/deps/, a
-      cargo registry or git checkout (*/.cargo/registry/*, */.cargo/git/*), a rustup toolchain,
-      /build/glibc-*, /build/gcc-*;
-    - the runtimes' modules: libc, libm, libpthread, libdl, librt, ld-linux, libstdc++,
-      libgcc_s, libunwind, the vDSO and memtrace's own libtrace.so;
-    - runtime functions: std::*, __gnu_cxx::*, alloc::*, core::* (and <std::..>, <alloc::..>,
-      <core::..> impls), operator new/delete, __rdl_*, __rust_*, __rg_*, the malloc family,
-      _start, __libc_start_*.
-  If that would leave a traceback empty, its innermost frame is kept.
+  toolchain and the system rather than the program, by where they are (a frame without line
+  information stays when it is the program's own: it is named by its function):
+{}  If that would leave a traceback empty, its innermost frame is kept.
   --raw keeps every frame; --user PATTERN exempts matching frames from the rule and
   --system PATTERN adds them to it (fnmatch on the file name, the module path or file
   name, or the function name).
@@ -44,7 +39,10 @@ FRAMES WITHOUT LINE INFORMATION:
   are named <function in module> (or <module+0xoffset>) with line 0 in statistics, and
   printed as `File \"/path/libfoo.so\", function foo+0x12` in tracebacks.
 
-EXIT STATUS: 0 ok, 1 bad input, 2 bad usage.";
+EXIT STATUS: 0 ok, 1 bad input, 2 bad usage.",
+        crate::frame::describe_system_frames("    ", 94)
+    )
+}
 
 const RUN_HELP: &str = "\
 EXAMPLE:
@@ -65,7 +63,7 @@ EXIT STATUS: CMD's exit code, or 128+N when signal N ended it; 127 CMD not found
     name = "memtrace",
     version,
     about = "Python's tracemalloc for native programs: statistics over libtrace.so snapshots",
-    after_help = SYSTEM_HELP
+    after_help = system_help()
 )]
 struct Cli {
     #[command(subcommand)]
@@ -75,7 +73,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// The biggest allocation sites: `[ Top N ]` then one str(Statistic) line each.
-    #[command(after_help = SYSTEM_HELP)]
+    #[command(after_help = system_help())]
     Top {
         /// Snapshot file (`<prefix>.<n>.snap` or `<prefix>.exit.snap`).
         snapshot: PathBuf,
@@ -88,7 +86,7 @@ enum Command {
         common: CommonArgs,
     },
     /// What grew between two snapshots: `[ Top N differences ]` then str(StatisticDiff) lines.
-    #[command(after_help = SYSTEM_HELP)]
+    #[command(after_help = system_help())]
     Diff {
         /// The older snapshot.
         old: PathBuf,
@@ -100,7 +98,7 @@ enum Command {
         common: CommonArgs,
     },
     /// The traceback of the R-th biggest group by traceback.
-    #[command(after_help = SYSTEM_HELP)]
+    #[command(after_help = system_help())]
     Traceback {
         snapshot: PathBuf,
         /// Which group, 1 = the biggest.
