@@ -292,6 +292,41 @@ fn signals_forwarded_as_128_plus_n() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// SIGINT, SIGQUIT and SIGHUP sent to memtrace (not typed at a terminal)
+/// reach CMD, as a shell passes them to its job: CMD dies of it, memtrace
+/// exits 128 + n. A refused --signal says why.
+#[test]
+fn interrupt_sent_to_memtrace_reaches_cmd() {
+    let pre = need_preload!();
+    let dir = tmpdir("sigint");
+    let prog = compile(&dir, "prog", &["-g", "-O2"]).unwrap();
+    let p = prog.to_str().unwrap();
+    for sig in [libc::SIGINT, libc::SIGQUIT, libc::SIGHUP] {
+        let never = dir.join("never");
+        let mut child = Command::new(BIN)
+            .args(["run", "--out", "i", "--", p, "wait", never.to_str().unwrap()])
+            .current_dir(&dir)
+            .env("MEMTRACE_PRELOAD", &pre)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert_eq!(line, "ready\n");
+        let started = std::time::Instant::now();
+        // SAFETY: plain kill(2) of our own child.
+        unsafe { libc::kill(child.id() as i32, sig) };
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(128 + sig), "signal {sig}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "CMD did not get signal {sig}");
+    }
+    let o = memtrace(&pre, &dir, &["run", "--signal", "KILL", "--", p]);
+    assert_eq!(o.code, 2);
+    assert_eq!(o.stderr, "memtrace: --signal KILL: SIGKILL and SIGSTOP cannot be caught, so they cannot ask for a snapshot\n");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn static_program_is_refused() {
     let pre = need_preload!();

@@ -89,6 +89,25 @@ pub const NOT_SNAPSHOT_SIGNALS: &[i32] = &[
     libc::SIGFPE,
 ];
 
+/// Why `v` cannot be a snapshot signal (for the one-line message), or None
+/// when [`parse_snapshot_signal`] accepts it.
+pub fn snapshot_signal_refusal(v: &[u8]) -> Option<&'static str> {
+    if parse_snapshot_signal(v).is_some() {
+        return None;
+    }
+    let sig = std::str::from_utf8(v).ok().and_then(number);
+    Some(match sig {
+        Some(s) if s == libc::SIGKILL || s == libc::SIGSTOP => {
+            "SIGKILL and SIGSTOP cannot be caught, so they cannot ask for a snapshot"
+        }
+        Some(s) if NOT_SNAPSHOT_SIGNALS.contains(&s) => {
+            "SIGSEGV, SIGBUS, SIGILL and SIGFPE report the program's own faults and must reach it"
+        }
+        Some(_) => "not a signal number (1 to SIGRTMAX)",
+        None => "expected USR1, USR2, another signal name (SIGUSR1, RTMIN+3) or number, or off (or 0)",
+    })
+}
+
 /// The `sival_ptr` a snapshot request from memtrace itself carries
 /// (`memtrace snapshot PID` sends it with sigqueue): "memtrace" read as a
 /// little-endian word. libtrace.so snapshots on it even when the program
@@ -114,6 +133,17 @@ pub fn parse_snapshot_signal(v: &[u8]) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_say_why() {
+        assert_eq!(snapshot_signal_refusal(b"USR1"), None);
+        assert_eq!(snapshot_signal_refusal(b"0"), None);
+        assert!(snapshot_signal_refusal(b"9").unwrap().starts_with("SIGKILL and SIGSTOP cannot be caught"));
+        assert!(snapshot_signal_refusal(b"STOP").unwrap().starts_with("SIGKILL and SIGSTOP"));
+        assert!(snapshot_signal_refusal(b"SEGV").unwrap().starts_with("SIGSEGV, SIGBUS"));
+        assert_eq!(snapshot_signal_refusal(b"99"), Some("not a signal number (1 to SIGRTMAX)"));
+        assert!(snapshot_signal_refusal(b"blah").unwrap().starts_with("expected USR1"));
+    }
 
     #[test]
     fn spellings() {

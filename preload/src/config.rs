@@ -146,7 +146,10 @@ pub fn load() {
     if let Some(v) = env(c"MEMTRACE_SIGNAL") {
         match parse_signal(v) {
             Some(s) => sig = s,
-            None => warn("MEMTRACE_SIGNAL", v, "expected USR1, USR2, a signal number or off; using USR2"),
+            None => {
+                let why = signals::snapshot_signal_refusal(v).unwrap_or("not a snapshot signal");
+                warn("MEMTRACE_SIGNAL", v, &format!("{why}; using USR2"))
+            }
         }
     }
     SIGNAL.store(sig, Ordering::Relaxed);

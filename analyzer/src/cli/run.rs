@@ -10,9 +10,11 @@
 //!   loader would ignore LD_PRELOAD: nothing could be traced);
 //! - memtrace waits for CMD and exits with its status (its exit code, or
 //!   128 + the signal that killed it). While it waits, SIGTERM, SIGHUP,
-//!   SIGUSR1, SIGUSR2 and the snapshot signal sent to memtrace are passed on
-//!   to CMD (so `kill -USR2 <memtrace's pid>` takes a snapshot); SIGINT and
-//!   SIGQUIT are ignored by memtrace, since a terminal sends them to CMD too;
+//!   SIGINT, SIGQUIT, SIGUSR1, SIGUSR2 and the snapshot signal sent to
+//!   memtrace are passed on to CMD, as a shell passes them to its job (so
+//!   `kill -USR2 <memtrace's pid>` takes a snapshot and `kill -INT` stops
+//!   CMD); a SIGINT or SIGQUIT typed at the terminal is not passed on, since
+//!   the terminal sends it to CMD itself;
 //! - then every snapshot file that appeared under the output prefix is listed
 //!   on stderr, `memtrace: wrote PATH`, or, if there is none, one line says so
 //!   with the likely reasons.
@@ -43,6 +45,9 @@ pub struct RunError(pub String, pub i32);
 /// `memtrace run`: memtrace exits with CMD's status, or after one line
 /// saying why CMD did not run.
 pub(super) fn command(opts: RunOptions) -> Result<(), Failure> {
+    if let Some(why) = opts.signal.as_deref().and_then(|s| signals::snapshot_signal_refusal(s.as_bytes())) {
+        return Err(Failure::Usage(format!("--signal {}: {why}", opts.signal.as_deref().unwrap_or_default())));
+    }
     match run(opts) {
         Ok(code) => Err(Failure::Exit(code)),
         Err(RunError(m, code)) => {
@@ -484,23 +489,31 @@ impl Drop for Forwarder {
     }
 }
 
+/// The signals a terminal sends to its whole foreground process group (CMD
+/// included): forwarded only when another process sent them to memtrace.
+const TERMINAL_SIGNALS: [i32; 2] = [libc::SIGINT, libc::SIGQUIT];
+
 fn forward_signals(snapshot_signal: Option<i32>) -> Forwarder {
-    let mut forwarded = vec![libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2];
-    // SIGINT and SIGQUIT are left to CMD (a terminal sends them to both);
+    let mut forwarded = vec![
+        libc::SIGTERM,
+        libc::SIGHUP,
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+    ];
     // memtrace's own SIGCHLD is not CMD's business.
-    let kept = [libc::SIGINT, libc::SIGQUIT, libc::SIGCHLD];
     if let Some(s) = snapshot_signal {
-        if !kept.contains(&s) && !forwarded.contains(&s) {
+        if s != libc::SIGCHLD && !forwarded.contains(&s) {
             forwarded.push(s);
         }
     }
-    let ignored = [libc::SIGINT, libc::SIGQUIT];
     // SAFETY: signal mask manipulation with a properly initialised set.
     let (set, old) = unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         let mut old: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        for &s in forwarded.iter().chain(ignored.iter()) {
+        for &s in forwarded.iter() {
             libc::sigaddset(&mut set, s);
         }
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
@@ -519,13 +532,20 @@ impl Forwarder {
         let pid = pid as libc::pid_t;
         // The thread inherits the blocked mask and only calls sigwait and kill.
         std::thread::spawn(move || loop {
-            let mut sig: libc::c_int = 0;
-            // SAFETY: sigwait on an initialised set; kill of our child's pid.
+            // SAFETY: sigwaitinfo on an initialised set into a zeroed
+            // siginfo; kill of our child's pid.
             unsafe {
-                if libc::sigwait(&set, &mut sig) != 0 {
+                let mut info: libc::siginfo_t = std::mem::zeroed();
+                let sig = libc::sigwaitinfo(&set, &mut info);
+                if sig < 0 {
+                    if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                        continue;
+                    }
                     return;
                 }
-                if fw.contains(&sig) && !CHILD_DONE.load(std::sync::atomic::Ordering::SeqCst) {
+                // A terminal's ^C or ^\ reached CMD already (SI_KERNEL).
+                let from_terminal = TERMINAL_SIGNALS.contains(&sig) && info.si_code == libc::SI_KERNEL;
+                if fw.contains(&sig) && !from_terminal && !CHILD_DONE.load(std::sync::atomic::Ordering::SeqCst) {
                     libc::kill(pid, sig);
                 }
             }
