@@ -49,8 +49,13 @@
 //! a server answering the same requests under the same deep stack gets its
 //! stack id without hashing or comparing the whole stack.
 //!
+//! The reads go through `Memory` (memory.rs): the live stack in the hooks,
+//! a fake one in the unit tests below.
+//!
 //! The shadow lives in the thread's ring scratch (ring.rs): zeroed memory is
 //! an empty record (not valid) and an empty table (id 0 = no entry).
+
+use super::memory::Memory;
 
 /// Frames kept from a thread's previous capture (the outermost DEPTH).
 pub const DEPTH: usize = 64;
@@ -80,7 +85,12 @@ const CFA_RBP: usize = 1 << 63;
 impl Frame {
     #[inline(always)]
     pub fn new(sp: usize, bp: usize, pc: usize, cfa_rbp: bool) -> Frame {
-        Frame { sp, bp, pc, bp_at: if cfa_rbp { CFA_RBP } else { 0 } }
+        Frame {
+            sp,
+            bp,
+            pc,
+            bp_at: if cfa_rbp { CFA_RBP } else { 0 },
+        }
     }
 
     /// Where the frame's rule restores rbp from (0: it does not).
@@ -120,7 +130,9 @@ pub fn bits(lo: usize, hi: usize) -> u64 {
     below(hi) & !below(lo)
 }
 
-pub struct Frames {
+/// The frame states of one previous capture, with what the re-checks need
+/// (see the module doc).
+pub struct Record {
     pub base: usize,
     pub valid: bool,
     /// Walking the last state (`f[DEPTH]`) ends the walk by its rule
@@ -158,8 +170,11 @@ struct IdEntry {
     ver: u64,
     id: u32,
     rec: u8,
-    q: u8,
-    n0: u8,
+    /// The record position the key was taken at (see `Shadow::key`).
+    at: u8,
+    /// How many of `inner` are frames.
+    len: u8,
+    /// The stack's frames up to position `at`.
     inner: [usize; INNER],
 }
 
@@ -176,9 +191,9 @@ pub struct Shadow {
     /// where they go in the record. (First: then the scratch and the first
     /// record do not lie a multiple of 4 KiB apart, where copies between
     /// them would stall on 4K aliasing.)
-    pub tmp: [Frame; DEPTH + 1],
+    pub scratch: [Frame; DEPTH + 1],
     ids: [IdEntry; ID_SLOTS],
-    pub recs: [Frames; RECORDS],
+    pub recs: [Record; RECORDS],
     /// The record of the current walk (`pick`), and when each was last
     /// picked.
     cur: usize,
@@ -217,7 +232,7 @@ impl Step {
     /// The slot for entry state (sp, pc).
     #[inline(always)]
     pub fn slot(sp: usize, pc: usize) -> usize {
-        ((sp ^ pc.rotate_left(20)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize % STEPS
+        ((sp ^ pc.rotate_left(20)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) % STEPS
     }
 }
 
@@ -238,7 +253,7 @@ impl Frame {
     }
 }
 
-impl Frames {
+impl Record {
     /// Writes `states` at positions `from..` and gives them all a new
     /// version (see the module doc: every position up to the highest one
     /// changed must get one). Bit i of `in_place`: `states[i]` is not
@@ -297,45 +312,50 @@ impl Frames {
     /// held, or `end` if the run from q gives the same stack as recorded.
     ///
     /// # Safety
-    /// The slots of frames `q..end` must be readable: the walk joined the
-    /// record at q (see the module doc).
+    /// The slots of frames `q..end` must be readable in `mem`: the walk
+    /// joined the record at q (see the module doc).
     #[inline(always)]
-    pub unsafe fn first_changed(&self, q: usize, end: usize) -> usize {
+    pub unsafe fn first_changed<M: Memory>(&self, mem: &M, q: usize, end: usize) -> usize {
         let end = end.min(DEPTH);
-        let mut k = q;
-        // SAFETY: the caller's.
-        while k < end && unsafe { (self.f[k + 1].sp.wrapping_sub(8) as *const usize).read_unaligned() } == self.ra(k) {
-            k += 1;
+        let mut changed = q;
+        // SAFETY: the caller's: frame k's return address slot lies inside it.
+        while changed < end
+            && unsafe { mem.word(self.f[changed + 1].sp.wrapping_sub(8)) } == self.ra(changed)
+        {
+            changed += 1;
         }
-        // SAFETY (both): the caller's.
-        k = unsafe { self.first_bp_changed(self.need_mask & bits(q, k)) }.unwrap_or(k);
-        if k < end {
-            // The walk goes on from frame k with the recorded rbp: every
-            // rbp restored below it must hold, whether it mattered or not.
-            k = unsafe { self.first_bp_changed(self.bp_mask & bits(q, k)) }.unwrap_or(k);
+        // SAFETY: the caller's, for frames q..changed.
+        changed = unsafe { self.first_bp_changed(mem, self.need_mask & bits(q, changed)) }
+            .unwrap_or(changed);
+        if changed < end {
+            // The walk goes on from frame `changed` with the recorded rbp:
+            // every rbp restored below it must hold, whether it mattered or not.
+            // SAFETY: as above.
+            changed = unsafe { self.first_bp_changed(mem, self.bp_mask & bits(q, changed)) }
+                .unwrap_or(changed);
         }
-        k
+        changed
     }
 
-    /// The first frame in `m` (a bit set) whose restored rbp changed.
+    /// The first frame in `frames` (a bit set) whose restored rbp changed.
     ///
     /// # Safety
-    /// As `first_changed`, for the frames in `m`.
+    /// As `first_changed`, for the frames in `frames`.
     #[inline(always)]
-    unsafe fn first_bp_changed(&self, mut m: u64) -> Option<usize> {
-        while m != 0 {
-            let i = m.trailing_zeros() as usize;
-            // SAFETY: the caller's.
-            if unsafe { (self.f[i].bp_at() as *const usize).read_unaligned() } != self.f[i + 1].bp {
+    unsafe fn first_bp_changed<M: Memory>(&self, mem: &M, mut frames: u64) -> Option<usize> {
+        while frames != 0 {
+            let i = frames.trailing_zeros() as usize;
+            // SAFETY: the caller's: frame i's saved-rbp slot lies inside it.
+            if unsafe { mem.word(self.f[i].bp_at()) } != self.f[i + 1].bp {
                 return Some(i);
             }
-            m &= m - 1;
+            frames &= frames - 1;
         }
         None
     }
 }
 
-impl Frames {
+impl Record {
     /// The entry point this record was made from: the stack address of the
     /// hook's caller and the return address into it.
     #[inline(always)]
@@ -344,7 +364,7 @@ impl Frames {
     }
 
     /// Becomes a copy of `other` (its live part), with new versions.
-    fn copy_from(&mut self, other: &Frames) {
+    fn copy_from(&mut self, other: &Record) {
         let b = other.base.min(DEPTH);
         self.base = other.base;
         self.valid = other.valid;
@@ -373,10 +393,17 @@ impl Shadow {
     /// the price of a copy now and then.
     ///
     /// # Safety
-    /// `at` and `bp` must be the entry state of a hook running on this
-    /// thread's stack (the first check reads a slot above `at`).
+    /// `at` and `bp` must be the entry state of a hook running on the stack
+    /// `mem` reads (the first check reads a slot above `at`).
     #[inline(always)]
-    pub unsafe fn pick(&mut self, at: usize, ra0: usize, bp: usize, gen: u64) -> usize {
+    pub unsafe fn pick<M: Memory>(
+        &mut self,
+        mem: &M,
+        at: usize,
+        ra0: usize,
+        bp: usize,
+        gen: u64,
+    ) -> usize {
         self.tick += 1;
         let mut same_entry = None;
         let mut found = None;
@@ -384,11 +411,12 @@ impl Shadow {
             if r.gen == gen && r.entry() == Some((at, ra0)) {
                 // The first check re-reads the return address the entry
                 // matched already; the second tells the callers apart.
-                // SAFETY: the record's frames from its entry at `at` read
-                // only inside themselves (Frame::recordable): their slots
-                // lie in the live stack above `at`.
                 let b = r.base;
-                if (r.f[b].bp == bp || r.bp_free(b)) && unsafe { r.first_changed(b, b + 2) == (b + 2).min(DEPTH) }
+                if (r.f[b].bp == bp || r.bp_free(b))
+                    // SAFETY: the record's frames from its entry at `at` read
+                    // only inside themselves (Frame::recordable): their slots
+                    // lie in the stack above `at`.
+                    && unsafe { r.first_changed(mem, b, b + 2) } == (b + 2).min(DEPTH)
                 {
                     found = Some(i);
                     break;
@@ -411,7 +439,10 @@ impl Shadow {
         if !self.misses.is_multiple_of(4) || !self.recs[src].valid {
             return src;
         }
-        let oldest = (0..RECORDS).filter(|&i| i != src).min_by_key(|&i| self.used[i]).unwrap_or(src);
+        let oldest = (0..RECORDS)
+            .filter(|&i| i != src)
+            .min_by_key(|&i| self.used[i])
+            .unwrap_or(src);
         let (a, b) = if oldest < src {
             let (lo, hi) = self.recs.split_at_mut(src);
             (&mut lo[oldest], &hi[0])
@@ -429,24 +460,31 @@ impl Shadow {
         self.recs[self.cur].id = id;
     }
 
-    /// The key for `frames`, a stack whose first `n0` frames are the walk's
-    /// own and the rest the record's from position `q` on; None if it
+    /// The key for `frames`, a stack whose first `own` frames are the walk's
+    /// own and the rest the record's from position `join_at` on; None if it
     /// cannot be cached. The key is taken at the record position INNER
     /// frames up (or the record's end): the same position for the same
     /// stack wherever the walk joined, and one that later joins rewrite
-    /// less often than q itself.
+    /// less often than `join_at` itself.
     #[inline(always)]
-    pub fn key(&self, q: usize, n0: usize, frames: &[usize]) -> Option<IdKey> {
-        if n0 > INNER || q > DEPTH {
+    pub fn key(&self, join_at: usize, own: usize, frames: &[usize]) -> Option<IdKey> {
+        if own > INNER || join_at > DEPTH {
             return None;
         }
-        let at = (q + (INNER - n0)).min(DEPTH);
-        let len = n0 + (at - q);
+        let at = (join_at + (INNER - own)).min(DEPTH);
+        let len = own + (at - join_at);
         if len > frames.len() {
             return None;
         }
         let rec = &self.recs[self.cur];
-        let mut e = IdEntry { ver: rec.ver[at], id: 0, rec: self.cur as u8, q: at as u8, n0: len as u8, inner: [0; INNER] };
+        let mut e = IdEntry {
+            ver: rec.ver[at],
+            id: 0,
+            rec: self.cur as u8,
+            at: at as u8,
+            len: len as u8,
+            inner: [0; INNER],
+        };
         // Unused words stay 0 in both the key and the entry, so whole
         // arrays compare (no length-dependent loop, no memcmp call).
         for (i, (d, &f)) in e.inner.iter_mut().zip(frames).enumerate() {
@@ -454,7 +492,10 @@ impl Shadow {
                 *d = f;
             }
         }
-        let h = (e.inner[0] ^ e.inner[1].rotate_left(21) ^ e.inner[2].rotate_left(42) ^ (self.cur << 12 | at << 3 | len)) as u64;
+        let h = (e.inner[0]
+            ^ e.inner[1].rotate_left(21)
+            ^ e.inner[2].rotate_left(42)
+            ^ (self.cur << 12 | at << 3 | len)) as u64;
         let slot = (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % ID_SLOTS;
         Some(IdKey { slot, entry: e })
     }
@@ -464,7 +505,10 @@ impl Shadow {
     #[inline(always)]
     pub fn id(&self, key: &IdKey) -> Option<u32> {
         let (e, k) = (&self.ids[key.slot], &key.entry);
-        let mut diff = (e.ver ^ k.ver) as usize | (e.rec ^ k.rec) as usize | (e.q ^ k.q) as usize | (e.n0 ^ k.n0) as usize;
+        let mut diff = (e.ver ^ k.ver) as usize
+            | (e.rec ^ k.rec) as usize
+            | (e.at ^ k.at) as usize
+            | (e.len ^ k.len) as usize;
         for i in 0..INNER {
             diff |= e.inner[i] ^ k.inner[i];
         }
@@ -478,11 +522,11 @@ impl Shadow {
     }
 
     /// Remembers `id` for the held key. To be called after the record was
-    /// updated by the walk that made the key (which leaves position q as it
+    /// updated by the walk that made the key (which leaves position `at` as it
     /// was).
     pub fn remember(&mut self, id: u32) {
         let mut e = self.pending.entry;
-        if self.recs[e.rec as usize].ver[e.q as usize] != e.ver {
+        if self.recs[e.rec as usize].ver[e.at as usize] != e.ver {
             return;
         }
         e.id = id;
