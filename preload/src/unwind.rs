@@ -27,6 +27,8 @@ mod ehframe;
 mod memory;
 mod rules;
 mod shadow;
+#[cfg(test)]
+mod testing;
 
 pub use ehframe::Caller;
 use ehframe::Walk;

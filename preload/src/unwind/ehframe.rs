@@ -138,7 +138,7 @@ pub unsafe fn backtrace(
 /// # Safety
 /// As `backtrace`, with `mem` holding the stack from `caller.at` to `hi`.
 #[inline(always)]
-unsafe fn walk<M: Memory, R: Fn(usize) -> Rule>(
+pub(super) unsafe fn walk<M: Memory, R: Fn(usize) -> Rule>(
     mem: M,
     rules: R,
     caller: Caller,
@@ -801,5 +801,167 @@ fn copy_frames(scratch: &mut [Frame; DEPTH + 1], at: usize, src: &[Frame]) {
     // A plain loop: a few frames, where a memmove call costs more.
     for (d, s) in scratch[at..at + room].iter_mut().zip(src) {
         *d = *s;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+
+    /// Functions: 0 an rsp frame, 1 an rsp frame saving rbp, 2 a
+    /// frame-pointer frame, 3 the outermost (its rule ends every walk), 4
+    /// another rsp frame; 5 has no rule.
+    fn program() -> Program {
+        Program {
+            rules: vec![
+                rsp(32),
+                rsp_saving_rbp(48),
+                RBP_FRAME,
+                Rule::Last,
+                rsp(16),
+                Rule::Other,
+            ],
+        }
+    }
+
+    const AT: usize = STACK + 0x100;
+
+    /// leaf (0) ← saver (1) ← fp frame (2) ← rsp (4) ← outermost (3).
+    fn calls() -> Vec<Call> {
+        vec![
+            Call {
+                func: 0,
+                site: 0,
+                size: 32,
+            },
+            Call {
+                func: 1,
+                site: 1,
+                size: 48,
+            },
+            Call {
+                func: 2,
+                site: 2,
+                size: 64,
+            },
+            Call {
+                func: 4,
+                site: 0,
+                size: 16,
+            },
+        ]
+    }
+
+    fn stack() -> FakeStack {
+        FakeStack::new(STACK, 128)
+    }
+
+    #[test]
+    fn frames_by_rule_rsp_and_rbp_based_cfa_and_a_saved_rbp() {
+        let (mut s, p) = (stack(), program());
+        let laid = lay_out(&mut s, &p, AT, &calls(), ra_into(3, 0));
+        // The frame-pointer frame's CFA comes from the rbp frame 1 restored.
+        let (walked, frames) = capture(&s, &p, laid.caller, 64, None);
+        assert_eq!(
+            walked,
+            Some(Walk::Frames {
+                n: 5,
+                keyed: false,
+                whole: false
+            })
+        );
+        assert_eq!(frames, laid.ras);
+        assert_eq!(
+            frames[4],
+            ra_into(3, 0),
+            "the outermost frame's return address, then its rule ends the walk"
+        );
+    }
+
+    #[test]
+    fn a_wrong_saved_rbp_sends_the_frame_pointer_frame_elsewhere() {
+        let (mut s, p) = (stack(), program());
+        let laid = lay_out(&mut s, &p, AT, &calls(), ra_into(3, 0));
+        // Frame 1 restores rbp from CFA − 16: point it at frame 3's frame
+        // instead, so the fp frame's CFA lands on the wrong return address.
+        s.set(laid.cfas[1] - 16, laid.cfas[3] - 16);
+        let (_, frames) = capture(&s, &p, laid.caller, 64, None);
+        assert_ne!(frames, laid.ras);
+        assert_eq!(frames[..2], laid.ras[..2]);
+    }
+
+    #[test]
+    fn a_return_address_below_0x4000_ends_the_walk() {
+        let (mut s, p) = (stack(), program());
+        let laid = lay_out(&mut s, &p, AT, &calls(), 0);
+        let (walked, frames) = capture(&s, &p, laid.caller, 64, None);
+        assert_eq!(
+            walked,
+            Some(Walk::Frames {
+                n: 4,
+                keyed: false,
+                whole: false
+            })
+        );
+        assert_eq!(frames, laid.ras);
+    }
+
+    #[test]
+    fn the_buffer_cuts_the_walk() {
+        let (mut s, p) = (stack(), program());
+        let laid = lay_out(&mut s, &p, AT, &calls(), ra_into(3, 0));
+        let (walked, frames) = capture(&s, &p, laid.caller, 2, None);
+        assert_eq!(
+            walked,
+            Some(Walk::Frames {
+                n: 2,
+                keyed: false,
+                whole: false
+            })
+        );
+        assert_eq!(frames, laid.ras[..2]);
+    }
+
+    #[test]
+    fn a_pc_without_a_simple_rule_hands_the_capture_to_libunwind() {
+        let (mut s, p) = (stack(), program());
+        let mut c = calls();
+        c[2].func = 5; // no rule
+        let laid = lay_out(&mut s, &p, AT, &c, ra_into(3, 0));
+        assert_eq!(capture(&s, &p, laid.caller, 64, None).0, None);
+        // Unknown code outside every function, too.
+        s.set(laid.cfas[0] - 8, 0x10_0000);
+        assert_eq!(capture(&s, &p, laid.caller, 64, None).0, None);
+    }
+
+    #[test]
+    fn a_slot_above_the_stack_top_hands_the_capture_to_libunwind() {
+        let (mut s, p) = (stack(), program());
+        let laid = lay_out(&mut s, &p, AT, &calls(), ra_into(3, 0));
+        // The top just below frame 2's return address: the walk must not
+        // read it (the fake stack would panic on a read past its end).
+        let short = FakeStack {
+            base: s.base,
+            words: s.words[..(laid.cfas[2] - 8 - STACK) / 8].to_vec(),
+        };
+        assert_eq!(capture(&short, &p, laid.caller, 64, None).0, None);
+        // Nor may a slot straddle the top.
+        let top = laid.cfas[1] - 1;
+        assert_eq!(capture_to(&s, &p, laid.caller, top, 64, None).0, None);
+    }
+
+    #[test]
+    fn a_walk_not_below_the_stack_top_hands_the_capture_to_libunwind() {
+        let (mut s, p) = (stack(), program());
+        let laid = lay_out(&mut s, &p, AT, &calls(), ra_into(3, 0));
+        // Unknown bounds (1), or the hook running on another stack.
+        for hi in [1, AT, AT + 8] {
+            assert_eq!(
+                capture_to(&s, &p, laid.caller, hi, 64, None).0,
+                None,
+                "hi {hi:#x}"
+            );
+        }
     }
 }

@@ -318,8 +318,8 @@ impl Record {
     pub unsafe fn first_changed<M: Memory>(&self, mem: &M, q: usize, end: usize) -> usize {
         let end = end.min(DEPTH);
         let mut changed = q;
-        // SAFETY: the caller's: frame k's return address slot lies inside it.
         while changed < end
+            // SAFETY: the caller's: frame k's return address slot lies inside it.
             && unsafe { mem.word(self.f[changed + 1].sp.wrapping_sub(8)) } == self.ra(changed)
         {
             changed += 1;
@@ -531,5 +531,333 @@ impl Shadow {
         }
         e.id = id;
         self.ids[self.pending.slot] = e;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::rules::Rule;
+    use super::super::testing::*;
+    use super::*;
+
+    /// Functions: 0 a leaf saving rbp, 1 an rsp frame, 2 a frame-pointer
+    /// frame, 3 the outermost (its rule ends every walk), 4 and 5 rsp frames
+    /// saving rbp, 6 and 7 two handlers of the same size.
+    fn program() -> Program {
+        Program {
+            rules: vec![
+                rsp_saving_rbp(32),
+                rsp(48),
+                RBP_FRAME,
+                Rule::Last,
+                rsp_saving_rbp(32),
+                rsp_saving_rbp(32),
+                rsp(64),
+                rsp(64),
+            ],
+        }
+    }
+
+    const AT: usize = STACK + 0x200;
+
+    /// A server's stack: leaf, a chain of ten frames of every kind, the
+    /// outermost.
+    fn deep() -> Vec<Call> {
+        let mut c = vec![Call {
+            func: 0,
+            site: 0,
+            size: 32,
+        }];
+        for i in 0..10 {
+            c.push(match i % 4 {
+                0 => Call {
+                    func: 1,
+                    site: i,
+                    size: 48,
+                },
+                1 => Call {
+                    func: 2,
+                    site: i,
+                    size: 80,
+                },
+                2 => Call {
+                    func: 4,
+                    site: i,
+                    size: 32,
+                },
+                _ => Call {
+                    func: 5,
+                    site: i,
+                    size: 32,
+                },
+            });
+        }
+        c
+    }
+
+    fn stack() -> FakeStack {
+        FakeStack::new(STACK, 512)
+    }
+
+    fn first_changed(r: &Record, s: &FakeStack, q: usize, end: usize) -> usize {
+        // SAFETY: the fake stack checks every read.
+        unsafe { r.first_changed(s, q, end) }
+    }
+
+    /// The valid record (tests with one entry point have one).
+    fn record(sh: &Shadow) -> &Record {
+        let mut valid = sh.recs.iter().filter(|r| r.valid);
+        let r = valid.next().expect("a valid record");
+        assert!(valid.next().is_none());
+        r
+    }
+
+    #[test]
+    fn joined_at_the_base_and_verified_to_the_end_gives_the_records_id() {
+        let (mut s, p, mut sh, mut ids) = (stack(), program(), new_shadow(), Interner::default());
+        let laid = lay_out(&mut s, &p, AT, &deep(), ra_into(3, 0));
+        let (first, from) = checked(&s, &p, laid.caller, 64, &mut sh, &mut ids);
+        assert_eq!(from, Source::Walked);
+        assert_eq!(ids.stack(first), &laid.ras[..]);
+        assert_eq!(record(&sh).id, first);
+        for _ in 0..3 {
+            assert_eq!(
+                checked(&s, &p, laid.caller, 64, &mut sh, &mut ids),
+                (first, Source::Shadow)
+            );
+        }
+    }
+
+    #[test]
+    fn the_buffers_end_is_not_the_stacks_end() {
+        // Cut by the buffer, the record's frames are not the whole stack:
+        // its id is never the stack's.
+        let (mut s, p, mut sh, mut ids) = (stack(), program(), new_shadow(), Interner::default());
+        let laid = lay_out(&mut s, &p, AT, &deep(), ra_into(3, 0));
+        for _ in 0..3 {
+            let (id, from) = checked(&s, &p, laid.caller, 5, &mut sh, &mut ids);
+            assert_eq!((ids.stack(id), from), (&laid.ras[..5], Source::Walked));
+        }
+    }
+
+    #[test]
+    fn a_changed_frame_in_the_middle_is_walked_again() {
+        let (mut s, p, mut sh, mut ids) = (stack(), program(), new_shadow(), Interner::default());
+        let calls = deep();
+        let laid = lay_out(&mut s, &p, AT, &calls, ra_into(3, 0));
+        let (old, _) = checked(&s, &p, laid.caller, 64, &mut sh, &mut ids);
+        assert_eq!(
+            checked(&s, &p, laid.caller, 64, &mut sh, &mut ids),
+            (old, Source::Shadow)
+        );
+        // Frame 5 (a frame-pointer frame) is now called from another site of
+        // the same function: same addresses, same rules, one return address
+        // changed. Then frame 3 (an rsp frame) too.
+        for (frame, site) in [(5, 7), (3, 9)] {
+            let mut c = calls.clone();
+            c[frame].site = site;
+            let laid = lay_out(&mut s, &p, AT, &c, ra_into(3, 0));
+            let (new, from) = checked(&s, &p, laid.caller, 64, &mut sh, &mut ids);
+            assert_ne!(new, old);
+            assert_eq!(from, Source::Walked);
+            assert_eq!(
+                checked(&s, &p, laid.caller, 64, &mut sh, &mut ids),
+                (new, Source::Shadow)
+            );
+        }
+        // And back: the first stack again.
+        let laid = lay_out(&mut s, &p, AT, &calls, ra_into(3, 0));
+        assert_eq!(checked(&s, &p, laid.caller, 64, &mut sh, &mut ids).0, old);
+    }
+
+    #[test]
+    fn a_changed_saved_rbp_that_a_frame_pointer_frame_reads_is_walked_again() {
+        let (mut s, p, mut sh, mut ids) = (stack(), program(), new_shadow(), Interner::default());
+        let calls = deep();
+        let laid = lay_out(&mut s, &p, AT, &calls, ra_into(3, 0));
+        let (old, _) = checked(&s, &p, laid.caller, 64, &mut sh, &mut ids);
+        // Frame 1 (rsp) saves nothing; frame 0 (the leaf) saved rbp, which
+        // frame 2 (frame pointer) reads through frame 1: point it 16 bytes
+        // up, at a slot made to look like a frame.
+        let bp_at = laid.cfas[0] - 16;
+        let moved = s.get(bp_at) + 16;
+        s.set(bp_at, moved);
+        s.set(moved + 8, ra_into(4, 5));
+        s.set(moved, s.get(moved - 16));
+        let (new, _) = checked(&s, &p, laid.caller, 64, &mut sh, &mut ids);
+        assert_ne!(new, old);
+    }
+
+    /// shadow_stress.c's moved frames (mv_*): the allocating frame at the
+    /// same address, its caller (a frame-pointer frame with a VLA) bigger,
+    /// everything above it moved up, and the caller's old return-address
+    /// slot, now inside its VLA, holding the old value again. Every return
+    /// address the record re-reads is as recorded; only the saved rbp the
+    /// leaf restores (the caller's frame pointer) tells the stacks apart.
+    #[test]
+    fn a_moved_frame_with_the_same_return_address_slots_but_another_saved_rbp_is_walked_again() {
+        let (mut s, p, mut sh, mut ids) = (stack(), program(), new_shadow(), Interner::default());
+        let before = [
+            Call {
+                func: 0,
+                site: 0,
+                size: 32,
+            },
+            Call {
+                func: 2,
+                site: 0,
+                size: 64,
+            },
+            Call {
+                func: 1,
+                site: 0,
+                size: 48,
+            },
+        ];
+        let laid = lay_out(&mut s, &p, AT, &before, ra_into(3, 0));
+        let (old, _) = checked(&s, &p, laid.caller, 64, &mut sh, &mut ids);
+        assert_eq!(
+            checked(&s, &p, laid.caller, 64, &mut sh, &mut ids),
+            (old, Source::Shadow)
+        );
+        let old_slots: Vec<(usize, usize)> = s
+            .words
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|w| w.1 != 0)
+            .collect();
+        let after = [
+            Call {
+                func: 0,
+                site: 0,
+                size: 32,
+            },
+            Call {
+                func: 2,
+                site: 0,
+                size: 96,
+            },
+            Call {
+                func: 1,
+                site: 1,
+                size: 48,
+            },
+        ];
+        let moved = lay_out(&mut s, &p, AT, &after, ra_into(3, 0));
+        // The old return-address slots still hold what they held.
+        for at in [laid.cfas[1] - 8, laid.cfas[2] - 8] {
+            assert!(
+                old_slots.contains(&((at - STACK) / 8, s.get(at))),
+                "slot {at:#x} was overwritten"
+            );
+        }
+        assert_ne!(
+            s.get(laid.cfas[0] - 16),
+            moved.cfas[0],
+            "the saved rbp differs"
+        );
+        let (new, from) = checked(&s, &p, moved.caller, 64, &mut sh, &mut ids);
+        assert_ne!(new, old);
+        assert_eq!(from, Source::Walked);
+        assert_eq!(ids.stack(new), &moved.ras[..]);
+    }
+
+    #[test]
+    fn first_changed_reads_return_addresses_and_the_saved_rbps_that_matter() {
+        let (mut s, p, mut sh, mut ids) = (stack(), program(), new_shadow(), Interner::default());
+        // leaf (saves rbp) ← rsp ← frame pointer ← saver ← saver ← rsp.
+        let calls = [
+            Call {
+                func: 0,
+                site: 0,
+                size: 32,
+            },
+            Call {
+                func: 1,
+                site: 0,
+                size: 48,
+            },
+            Call {
+                func: 2,
+                site: 0,
+                size: 64,
+            },
+            Call {
+                func: 4,
+                site: 0,
+                size: 32,
+            },
+            Call {
+                func: 5,
+                site: 0,
+                size: 32,
+            },
+            Call {
+                func: 1,
+                site: 1,
+                size: 48,
+            },
+        ];
+        let laid = lay_out(&mut s, &p, AT, &calls, ra_into(3, 0));
+        checked(&s, &p, laid.caller, 64, &mut sh, &mut ids);
+        let r = record(&sh);
+        let base = r.base;
+        assert_eq!(first_changed(r, &s, base, DEPTH), DEPTH);
+        // Position base + k holds frame k − 1 (base: the entry state).
+        let frame = |k: usize| base + 1 + k;
+        // A return address: the frame that read it.
+        let saved = s.get(laid.cfas[2] - 8);
+        s.set(laid.cfas[2] - 8, saved + 0x10);
+        assert_eq!(first_changed(r, &s, base, DEPTH), frame(2));
+        assert_eq!(
+            first_changed(r, &s, frame(3), DEPTH),
+            DEPTH,
+            "a run above it"
+        );
+        s.set(laid.cfas[2] - 8, saved);
+        // The rbp the leaf restores: the frame-pointer frame above reads it.
+        let saved = s.get(laid.cfas[0] - 16);
+        s.set(laid.cfas[0] - 16, saved + 8);
+        assert_eq!(first_changed(r, &s, base, DEPTH), frame(0));
+        s.set(laid.cfas[0] - 16, saved);
+        // The rbp frame 3 restores: frame 4 saves and restores rbp without
+        // reading it, so over a run to the end it does not matter...
+        let saved = s.get(laid.cfas[3] - 16);
+        s.set(laid.cfas[3] - 16, saved + 8);
+        assert_eq!(first_changed(r, &s, base, DEPTH), DEPTH);
+        // ...but where a frame above it changed, the walk goes on from
+        // there with the recorded rbp: every restored rbp below must hold.
+        let saved_ra = s.get(laid.cfas[5] - 8);
+        s.set(laid.cfas[5] - 8, saved_ra + 0x10);
+        assert_eq!(first_changed(r, &s, base, DEPTH), frame(3));
+        s.set(laid.cfas[3] - 16, saved);
+        assert_eq!(first_changed(r, &s, base, DEPTH), frame(5));
+    }
+
+    #[test]
+    fn a_stable_stack_under_changing_callers_is_known_by_the_shadow() {
+        // The server pattern: one call site whose caller changes (two
+        // handlers of the same size: the same addresses), under a stable
+        // deep stack.
+        let (mut s, p, mut sh, mut ids) = (stack(), program(), new_shadow(), Interner::default());
+        let mut calls = deep();
+        calls.insert(
+            1,
+            Call {
+                func: 6,
+                site: 0,
+                size: 64,
+            },
+        );
+        let mut from_shadow = Vec::new();
+        for round in 0..16 {
+            calls[1].func = 6 + round % 2;
+            let laid = lay_out(&mut s, &p, AT, &calls, ra_into(3, 0));
+            let (id, from) = checked(&s, &p, laid.caller, 64, &mut sh, &mut ids);
+            assert_eq!(id, 1 + round as u32 % 2);
+            from_shadow.push(from == Source::Shadow);
+        }
+        assert!(from_shadow[8..].iter().all(|&x| x), "{from_shadow:?}");
     }
 }
