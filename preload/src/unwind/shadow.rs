@@ -318,11 +318,17 @@ impl Record {
     pub unsafe fn first_changed<M: Memory>(&self, mem: &M, q: usize, end: usize) -> usize {
         let end = end.min(DEPTH);
         let mut changed = q;
-        while changed < end
+        while changed < end {
             // SAFETY: the caller's: frame k's return address slot lies inside it.
-            && unsafe { mem.word(self.f[changed + 1].sp.wrapping_sub(8)) } == self.ra(changed)
-        {
+            if unsafe { mem.word(self.f[changed + 1].sp.wrapping_sub(8)) } != self.ra(changed) {
+                break;
+            }
             changed += 1;
+            // The loop's own condition again, here: the compiler then keeps
+            // a long run's loop (a server's ≈ 27 frames) in registers.
+            if changed == end {
+                break;
+            }
         }
         // SAFETY: the caller's, for frames q..changed.
         changed = unsafe { self.first_bp_changed(mem, self.need_mask & bits(q, changed)) }
