@@ -1,5 +1,5 @@
-//! The fast unwinder: x86-64 `.eh_frame` rules, pre-digested per return
-//! address into one word and kept in a lock-free direct-mapped cache.
+//! The fast unwinder: a walk by x86-64 `.eh_frame` rules (pre-digested per
+//! return address into one word and cached: rules.rs).
 //!
 //! A capture walks the stack itself while every frame's rule is "simple" —
 //! CFA = rsp|rbp + N, return address at CFA − 8, rbp unchanged or saved at

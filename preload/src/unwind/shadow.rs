@@ -308,18 +308,19 @@ impl Record {
         self.f[k + 1].pc + 1
     }
 
-    /// The first frame in `q..end` whose slots no longer hold what they
-    /// held, or `end` if the run from q gives the same stack as recorded.
+    /// The first frame in `from..end` whose slots no longer hold what they
+    /// held, or `end` if the run from `from` gives the same stack as recorded.
     ///
     /// # Safety
-    /// The slots of frames `q..end` must be readable in `mem`: the walk
-    /// joined the record at q (see the module doc).
+    /// The slots of frames `from..end` must be readable in `mem`: the walk
+    /// joined the record at `from` (see the module doc).
     #[inline(always)]
-    pub unsafe fn first_changed<M: Memory>(&self, mem: &M, q: usize, end: usize) -> usize {
+    pub unsafe fn first_changed<M: Memory>(&self, mem: &M, from: usize, end: usize) -> usize {
         let end = end.min(DEPTH);
-        let mut changed = q;
+        let mut changed = from;
         while changed < end {
-            // SAFETY: the caller's: frame k's return address slot lies inside it.
+            // SAFETY: the caller's: the return address slot of frame
+            // `changed` lies inside it.
             if unsafe { mem.word(self.f[changed + 1].sp.wrapping_sub(8)) } != self.ra(changed) {
                 break;
             }
@@ -330,14 +331,14 @@ impl Record {
                 break;
             }
         }
-        // SAFETY: the caller's, for frames q..changed.
-        changed = unsafe { self.first_bp_changed(mem, self.need_mask & bits(q, changed)) }
+        // SAFETY: the caller's, for frames from..changed.
+        changed = unsafe { self.first_bp_changed(mem, self.need_mask & bits(from, changed)) }
             .unwrap_or(changed);
         if changed < end {
             // The walk goes on from frame `changed` with the recorded rbp:
             // every rbp restored below it must hold, whether it mattered or not.
             // SAFETY: as above.
-            changed = unsafe { self.first_bp_changed(mem, self.bp_mask & bits(q, changed)) }
+            changed = unsafe { self.first_bp_changed(mem, self.bp_mask & bits(from, changed)) }
                 .unwrap_or(changed);
         }
         changed
@@ -605,9 +606,9 @@ mod tests {
         FakeStack::new(STACK, 512)
     }
 
-    fn first_changed(r: &Record, s: &FakeStack, q: usize, end: usize) -> usize {
+    fn first_changed(r: &Record, s: &FakeStack, from: usize, end: usize) -> usize {
         // SAFETY: the fake stack checks every read.
-        unsafe { r.first_changed(s, q, end) }
+        unsafe { r.first_changed(s, from, end) }
     }
 
     /// The valid record (tests with one entry point have one).
