@@ -155,6 +155,9 @@ pub(super) unsafe fn walk<M: Memory, R: Fn(usize) -> Rule>(
     }
     // SAFETY: the caller's.
     let mut w = unsafe { Walker::start(mem, rules, caller, hi, buf, cap, sh) };
+    // Frame by frame: where the walk reaches one of the record's states it
+    // re-checks the record's frames from there instead (try_join); other
+    // frames come from the step table or their rule (walk_frame).
     while w.n < w.cap {
         // SAFETY: the walker's reads stay in the stack (`in_stack`, or
         // recorded frames' own slots); its writes in buf[..cap]; n < cap.
@@ -219,6 +222,7 @@ struct Walker<'a, M: Memory, R: Fn(usize) -> Rule> {
     span: usize,
     /// The rule cache's generation.
     gen: u64,
+    /// Where the return addresses go, and its room.
     buf: *mut usize,
     cap: usize,
     /// The state on entry to the frame walked next: sp, rbp, and the pc its
@@ -228,7 +232,9 @@ struct Walker<'a, M: Memory, R: Fn(usize) -> Rule> {
     pc: usize,
     /// Return addresses written to buf so far.
     n: usize,
+    /// The thread's shadow (null: none), for its id cache at the end.
     shadow: *mut Shadow,
+    /// The parts of it the walk uses (None with a null shadow).
     thread: Option<Thread<'a>>,
     /// The next record position to try a join at (its sp is not below ours).
     next_join: usize,
