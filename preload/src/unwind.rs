@@ -24,7 +24,11 @@
 //!   printed; a summary line at exit.
 
 mod ehframe;
+mod memory;
+mod rules;
 mod shadow;
+#[cfg(test)]
+mod testing;
 
 pub use ehframe::Caller;
 use ehframe::Walk;
@@ -115,14 +119,19 @@ pub fn load_libunwind() {
     let _g = crate::sys::NoTrace::new();
     // SAFETY: dlopen/dlsym with valid C strings; the handle is never closed.
     unsafe {
-        let h = libc::dlopen(c"libunwind.so.8".as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+        let h = libc::dlopen(
+            c"libunwind.so.8".as_ptr(),
+            libc::RTLD_NOW | libc::RTLD_LOCAL,
+        );
         if h.is_null() {
             crate::sys::log("cannot load libunwind.so.8 (apt-get install libunwind8); using the slower libgcc unwinder");
             return;
         }
         let f = libc::dlsym(h, c"unw_backtrace".as_ptr());
         if f.is_null() {
-            crate::sys::log("libunwind.so.8 has no unw_backtrace; using the slower libgcc unwinder");
+            crate::sys::log(
+                "libunwind.so.8 has no unw_backtrace; using the slower libgcc unwinder",
+            );
             return;
         }
         UNW_BACKTRACE.store(f as usize, Ordering::Release);
@@ -131,7 +140,11 @@ pub fn load_libunwind() {
     // in the constructor, before the program's own code can setenv.
     let mode = unsafe {
         let v = libc::getenv(c"MEMTRACE_UNWIND".as_ptr());
-        if v.is_null() { &b"fast"[..] } else { std::ffi::CStr::from_ptr(v).to_bytes() }
+        if v.is_null() {
+            &b"fast"[..]
+        } else {
+            std::ffi::CStr::from_ptr(v).to_bytes()
+        }
     };
     let mode = match mode {
         b"" | b"fast" => MODE_FAST,
@@ -145,7 +158,7 @@ pub fn load_libunwind() {
             MODE_FAST
         }
     };
-    if mode != MODE_LIBUNWIND && ehframe::init() {
+    if mode != MODE_LIBUNWIND && rules::init() {
         if mode == MODE_CHECK {
             // SAFETY: registering a plain extern "C" fn.
             unsafe { libc::atexit(check_summary) };
@@ -156,9 +169,8 @@ pub fn load_libunwind() {
 
 /// Forgets the fast unwinder's cached rules. To be called after a dlclose
 /// (another object may then be mapped at the same addresses).
-#[allow(dead_code)]
 pub fn modules_changed() {
-    ehframe::invalidate();
+    rules::invalidate();
 }
 
 extern "C" fn check_summary() {
@@ -177,12 +189,19 @@ struct GccState {
     cap: usize,
 }
 
+/// `_Unwind_Backtrace`'s callback: records one frame's pc.
+///
+/// # Safety
+/// `arg` must be the `GccState` `slow_backtrace` passed; `ctx` libgcc's.
 unsafe extern "C" fn gcc_frame(ctx: *mut c_void, arg: *mut c_void) -> c_int {
-    let st = &mut *(arg as *mut GccState);
+    // SAFETY: `arg` is the &mut GccState passed by slow_backtrace, not
+    // otherwise used while the unwinder runs.
+    let st = unsafe { &mut *(arg as *mut GccState) };
     if st.n >= st.cap {
         return 5; // _URC_END_OF_STACK: stop
     }
-    *st.buf.add(st.n) = _Unwind_GetIP(ctx);
+    // SAFETY: n < cap, and buf has room for cap entries; ctx is libgcc's.
+    unsafe { *st.buf.add(st.n) = _Unwind_GetIP(ctx) };
     st.n += 1;
     0 // _URC_NO_REASON: go on
 }
@@ -194,11 +213,17 @@ unsafe extern "C" fn gcc_frame(ctx: *mut c_void, arg: *mut c_void) -> c_int {
 unsafe fn slow_backtrace(buf: *mut usize, cap: usize) -> usize {
     let f = UNW_BACKTRACE.load(Ordering::Acquire);
     if f != 0 {
-        let f: UnwBacktrace = std::mem::transmute(f);
-        return f(buf.cast(), cap as c_int).max(0) as usize;
+        // SAFETY: a non-zero UNW_BACKTRACE is dlsym's address of
+        // unw_backtrace, whose C signature UnwBacktrace is; buf has room for
+        // cap entries (the caller's).
+        return unsafe {
+            let f: UnwBacktrace = std::mem::transmute(f);
+            f(buf.cast(), cap as c_int).max(0) as usize
+        };
     }
     let mut st = GccState { buf, n: 0, cap };
-    _Unwind_Backtrace(gcc_frame, &mut st as *mut GccState as *mut c_void);
+    // SAFETY: gcc_frame writes at most cap entries to buf (the caller's).
+    unsafe { _Unwind_Backtrace(gcc_frame, &mut st as *mut GccState as *mut c_void) };
     st.n
 }
 
@@ -216,14 +241,29 @@ pub fn stack_id(caller: Caller, scratch: *mut u8) -> u32 {
     // out of every thread's stack.)
     let sh = scratch as *mut Shadow;
     if limit <= SMALL_LIMIT {
-        stack_id_in(&mut [MaybeUninit::<usize>::uninit(); SMALL_BUF], limit, caller, sh)
+        stack_id_in(
+            &mut [MaybeUninit::<usize>::uninit(); SMALL_BUF],
+            limit,
+            caller,
+            sh,
+        )
     } else {
-        stack_id_in(&mut [MaybeUninit::<usize>::uninit(); BUF], limit, caller, sh)
+        stack_id_in(
+            &mut [MaybeUninit::<usize>::uninit(); BUF],
+            limit,
+            caller,
+            sh,
+        )
     }
 }
 
 #[inline(always)]
-fn stack_id_in<const N: usize>(buf: &mut [MaybeUninit<usize>; N], limit: usize, caller: Caller, sh: *mut Shadow) -> u32 {
+fn stack_id_in<const N: usize>(
+    buf: &mut [MaybeUninit<usize>; N],
+    limit: usize,
+    caller: Caller,
+    sh: *mut Shadow,
+) -> u32 {
     let limit = limit.clamp(1, N - SKIP_MAX - 1);
     let ptr: *mut usize = buf.as_mut_ptr().cast();
     match MODE.load(Ordering::Relaxed) {
@@ -259,10 +299,12 @@ fn stack_id_in<const N: usize>(buf: &mut [MaybeUninit<usize>; N], limit: usize, 
 #[inline(always)]
 unsafe fn remember(sh: *mut Shadow, keyed: bool, whole: bool, id: u32) {
     if keyed {
-        (*sh).remember(id);
+        // SAFETY: the caller's: `sh` is this thread's shadow.
+        unsafe { (*sh).remember(id) };
     }
     if whole {
-        (*sh).remember_whole(id);
+        // SAFETY: as above.
+        unsafe { (*sh).remember_whole(id) };
     }
 }
 
@@ -281,44 +323,59 @@ fn intern_cut(frames: &[usize], limit: usize) -> u32 {
 /// counted and the first three reported.
 #[cold]
 #[inline(never)]
-fn check_stack_id<const N: usize>(buf: &mut [MaybeUninit<usize>; N], limit: usize, caller: Caller, sh: *mut Shadow) -> u32 {
+fn check_stack_id<const N: usize>(
+    buf: &mut [MaybeUninit<usize>; N],
+    limit: usize,
+    caller: Caller,
+    sh: *mut Shadow,
+) -> u32 {
     let (frames, truncated) = capture(buf, limit);
     let slow = frames.to_vec();
     let id = crate::intern::intern(&slow, truncated);
     let mut other = [0usize; BUF];
     CHECKED.fetch_add(1, Ordering::Relaxed);
     // SAFETY: as in stack_id_in, with `other` (BUF > limit + 1 entries).
-    let fast: Vec<usize> = match unsafe { ehframe::backtrace(other.as_mut_ptr(), limit + 1, caller, sh) } {
-        None => {
-            DECLINED.fetch_add(1, Ordering::Relaxed);
-            return id;
-        }
-        Some(Walk::Id(fid)) => {
-            let f: Vec<usize> = match crate::intern::get(fid) {
-                Some((f, t)) if t == truncated => f.iter().map(|&x| x as usize).collect(),
-                _ => vec![0], // a different truncation, or no such id: a mismatch
-            };
-            if f == slow {
-                FROM_ID_CACHE.fetch_add(1, Ordering::Relaxed);
+    let fast: Vec<usize> =
+        match unsafe { ehframe::backtrace(other.as_mut_ptr(), limit + 1, caller, sh) } {
+            None => {
+                DECLINED.fetch_add(1, Ordering::Relaxed);
+                return id;
             }
-            f
-        }
-        Some(Walk::Frames { n, keyed, whole }) => {
-            let got = &other[..n.min(limit)];
-            if got == &slow[..] && (n > limit) == truncated {
-                // SAFETY: as in stack_id_in.
-                unsafe { remember(sh, keyed, whole, id) };
+            Some(Walk::Id(fid)) => {
+                let f: Vec<usize> = match crate::intern::get(fid) {
+                    Some((f, t)) if t == truncated => f.iter().map(|&x| x as usize).collect(),
+                    _ => vec![0], // a different truncation, or no such id: a mismatch
+                };
+                if f == slow {
+                    FROM_ID_CACHE.fetch_add(1, Ordering::Relaxed);
+                }
+                f
             }
-            let mut v = got.to_vec();
-            if (n > limit) != truncated {
-                v.push(0); // a difference in truncation shows as one
+            Some(Walk::Frames { n, keyed, whole }) => {
+                let got = &other[..n.min(limit)];
+                if got == &slow[..] && (n > limit) == truncated {
+                    // SAFETY: as in stack_id_in.
+                    unsafe { remember(sh, keyed, whole, id) };
+                }
+                let mut v = got.to_vec();
+                if (n > limit) != truncated {
+                    v.push(0); // a difference in truncation shows as one
+                }
+                v
             }
-            v
-        }
-    };
+        };
     if fast != slow && MISMATCHES.fetch_add(1, Ordering::Relaxed) < 3 {
-        let hex = |f: &[usize]| f.iter().map(|x| format!("{x:#x}")).collect::<Vec<_>>().join(" ");
-        crate::sys::log(&format!("unwind mismatch: libunwind [{}] fast [{}]", hex(&slow), hex(&fast)));
+        let hex = |f: &[usize]| {
+            f.iter()
+                .map(|x| format!("{x:#x}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        crate::sys::log(&format!(
+            "unwind mismatch: libunwind [{}] fast [{}]",
+            hex(&slow),
+            hex(&fast)
+        ));
     }
     id
 }
@@ -366,6 +423,10 @@ fn capture<const N: usize>(buf: &mut [MaybeUninit<usize>; N], limit: usize) -> (
             continue;
         }
         let frames = &frames[skip..n];
-        return if frames.len() > limit { (&frames[..limit], true) } else { (frames, false) };
+        return if frames.len() > limit {
+            (&frames[..limit], true)
+        } else {
+            (frames, false)
+        };
     }
 }

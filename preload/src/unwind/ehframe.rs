@@ -1,5 +1,5 @@
-//! The fast unwinder: x86-64 `.eh_frame` rules, pre-digested per return
-//! address into one word and kept in a lock-free direct-mapped cache.
+//! The fast unwinder: a walk by x86-64 `.eh_frame` rules (pre-digested per
+//! return address into one word and cached: rules.rs).
 //!
 //! A capture walks the stack itself while every frame's rule is "simple" —
 //! CFA = rsp|rbp + N, return address at CFA − 8, rbp unchanged or saved at
@@ -23,116 +23,14 @@
 //! re-reading the slots they were read from instead of being unwound, and a
 //! stack verified to its end may have its id in the thread's id cache.
 //!
-//! Hit path: no lock, no allocation, no syscall. Miss path (once per
-//! distinct return address): `dl_iterate_phdr` to find the module, gimli on
-//! its `.eh_frame_hdr` binary-search table and the FDE, with gimli's context
-//! on the stack (nothing allocated).
+//! Where the rules come from: `rules.rs` (the rule cache); where the stack
+//! is read from: `memory.rs` (the live stack here, a fake one in the unit
+//! tests at the end of this file). The walk is generic over both and
+//! inlined into `backtrace`, so the hooks run plain loads.
 
-use super::shadow::{bits, Frame, Frames, Shadow, Step, DEPTH, INNER, STEPS};
-use gimli::UnwindSection;
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
-
-/// Cache slots (a power of two). 8 bytes each: 512 KiB of address space,
-/// touched only where return addresses land.
-const SLOTS: usize = 1 << 16;
-const SLOT_BITS: u32 = 16;
-
-/// One cache word: `tag | kind | rule`.
-/// - bits 0..31: `pc >> SLOT_BITS` (the slot index supplies the low bits;
-///   user-space pcs are below 2^47, so the tag fits in 31 bits);
-/// - bits 32..33: kind: 0 empty, 1 simple, 2 outermost, 3 not simple;
-/// - bit 34: CFA based on rbp (else rsp);
-/// - bits 35..51: CFA offset / 8 (0..2^17);
-/// - bit 52: rbp saved; bits 53..60: its offset from the CFA / 8 (i8).
-const KIND_SIMPLE: u64 = 1;
-const KIND_LAST: u64 = 2;
-const KIND_OTHER: u64 = 3;
-
-static CACHE: AtomicPtr<AtomicU64> = AtomicPtr::new(std::ptr::null_mut());
-
-/// Maps the rule cache. Called once from the constructor; until then (and if
-/// the mapping fails) `backtrace` declines every capture.
-pub fn init() -> bool {
-    if !CACHE.load(Ordering::Acquire).is_null() {
-        return true;
-    }
-    match crate::sys::mmap_anon(SLOTS * 8) {
-        Some(p) => {
-            CACHE.store(p.cast(), Ordering::Release);
-            true
-        }
-        None => false,
-    }
-}
-
-/// Forgets every cached rule: after a dlclose, another object may be mapped
-/// where the closed one was, with other rules at the same addresses.
-pub fn invalidate() {
-    GEN.fetch_add(1, Ordering::Relaxed);
-    let c = CACHE.load(Ordering::Acquire);
-    if c.is_null() {
-        return;
-    }
-    for i in 0..SLOTS {
-        // SAFETY: `c` points to SLOTS atomics mapped by init() and never unmapped.
-        unsafe { (*c.add(i)).store(0, Ordering::Relaxed) };
-    }
-}
-
-/// A digested rule.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Rule {
-    Simple { cfa_rbp: bool, cfa_off: u64, rbp_off: Option<i64> },
-    Last,
-    Other,
-}
-
-fn pack(pc: usize, r: Rule) -> u64 {
-    let tag = (pc >> SLOT_BITS) as u64 & 0x7fff_ffff;
-    let rest = match r {
-        Rule::Simple { cfa_rbp, cfa_off, rbp_off } => {
-            let mut w = KIND_SIMPLE | (cfa_rbp as u64) << 2 | (cfa_off / 8) << 3;
-            if let Some(k) = rbp_off {
-                w |= 1 << 20 | ((k / 8) as i8 as u8 as u64) << 21;
-            }
-            w
-        }
-        Rule::Last => KIND_LAST,
-        Rule::Other => KIND_OTHER,
-    };
-    tag | rest << 32
-}
-
-#[inline(always)]
-fn unpack(w: u64) -> Rule {
-    let rest = w >> 32;
-    match rest & 3 {
-        KIND_SIMPLE => Rule::Simple {
-            cfa_rbp: rest & 4 != 0,
-            cfa_off: ((rest >> 3) & 0x1ffff) * 8,
-            rbp_off: if rest & (1 << 20) != 0 { Some(((rest >> 21) as u8 as i8 as i64) * 8) } else { None },
-        },
-        KIND_LAST => Rule::Last,
-        _ => Rule::Other,
-    }
-}
-
-/// The rule for looking up `pc` (already `RA − 1` for callers' frames).
-#[inline(always)]
-fn rule_for(cache: *const AtomicU64, pc: usize) -> Rule {
-    if pc >> 47 != 0 {
-        return Rule::Other;
-    }
-    // SAFETY: the index is masked to SLOTS; the mapping lives for good.
-    let slot = unsafe { &*cache.add(pc & (SLOTS - 1)) };
-    let w = slot.load(Ordering::Relaxed);
-    if w >> 32 != 0 && (w & 0x7fff_ffff) as usize == pc >> SLOT_BITS {
-        return unpack(w);
-    }
-    let r = compute(pc);
-    slot.store(pack(pc, r), Ordering::Relaxed);
-    r
-}
+use super::memory::{LiveStack, Memory};
+use super::rules::{self, Rule, RuleCache, ENTRY_PC};
+use super::shadow::{bits, Frame, Record, Shadow, Step, DEPTH, INNER, STEPS};
 
 extern "C" {
     /// ld.so's record of the initial stack pointer (the address of argc):
@@ -197,17 +95,8 @@ pub struct Caller {
     pub bp: usize,
 }
 
-/// The pc the entry state's rule is looked up at. Real lookups are at a
-/// return address − 1, and a return address below 0x4000 ends the walk, so
-/// this one names no code.
-const ENTRY_PC: usize = 1;
-/// The entry state's rule: the ABI's at a call (CFA = rsp + 8, return
-/// address at CFA − 8, rbp unchanged). Starting there instead of in our own
-/// frames gives the stack libunwind gives once our frames are dropped, and
-/// spares walking them.
-const ENTRY_RULE: Rule = Rule::Simple { cfa_rbp: false, cfa_off: 8, rbp_off: None };
-
 /// What a walk found.
+#[derive(Debug, PartialEq, Eq)]
 pub enum Walk {
     /// `n` return addresses in `buf`; `keyed`: the shadow holds the key
     /// their id is to be remembered under (`Shadow::remember`); `whole`:
@@ -230,236 +119,562 @@ pub enum Walk {
 /// of a hook on this thread's stack, still running; `sh` null or this
 /// thread's own shadow.
 #[inline(never)]
-pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Shadow) -> Option<Walk> {
-    let cache = CACHE.load(Ordering::Acquire);
-    if cache.is_null() {
-        return None;
-    }
-    let (mut sp, mut bp, mut look) = (caller.at, caller.bp, ENTRY_PC);
-    let lo = sp;
-    let hi = stack_hi(sp);
+pub unsafe fn backtrace(
+    buf: *mut usize,
+    cap: usize,
+    caller: Caller,
+    sh: *mut Shadow,
+) -> Option<Walk> {
+    let cache = RuleCache::get()?;
+    let hi = stack_hi(caller.at);
+    // SAFETY: the live stack lies between the hook's entry sp and `hi`, the
+    // top of this thread's stack (or `walk` declines); the rest is ours.
+    unsafe { walk(LiveStack, |pc| cache.rule(pc), caller, hi, buf, cap, sh) }
+}
+
+/// `backtrace` over the stack `mem` (whose top is `hi`) with the rules of
+/// `rules`.
+///
+/// # Safety
+/// As `backtrace`, with `mem` holding the stack from `caller.at` to `hi`.
+#[inline(always)]
+pub(super) unsafe fn walk<M: Memory, R: Fn(usize) -> Rule>(
+    mem: M,
+    rules: R,
+    caller: Caller,
+    hi: usize,
+    buf: *mut usize,
+    cap: usize,
+    sh: *mut Shadow,
+) -> Option<Walk> {
+    let sp = caller.at;
     if hi < 16 || sp >= hi || hi - sp < 16 {
         // Unknown bounds, or running on another stack (sigaltstack,
         // coroutine): libunwind decides.
         return None;
     }
-    let in_stack = |a: usize| a.wrapping_sub(lo) <= hi - 8 - lo;
-    let gen = GEN.load(Ordering::Relaxed);
-    // The record for this entry point (stack address, return address).
-    // SAFETY: sp + 8 <= hi - 8 (checked above): a slot of the live stack.
-    let ra0 = (sp as *const usize).read_unaligned();
-    type Parts<'a> = (Option<&'a mut Frames>, Option<&'a mut [Frame; DEPTH + 1]>, Option<&'a mut [Step; STEPS]>);
-    let (rec, mut tmp, mut steps): Parts = match sh.as_mut() {
-        Some(s) => {
+    // SAFETY: the caller's.
+    let mut w = unsafe { Walker::start(mem, rules, caller, hi, buf, cap, sh) };
+    // Frame by frame: where the walk reaches one of the record's states it
+    // re-checks the record's frames from there instead (try_join); other
+    // frames come from the step table or their rule (walk_frame).
+    while w.n < w.cap {
+        // SAFETY: the walker's reads stay in the stack (`in_stack`, or
+        // recorded frames' own slots); its writes in buf[..cap]; n < cap.
+        match unsafe { w.try_join() } {
+            Flow::WalkFrame => {}
+            Flow::Next => continue,
+            Flow::Stop | Flow::Decline => break,
+        }
+        // SAFETY: as above (a join that leaves n = cap stops the walk).
+        match unsafe { w.walk_frame() } {
+            Flow::WalkFrame | Flow::Next => {}
+            Flow::Stop => break,
+            // A frame libunwind must take.
+            Flow::Decline => return None,
+        }
+    }
+    // SAFETY: buf[..w.n] is written; `sh` as given.
+    unsafe { w.finish() }
+}
+
+/// What the walk does next.
+enum Flow {
+    /// Walk the current state's frame (from the step table or by rule).
+    WalkFrame,
+    /// A frame was added: go on from the new state.
+    Next,
+    /// The walk ends here.
+    Stop,
+    /// The capture goes to libunwind.
+    Decline,
+}
+
+/// The parts of the thread's shadow a walk uses.
+struct Thread<'a> {
+    /// The record picked for this entry point (`Shadow::pick`).
+    rec: &'a mut Record,
+    /// The walk's own frame states, innermost first, until it knows where
+    /// they go in the record.
+    scratch: &'a mut [Frame; DEPTH + 1],
+    /// Frames recently walked by rule, by entry state.
+    steps: &'a mut [Step; STEPS],
+}
+
+/// A join that verified every frame of the record from `at` to its end (or
+/// to the buffer's end), after `own` frames the walk found itself: unless the
+/// walk goes on, those frames stay where they are in the record and only
+/// scratch[..own] is placed below.
+#[derive(Clone, Copy)]
+struct Joined {
+    at: usize,
+    own: usize,
+}
+
+/// One walk's state.
+struct Walker<'a, M: Memory, R: Fn(usize) -> Rule> {
+    mem: M,
+    rules: R,
+    /// The hook's entry sp (the lowest address the walk reads).
+    lo: usize,
+    /// The highest offset from `lo` a word may be read at: the stack's top
+    /// − 8.
+    span: usize,
+    /// The rule cache's generation.
+    gen: u64,
+    /// Where the return addresses go, and its room.
+    buf: *mut usize,
+    cap: usize,
+    /// The state on entry to the frame walked next: sp, rbp, and the pc its
+    /// rule is looked up at (a return address − 1, or ENTRY_PC).
+    sp: usize,
+    bp: usize,
+    pc: usize,
+    /// Return addresses written to buf so far.
+    n: usize,
+    /// The thread's shadow (null: none), for its id cache at the end.
+    shadow: *mut Shadow,
+    /// The parts of it the walk uses (None with a null shadow).
+    thread: Option<Thread<'a>>,
+    /// The next record position to try a join at (its sp is not below ours).
+    next_join: usize,
+    /// The record position of scratch entry 0 when the walk began: scratch
+    /// entry i may be the record's frame `origin + i`, left in place.
+    origin: usize,
+    /// Scratch entries not copied (bit i: scratch[i] is the record's
+    /// `origin + i`): runs verified where the walk's frame count matches the
+    /// record's (`origin + n` = position), which the final write finds in
+    /// place if the walk ends at the record's depth. Else they are copied
+    /// then.
+    in_place: u64,
+    /// The walk joined the record and verified every frame above.
+    joined: Option<Joined>,
+    /// The walk ended at a frame whose rule ends every walk (Rule::Last).
+    ended_by_rule: bool,
+    /// Every frame walked here may go in the record (Frame::recordable).
+    recordable: bool,
+}
+
+impl<'a, M: Memory, R: Fn(usize) -> Rule> Walker<'a, M, R> {
+    /// A walk from `caller` (whose stack's top `hi` is at least 16 bytes
+    /// above it), with the record this entry point picks from `sh`.
+    ///
+    /// # Safety
+    /// As `walk`.
+    #[inline(always)]
+    unsafe fn start(
+        mem: M,
+        rules: R,
+        caller: Caller,
+        hi: usize,
+        buf: *mut usize,
+        cap: usize,
+        sh: *mut Shadow,
+    ) -> Self {
+        let (sp, bp) = (caller.at, caller.bp);
+        let gen = rules::generation();
+        // The record for this entry point (stack address, return address).
+        // SAFETY: sp + 8 <= hi - 8 (checked by `walk`): a slot of the stack.
+        let ra0 = unsafe { mem.word(sp) };
+        // SAFETY: `sh` is null or this thread's shadow, not otherwise
+        // borrowed during the walk.
+        let thread = unsafe { sh.as_mut() }.map(|s| {
             // SAFETY: (sp, bp) is the entry state of our hook (the caller's).
-            let i = s.pick(sp, ra0, bp, gen);
-            (Some(&mut s.recs[i]), Some(&mut s.tmp), Some(&mut s.steps))
-        }
-        None => (None, None, None),
-    };
-    let old_ok = rec.as_ref().is_some_and(|r| r.valid && r.gen == gen);
-    // The next record position to try a join at (its sp is not below ours).
-    let mut p = match &rec {
-        Some(r) if old_ok => r.base,
-        _ => DEPTH,
-    };
-    // Scratch entries not copied (bit i: tmp[i] is the record's f[p0 + i]):
-    // runs verified where the walk's frame count matches the record's
-    // (`p0 + n` = position), which the final write finds in place if the
-    // walk ends at the record's depth. Else they are copied then.
-    let p0 = p;
-    let mut in_place = 0u64;
-    // Some((q, n0)): the walk joined the record at position q after n0
-    // frames of its own and verified every frame above: unless the walk goes
-    // on, those frames stay where they are and only tmp[..n0] is placed below.
-    let mut pending: Option<(usize, usize)> = None;
-    // The walk ended at a frame whose rule ends every walk (Rule::Last).
-    let mut ended_by_rule = false;
-    // Every frame walked here may go in the record (Frame::recordable).
-    let mut recordable = true;
-    let mut n = 0;
-    while n < cap {
-        if let Some(r) = rec.as_deref() {
-            while p < DEPTH && r.f[p].sp < sp {
-                p += 1;
+            let i = unsafe { s.pick(&mem, sp, ra0, bp, gen) };
+            Thread {
+                rec: &mut s.recs[i],
+                scratch: &mut s.scratch,
+                steps: &mut s.steps,
             }
-            // Join the previous capture where this walk reaches one of its
-            // frame states (same sp, rbp and pc): from there every frame is
-            // the same as long as the slots it read still hold the same
-            // values, so only those are re-read, no rule is looked up.
-            if p < DEPTH && r.f[p].sp == sp && r.f[p].pc == look && (r.f[p].bp == bp || r.bp_free(p)) {
-                let (q, n0) = (p, n);
-                let end = DEPTH.min(q + (cap - n));
-                // Frame k read its return address just below the next
-                // frame's sp, and maybe the rbp it restores.
-                // SAFETY: recorded frames read only inside themselves, so
-                // these slots lie between our sp (= f[q].sp) and the
-                // record's last sp, in this thread's stack (shadow.rs).
-                let k = unsafe { r.first_changed(q, end) };
-                n = n0 + (k - q);
-                if k == end && (n == cap || end == DEPTH) {
-                    // Verified up to the buffer's end or the record's. Their
-                    // return addresses go to buf only if needed (not when
-                    // the id cache knows the stack). The record's last state
-                    // (f[DEPTH]) is walked as usual below, which normally
-                    // ends the walk there; the record knows if it does.
-                    pending = Some((q, n0));
-                    if n >= cap || r.last_ends {
-                        break;
-                    }
-                    let e = r.f[DEPTH];
-                    (sp, bp, look) = (e.sp, e.bp, e.pc);
-                    p = DEPTH;
-                } else {
-                    // Frame k's slots changed: keep the verified frames in
-                    // buf and the scratch, walk frame k, look for a later
-                    // join (never at k again: that would loop).
-                    fill_ras(buf, n0, r, q..k);
-                    if q == p0 + n0 {
-                        in_place |= bits(n0, n0 + (k - q));
-                    } else if let Some(t) = tmp.as_deref_mut() {
-                        copy_frames(t, n0, &r.f[q..k]);
-                    }
-                    let e = r.f[k];
-                    // rbp at k: the recorded one, unless the join ignored a
-                    // different recorded rbp and no frame since restored it
-                    // from the stack (then it is still ours).
-                    if r.f[q].bp == bp || r.f[q..k].iter().any(|f| f.bp_at() != 0) {
-                        bp = e.bp;
-                    }
-                    (sp, look) = (e.sp, e.pc);
-                    p = k + 1;
-                    if n >= cap {
-                        break;
-                    }
-                    // Frame k itself is the recorded one (same sp and pc:
-                    // same rule), only its slots changed: unless its CFA
-                    // comes from rbp (then the rule walk below recomputes
-                    // it), its caller's sp is the recorded one and its slots
-                    // are known. No rule lookup.
-                    if !e.cfa_rbp() {
-                        let cfa = r.f[k + 1].sp;
-                        // SAFETY: frame k's slots lie inside it (recorded
-                        // frames), in the live stack above our sp.
-                        let Some((ra, fe)) = (unsafe { known_frame(sp, &mut bp, look, cfa, e.bp_at()) }) else {
-                            break;
-                        };
-                        if k == p0 + n && fe == e {
-                            in_place |= 1 << n;
-                        } else if let Some(t) = tmp.as_deref_mut().filter(|_| n <= DEPTH) {
-                            t[n] = fe;
-                        }
-                        // SAFETY: n < cap and buf has room for cap entries.
-                        unsafe { *buf.add(n) = ra };
-                        n += 1;
-                        (sp, look) = (cfa, ra - 1);
-                        continue;
-                    }
-                }
-            }
+        });
+        let next_join = match &thread {
+            Some(t) if t.rec.valid && t.rec.gen == gen => t.rec.base,
+            _ => DEPTH,
+        };
+        Walker {
+            mem,
+            rules,
+            lo: sp,
+            span: hi - 8 - sp,
+            gen,
+            buf,
+            cap,
+            sp,
+            bp,
+            pc: ENTRY_PC,
+            n: 0,
+            shadow: sh,
+            thread,
+            next_join,
+            origin: next_join,
+            in_place: 0,
+            joined: None,
+            ended_by_rule: false,
+            recordable: true,
         }
-        // A state walked by rule recently: its CFA and slots are known.
-        let slot = Step::slot(sp, look);
-        let known = steps.as_deref().map(|st| st[slot]).filter(|m| m.sp == sp && m.pc == look && m.gen == gen);
-        let (cfa, ra, e) = if let Some(m) = known {
+    }
+
+    /// True if the word at `at` lies in the thread's stack, above the
+    /// hook's entry sp.
+    #[inline(always)]
+    fn in_stack(&self, at: usize) -> bool {
+        at.wrapping_sub(self.lo) <= self.span
+    }
+
+    /// Appends a return address to buf.
+    ///
+    /// # Safety
+    /// `self.n < self.cap`.
+    #[inline(always)]
+    unsafe fn push_ra(&mut self, ra: usize) {
+        // SAFETY: n < cap (the caller's) and buf has room for cap entries.
+        unsafe { *self.buf.add(self.n) = ra };
+        self.n += 1;
+    }
+
+    /// Joins the previous capture where this walk reaches one of its frame
+    /// states (same sp, rbp and pc): from there every frame is the same as
+    /// long as the slots it read still hold the same values, so only those
+    /// are re-read, no rule is looked up.
+    ///
+    /// # Safety
+    /// As `walk`; `self.n < self.cap`.
+    #[inline(always)]
+    unsafe fn try_join(&mut self) -> Flow {
+        let Some(t) = self.thread.as_ref() else {
+            return Flow::WalkFrame;
+        };
+        let rec = &*t.rec;
+        while self.next_join < DEPTH && rec.f[self.next_join].sp < self.sp {
+            self.next_join += 1;
+        }
+        let at = self.next_join;
+        if !(at < DEPTH
+            && rec.f[at].sp == self.sp
+            && rec.f[at].pc == self.pc
+            && (rec.f[at].bp == self.bp || rec.bp_free(at)))
+        {
+            return Flow::WalkFrame;
+        }
+        let own = self.n;
+        let end = DEPTH.min(at + (self.cap - own));
+        // Frame k read its return address just below the next frame's sp,
+        // and maybe the rbp it restores.
+        // SAFETY: recorded frames read only inside themselves, so these
+        // slots lie between our sp (= f[at].sp) and the record's last sp, in
+        // this thread's stack (shadow.rs).
+        let changed = unsafe { rec.first_changed(&self.mem, at, end) };
+        self.n = own + (changed - at);
+        if changed == end && (self.n == self.cap || end == DEPTH) {
+            self.verified_to_end(Joined { at, own })
+        } else {
+            // SAFETY: the caller's.
+            unsafe { self.changed_frame(Joined { at, own }, changed) }
+        }
+    }
+
+    /// Verified up to the buffer's end or the record's. Their return
+    /// addresses go to buf only if needed (not when the id cache knows the
+    /// stack). The record's last state (f[DEPTH]) is walked as usual next,
+    /// which normally ends the walk there; the record knows if it does.
+    #[inline(always)]
+    fn verified_to_end(&mut self, joined: Joined) -> Flow {
+        self.joined = Some(joined);
+        let Some(t) = self.thread.as_ref() else {
+            return Flow::Stop;
+        };
+        if self.n >= self.cap || t.rec.last_ends {
+            return Flow::Stop;
+        }
+        let last = t.rec.f[DEPTH];
+        (self.sp, self.bp, self.pc) = (last.sp, last.bp, last.pc);
+        self.next_join = DEPTH;
+        Flow::WalkFrame
+    }
+
+    /// Frame `changed`'s slots changed: keep the verified frames in buf and
+    /// the scratch, walk frame `changed`, look for a later join (never at
+    /// `changed` again: that would loop).
+    ///
+    /// # Safety
+    /// As `walk`; frames `joined.at..changed` were verified.
+    #[inline(always)]
+    unsafe fn changed_frame(&mut self, joined: Joined, changed: usize) -> Flow {
+        let Joined { at, own } = joined;
+        let Some(t) = self.thread.as_mut() else {
+            return Flow::Stop;
+        };
+        // SAFETY: own + (changed - at) = n <= cap.
+        unsafe { fill_ras(self.buf, own, t.rec, at..changed) };
+        if at == self.origin + own {
+            self.in_place |= bits(own, own + (changed - at));
+        } else {
+            copy_frames(t.scratch, own, &t.rec.f[at..changed]);
+        }
+        let state = t.rec.f[changed];
+        // rbp at `changed`: the recorded one, unless the join ignored a
+        // different recorded rbp and no frame since restored it from the
+        // stack (then it is still ours).
+        if t.rec.f[at].bp == self.bp || t.rec.f[at..changed].iter().any(|f| f.bp_at() != 0) {
+            self.bp = state.bp;
+        }
+        (self.sp, self.pc) = (state.sp, state.pc);
+        self.next_join = changed + 1;
+        if self.n >= self.cap {
+            return Flow::Stop;
+        }
+        // The frame itself is the recorded one (same sp and pc: same rule),
+        // only its slots changed: unless its CFA comes from rbp (then the
+        // rule walk recomputes it), its caller's sp is the recorded one and
+        // its slots are known. No rule lookup.
+        if state.cfa_rbp() {
+            return Flow::WalkFrame;
+        }
+        let cfa = t.rec.f[changed + 1].sp;
+        // SAFETY: the frame's slots lie inside it (recorded frames), in the
+        // live stack above our sp.
+        let Some((ra, frame)) = (unsafe {
+            known_frame(
+                &self.mem,
+                self.sp,
+                &mut self.bp,
+                self.pc,
+                cfa,
+                state.bp_at(),
+            )
+        }) else {
+            return Flow::Stop;
+        };
+        if changed == self.origin + self.n && frame == state {
+            self.in_place |= 1 << self.n;
+        } else if self.n <= DEPTH {
+            t.scratch[self.n] = frame;
+        }
+        // SAFETY: n < cap (checked above).
+        unsafe { self.push_ra(ra) };
+        (self.sp, self.pc) = (cfa, ra - 1);
+        Flow::Next
+    }
+
+    /// Walks the current state's frame: from the step table if the thread
+    /// walked this state by rule recently, else by its rule.
+    ///
+    /// # Safety
+    /// As `walk`; `self.n < self.cap`.
+    #[inline(always)]
+    unsafe fn walk_frame(&mut self) -> Flow {
+        let slot = Step::slot(self.sp, self.pc);
+        let known = self
+            .thread
+            .as_ref()
+            .map(|t| t.steps[slot])
+            .filter(|m| m.sp == self.sp && m.pc == self.pc && m.gen == self.gen);
+        let walked = match known {
             // SAFETY: the step's slots lie inside its frame, which starts at
             // our sp, and were checked to lie in this thread's stack (whose
             // top does not move) when it was walked by rule.
-            let Some((ra, e)) = known_frame(sp, &mut bp, look, m.cfa, m.bp_at) else {
-                break;
-            };
-            (m.cfa, ra, e)
-        } else {
-            let (cfa_rbp, cfa_off, rbp_off) = match rule_for(cache, look) {
-                Rule::Simple { cfa_rbp, cfa_off, rbp_off } => (cfa_rbp, cfa_off, rbp_off),
-                Rule::Last => {
-                    ended_by_rule = true;
-                    break;
-                }
-                Rule::Other => return None,
-            };
-            let cfa = if cfa_rbp { bp } else { sp }.wrapping_add(cfa_off as usize);
-            let ra_at = cfa.wrapping_sub(8);
-            if !in_stack(ra_at) {
-                return None;
-            }
-            // SAFETY: ra_at..ra_at+8 lies between our caller's rsp and the
-            // top of this thread's stack, which is mapped.
-            let ra = (ra_at as *const usize).read_unaligned();
-            if ra < 0x4000 {
-                break;
-            }
-            let mut e = Frame::new(sp, bp, look, cfa_rbp);
-            if let Some(k) = rbp_off {
-                let at = cfa.wrapping_add(k as usize);
-                if !in_stack(at) {
-                    return None;
-                }
-                // SAFETY: as above, `at` was checked to lie in the live stack.
-                bp = (at as *const usize).read_unaligned();
-                e.set_bp_at(at);
-            }
-            let inside = e.recordable(cfa);
-            recordable &= inside;
-            if let Some(st) = steps.as_deref_mut().filter(|_| inside && !cfa_rbp) {
-                st[slot] = Step { sp, pc: look, cfa, bp_at: e.bp_at(), gen };
-            }
-            (cfa, ra, e)
+            Some(step) => match unsafe {
+                known_frame(
+                    &self.mem,
+                    self.sp,
+                    &mut self.bp,
+                    self.pc,
+                    step.cfa,
+                    step.bp_at,
+                )
+            } {
+                Some((ra, frame)) => Walked::Frame {
+                    cfa: step.cfa,
+                    ra,
+                    frame,
+                },
+                None => Walked::End,
+            },
+            // SAFETY: the caller's.
+            None => unsafe { self.by_rule(slot) },
         };
-        sp = cfa;
-        // The stack goes on past a joined record's end (rare: it was cut
-        // there): the joined frames move to the scratch like any others.
-        if let Some((q, n0)) = pending.take() {
-            if let Some(r) = rec.as_deref() {
-                fill_ras(buf, n0, r, q..DEPTH);
-                if q == p0 + n0 {
-                    in_place |= bits(n0, n0 + (DEPTH - q));
-                } else if let Some(t) = tmp.as_deref_mut() {
-                    copy_frames(t, n0, &r.f[q..DEPTH]);
-                }
+        let (cfa, ra, frame) = match walked {
+            Walked::Frame { cfa, ra, frame } => (cfa, ra, frame),
+            Walked::End => return Flow::Stop,
+            Walked::Decline => return Flow::Decline,
+        };
+        self.sp = cfa;
+        self.leave_joined_run();
+        if let Some(t) = self.thread.as_mut() {
+            if self.n <= DEPTH {
+                t.scratch[self.n] = frame;
             }
         }
-        if let Some(t) = tmp.as_deref_mut() {
-            if n <= DEPTH {
-                t[n] = e;
-            }
-        }
-        // SAFETY: n < cap and buf has room for cap entries.
-        *buf.add(n) = ra;
-        n += 1;
-        look = ra - 1;
+        // SAFETY: the caller's.
+        unsafe { self.push_ra(ra) };
+        self.pc = ra - 1;
+        Flow::Next
     }
-    let Some(r) = rec else {
-        return Some(Walk::Frames { n, keyed: false, whole: false });
-    };
-    let t = tmp.expect("scratch comes with the record");
-    if let Some((q, n0)) = pending {
+
+    /// Walks the current state's frame by its rule, and remembers it in the
+    /// step table if the next walk through it may skip the rule.
+    ///
+    /// # Safety
+    /// As `walk`.
+    #[inline(always)]
+    unsafe fn by_rule(&mut self, slot: usize) -> Walked {
+        let (cfa_rbp, cfa_off, rbp_off) = match (self.rules)(self.pc) {
+            Rule::Simple {
+                cfa_rbp,
+                cfa_off,
+                rbp_off,
+            } => (cfa_rbp, cfa_off, rbp_off),
+            Rule::Last => {
+                self.ended_by_rule = true;
+                return Walked::End;
+            }
+            Rule::Other => return Walked::Decline,
+        };
+        let cfa = if cfa_rbp { self.bp } else { self.sp }.wrapping_add(cfa_off as usize);
+        let ra_at = cfa.wrapping_sub(8);
+        if !self.in_stack(ra_at) {
+            return Walked::Decline;
+        }
+        // SAFETY: ra_at..ra_at+8 lies between our caller's rsp and the top
+        // of this thread's stack, which is mapped.
+        let ra = unsafe { self.mem.word(ra_at) };
+        if ra < 0x4000 {
+            return Walked::End;
+        }
+        let mut frame = Frame::new(self.sp, self.bp, self.pc, cfa_rbp);
+        if let Some(k) = rbp_off {
+            let bp_at = cfa.wrapping_add(k as usize);
+            if !self.in_stack(bp_at) {
+                return Walked::Decline;
+            }
+            // SAFETY: as above, `bp_at` was checked to lie in the live stack.
+            self.bp = unsafe { self.mem.word(bp_at) };
+            frame.set_bp_at(bp_at);
+        }
+        let inside = frame.recordable(cfa);
+        self.recordable &= inside;
+        if let Some(t) = self.thread.as_mut().filter(|_| inside && !cfa_rbp) {
+            t.steps[slot] = Step {
+                sp: frame.sp,
+                pc: frame.pc,
+                cfa,
+                bp_at: frame.bp_at(),
+                gen: self.gen,
+            };
+        }
+        Walked::Frame { cfa, ra, frame }
+    }
+
+    /// The stack goes on past a joined record's end (rare: it was cut
+    /// there): the joined frames move to the scratch like any others.
+    #[inline(always)]
+    fn leave_joined_run(&mut self) {
+        let Some(Joined { at, own }) = self.joined.take() else {
+            return;
+        };
+        if let Some(t) = self.thread.as_mut() {
+            // SAFETY: buf holds n >= own + (DEPTH - at) entries' room: the
+            // joined run was counted in n.
+            unsafe { fill_ras(self.buf, own, t.rec, at..DEPTH) };
+            if at == self.origin + own {
+                self.in_place |= bits(own, own + (DEPTH - at));
+            } else {
+                copy_frames(t.scratch, own, &t.rec.f[at..DEPTH]);
+            }
+        }
+    }
+
+    /// The walk's result, and the record updated with what it walked.
+    ///
+    /// # Safety
+    /// As `walk`: buf[..n] is written but for a joined run, `shadow` as
+    /// given.
+    #[inline(always)]
+    unsafe fn finish(self) -> Option<Walk> {
+        let Some(t) = self.thread else {
+            return Some(Walk::Frames {
+                n: self.n,
+                keyed: false,
+                whole: false,
+            });
+        };
+        let end = WalkEnd {
+            buf: self.buf,
+            cap: self.cap,
+            n: self.n,
+            gen: self.gen,
+            origin: self.origin,
+            in_place: self.in_place,
+            recordable: self.recordable,
+        };
+        match self.joined {
+            // SAFETY: the caller's.
+            Some(joined) => unsafe { end.finish_joined(t, joined, self.shadow) },
+            None => Some(end.finish_new_record(t, self.sp, self.bp, self.pc, self.ended_by_rule)),
+        }
+    }
+}
+
+/// What walking one frame gave.
+enum Walked {
+    /// The frame's CFA (its caller's sp), return address and entry state.
+    Frame { cfa: usize, ra: usize, frame: Frame },
+    /// The walk ends before this frame.
+    End,
+    /// The capture goes to libunwind.
+    Decline,
+}
+
+/// A finished walk, for the record's update.
+struct WalkEnd {
+    buf: *mut usize,
+    cap: usize,
+    n: usize,
+    gen: u64,
+    origin: usize,
+    in_place: u64,
+    recordable: bool,
+}
+
+impl WalkEnd {
+    /// The walk ended in a run of the record verified to its end.
+    ///
+    /// # Safety
+    /// As `Walker::finish`.
+    #[inline(always)]
+    unsafe fn finish_joined(self, t: Thread<'_>, joined: Joined, sh: *mut Shadow) -> Option<Walk> {
+        let Joined { at, own } = joined;
+        let (r, n) = (t.rec, self.n);
         // Joined at the record's base with no frame of its own, everything
         // verified to the record's end: the record's own stack.
-        if n0 == 0 && q == r.base && n < cap && r.id != 0 {
+        if own == 0 && at == r.base && n < self.cap && r.id != 0 {
             return Some(Walk::Id(r.id));
         }
-        // The joined run (record positions q..q + len) is not in buf yet:
+        // The joined run (record positions at..at + len) is not in buf yet:
         // first what the id-cache key reads (writing the record below
-        // changes only positions under q).
-        let len = n - n0;
+        // changes only positions under `at`).
+        let len = n - own;
         let first = len.min(INNER);
-        fill_ras(buf, n0, r, q..q + first);
+        // SAFETY: own + len = n <= cap.
+        unsafe { fill_ras(self.buf, own, r, at..at + first) };
         let mut keyed = false;
-        let whole = recordable && n0 <= q && n < cap;
-        if recordable && n0 <= q {
-            r.gen = gen;
-            write_back(r, t, q - n0, n0, p0, in_place);
-            r.base = q - n0;
+        let whole = self.recordable && own <= at && n < self.cap;
+        if self.recordable && own <= at {
+            r.gen = self.gen;
+            write_back(r, t.scratch, at - own, own, self.origin, self.in_place);
+            r.base = at - own;
             r.valid = true;
             // The walk ended at the record's end (not cut by the buffer):
             // the stack may be one whose id this thread already knows.
-            if n < cap {
-                // SAFETY: buf[..n0 + first] is written: all the key reads
+            if n < self.cap {
+                // SAFETY: buf[..own + first] is written: all the key reads
                 // (at most INNER frames).
-                let frames = std::slice::from_raw_parts(buf, n0 + first);
-                if let Some(key) = (*sh).key(q, n0, frames) {
-                    match (*sh).id(&key) {
+                let frames = unsafe { std::slice::from_raw_parts(self.buf, own + first) };
+                // SAFETY: `sh` is this thread's shadow (it gave `t`); the id
+                // table and the held key are fields the walk does not borrow.
+                let sh = unsafe { &mut *sh };
+                if let Some(key) = sh.key(at, own, frames) {
+                    match sh.id(&key) {
                         Some(i) => {
                             // The record holds this stack now (whole).
                             if whole {
@@ -468,7 +683,7 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
                             return Some(Walk::Id(i));
                         }
                         None => {
-                            (*sh).hold(key);
+                            sh.hold(key);
                             keyed = true;
                         }
                     }
@@ -477,45 +692,73 @@ pub unsafe fn backtrace(buf: *mut usize, cap: usize, caller: Caller, sh: *mut Sh
         } else {
             r.valid = false;
         }
-        fill_ras(buf, n0 + first, r, q + first..q + len);
-        return Some(Walk::Frames { n, keyed, whole });
+        // SAFETY: as above.
+        unsafe { fill_ras(self.buf, own + first, r, at + first..at + len) };
+        Some(Walk::Frames { n, keyed, whole })
     }
-    r.gen = gen;
-    let whole = recordable && n <= DEPTH && n < cap;
-    if recordable && n <= DEPTH {
-        // A new record, outermost-aligned: the state after the last frame
-        // closes it (frame i's return address and restored rbp are read
-        // from entry i + 1).
-        t[n] = Frame::new(sp, bp, look, true);
-        write_back(r, t, DEPTH - n, n + 1, p0, in_place);
-        r.base = DEPTH - n;
-        r.valid = true;
-        r.last_ends = ended_by_rule;
-    } else {
-        r.valid = false;
+
+    /// The walk found its own frames to the end: they become the record,
+    /// closed by the state after the last frame (sp, bp, pc).
+    #[inline(always)]
+    fn finish_new_record(
+        self,
+        t: Thread<'_>,
+        sp: usize,
+        bp: usize,
+        pc: usize,
+        ended_by_rule: bool,
+    ) -> Walk {
+        let (r, n) = (t.rec, self.n);
+        r.gen = self.gen;
+        let whole = self.recordable && n <= DEPTH && n < self.cap;
+        if self.recordable && n <= DEPTH {
+            // A new record, outermost-aligned: the state after the last
+            // frame closes it (frame i's return address and restored rbp are
+            // read from entry i + 1).
+            t.scratch[n] = Frame::new(sp, bp, pc, true);
+            write_back(r, t.scratch, DEPTH - n, n + 1, self.origin, self.in_place);
+            r.base = DEPTH - n;
+            r.valid = true;
+            r.last_ends = ended_by_rule;
+        } else {
+            r.valid = false;
+        }
+        Walk::Frames {
+            n,
+            keyed: false,
+            whole,
+        }
     }
-    Some(Walk::Frames { n, keyed: false, whole })
 }
 
-/// A frame entered in state (sp, bp, look) whose rule is known to compute
-/// its CFA `cfa` from rsp and to restore rbp from `bp_at` (0: it does not):
-/// its return address and its state, with `bp` moved to the caller's
-/// state. None where the return address ends the walk.
+/// A frame entered in state (sp, bp, pc) whose rule is known to compute its
+/// CFA `cfa` from rsp and to restore rbp from `bp_at` (0: it does not): its
+/// return address and its state, with `bp` moved to the caller's state.
+/// None where the return address ends the walk.
 ///
 /// # Safety
-/// `cfa − 8` and `bp_at` must be readable slots of the live stack.
+/// `cfa − 8` and `bp_at` must be readable slots of the stack `mem` reads.
 #[inline(always)]
-unsafe fn known_frame(sp: usize, bp: &mut usize, look: usize, cfa: usize, bp_at: usize) -> Option<(usize, Frame)> {
-    let ra = (cfa.wrapping_sub(8) as *const usize).read_unaligned();
+unsafe fn known_frame<M: Memory>(
+    mem: &M,
+    sp: usize,
+    bp: &mut usize,
+    pc: usize,
+    cfa: usize,
+    bp_at: usize,
+) -> Option<(usize, Frame)> {
+    // SAFETY: the caller's.
+    let ra = unsafe { mem.word(cfa.wrapping_sub(8)) };
     if ra < 0x4000 {
         return None;
     }
-    let mut e = Frame::new(sp, *bp, look, false);
+    let mut frame = Frame::new(sp, *bp, pc, false);
     if bp_at != 0 {
-        e.set_bp_at(bp_at);
-        *bp = (bp_at as *const usize).read_unaligned();
+        frame.set_bp_at(bp_at);
+        // SAFETY: the caller's.
+        *bp = unsafe { mem.word(bp_at) };
     }
-    Some((ra, e))
+    Some((ra, frame))
 }
 
 /// Writes the return addresses of the record's frames `range` to
@@ -524,215 +767,207 @@ unsafe fn known_frame(sp: usize, bp: &mut usize, look: usize, cfa: usize, bp_at:
 /// # Safety
 /// `buf` must have room for `at + range.len()` entries.
 #[inline(always)]
-unsafe fn fill_ras(buf: *mut usize, at: usize, r: &Frames, range: std::ops::Range<usize>) {
+unsafe fn fill_ras(buf: *mut usize, at: usize, r: &Record, range: std::ops::Range<usize>) {
     for (i, k) in range.enumerate() {
-        *buf.add(at + i) = r.ra(k);
+        // SAFETY: the caller's.
+        unsafe { *buf.add(at + i) = r.ra(k) };
     }
 }
 
 /// Writes the walk's `len` frame states to the record from position `from`:
-/// the scratch, except the entries `in_place` (found at `p0 + i`), which are
-/// already there if `from == p0` and copied into the scratch first if not.
+/// the scratch, except the entries `in_place` (found at `origin + i`), which
+/// are already there if `from == origin` and copied into the scratch first
+/// if not.
 #[inline(always)]
-fn write_back(r: &mut Frames, t: &mut [Frame; DEPTH + 1], from: usize, len: usize, p0: usize, in_place: u64) {
-    if from == p0 {
-        r.write(from, &t[..len], in_place);
+fn write_back(
+    r: &mut Record,
+    scratch: &mut [Frame; DEPTH + 1],
+    from: usize,
+    len: usize,
+    origin: usize,
+    in_place: u64,
+) {
+    if from == origin {
+        r.write(from, &scratch[..len], in_place);
         return;
     }
     let mut m = in_place;
     while m != 0 {
         let i = m.trailing_zeros() as usize;
-        t[i] = r.f[p0 + i];
+        scratch[i] = r.f[origin + i];
         m &= m - 1;
     }
-    r.write(from, &t[..len], 0);
+    r.write(from, &scratch[..len], 0);
 }
 
 /// Copies `src` into the scratch from index `at`, as far as it has room.
 #[inline(always)]
-fn copy_frames(t: &mut [Frame; DEPTH + 1], at: usize, src: &[Frame]) {
+fn copy_frames(scratch: &mut [Frame; DEPTH + 1], at: usize, src: &[Frame]) {
     let room = (DEPTH + 1).saturating_sub(at).min(src.len());
     // A plain loop: a few frames, where a memmove call costs more.
-    for (d, s) in t[at..at + room].iter_mut().zip(src) {
+    for (d, s) in scratch[at..at + room].iter_mut().zip(src) {
         *d = *s;
-    }
-}
-
-/// Bumped by `invalidate`: shadows recorded under older rules are ignored.
-static GEN: AtomicU64 = AtomicU64::new(0);
-
-// ---------------------------------------------------------------------------
-// Miss path: find the module and the FDE, digest the row for `pc`.
-
-const RBP: gimli::Register = gimli::Register(6);
-const RSP: gimli::Register = gimli::Register(7);
-const RA: gimli::Register = gimli::Register(16);
-
-#[derive(Default)]
-struct Found {
-    pc: usize,
-    hdr: usize,
-    hdr_len: usize,
-    /// End of the PT_LOAD segment holding `.eh_frame`, to bound the slice.
-    frame_seg_end: usize,
-    found: bool,
-    /// End of the PT_LOAD segment holding `pc`.
-    pc_seg_end: usize,
-    /// (start, end) of the module's PT_LOADs, to bound the eh_frame slice.
-    loads: [(usize, usize); 8],
-    nloads: usize,
-}
-
-unsafe extern "C" fn find_cb(info: *mut libc::dl_phdr_info, _size: usize, data: *mut libc::c_void) -> libc::c_int {
-    // SAFETY (whole function): the loader passes a valid info whose program
-    // headers are mapped; `data` is the &mut Found passed by `compute`.
-    let f = &mut *(data as *mut Found);
-    let info = &*info;
-    let base = info.dlpi_addr as usize;
-    let phdrs = std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize);
-    let seg = phdrs.iter().find(|ph| {
-        ph.p_type == libc::PT_LOAD && {
-            let s = base.wrapping_add(ph.p_vaddr as usize);
-            f.pc >= s && f.pc - s < ph.p_memsz as usize
-        }
-    });
-    let Some(seg) = seg else {
-        return 0;
-    };
-    f.pc_seg_end = base.wrapping_add((seg.p_vaddr + seg.p_memsz) as usize);
-    f.found = true;
-    for ph in phdrs {
-        if ph.p_type == libc::PT_GNU_EH_FRAME {
-            f.hdr = base.wrapping_add(ph.p_vaddr as usize);
-            f.hdr_len = ph.p_memsz as usize;
-        } else if ph.p_type == libc::PT_LOAD && f.nloads < f.loads.len() {
-            let s = base.wrapping_add(ph.p_vaddr as usize);
-            f.loads[f.nloads] = (s, s + ph.p_memsz as usize);
-            f.nloads += 1;
-        }
-    }
-    1
-}
-
-#[cold]
-#[inline(never)]
-fn compute(pc: usize) -> Rule {
-    if pc == ENTRY_PC {
-        return ENTRY_RULE;
-    }
-    let mut f = Found { pc, ..Default::default() };
-    // SAFETY: the callback only reads what the loader hands it.
-    unsafe { libc::dl_iterate_phdr(Some(find_cb), &mut f as *mut Found as *mut libc::c_void) };
-    if !f.found || f.hdr == 0 || f.hdr_len < 4 {
-        return Rule::Other;
-    }
-    // A return address at a sigreturn trampoline (`mov $15, %rax; syscall`,
-    // glibc's __restore_rt) is a signal frame whatever FDE `pc` = RA − 1
-    // falls in: libunwind recognises it by this code, so must we.
-    const SIGRETURN: [u8; 9] = [0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05];
-    if pc + 1 + SIGRETURN.len() <= f.pc_seg_end {
-        // SAFETY: pc+1 .. pc+10 lies inside the mapped PT_LOAD holding pc.
-        let code = unsafe { std::slice::from_raw_parts((pc + 1) as *const u8, SIGRETURN.len()) };
-        if code == SIGRETURN {
-            return Rule::Other;
-        }
-    }
-    // SAFETY: PT_GNU_EH_FRAME lies inside a mapped PT_LOAD of a loaded object.
-    let hdr = unsafe { std::slice::from_raw_parts(f.hdr as *const u8, f.hdr_len) };
-    let bases = gimli::BaseAddresses::default().set_eh_frame_hdr(f.hdr as u64);
-    let Ok(parsed) = gimli::EhFrameHdr::new(hdr, gimli::NativeEndian).parse(&bases, 8) else {
-        return Rule::Other;
-    };
-    let gimli::Pointer::Direct(eh_frame) = parsed.eh_frame_ptr() else {
-        return Rule::Other;
-    };
-    let eh_frame = eh_frame as usize;
-    f.frame_seg_end = match f.loads[..f.nloads].iter().find(|&&(s, e)| eh_frame >= s && eh_frame < e) {
-        Some(&(_, e)) => e,
-        None => return Rule::Other,
-    };
-    let Some(table) = parsed.table() else {
-        return Rule::Other;
-    };
-    // SAFETY: eh_frame..frame_seg_end is inside one mapped PT_LOAD segment.
-    let section = unsafe { std::slice::from_raw_parts(eh_frame as *const u8, f.frame_seg_end - eh_frame) };
-    let eh = gimli::EhFrame::new(section, gimli::NativeEndian);
-    let bases = bases.set_eh_frame(eh_frame as u64);
-    // On our stack, never the heap: an allocation failure here must not
-    // abort the program (RLIMIT_AS tests), and 2 KiB is fine on the miss path.
-    let mut ctx = gimli::UnwindContext::<usize, SmallStore>::new_in();
-    let Ok(fde) = table.fde_for_address(&eh, &bases, pc as u64, |s, b, o| s.cie_from_offset(b, o)) else {
-        return Rule::Other;
-    };
-    if fde.cie().is_signal_trampoline() || fde.cie().return_address_register() != RA {
-        return Rule::Other;
-    }
-    let Ok(row) = fde.unwind_info_for_address(&eh, &bases, &mut ctx, pc as u64) else {
-        return Rule::Other;
-    };
-    digest(row)
-}
-
-/// The row's rule if it is one the fast walk (and libunwind's fast path)
-/// handles exactly; `Other` otherwise.
-/// gimli's rule storage, in line and small: x86-64 CFI sets a handful of
-/// rules and nests remember_state at most once in practice. More than this
-/// is an error from gimli, i.e. "not simple": libunwind takes the capture.
-struct SmallStore;
-
-impl<T: gimli::ReaderOffset> gimli::UnwindContextStorage<T> for SmallStore {
-    type Rules = [(gimli::Register, gimli::RegisterRule<T>); 32];
-    type Stack = [gimli::UnwindTableRow<T, Self>; 2];
-}
-
-fn digest<T: gimli::ReaderOffset, S: gimli::UnwindContextStorage<T>>(row: &gimli::UnwindTableRow<T, S>) -> Rule {
-    use gimli::{CfaRule, RegisterRule};
-    // libunwind: an undefined return address, or an undefined rbp ("end of
-    // call chain" in the x86-64 ABI), ends the walk after this frame.
-    match row.register(RA) {
-        Some(RegisterRule::Undefined) => return Rule::Last,
-        Some(RegisterRule::Offset(-8)) => {}
-        _ => return Rule::Other,
-    }
-    let rbp_off = match row.register(RBP) {
-        None | Some(RegisterRule::SameValue) => None,
-        Some(RegisterRule::Undefined) => return Rule::Last,
-        Some(RegisterRule::Offset(k)) if k % 8 == 0 && (-1024..1024).contains(&k) => Some(k),
-        _ => return Rule::Other,
-    };
-    if row.register(RSP).is_some() {
-        return Rule::Other;
-    }
-    match *row.cfa() {
-        CfaRule::RegisterAndOffset { register, offset }
-            if (register == RSP || register == RBP) && offset >= 0 && offset % 8 == 0 && offset < (1 << 20) =>
-        {
-            Rule::Simple { cfa_rbp: register == RBP, cfa_off: offset as u64, rbp_off }
-        }
-        _ => Rule::Other,
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::*;
     use super::*;
 
+    /// Functions: 0 an rsp frame, 1 an rsp frame saving rbp, 2 a
+    /// frame-pointer frame, 3 the outermost (its rule ends every walk), 4
+    /// another rsp frame; 5 has no rule.
+    fn program() -> Program {
+        Program {
+            rules: vec![
+                rsp(32),
+                rsp_saving_rbp(48),
+                RBP_FRAME,
+                Rule::Last,
+                rsp(16),
+                Rule::Other,
+            ],
+        }
+    }
+
+    const AT: usize = STACK + 0x100;
+
+    /// leaf (0) ← saver (1) ← fp frame (2) ← rsp (4) ← outermost (3).
+    fn calls() -> Vec<Call> {
+        vec![
+            Call {
+                func: 0,
+                site: 0,
+                size: 32,
+            },
+            Call {
+                func: 1,
+                site: 1,
+                size: 48,
+            },
+            Call {
+                func: 2,
+                site: 2,
+                size: 64,
+            },
+            Call {
+                func: 4,
+                site: 0,
+                size: 16,
+            },
+        ]
+    }
+
+    fn stack() -> FakeStack {
+        FakeStack::new(STACK, 128)
+    }
+
     #[test]
-    fn pack_roundtrip() {
-        let pc = 0x7f12_3456_789a;
-        for r in [
-            Rule::Simple { cfa_rbp: false, cfa_off: 8, rbp_off: None },
-            Rule::Simple { cfa_rbp: true, cfa_off: 16, rbp_off: Some(-16) },
-            Rule::Simple { cfa_rbp: false, cfa_off: (1 << 20) - 8, rbp_off: Some(1016) },
-            Rule::Simple { cfa_rbp: false, cfa_off: 0, rbp_off: Some(-1024) },
-            Rule::Last,
-            Rule::Other,
-        ] {
-            let w = pack(pc, r);
-            assert_eq!(unpack(w), r);
-            assert_eq!((w & 0x7fff_ffff) as usize, pc >> SLOT_BITS);
-            assert_ne!(w >> 32, 0);
+    fn frames_by_rule_rsp_and_rbp_based_cfa_and_a_saved_rbp() {
+        let (mut s, p) = (stack(), program());
+        let laid = lay_out(&mut s, &p, AT, &calls(), ra_into(3, 0));
+        // The frame-pointer frame's CFA comes from the rbp frame 1 restored.
+        let (walked, frames) = capture(&s, &p, laid.caller, 64, None);
+        assert_eq!(
+            walked,
+            Some(Walk::Frames {
+                n: 5,
+                keyed: false,
+                whole: false
+            })
+        );
+        assert_eq!(frames, laid.ras);
+        assert_eq!(
+            frames[4],
+            ra_into(3, 0),
+            "the outermost frame's return address, then its rule ends the walk"
+        );
+    }
+
+    #[test]
+    fn a_wrong_saved_rbp_sends_the_frame_pointer_frame_elsewhere() {
+        let (mut s, p) = (stack(), program());
+        let laid = lay_out(&mut s, &p, AT, &calls(), ra_into(3, 0));
+        // Frame 1 restores rbp from CFA − 16: point it at frame 3's frame
+        // instead, so the fp frame's CFA lands on the wrong return address.
+        s.set(laid.cfas[1] - 16, laid.cfas[3] - 16);
+        let (_, frames) = capture(&s, &p, laid.caller, 64, None);
+        assert_ne!(frames, laid.ras);
+        assert_eq!(frames[..2], laid.ras[..2]);
+    }
+
+    #[test]
+    fn a_return_address_below_0x4000_ends_the_walk() {
+        let (mut s, p) = (stack(), program());
+        let laid = lay_out(&mut s, &p, AT, &calls(), 0);
+        let (walked, frames) = capture(&s, &p, laid.caller, 64, None);
+        assert_eq!(
+            walked,
+            Some(Walk::Frames {
+                n: 4,
+                keyed: false,
+                whole: false
+            })
+        );
+        assert_eq!(frames, laid.ras);
+    }
+
+    #[test]
+    fn the_buffer_cuts_the_walk() {
+        let (mut s, p) = (stack(), program());
+        let laid = lay_out(&mut s, &p, AT, &calls(), ra_into(3, 0));
+        let (walked, frames) = capture(&s, &p, laid.caller, 2, None);
+        assert_eq!(
+            walked,
+            Some(Walk::Frames {
+                n: 2,
+                keyed: false,
+                whole: false
+            })
+        );
+        assert_eq!(frames, laid.ras[..2]);
+    }
+
+    #[test]
+    fn a_pc_without_a_simple_rule_hands_the_capture_to_libunwind() {
+        let (mut s, p) = (stack(), program());
+        let mut c = calls();
+        c[2].func = 5; // no rule
+        let laid = lay_out(&mut s, &p, AT, &c, ra_into(3, 0));
+        assert_eq!(capture(&s, &p, laid.caller, 64, None).0, None);
+        // Unknown code outside every function, too.
+        s.set(laid.cfas[0] - 8, 0x10_0000);
+        assert_eq!(capture(&s, &p, laid.caller, 64, None).0, None);
+    }
+
+    #[test]
+    fn a_slot_above_the_stack_top_hands_the_capture_to_libunwind() {
+        let (mut s, p) = (stack(), program());
+        let laid = lay_out(&mut s, &p, AT, &calls(), ra_into(3, 0));
+        // The top just below frame 2's return address: the walk must not
+        // read it (the fake stack would panic on a read past its end).
+        let short = FakeStack {
+            base: s.base,
+            words: s.words[..(laid.cfas[2] - 8 - STACK) / 8].to_vec(),
+        };
+        assert_eq!(capture(&short, &p, laid.caller, 64, None).0, None);
+        // Nor may a slot straddle the top.
+        let top = laid.cfas[1] - 1;
+        assert_eq!(capture_to(&s, &p, laid.caller, top, 64, None).0, None);
+    }
+
+    #[test]
+    fn a_walk_not_below_the_stack_top_hands_the_capture_to_libunwind() {
+        let (mut s, p) = (stack(), program());
+        let laid = lay_out(&mut s, &p, AT, &calls(), ra_into(3, 0));
+        // Unknown bounds (1), or the hook running on another stack.
+        for hi in [1, AT, AT + 8] {
+            assert_eq!(
+                capture_to(&s, &p, laid.caller, hi, 64, None).0,
+                None,
+                "hi {hi:#x}"
+            );
         }
     }
 }
-

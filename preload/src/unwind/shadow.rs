@@ -49,8 +49,13 @@
 //! a server answering the same requests under the same deep stack gets its
 //! stack id without hashing or comparing the whole stack.
 //!
+//! The reads go through `Memory` (memory.rs): the live stack in the hooks,
+//! a fake one in the unit tests below.
+//!
 //! The shadow lives in the thread's ring scratch (ring.rs): zeroed memory is
 //! an empty record (not valid) and an empty table (id 0 = no entry).
+
+use super::memory::Memory;
 
 /// Frames kept from a thread's previous capture (the outermost DEPTH).
 pub const DEPTH: usize = 64;
@@ -80,7 +85,12 @@ const CFA_RBP: usize = 1 << 63;
 impl Frame {
     #[inline(always)]
     pub fn new(sp: usize, bp: usize, pc: usize, cfa_rbp: bool) -> Frame {
-        Frame { sp, bp, pc, bp_at: if cfa_rbp { CFA_RBP } else { 0 } }
+        Frame {
+            sp,
+            bp,
+            pc,
+            bp_at: if cfa_rbp { CFA_RBP } else { 0 },
+        }
     }
 
     /// Where the frame's rule restores rbp from (0: it does not).
@@ -120,7 +130,9 @@ pub fn bits(lo: usize, hi: usize) -> u64 {
     below(hi) & !below(lo)
 }
 
-pub struct Frames {
+/// The frame states of one previous capture, with what the re-checks need
+/// (see the module doc).
+pub struct Record {
     pub base: usize,
     pub valid: bool,
     /// Walking the last state (`f[DEPTH]`) ends the walk by its rule
@@ -158,8 +170,11 @@ struct IdEntry {
     ver: u64,
     id: u32,
     rec: u8,
-    q: u8,
-    n0: u8,
+    /// The record position the key was taken at (see `Shadow::key`).
+    at: u8,
+    /// How many of `inner` are frames.
+    len: u8,
+    /// The stack's frames up to position `at`.
     inner: [usize; INNER],
 }
 
@@ -176,9 +191,9 @@ pub struct Shadow {
     /// where they go in the record. (First: then the scratch and the first
     /// record do not lie a multiple of 4 KiB apart, where copies between
     /// them would stall on 4K aliasing.)
-    pub tmp: [Frame; DEPTH + 1],
+    pub scratch: [Frame; DEPTH + 1],
     ids: [IdEntry; ID_SLOTS],
-    pub recs: [Frames; RECORDS],
+    pub recs: [Record; RECORDS],
     /// The record of the current walk (`pick`), and when each was last
     /// picked.
     cur: usize,
@@ -217,7 +232,7 @@ impl Step {
     /// The slot for entry state (sp, pc).
     #[inline(always)]
     pub fn slot(sp: usize, pc: usize) -> usize {
-        ((sp ^ pc.rotate_left(20)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize % STEPS
+        ((sp ^ pc.rotate_left(20)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) % STEPS
     }
 }
 
@@ -238,7 +253,7 @@ impl Frame {
     }
 }
 
-impl Frames {
+impl Record {
     /// Writes `states` at positions `from..` and gives them all a new
     /// version (see the module doc: every position up to the highest one
     /// changed must get one). Bit i of `in_place`: `states[i]` is not
@@ -293,49 +308,61 @@ impl Frames {
         self.f[k + 1].pc + 1
     }
 
-    /// The first frame in `q..end` whose slots no longer hold what they
-    /// held, or `end` if the run from q gives the same stack as recorded.
+    /// The first frame in `from..end` whose slots no longer hold what they
+    /// held, or `end` if the run from `from` gives the same stack as recorded.
     ///
     /// # Safety
-    /// The slots of frames `q..end` must be readable: the walk joined the
-    /// record at q (see the module doc).
+    /// The slots of frames `from..end` must be readable in `mem`: the walk
+    /// joined the record at `from` (see the module doc).
     #[inline(always)]
-    pub unsafe fn first_changed(&self, q: usize, end: usize) -> usize {
+    pub unsafe fn first_changed<M: Memory>(&self, mem: &M, from: usize, end: usize) -> usize {
         let end = end.min(DEPTH);
-        let mut k = q;
-        // SAFETY: the caller's.
-        while k < end && unsafe { (self.f[k + 1].sp.wrapping_sub(8) as *const usize).read_unaligned() } == self.ra(k) {
-            k += 1;
+        let mut changed = from;
+        while changed < end {
+            // SAFETY: the caller's: the return address slot of frame
+            // `changed` lies inside it.
+            if unsafe { mem.word(self.f[changed + 1].sp.wrapping_sub(8)) } != self.ra(changed) {
+                break;
+            }
+            changed += 1;
+            // The loop's own condition again, here: the compiler then keeps
+            // a long run's loop (a server's ≈ 27 frames) in registers.
+            if changed == end {
+                break;
+            }
         }
-        // SAFETY (both): the caller's.
-        k = unsafe { self.first_bp_changed(self.need_mask & bits(q, k)) }.unwrap_or(k);
-        if k < end {
-            // The walk goes on from frame k with the recorded rbp: every
-            // rbp restored below it must hold, whether it mattered or not.
-            k = unsafe { self.first_bp_changed(self.bp_mask & bits(q, k)) }.unwrap_or(k);
+        // SAFETY: the caller's, for frames from..changed.
+        changed = unsafe { self.first_bp_changed(mem, self.need_mask & bits(from, changed)) }
+            .unwrap_or(changed);
+        if changed < end {
+            // The walk goes on from frame `changed` with the recorded rbp:
+            // every rbp restored below it must hold, whether it mattered or not.
+            // SAFETY: as above.
+            changed = unsafe { self.first_bp_changed(mem, self.bp_mask & bits(from, changed)) }
+                .unwrap_or(changed);
         }
-        k
+        changed
     }
 
-    /// The first frame in `m` (a bit set) whose restored rbp changed.
+    /// The first frame in `frames` (a bit set) whose restored rbp changed.
     ///
     /// # Safety
-    /// As `first_changed`, for the frames in `m`.
+    /// As `first_changed`, for the frames in `frames`.
     #[inline(always)]
-    unsafe fn first_bp_changed(&self, mut m: u64) -> Option<usize> {
-        while m != 0 {
-            let i = m.trailing_zeros() as usize;
-            // SAFETY: the caller's.
-            if unsafe { (self.f[i].bp_at() as *const usize).read_unaligned() } != self.f[i + 1].bp {
+    unsafe fn first_bp_changed<M: Memory>(&self, mem: &M, mut frames: u64) -> Option<usize> {
+        while frames != 0 {
+            let i = frames.trailing_zeros() as usize;
+            // SAFETY: the caller's: frame i's saved-rbp slot lies inside it.
+            if unsafe { mem.word(self.f[i].bp_at()) } != self.f[i + 1].bp {
                 return Some(i);
             }
-            m &= m - 1;
+            frames &= frames - 1;
         }
         None
     }
 }
 
-impl Frames {
+impl Record {
     /// The entry point this record was made from: the stack address of the
     /// hook's caller and the return address into it.
     #[inline(always)]
@@ -344,7 +371,7 @@ impl Frames {
     }
 
     /// Becomes a copy of `other` (its live part), with new versions.
-    fn copy_from(&mut self, other: &Frames) {
+    fn copy_from(&mut self, other: &Record) {
         let b = other.base.min(DEPTH);
         self.base = other.base;
         self.valid = other.valid;
@@ -373,10 +400,17 @@ impl Shadow {
     /// the price of a copy now and then.
     ///
     /// # Safety
-    /// `at` and `bp` must be the entry state of a hook running on this
-    /// thread's stack (the first check reads a slot above `at`).
+    /// `at` and `bp` must be the entry state of a hook running on the stack
+    /// `mem` reads (the first check reads a slot above `at`).
     #[inline(always)]
-    pub unsafe fn pick(&mut self, at: usize, ra0: usize, bp: usize, gen: u64) -> usize {
+    pub unsafe fn pick<M: Memory>(
+        &mut self,
+        mem: &M,
+        at: usize,
+        ra0: usize,
+        bp: usize,
+        gen: u64,
+    ) -> usize {
         self.tick += 1;
         let mut same_entry = None;
         let mut found = None;
@@ -384,11 +418,12 @@ impl Shadow {
             if r.gen == gen && r.entry() == Some((at, ra0)) {
                 // The first check re-reads the return address the entry
                 // matched already; the second tells the callers apart.
-                // SAFETY: the record's frames from its entry at `at` read
-                // only inside themselves (Frame::recordable): their slots
-                // lie in the live stack above `at`.
                 let b = r.base;
-                if (r.f[b].bp == bp || r.bp_free(b)) && unsafe { r.first_changed(b, b + 2) == (b + 2).min(DEPTH) }
+                if (r.f[b].bp == bp || r.bp_free(b))
+                    // SAFETY: the record's frames from its entry at `at` read
+                    // only inside themselves (Frame::recordable): their slots
+                    // lie in the stack above `at`.
+                    && unsafe { r.first_changed(mem, b, b + 2) } == (b + 2).min(DEPTH)
                 {
                     found = Some(i);
                     break;
@@ -411,7 +446,10 @@ impl Shadow {
         if !self.misses.is_multiple_of(4) || !self.recs[src].valid {
             return src;
         }
-        let oldest = (0..RECORDS).filter(|&i| i != src).min_by_key(|&i| self.used[i]).unwrap_or(src);
+        let oldest = (0..RECORDS)
+            .filter(|&i| i != src)
+            .min_by_key(|&i| self.used[i])
+            .unwrap_or(src);
         let (a, b) = if oldest < src {
             let (lo, hi) = self.recs.split_at_mut(src);
             (&mut lo[oldest], &hi[0])
@@ -429,24 +467,31 @@ impl Shadow {
         self.recs[self.cur].id = id;
     }
 
-    /// The key for `frames`, a stack whose first `n0` frames are the walk's
-    /// own and the rest the record's from position `q` on; None if it
+    /// The key for `frames`, a stack whose first `own` frames are the walk's
+    /// own and the rest the record's from position `join_at` on; None if it
     /// cannot be cached. The key is taken at the record position INNER
     /// frames up (or the record's end): the same position for the same
     /// stack wherever the walk joined, and one that later joins rewrite
-    /// less often than q itself.
+    /// less often than `join_at` itself.
     #[inline(always)]
-    pub fn key(&self, q: usize, n0: usize, frames: &[usize]) -> Option<IdKey> {
-        if n0 > INNER || q > DEPTH {
+    pub fn key(&self, join_at: usize, own: usize, frames: &[usize]) -> Option<IdKey> {
+        if own > INNER || join_at > DEPTH {
             return None;
         }
-        let at = (q + (INNER - n0)).min(DEPTH);
-        let len = n0 + (at - q);
+        let at = (join_at + (INNER - own)).min(DEPTH);
+        let len = own + (at - join_at);
         if len > frames.len() {
             return None;
         }
         let rec = &self.recs[self.cur];
-        let mut e = IdEntry { ver: rec.ver[at], id: 0, rec: self.cur as u8, q: at as u8, n0: len as u8, inner: [0; INNER] };
+        let mut e = IdEntry {
+            ver: rec.ver[at],
+            id: 0,
+            rec: self.cur as u8,
+            at: at as u8,
+            len: len as u8,
+            inner: [0; INNER],
+        };
         // Unused words stay 0 in both the key and the entry, so whole
         // arrays compare (no length-dependent loop, no memcmp call).
         for (i, (d, &f)) in e.inner.iter_mut().zip(frames).enumerate() {
@@ -454,7 +499,10 @@ impl Shadow {
                 *d = f;
             }
         }
-        let h = (e.inner[0] ^ e.inner[1].rotate_left(21) ^ e.inner[2].rotate_left(42) ^ (self.cur << 12 | at << 3 | len)) as u64;
+        let h = (e.inner[0]
+            ^ e.inner[1].rotate_left(21)
+            ^ e.inner[2].rotate_left(42)
+            ^ (self.cur << 12 | at << 3 | len)) as u64;
         let slot = (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % ID_SLOTS;
         Some(IdKey { slot, entry: e })
     }
@@ -464,7 +512,10 @@ impl Shadow {
     #[inline(always)]
     pub fn id(&self, key: &IdKey) -> Option<u32> {
         let (e, k) = (&self.ids[key.slot], &key.entry);
-        let mut diff = (e.ver ^ k.ver) as usize | (e.rec ^ k.rec) as usize | (e.q ^ k.q) as usize | (e.n0 ^ k.n0) as usize;
+        let mut diff = (e.ver ^ k.ver) as usize
+            | (e.rec ^ k.rec) as usize
+            | (e.at ^ k.at) as usize
+            | (e.len ^ k.len) as usize;
         for i in 0..INNER {
             diff |= e.inner[i] ^ k.inner[i];
         }
@@ -478,14 +529,342 @@ impl Shadow {
     }
 
     /// Remembers `id` for the held key. To be called after the record was
-    /// updated by the walk that made the key (which leaves position q as it
+    /// updated by the walk that made the key (which leaves position `at` as it
     /// was).
     pub fn remember(&mut self, id: u32) {
         let mut e = self.pending.entry;
-        if self.recs[e.rec as usize].ver[e.q as usize] != e.ver {
+        if self.recs[e.rec as usize].ver[e.at as usize] != e.ver {
             return;
         }
         e.id = id;
         self.ids[self.pending.slot] = e;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::rules::Rule;
+    use super::super::testing::*;
+    use super::*;
+
+    /// Functions: 0 a leaf saving rbp, 1 an rsp frame, 2 a frame-pointer
+    /// frame, 3 the outermost (its rule ends every walk), 4 and 5 rsp frames
+    /// saving rbp, 6 and 7 two handlers of the same size.
+    fn program() -> Program {
+        Program {
+            rules: vec![
+                rsp_saving_rbp(32),
+                rsp(48),
+                RBP_FRAME,
+                Rule::Last,
+                rsp_saving_rbp(32),
+                rsp_saving_rbp(32),
+                rsp(64),
+                rsp(64),
+            ],
+        }
+    }
+
+    const AT: usize = STACK + 0x200;
+
+    /// A server's stack: leaf, a chain of ten frames of every kind, the
+    /// outermost.
+    fn deep() -> Vec<Call> {
+        let mut c = vec![Call {
+            func: 0,
+            site: 0,
+            size: 32,
+        }];
+        for i in 0..10 {
+            c.push(match i % 4 {
+                0 => Call {
+                    func: 1,
+                    site: i,
+                    size: 48,
+                },
+                1 => Call {
+                    func: 2,
+                    site: i,
+                    size: 80,
+                },
+                2 => Call {
+                    func: 4,
+                    site: i,
+                    size: 32,
+                },
+                _ => Call {
+                    func: 5,
+                    site: i,
+                    size: 32,
+                },
+            });
+        }
+        c
+    }
+
+    fn stack() -> FakeStack {
+        FakeStack::new(STACK, 512)
+    }
+
+    fn first_changed(r: &Record, s: &FakeStack, from: usize, end: usize) -> usize {
+        // SAFETY: the fake stack checks every read.
+        unsafe { r.first_changed(s, from, end) }
+    }
+
+    /// The valid record (tests with one entry point have one).
+    fn record(sh: &Shadow) -> &Record {
+        let mut valid = sh.recs.iter().filter(|r| r.valid);
+        let r = valid.next().expect("a valid record");
+        assert!(valid.next().is_none());
+        r
+    }
+
+    #[test]
+    fn joined_at_the_base_and_verified_to_the_end_gives_the_records_id() {
+        let (mut s, p, mut sh, mut ids) = (stack(), program(), new_shadow(), Interner::default());
+        let laid = lay_out(&mut s, &p, AT, &deep(), ra_into(3, 0));
+        let (first, from) = checked(&s, &p, laid.caller, 64, &mut sh, &mut ids);
+        assert_eq!(from, Source::Walked);
+        assert_eq!(ids.stack(first), &laid.ras[..]);
+        assert_eq!(record(&sh).id, first);
+        for _ in 0..3 {
+            assert_eq!(
+                checked(&s, &p, laid.caller, 64, &mut sh, &mut ids),
+                (first, Source::Shadow)
+            );
+        }
+    }
+
+    #[test]
+    fn the_buffers_end_is_not_the_stacks_end() {
+        // Cut by the buffer, the record's frames are not the whole stack:
+        // its id is never the stack's.
+        let (mut s, p, mut sh, mut ids) = (stack(), program(), new_shadow(), Interner::default());
+        let laid = lay_out(&mut s, &p, AT, &deep(), ra_into(3, 0));
+        for _ in 0..3 {
+            let (id, from) = checked(&s, &p, laid.caller, 5, &mut sh, &mut ids);
+            assert_eq!((ids.stack(id), from), (&laid.ras[..5], Source::Walked));
+        }
+    }
+
+    #[test]
+    fn a_changed_frame_in_the_middle_is_walked_again() {
+        let (mut s, p, mut sh, mut ids) = (stack(), program(), new_shadow(), Interner::default());
+        let calls = deep();
+        let laid = lay_out(&mut s, &p, AT, &calls, ra_into(3, 0));
+        let (old, _) = checked(&s, &p, laid.caller, 64, &mut sh, &mut ids);
+        assert_eq!(
+            checked(&s, &p, laid.caller, 64, &mut sh, &mut ids),
+            (old, Source::Shadow)
+        );
+        // Frame 5 (a frame-pointer frame) is now called from another site of
+        // the same function: same addresses, same rules, one return address
+        // changed. Then frame 3 (an rsp frame) too.
+        for (frame, site) in [(5, 7), (3, 9)] {
+            let mut c = calls.clone();
+            c[frame].site = site;
+            let laid = lay_out(&mut s, &p, AT, &c, ra_into(3, 0));
+            let (new, from) = checked(&s, &p, laid.caller, 64, &mut sh, &mut ids);
+            assert_ne!(new, old);
+            assert_eq!(from, Source::Walked);
+            assert_eq!(
+                checked(&s, &p, laid.caller, 64, &mut sh, &mut ids),
+                (new, Source::Shadow)
+            );
+        }
+        // And back: the first stack again.
+        let laid = lay_out(&mut s, &p, AT, &calls, ra_into(3, 0));
+        assert_eq!(checked(&s, &p, laid.caller, 64, &mut sh, &mut ids).0, old);
+    }
+
+    #[test]
+    fn a_changed_saved_rbp_that_a_frame_pointer_frame_reads_is_walked_again() {
+        let (mut s, p, mut sh, mut ids) = (stack(), program(), new_shadow(), Interner::default());
+        let calls = deep();
+        let laid = lay_out(&mut s, &p, AT, &calls, ra_into(3, 0));
+        let (old, _) = checked(&s, &p, laid.caller, 64, &mut sh, &mut ids);
+        // Frame 1 (rsp) saves nothing; frame 0 (the leaf) saved rbp, which
+        // frame 2 (frame pointer) reads through frame 1: point it 16 bytes
+        // up, at a slot made to look like a frame.
+        let bp_at = laid.cfas[0] - 16;
+        let moved = s.get(bp_at) + 16;
+        s.set(bp_at, moved);
+        s.set(moved + 8, ra_into(4, 5));
+        s.set(moved, s.get(moved - 16));
+        let (new, _) = checked(&s, &p, laid.caller, 64, &mut sh, &mut ids);
+        assert_ne!(new, old);
+    }
+
+    /// shadow_stress.c's moved frames (mv_*): the allocating frame at the
+    /// same address, its caller (a frame-pointer frame with a VLA) bigger,
+    /// everything above it moved up, and the caller's old return-address
+    /// slot, now inside its VLA, holding the old value again. Every return
+    /// address the record re-reads is as recorded; only the saved rbp the
+    /// leaf restores (the caller's frame pointer) tells the stacks apart.
+    #[test]
+    fn a_moved_frame_with_the_same_return_address_slots_but_another_saved_rbp_is_walked_again() {
+        let (mut s, p, mut sh, mut ids) = (stack(), program(), new_shadow(), Interner::default());
+        let before = [
+            Call {
+                func: 0,
+                site: 0,
+                size: 32,
+            },
+            Call {
+                func: 2,
+                site: 0,
+                size: 64,
+            },
+            Call {
+                func: 1,
+                site: 0,
+                size: 48,
+            },
+        ];
+        let laid = lay_out(&mut s, &p, AT, &before, ra_into(3, 0));
+        let (old, _) = checked(&s, &p, laid.caller, 64, &mut sh, &mut ids);
+        assert_eq!(
+            checked(&s, &p, laid.caller, 64, &mut sh, &mut ids),
+            (old, Source::Shadow)
+        );
+        let old_slots: Vec<(usize, usize)> = s
+            .words
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|w| w.1 != 0)
+            .collect();
+        let after = [
+            Call {
+                func: 0,
+                site: 0,
+                size: 32,
+            },
+            Call {
+                func: 2,
+                site: 0,
+                size: 96,
+            },
+            Call {
+                func: 1,
+                site: 1,
+                size: 48,
+            },
+        ];
+        let moved = lay_out(&mut s, &p, AT, &after, ra_into(3, 0));
+        // The old return-address slots still hold what they held.
+        for at in [laid.cfas[1] - 8, laid.cfas[2] - 8] {
+            assert!(
+                old_slots.contains(&((at - STACK) / 8, s.get(at))),
+                "slot {at:#x} was overwritten"
+            );
+        }
+        assert_ne!(
+            s.get(laid.cfas[0] - 16),
+            moved.cfas[0],
+            "the saved rbp differs"
+        );
+        let (new, from) = checked(&s, &p, moved.caller, 64, &mut sh, &mut ids);
+        assert_ne!(new, old);
+        assert_eq!(from, Source::Walked);
+        assert_eq!(ids.stack(new), &moved.ras[..]);
+    }
+
+    #[test]
+    fn first_changed_reads_return_addresses_and_the_saved_rbps_that_matter() {
+        let (mut s, p, mut sh, mut ids) = (stack(), program(), new_shadow(), Interner::default());
+        // leaf (saves rbp) ← rsp ← frame pointer ← saver ← saver ← rsp.
+        let calls = [
+            Call {
+                func: 0,
+                site: 0,
+                size: 32,
+            },
+            Call {
+                func: 1,
+                site: 0,
+                size: 48,
+            },
+            Call {
+                func: 2,
+                site: 0,
+                size: 64,
+            },
+            Call {
+                func: 4,
+                site: 0,
+                size: 32,
+            },
+            Call {
+                func: 5,
+                site: 0,
+                size: 32,
+            },
+            Call {
+                func: 1,
+                site: 1,
+                size: 48,
+            },
+        ];
+        let laid = lay_out(&mut s, &p, AT, &calls, ra_into(3, 0));
+        checked(&s, &p, laid.caller, 64, &mut sh, &mut ids);
+        let r = record(&sh);
+        let base = r.base;
+        assert_eq!(first_changed(r, &s, base, DEPTH), DEPTH);
+        // Position base + k holds frame k − 1 (base: the entry state).
+        let frame = |k: usize| base + 1 + k;
+        // A return address: the frame that read it.
+        let saved = s.get(laid.cfas[2] - 8);
+        s.set(laid.cfas[2] - 8, saved + 0x10);
+        assert_eq!(first_changed(r, &s, base, DEPTH), frame(2));
+        assert_eq!(
+            first_changed(r, &s, frame(3), DEPTH),
+            DEPTH,
+            "a run above it"
+        );
+        s.set(laid.cfas[2] - 8, saved);
+        // The rbp the leaf restores: the frame-pointer frame above reads it.
+        let saved = s.get(laid.cfas[0] - 16);
+        s.set(laid.cfas[0] - 16, saved + 8);
+        assert_eq!(first_changed(r, &s, base, DEPTH), frame(0));
+        s.set(laid.cfas[0] - 16, saved);
+        // The rbp frame 3 restores: frame 4 saves and restores rbp without
+        // reading it, so over a run to the end it does not matter...
+        let saved = s.get(laid.cfas[3] - 16);
+        s.set(laid.cfas[3] - 16, saved + 8);
+        assert_eq!(first_changed(r, &s, base, DEPTH), DEPTH);
+        // ...but where a frame above it changed, the walk goes on from
+        // there with the recorded rbp: every restored rbp below must hold.
+        let saved_ra = s.get(laid.cfas[5] - 8);
+        s.set(laid.cfas[5] - 8, saved_ra + 0x10);
+        assert_eq!(first_changed(r, &s, base, DEPTH), frame(3));
+        s.set(laid.cfas[3] - 16, saved);
+        assert_eq!(first_changed(r, &s, base, DEPTH), frame(5));
+    }
+
+    #[test]
+    fn a_stable_stack_under_changing_callers_is_known_by_the_shadow() {
+        // The server pattern: one call site whose caller changes (two
+        // handlers of the same size: the same addresses), under a stable
+        // deep stack.
+        let (mut s, p, mut sh, mut ids) = (stack(), program(), new_shadow(), Interner::default());
+        let mut calls = deep();
+        calls.insert(
+            1,
+            Call {
+                func: 6,
+                site: 0,
+                size: 64,
+            },
+        );
+        let mut from_shadow = Vec::new();
+        for round in 0..16 {
+            calls[1].func = 6 + round % 2;
+            let laid = lay_out(&mut s, &p, AT, &calls, ra_into(3, 0));
+            let (id, from) = checked(&s, &p, laid.caller, 64, &mut sh, &mut ids);
+            assert_eq!(id, 1 + round as u32 % 2);
+            from_shadow.push(from == Source::Shadow);
+        }
+        assert!(from_shadow[8..].iter().all(|&x| x), "{from_shadow:?}");
     }
 }
