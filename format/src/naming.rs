@@ -74,6 +74,30 @@ pub fn fork_child_prefix(prefix: &mut Vec<u8>, pid: u32) {
     }
 }
 
+/// What a traced process's beacon is named (preload/src/beacon.rs): its
+/// snapshot signal (0: off) and its absolute, unexpanded prefix.
+pub const BEACON: &[u8] = b"memtrace:";
+
+pub fn beacon_name(signal: i32, prefix: &[u8]) -> Vec<u8> {
+    let mut name = BEACON.to_vec();
+    name.extend_from_slice(signal.to_string().as_bytes());
+    name.push(b':');
+    name.extend_from_slice(prefix);
+    name
+}
+
+/// The (signal, prefix) a line of /proc/PID/maps names, if it is a beacon's
+/// (`… /memfd:memtrace:12:/abs/prefix.%p (deleted)`).
+pub fn parse_beacon(maps_line: &[u8]) -> Option<(i32, &[u8])> {
+    const MEMFD: &[u8] = b"/memfd:";
+    let at = maps_line.windows(MEMFD.len()).position(|w| w == MEMFD)?;
+    let name = maps_line[at + MEMFD.len()..].strip_prefix(BEACON)?;
+    let name = name.strip_suffix(b" (deleted)").unwrap_or(name);
+    let colon = name.iter().position(|&c| c == b':')?;
+    let signal = std::str::from_utf8(&name[..colon]).ok()?.parse().ok()?;
+    Some((signal, &name[colon + 1..]))
+}
+
 /// The file a process `pid` writes under `prefix`: `<prefix>.<index>.snap`
 /// or `<prefix>.exit.snap`, `%p` expanded.
 pub fn snapshot_path(prefix: &[u8], pid: u32, kind: SnapshotKind, index: u64) -> Vec<u8> {
@@ -136,6 +160,15 @@ pub fn is_snapshot_name(base: &[u8], name: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn beacon_round_trip() {
+        let name = beacon_name(12, b"/tmp/a dir/pg.%p");
+        let line = [&b"7f44-7f45 r--s 00000000 00:01 1073      /memfd:"[..], &name, b" (deleted)"].concat();
+        assert_eq!(parse_beacon(&line), Some((12, &b"/tmp/a dir/pg.%p"[..])));
+        assert_eq!(parse_beacon(b"7f44-7f45 r--s 00000000 00:01 1073  /memfd:other (deleted)"), None);
+        assert_eq!(parse_beacon(b"7f44-7f45 r-xp 00000000 08:01 12  /usr/lib/libc.so.6"), None);
+    }
 
     #[test]
     fn pid_expansion() {

@@ -64,6 +64,7 @@ extern "C" fn child() {
         crate::ring::ensure_own();
         crate::config::fork_child_prefix(std::process::id());
         crate::process_end::fork_child();
+        crate::beacon::publish();
         // Last: it starts the child's writer thread.
         crate::writer::fork_child();
     }

@@ -15,6 +15,7 @@
 //!   and errno; `tls`: the hot per-thread block.
 //! - `process_end`: the exit snapshot on `_exit` and `exec`.
 
+mod beacon;
 mod config;
 mod fork;
 mod guard;
@@ -181,6 +182,7 @@ extern "C" fn constructor() {
     }
     signal::install();
     process_end::init();
+    beacon::publish();
     // SAFETY: registering a plain extern "C" fn. Registered this early, it
     // runs after the program's own atexit handlers and static destructors.
     unsafe { libc::atexit(writer::at_exit) };

@@ -13,14 +13,6 @@ use memtrace_tests::*;
 use std::path::Path;
 use std::process::Command;
 
-/// Until issue 11 is fixed, the checks that fail today run only with
-/// `MEMTRACE_REAL_ISSUE11=1` (or `only`), as in `scripts/test-real`.
-fn pending(test: &str) -> bool {
-    // Issue 11 fixed? Delete the next line: these checks then always run.
-    if !matches!(std::env::var("MEMTRACE_REAL_ISSUE11").as_deref(), Ok("1" | "only")) { eprintln!("{test}: skipped until issue 11 is fixed (MEMTRACE_REAL_ISSUE11=1 runs it)"); return true; }
-    false
-}
-
 fn memtrace(args: &[&std::ffi::OsStr]) -> std::process::Output {
     Command::new(memtrace_bin()).args(args).output().expect("run memtrace")
 }
@@ -106,9 +98,6 @@ fn nopie_malloc_address_allocations_are_traced() {
 /// from the analyzer. Fails until issue 11 is fixed.
 #[test]
 fn nopie_malloc_address_gives_no_warning() {
-    if pending("nopie_malloc_address_gives_no_warning") {
-        return;
-    }
     for opt in BOTH {
         let dir = fresh_dir("nopie-addr-warn");
         let prefix = dir.join("k");

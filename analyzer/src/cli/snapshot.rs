@@ -5,9 +5,10 @@
 //! memtrace's own value (`"memtrace"` as a little-endian word): libtrace.so
 //! snapshots on it even when the program has a handler of its own for that
 //! signal, and never passes it on to that handler (README, "The snapshot
-//! signal"). Which signal, and where the files go, come from the process's
-//! environment as it started (`/proc/PID/environ`): `MEMTRACE_SIGNAL`,
-//! `MEMTRACE_OUT` (relative to its starting directory, `PWD`).
+//! signal"). Which signal, and where the files go, libtrace.so publishes
+//! in the name of a small mapping that /proc/PID/maps shows
+//! (preload/src/beacon.rs): not the environment, which programs that set
+//! their process title write over.
 //!
 //! Which file is the answer: snapshots are written under a temporary name
 //! and renamed when complete, so the first new `*.snap` file in the output
@@ -51,25 +52,12 @@ pub fn inspect(pid: u32) -> Result<TracedProcess, String> {
         std::io::ErrorKind::PermissionDenied => format!("cannot inspect process {pid}: permission denied"),
         _ => format!("cannot inspect process {pid}: {e}"),
     })?;
-    if !maps.split(|&c| c == b'\n').any(|l| l.ends_with(b"/libtrace.so")) {
+    let Some((signal, prefix)) = maps.split(|&c| c == b'\n').find_map(naming::parse_beacon) else {
         return Err(format!(
             "process {pid} is not traced by memtrace (libtrace.so is not loaded in it; start it with `memtrace run` or LD_PRELOAD)"
         ));
-    }
-    let environ = std::fs::read(proc_dir.join("environ")).map_err(|e| format!("cannot read the environment of process {pid}: {e}"))?;
-    let var = |name: &[u8]| environ.split(|&c| c == 0).find_map(|kv| kv.strip_prefix(name)?.strip_prefix(b"="));
-    let signal = match var(b"MEMTRACE_SIGNAL") {
-        None => libc::SIGUSR2,
-        // libtrace.so falls back to USR2 on a value it cannot read, as here.
-        Some(v) => signals::parse_snapshot_signal(v).unwrap_or(libc::SIGUSR2),
     };
-    let prefix = naming::expand_pid(var(b"MEMTRACE_OUT").unwrap_or(naming::DEFAULT_PREFIX), pid);
-    let prefix = Path::new(OsStr::from_bytes(&prefix)).to_path_buf();
-    let start_dir = var(b"PWD")
-        .map(|p| PathBuf::from(OsStr::from_bytes(p)))
-        .or_else(|| std::fs::read_link(proc_dir.join("cwd")).ok())
-        .unwrap_or_default();
-    let full = start_dir.join(&prefix);
+    let full = PathBuf::from(OsStr::from_bytes(&naming::expand_pid(prefix, pid)));
     let out_dir = full.parent().map(Path::to_path_buf).unwrap_or_default();
     let name_prefix = full.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
     Ok(TracedProcess { pid, signal, out_dir, name_prefix })
