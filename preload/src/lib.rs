@@ -13,10 +13,13 @@
 //! - `modules`: the module map; `signal`, `fork`, `config`;
 //! - `sys`: plumbing below everything else; `guard`: the re-entrancy flag
 //!   and errno; `tls`: the hot per-thread block.
-//! - `process_end`: the exit snapshot on `_exit` and `exec`.
+//! - `process_end`: the exit snapshot on `_exit` and `exec`; `fatal`: says
+//!   so when a fatal signal ends the process (MEMTRACE_VERBOSE=1);
+//! - `beacon`: how `memtrace snapshot PID` finds the signal and prefix.
 
 mod beacon;
 mod config;
+mod fatal;
 mod fork;
 mod guard;
 mod hooks;
@@ -183,6 +186,7 @@ extern "C" fn constructor() {
     signal::install();
     process_end::init();
     beacon::publish();
+    fatal::install();
     // SAFETY: registering a plain extern "C" fn. Registered this early, it
     // runs after the program's own atexit handlers and static destructors.
     unsafe { libc::atexit(writer::at_exit) };

@@ -11,6 +11,7 @@
  *   handler      installs a SIGUSR2 handler, then: a plain kill (the
  *                handler's), a sigqueue with memtrace's value (a snapshot,
  *                not the handler's), prints how often the handler ran
+ *   segv         writes through NULL (dies of SIGSEGV)
  *   serve        installs a SIGUSR2 handler, prints READY, reads stdin to
  *                its end (snapshots are requested from outside meanwhile),
  *                prints how often the handler ran
@@ -80,6 +81,7 @@ int main(int argc, char **argv) {
         printf("handled=%d\n", (int)handled);
         return 0;
     }
+    if (!strcmp(mode, "segv")) *(volatile int *)0 = 1;
     if (!strcmp(mode, "serve")) {
         CHECK(signal(SIGUSR2, on_usr2) != SIG_ERR);
         expect("1", 2121, 21);

@@ -112,3 +112,22 @@ fn memtrace_snapshot_refuses_an_untraced_process() {
     assert_eq!(stderr, format!("memtrace: process {} is not traced by memtrace (libtrace.so is not loaded in it; start it with `memtrace run` or LD_PRELOAD)\n", r.pid));
     r.wait().assert_ok();
 }
+
+/// A fatal signal leaves no exit snapshot; with MEMTRACE_VERBOSE=1 that is
+/// said on stderr, and the program still dies of the signal.
+#[test]
+fn fatal_signal_is_reported_when_verbose() {
+    use std::os::unix::process::ExitStatusExt;
+    for verbose in ["0", "1"] {
+        let dir = fresh_dir(&format!("segv-{verbose}"));
+        let out = Run::new(prog("process_ends", Opt::O2), &dir)
+            .out(dir.join("k"))
+            .env("MEMTRACE_VERBOSE", verbose)
+            .arg("segv")
+            .run();
+        assert_eq!(out.status.signal(), Some(libc::SIGSEGV), "{}", out.stderr);
+        assert!(list_dir(&dir).is_empty(), "{:?}", list_dir(&dir));
+        let said = format!("memtrace: pid {} ends by SIGSEGV: no exit snapshot", out.pid);
+        assert_eq!(out.stderr.contains(&said), verbose == "1", "{}", out.stderr);
+    }
+}
