@@ -109,7 +109,7 @@ fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
         let p = e.path();
         let t = if p.is_dir() { newest_mtime(&p) } else { e.metadata().ok().and_then(|m| m.modified().ok()) };
         if let Some(t) = t {
-            if best.map_or(true, |b| t > b) {
+            if best.is_none_or(|b| t > b) {
                 best = Some(t);
             }
         }
