@@ -3,7 +3,7 @@ CARGO ?= cargo
 PRELOAD := target/release/libtrace.so
 MEMTRACE := target/release/memtrace
 
-.PHONY: all deps build test test-real demo bench fuzz clean
+.PHONY: all deps build lint test test-real demo bench fuzz clean
 
 all: build
 
@@ -12,6 +12,12 @@ deps:
 
 build: deps
 	$(CARGO) build --release --workspace
+
+# What keeps the code as it is: rustfmt's layout (rustfmt.toml) and no clippy
+# warning (the preload's lints are in preload/Cargo.toml). .ci/run runs it.
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --release --all-targets -- -D warnings
 
 # Unit tests, CPython golden tests and the end-to-end suite (tests/).
 test: build
