@@ -152,11 +152,44 @@ pub(super) struct TopJson<'a> {
     pub limit: usize,
     pub malloc_owner: Option<String>,
     pub other: OtherGroups,
+    /// `--peak`: the moment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak: Option<PeakJson>,
     pub pretty: bool,
     pub sample_rate: u64,
     pub snapshot: &'a str,
     pub statistics: Vec<StatisticJson<'a>>,
     pub total: Total,
+    /// "peak", "allocated" or "temporary"; absent for the live blocks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub view: Option<&'static str>,
+}
+
+/// The peak moment (PEAK section).
+#[derive(Serialize)]
+pub(super) struct PeakJson {
+    pub event: u64,
+    /// Seconds from the start of tracing (TIMELINE's start) to the peak.
+    pub seconds_after_start: Option<f64>,
+    pub time_ns: u64,
+    /// As the file records it (sampled blocks only, unscaled, when sampled).
+    pub traced_bytes: u64,
+}
+
+impl PeakJson {
+    pub fn new(dump: &memtrace_format::Snapshot) -> Option<PeakJson> {
+        let p = dump.run.peak.as_ref()?;
+        Some(PeakJson {
+            event: p.event,
+            seconds_after_start: dump
+                .run
+                .timeline
+                .as_ref()
+                .map(|t| p.time_ns.saturating_sub(t.start_ns) as f64 / 1e9),
+            time_ns: p.time_ns,
+            traced_bytes: p.traced_bytes,
+        })
+    }
 }
 
 #[derive(Serialize)]
@@ -192,6 +225,8 @@ pub(super) struct TracebackJson<'a> {
     pub size: u64,
     pub snapshot: String,
     pub truncated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub view: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -284,6 +319,7 @@ mod tests {
                 groups: 0,
                 size: 0,
             },
+            peak: None,
             pretty: false,
             sample_rate: 0,
             snapshot: "a.snap",
@@ -298,6 +334,33 @@ mod tests {
                 truncated: false,
             }],
             total: total(),
+            view: None,
+        });
+        sorted(&TopJson {
+            command: "top",
+            cumulative: false,
+            estimated: false,
+            groups: 0,
+            key: "lineno",
+            limit: 10,
+            malloc_owner: None,
+            other: OtherGroups {
+                count: 0,
+                groups: 0,
+                size: 0,
+            },
+            peak: Some(PeakJson {
+                event: 3,
+                seconds_after_start: Some(1.5),
+                time_ns: 9,
+                traced_bytes: 7,
+            }),
+            pretty: false,
+            sample_rate: 0,
+            snapshot: "a.snap",
+            statistics: vec![],
+            total: total(),
+            view: Some("peak"),
         });
         sorted(&DiffJson {
             command: "diff",
@@ -342,6 +405,7 @@ mod tests {
             size: 1,
             snapshot: "a".into(),
             truncated: false,
+            view: Some("peak"),
         });
         sorted(&StatsJson {
             alloc_count: 1,
