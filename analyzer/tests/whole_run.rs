@@ -598,7 +598,7 @@ fn summary_text_and_json() {
             "Allocation calls:       1519 (608/s), 9212 KiB in all",
             "Temporary allocations:  710 (46.7% of calls), 889 KiB",
             "Peak traced memory:     3115 KiB (3189688 B) in 16 blocks, 1.250 s after the start",
-            "Peak RSS:               12.0 MiB",
+            "Peak RSS:               12.0 MiB (VmHWM, memtrace's own memory included)",
             "Traced memory now:      3064 B (3064 B) in 4 blocks, never freed",
             "RSS now:                10.0 MiB, of which",
             "  traced memory:                        3064 B",
@@ -852,5 +852,83 @@ fn sampled_snapshots_are_estimated() {
     }
     assert!(text
         .lines()
-        .any(|l| l == "Peak RSS:               12.0 MiB"));
+        .any(|l| l.starts_with("Peak RSS:               12.0 MiB (")));
+}
+
+#[test]
+fn stats_text_and_json() {
+    let f = fixture("stats");
+    let p = write(&f, "p.exit.snap", 0, SnapshotKind::Exit, whole_run());
+    let o = ok(&["stats", &p]);
+    let new: Vec<&str> = o
+        .lines()
+        .skip_while(|l| !l.starts_with("Frees:"))
+        .skip(1)
+        .take(7)
+        .collect();
+    assert_eq!(
+        new,
+        [
+            "Peak blocks:    16 (3115 KiB, 3189688 B) in 3 groups, 1.250 s after the start (event 2021)",
+            "Allocated:      1519 (9212 KiB, 9433027 B) from 5 stacks since the start",
+            "Freed:          1515 (9209 KiB, 9429963 B)",
+            "Temporary:      710 (889 KiB, 910283 B)",
+            "Timeline:       from 2023-11-14 22:13:20.000000000 UTC, 2.500 s: 2 points every 10 ms, 1 snapshot before this one",
+            "RSS:            10.0 MiB (10485760 B), peak 12.0 MiB (12582912 B)",
+            "glibc heap:     arenas 4096 KiB (4194304 B), 1024 KiB (1048576 B) of it free; mmapped blocks 0 B (0 B)",
+        ]
+    );
+    assert!(o.ends_with("Frame limit:    32 (0 stacks truncated)\nSampling:       every allocation recorded\nModules:        1\n"));
+    let v: Value = serde_json::from_str(&ok(&["stats", &p, "--json"])).unwrap();
+    assert_eq!(v["peak"]["size"], 3_189_688);
+    assert_eq!(v["peak"]["blocks"], 16);
+    assert_eq!(v["peak"]["sampled"]["blocks"], 16);
+    assert_eq!(v["peak"]["groups"], 3);
+    assert_eq!(v["peak"]["event"], 2021);
+    assert_eq!(v["peak"]["seconds_after_start"], 1.25);
+    assert_eq!(v["totals"]["stacks"], 5);
+    assert_eq!(v["totals"]["allocated"]["count"], 1519);
+    assert_eq!(v["totals"]["allocated"]["size"], 9_433_027);
+    assert_eq!(v["totals"]["freed"]["size"], 9_429_963);
+    assert_eq!(v["totals"]["temporary"]["count"], 710);
+    assert_eq!(v["totals"]["sampled"]["temporary"]["size"], 910_283);
+    assert_eq!(v["timeline"]["start_ns"], T0);
+    assert_eq!(v["timeline"]["points"], 2);
+    assert_eq!(v["timeline"]["snapshots"][0], 1);
+    assert_eq!(v["timeline"]["run_time_s"], 2.5);
+    assert_eq!(v["memory"]["rss"], 10 * MIB);
+    assert_eq!(v["memory"]["heap_free"], MIB);
+
+    // sampled: estimated from the sampled sums
+    let ps = write(&f, "s.exit.snap", 65536, SnapshotKind::Exit, whole_run());
+    let o = ok(&["stats", &ps]);
+    let line = o.lines().find(|l| l.starts_with("Temporary:")).unwrap();
+    let t: f64 = [
+        est(819_200, 200, 65536).1,
+        est(50_123, 500, 65536).1,
+        est(40960, 10, 65536).1,
+    ]
+    .iter()
+    .sum();
+    assert!(
+        line.starts_with(&format!("Temporary:      {} (", t.round() as u64))
+            && line.ends_with(" estimated from 710 sampled (910283 B)"),
+        "{line}"
+    );
+
+    // a file without the sections prints what it always printed
+    let p1 = write(
+        &f,
+        "old.1.snap",
+        0,
+        SnapshotKind::Signal,
+        WholeRun::default(),
+    );
+    let o = ok(&["stats", &p1]);
+    assert_eq!(o.lines().count(), 12, "{o}");
+    assert!(o.contains("\nFrees:          1515 seen\nFrame limit:"));
+    let v: Value = serde_json::from_str(&ok(&["stats", &p1, "--json"])).unwrap();
+    for k in ["peak", "totals", "timeline", "memory"] {
+        assert!(v.get(k).is_none(), "{k}");
+    }
 }

@@ -44,6 +44,7 @@ pub(super) struct RunNumbers {
 /// totals view scales them (see `snapshot::Trace::sum`).
 fn sum_totals(
     dump: &memtrace_format::Snapshot,
+    rate: u64,
     f: impl Fn(&memtrace_format::StackTotals) -> (u64, u64),
 ) -> (u64, u64) {
     sampling::totals_of(
@@ -52,14 +53,19 @@ fn sum_totals(
             let tr = Trace::sum(bytes, count, 0);
             (tr.size, tr.count, tr.bytes)
         }),
-        dump.header.sample_rate,
+        rate,
     )
 }
 
 impl RunNumbers {
+    /// Scaled by the snapshot's sample rate (exact when it is 0).
     pub fn of(dump: &memtrace_format::Snapshot) -> RunNumbers {
+        RunNumbers::with_rate(dump, dump.header.sample_rate)
+    }
+
+    /// `rate` 0: the sums the file holds, unscaled.
+    pub fn with_rate(dump: &memtrace_format::Snapshot, rate: u64) -> RunNumbers {
         let run = &dump.run;
-        let rate = dump.header.sample_rate;
         let secs = |from: u64, to: u64| to.saturating_sub(from) as f64 / 1e9;
         let start = run.timeline.as_ref().map(|t| t.start_ns);
         let whole = has_whole_run(dump);
@@ -74,9 +80,9 @@ impl RunNumbers {
                 .peak
                 .as_ref()
                 .map(|p| sampling::totals(p.groups.iter().map(|g| (g.size, g.count)), rate)),
-            allocated: whole.then(|| sum_totals(dump, |t| (t.alloc_bytes, t.allocs))),
-            freed: whole.then(|| sum_totals(dump, |t| (t.freed_bytes, t.frees))),
-            temporary: whole.then(|| sum_totals(dump, |t| (t.temporary_bytes, t.temporary))),
+            allocated: whole.then(|| sum_totals(dump, rate, |t| (t.alloc_bytes, t.allocs))),
+            freed: whole.then(|| sum_totals(dump, rate, |t| (t.freed_bytes, t.frees))),
+            temporary: whole.then(|| sum_totals(dump, rate, |t| (t.temporary_bytes, t.temporary))),
         }
     }
 }
@@ -351,7 +357,11 @@ pub(super) fn summary(
         None => writeln!(out, "Peak traced memory:     {NEEDS_NEWER}")?,
     }
     match &memory {
-        Some(m) => writeln!(out, "Peak RSS:               {}", fs(m.rss_peak))?,
+        Some(m) => writeln!(
+            out,
+            "Peak RSS:               {} (VmHWM, memtrace's own memory included)",
+            fs(m.rss_peak)
+        )?,
         None => writeln!(out, "Peak RSS:               {NEEDS_NEWER}")?,
     }
     writeln!(
