@@ -359,7 +359,21 @@ pub fn symbolize_views(
     let mut stack_tb: HashMap<u64, u32> = HashMap::default();
     let mut memo: HashMap<u64, FrameId> = HashMap::default();
     let mut by_ptr: HashMap<[usize; 6], FrameId> = HashMap::default();
-    for st in &dump.stacks {
+    // The views' groups; only the stacks they name are symbolized (a 1.2
+    // file also holds the stacks of the peak and of the totals, which can
+    // be many more than the live ones).
+    let groups: Vec<Option<Vec<(u64, Trace)>>> = views
+        .iter()
+        .map(|&v| v.available(dump).then(|| v.groups(dump)))
+        .collect();
+    let needed: std::collections::HashSet<u64, crate::util::FxBuild> = groups
+        .iter()
+        .flatten()
+        .flatten()
+        .filter(|(_, t)| t.count > 0)
+        .map(|&(stack, _)| stack)
+        .collect();
+    for st in dump.stacks.iter().filter(|st| needed.contains(&st.id)) {
         let mut raw: Vec<FrameId> = Vec::with_capacity(st.frames.len() * 2);
         for &addr in &st.frames {
             let ids = by_addr.entry(addr).or_insert_with(|| {
@@ -411,12 +425,9 @@ pub fn symbolize_views(
     }
     views
         .iter()
-        .map(|&view| {
-            if !view.available(dump) {
-                return None;
-            }
-            let traces = view
-                .groups(dump)
+        .zip(groups)
+        .map(|(&view, groups)| {
+            let traces = groups?
                 .into_iter()
                 .filter(|(_, t)| t.count > 0)
                 .map(|(stack, t)| Trace {

@@ -16,6 +16,10 @@ use std::process::Command;
 mod common;
 use common::*;
 
+fn run_bin(args: &[&str]) -> Out {
+    run(args)
+}
+
 /// Line numbers matter: the tests name them.
 const SRC: &str = r#"#include <stdlib.h>
 
@@ -931,4 +935,132 @@ fn stats_text_and_json() {
     for k in ["peak", "totals", "timeline", "memory"] {
         assert!(v.get(k).is_none(), "{k}");
     }
+}
+
+/// Only the stacks a view names are symbolized: a module that only the
+/// totals' stacks point into is never read (nor warned about) for `top`.
+#[test]
+fn only_the_views_stacks_are_symbolized() {
+    let f = fixture("needed");
+    let mut m = module_of(&f.exe);
+    let gone = f.dir.join("libgone.so");
+    m.path = gone.to_str().unwrap().as_bytes().to_vec();
+    let base = 0x7f00_0000_0000u64;
+    m.base = base;
+    let mut run = whole_run();
+    run.totals.push(StackTotals {
+        stack: 6,
+        allocs: 7,
+        alloc_bytes: 70,
+        frees: 0,
+        freed_bytes: 0,
+        temporary: 0,
+        temporary_bytes: 0,
+    });
+    let mut stacks: Vec<Stack> = f
+        .stacks
+        .iter()
+        .enumerate()
+        .map(|(i, fr)| Stack {
+            id: i as u64 + 1,
+            frames: fr.clone(),
+            truncated: false,
+        })
+        .collect();
+    stacks.push(Stack {
+        id: 6,
+        frames: vec![base + f.stacks[0][0]],
+        truncated: false,
+    });
+    let s = memtrace_format::Snapshot {
+        header: header(&f, 0, SnapshotKind::Signal),
+        modules: vec![module_of(&f.exe), m],
+        stacks,
+        traces: vec![TraceGroup {
+            stack: 4,
+            size: 1000,
+            count: 3,
+        }],
+        run,
+    };
+    let p = f.dir.join("n.2.snap");
+    std::fs::write(&p, encode(&s)).unwrap();
+    let p = p.to_str().unwrap();
+    for args in [
+        vec!["top", p],
+        vec!["top", p, "--peak"],
+        vec!["summary", p, "--limit", "0"],
+    ] {
+        let o = run_bin(&args);
+        assert_eq!(o.code, 0);
+        if args[0] == "summary" {
+            // summary reads every view, the totals' included
+            assert!(o.stderr.contains("libgone.so"), "{}", o.stderr);
+        } else {
+            assert_eq!(o.stderr, "", "{args:?}");
+        }
+    }
+    let o = run_bin(&["top", p, "--allocated", "--raw"]);
+    assert_eq!(o.code, 0);
+    assert!(o.stderr.contains("libgone.so"), "{}", o.stderr);
+    assert!(
+        o.stdout.contains(&format!(
+            "<libgone.so+{:#x}>:0: size=70 B, count=7, average=10 B\n",
+            f.stacks[0][0]
+        )),
+        "{}",
+        o.stdout
+    );
+}
+
+#[test]
+fn pretty_and_function_views() {
+    let f = fixture("pretty");
+    let p = write(&f, "p.exit.snap", 0, SnapshotKind::Exit, whole_run());
+    let o = ok(&[
+        "top",
+        &p,
+        "--allocated",
+        "--pretty",
+        "--key",
+        "function",
+        "--limit",
+        "2",
+    ]);
+    assert_eq!(
+        o,
+        text(
+            &f,
+            &[
+                "Top 2 lines (allocated since the start, freed or not)",
+                "#1: peak_site ({S}): 5120.1 KiB",
+                "    __attribute__((noinline)) void *peak_site(size_t n) { return malloc(n); }",
+                "#2: churn_site ({S}): 4040.0 KiB",
+                "    __attribute__((noinline)) void *churn_site(size_t n) { return malloc(n); }",
+                "2 other: 51.9 KiB",
+                "Total allocated size: 9211.9 KiB",
+            ]
+        )
+    );
+    // cumulative by function: main is charged with everything allocated
+    assert_eq!(
+        ok(&[
+            "top",
+            &p,
+            "--allocated",
+            "--key",
+            "function",
+            "--cumulative",
+            "--limit",
+            "2"
+        ]),
+        text(
+            &f,
+            &[
+                "[ Top 2 ] (allocated since the start, freed or not)",
+                "main ({S}): size=9212 KiB, count=1519, average=6210 B",
+                "peak_site ({S}): size=5120 KiB, count=6, average=853 KiB",
+            ]
+        )
+    );
 }
