@@ -733,6 +733,28 @@ fn a_file_without_the_whole_run() {
         ok(&["top", &p2, "--allocated"]),
         "[ Top 10 ] (allocated since the start, freed or not)\n"
     );
+
+    // a 1.2 file whose writer could not measure memory: not "a newer libtrace.so"
+    let p3 = write(
+        &f,
+        "p.4.snap",
+        0,
+        SnapshotKind::Signal,
+        WholeRun {
+            memory: None,
+            ..whole_run()
+        },
+    );
+    let o = ok(&["summary", &p3]);
+    assert!(
+        o.contains("\nPeak RSS:               not recorded in this snapshot\n"),
+        "{o}"
+    );
+    assert!(
+        o.contains("\nRSS now:                not recorded in this snapshot\n"),
+        "{o}"
+    );
+    assert!(!o.contains("newer"), "{o}");
 }
 
 #[test]

@@ -156,8 +156,9 @@ enum Command {
     /// explained, and the top lines at the peak, by allocations, by temporaries and now.
     #[command(after_help = SYSTEM_HELP)]
     Summary {
+        /// Snapshot file (format 1.2 holds the whole run; an older one gives what it can).
         snapshot: PathBuf,
-        /// How many lines each top list has.
+        /// How many lines each top list has (filter and frame options shape the lists only).
         #[arg(long, default_value_t = 3)]
         limit: usize,
         #[command(flatten)]
@@ -209,7 +210,7 @@ struct StatArgs {
 /// format 1.2).
 #[derive(Args, Debug)]
 struct ViewArgs {
-    /// The blocks live at the moment traced memory peaked, instead of now.
+    /// The blocks live at the moment traced memory peaked, instead of now (format 1.2 snapshots).
     #[arg(long, conflicts_with_all = ["allocated", "temporary"])]
     peak: bool,
     /// Every allocation since the start, freed or not: size = bytes allocated, count = allocations.

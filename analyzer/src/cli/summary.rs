@@ -23,7 +23,10 @@ use std::io::Write;
 use std::path::Path;
 
 /// What a line says when the file has no whole-run section.
-pub(super) const NEEDS_NEWER: &str = "needs a newer libtrace.so (format 1.2)";
+const NEEDS_NEWER: &str = "needs a newer libtrace.so (format 1.2)";
+/// What a line says when the file has whole-run sections but not this one
+/// (a writer that could not measure RSS leaves MEMORY out).
+const NOT_RECORDED: &str = "not recorded in this snapshot";
 
 /// The whole-run numbers of a dump, scaled when it is sampled.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -286,6 +289,7 @@ pub(super) fn summary(
         );
     }
 
+    let missing = if whole { NOT_RECORDED } else { NEEDS_NEWER };
     let fs = |v: u64| format_size(v as f64, false);
     let fsi = |v: i64| format_size(v as f64, false);
     let e = if est { " (estimated)" } else { "" };
@@ -313,7 +317,7 @@ pub(super) fn summary(
             out,
             "Run time:               {t:.3} s (from the start of tracing to this snapshot)"
         )?,
-        None => writeln!(out, "Run time:               {NEEDS_NEWER}")?,
+        None => writeln!(out, "Run time:               {missing}")?,
     }
     match calls {
         Some(c) => {
@@ -326,7 +330,7 @@ pub(super) fn summary(
                 .unwrap_or_default();
             writeln!(out, "Allocation calls:       {c}{ps}{bytes}{e}")?;
         }
-        None => writeln!(out, "Allocation calls:       {NEEDS_NEWER}")?,
+        None => writeln!(out, "Allocation calls:       {missing}")?,
     }
     match nums.temporary {
         Some((b, c)) => {
@@ -335,7 +339,7 @@ pub(super) fn summary(
                 .unwrap_or_default();
             writeln!(out, "Temporary allocations:  {c}{pct}, {}{e}", fs(b))?;
         }
-        None => writeln!(out, "Temporary allocations:  {NEEDS_NEWER}")?,
+        None => writeln!(out, "Temporary allocations:  {missing}")?,
     }
     match peak_bytes {
         Some(b) => {
@@ -346,7 +350,7 @@ pub(super) fn summary(
             let when = match nums.peak_after_s {
                 Some(t) => format!(", {t:.3} s after the start"),
                 None if nums.peak.is_some() => String::new(),
-                None => format!("; when: {NEEDS_NEWER}"),
+                None => format!("; when: {missing}"),
             };
             writeln!(
                 out,
@@ -354,7 +358,7 @@ pub(super) fn summary(
                 fs(b)
             )?;
         }
-        None => writeln!(out, "Peak traced memory:     {NEEDS_NEWER}")?,
+        None => writeln!(out, "Peak traced memory:     {missing}")?,
     }
     match &memory {
         Some(m) => writeln!(
@@ -362,7 +366,7 @@ pub(super) fn summary(
             "Peak RSS:               {} (VmHWM, memtrace's own memory included)",
             fs(m.rss_peak)
         )?,
-        None => writeln!(out, "Peak RSS:               {NEEDS_NEWER}")?,
+        None => writeln!(out, "Peak RSS:               {missing}")?,
     }
     writeln!(
         out,
@@ -400,7 +404,7 @@ pub(super) fn summary(
                 "  (glibc's heap, from mallinfo2, includes memtrace's own writer memory)"
             )?;
         }
-        None => writeln!(out, "RSS now:                {NEEDS_NEWER}")?,
+        None => writeln!(out, "RSS now:                {missing}")?,
     }
     let titles = [
         "at the peak",
@@ -428,7 +432,7 @@ pub(super) fn summary(
                     )?;
                 }
             }
-            None => writeln!(out, "Top {limit} lines {title}: {NEEDS_NEWER}")?,
+            None => writeln!(out, "Top {limit} lines {title}: {missing}")?,
         }
     }
     if let Some(o) = owner {
