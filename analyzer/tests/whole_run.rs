@@ -905,7 +905,13 @@ fn stats_text_and_json() {
         ]
     );
     assert!(o.ends_with("Frame limit:    32 (0 stacks truncated)\nSampling:       every allocation recorded\nModules:        1\n"));
+    // the live blocks' stacks, not every stack the file holds for the whole run
+    assert!(
+        o.contains("\nLive blocks:    4 (3064 B, 3064 B) from 2 stacks\n"),
+        "{o}"
+    );
     let v: Value = serde_json::from_str(&ok(&["stats", &p, "--json"])).unwrap();
+    assert_eq!(v["live"]["stacks"], 2);
     assert_eq!(v["peak"]["size"], 3_189_688);
     assert_eq!(v["peak"]["blocks"], 16);
     assert_eq!(v["peak"]["sampled"]["blocks"], 16);

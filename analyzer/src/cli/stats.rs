@@ -10,7 +10,7 @@ use super::summary::RunNumbers;
 use super::Failure;
 use crate::format::format_size;
 use crate::sampling;
-use crate::snapshot;
+use crate::snapshot::{self, has_whole_run};
 use memtrace_format::SnapshotKind;
 use std::io::Write;
 use std::path::Path;
@@ -80,6 +80,18 @@ fn print_stats(
     let owner =
         (!h.malloc_owner.is_empty()).then(|| String::from_utf8_lossy(&h.malloc_owner).into_owned());
     let truncated = d.stacks.iter().filter(|s| s.truncated).count();
+    // The stacks of the live blocks: a 1.2 file also holds the peak's and
+    // the totals' (a 1.1 file only those of its traces).
+    let live_stacks = if has_whole_run(d) {
+        d.traces
+            .iter()
+            .filter(|t| t.count > 0)
+            .map(|t| t.stack)
+            .collect::<std::collections::HashSet<u64>>()
+            .len()
+    } else {
+        d.stacks.len()
+    };
     let run = &d.run;
     let nums = RunNumbers::of(d);
     let raw = RunNumbers::with_rate(d, 0);
@@ -115,7 +127,7 @@ fn print_stats(
                         size: bytes,
                     },
                     size: est_bytes,
-                    stacks: d.stacks.len(),
+                    stacks: live_stacks,
                     traces: d.traces.len(),
                     truncated_stacks: truncated,
                 },
@@ -206,7 +218,7 @@ fn print_stats(
             out,
             "Live blocks:    {est_blocks} ({}, {est_bytes} B) estimated from {blocks} sampled ({bytes} B) in {} stacks",
             fs(est_bytes),
-            d.stacks.len()
+            live_stacks
         )?;
     } else {
         writeln!(
@@ -214,7 +226,7 @@ fn print_stats(
             "Live blocks:    {blocks} ({}, {} B) from {} stacks",
             fs(bytes),
             bytes,
-            d.stacks.len()
+            live_stacks
         )?;
     }
     writeln!(out, "Allocations:    {} seen", h.alloc_count)?;
