@@ -314,10 +314,11 @@ fn print_whole_run(
         let marks = t.snapshots.len();
         writeln!(
             out,
-            "Timeline:       from {}, {:.3} s: {} points every {} ms, {marks} snapshot{} before this one",
+            "Timeline:       from {}, {:.3} s: {} point{} every {} ms, {marks} snapshot{} before this one",
             utc_time(t.start_ns),
             nums.run_time_s.unwrap_or(0.0),
             t.points.len(),
+            if t.points.len() == 1 { "" } else { "s" },
             t.interval_ns as f64 / 1e6,
             if marks == 1 { "" } else { "s" }
         )?;
