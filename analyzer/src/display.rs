@@ -84,8 +84,20 @@ pub fn view_note(view: View) -> &'static str {
 
 /// The notes after a header line: the view's, then the sampling one.
 pub fn notes(view: View, rate: u64) -> String {
+    if view == View::Temporary && rate > 0 {
+        return format!(
+            " (temporary allocations since the start, {}){}",
+            TEMPORARY_SAMPLED,
+            sampling_note(rate)
+        );
+    }
     format!("{}{}", view_note(view), sampling_note(rate))
 }
+
+/// Under sampling the writer sees only the sampled allocations, so a block
+/// counts as temporary when no *sampled* allocation of its thread came
+/// before its free: more blocks than the real temporaries.
+pub const TEMPORARY_SAMPLED: &str = "an upper bound under sampling";
 
 /// The note after `[ Top N differences ]` for snapshots sampled at `old`
 /// and `new` (either may be 0).
@@ -126,6 +138,10 @@ mod tests {
         assert_eq!(
             super::notes(View::Peak, 4096),
             " (at the peak of traced memory) (estimated from samples, 1 per 4096 B)"
+        );
+        assert_eq!(
+            super::notes(View::Temporary, 4096),
+            " (temporary allocations since the start, an upper bound under sampling) (estimated from samples, 1 per 4096 B)"
         );
         assert_eq!(diff_sampling_note(0, 0), "");
         assert_eq!(

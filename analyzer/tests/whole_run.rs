@@ -840,6 +840,12 @@ fn sampled_snapshots_are_estimated() {
     assert_eq!(temp["size"], r(t.0));
     assert_eq!(temp["count"], r(t.1));
 
+    let o = ok(&["top", &p, "--temporary", "--limit", "0"]);
+    assert_eq!(
+        o,
+        "[ Top 0 ] (temporary allocations since the start, an upper bound under sampling) (estimated from samples, 1 per 64.0 KiB)\n"
+    );
+
     // summary: the same estimates, marked
     let v: Value = serde_json::from_str(&ok(&["summary", &p, "--json"])).unwrap();
     assert_eq!(v["estimated"], true);
@@ -874,7 +880,14 @@ fn sampled_snapshots_are_estimated() {
             || l.starts_with("Peak traced")
             || l.starts_with("Traced memory now")
     }) {
-        assert!(l.ends_with(" (estimated)"), "{l}");
+        if l.starts_with("Temporary") {
+            assert!(
+                l.ends_with(" (estimated, an upper bound under sampling)"),
+                "{l}"
+            );
+        } else {
+            assert!(l.ends_with(" (estimated)"), "{l}");
+        }
     }
     assert!(text
         .lines()

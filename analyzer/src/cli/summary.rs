@@ -11,7 +11,7 @@
 use super::json::{write_json, StatisticJson};
 use super::session::Session;
 use super::{CommonArgs, Failure};
-use crate::display::sampling_note;
+use crate::display::{sampling_note, TEMPORARY_SAMPLED};
 use crate::format::{format_size, statistic_str};
 use crate::frame::FrameTable;
 use crate::sampling;
@@ -337,7 +337,12 @@ pub(super) fn summary(
             let pct = percent(c)
                 .map(|p| format!(" ({p:.1}% of calls)"))
                 .unwrap_or_default();
-            writeln!(out, "Temporary allocations:  {c}{pct}, {}{e}", fs(b))?;
+            let bound = if est {
+                format!(" (estimated, {TEMPORARY_SAMPLED})")
+            } else {
+                String::new()
+            };
+            writeln!(out, "Temporary allocations:  {c}{pct}, {}{bound}", fs(b))?;
         }
         None => writeln!(out, "Temporary allocations:  {missing}")?,
     }
