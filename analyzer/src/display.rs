@@ -4,6 +4,7 @@
 
 use crate::format::{format_size, kib, LineCache};
 use crate::frame::FrameTable;
+use crate::snapshot::View;
 use crate::stats::{GroupKey, Statistic};
 use std::io::Write;
 
@@ -70,6 +71,34 @@ pub fn sampling_note(rate: u64) -> String {
     }
 }
 
+/// The note after a header line for a view other than the live blocks
+/// (` (at the peak of traced memory)`); empty for the live view.
+pub fn view_note(view: View) -> &'static str {
+    match view {
+        View::Live => "",
+        View::Peak => " (at the peak of traced memory)",
+        View::Allocated => " (allocated since the start, freed or not)",
+        View::Temporary => " (temporary allocations since the start)",
+    }
+}
+
+/// The notes after a header line: the view's, then the sampling one.
+pub fn notes(view: View, rate: u64) -> String {
+    if view == View::Temporary && rate > 0 {
+        return format!(
+            " (temporary allocations since the start, {}){}",
+            TEMPORARY_SAMPLED,
+            sampling_note(rate)
+        );
+    }
+    format!("{}{}", view_note(view), sampling_note(rate))
+}
+
+/// Under sampling the writer sees only the sampled allocations, so a block
+/// counts as temporary when no *sampled* allocation of its thread came
+/// before its free: more blocks than the real temporaries.
+pub const TEMPORARY_SAMPLED: &str = "an upper bound under sampling";
+
 /// The note after `[ Top N differences ]` for snapshots sampled at `old`
 /// and `new` (either may be 0).
 pub fn diff_sampling_note(old: u64, new: u64) -> String {
@@ -104,6 +133,15 @@ mod tests {
         assert_eq!(
             sampling_note(512 * 1024),
             " (estimated from samples, 1 per 512 KiB)"
+        );
+        assert_eq!(super::notes(View::Live, 0), "");
+        assert_eq!(
+            super::notes(View::Peak, 4096),
+            " (at the peak of traced memory) (estimated from samples, 1 per 4096 B)"
+        );
+        assert_eq!(
+            super::notes(View::Temporary, 4096),
+            " (temporary allocations since the start, an upper bound under sampling) (estimated from samples, 1 per 4096 B)"
         );
         assert_eq!(diff_sampling_note(0, 0), "");
         assert_eq!(

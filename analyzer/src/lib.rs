@@ -9,7 +9,8 @@
 //! - [`symbolize`]: addresses → source frames (DWARF, inlines, demangling, debug links);
 //! - [`sampling`]: what a sampled snapshot's groups stand for;
 //! - [`frame`]: interned `Frame`s and the `FrameRules` that pick the system frames;
-//! - [`snapshot`]: a file → `Snapshot` of `Trace`s with `Traceback`s of `Frame`s;
+//! - [`snapshot`]: a file → `Snapshot` of `Trace`s with `Traceback`s of `Frame`s, for a
+//!   `View` of it: the live blocks, the peak's, or the totals since the start (format 1.2);
 //! - [`format`]: `_format_size`, `str(Statistic)`, `Traceback.format`, linecache;
 //! - [`filter`]: `Filter`, `Snapshot.filter_traces`;
 //! - [`stats`]: `Statistic`, `StatisticDiff`, grouping, sorting, `compare_to`;

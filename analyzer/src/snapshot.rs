@@ -3,6 +3,13 @@
 //! call first (the order of tracemalloc's raw traces). The system frames
 //! `FrameRules` name are dropped here, before anything else sees a
 //! traceback.
+//!
+//! A [`View`] picks which of the dump's groups become the `Snapshot`'s
+//! traces: the live blocks (TRACES), the live blocks at the peak (PEAK), or
+//! the per-stack totals since the start (TOTALS: every allocation, or the
+//! temporary ones). A totals view is a snapshot whose trace per stack is
+//! "`allocs` blocks of `alloc_bytes` bytes in all", so every statistic,
+//! key, filter and cumulative mode works on it unchanged.
 
 pub use crate::frame::{Frame, FrameId, FrameRules, FrameTable};
 use crate::sampling;
@@ -25,9 +32,112 @@ pub struct Traceback {
 /// `Snapshot::tracebacks`). A group of count c is c tracemalloc traces.
 #[derive(Clone, Copy, Debug)]
 pub struct Trace {
+    /// Bytes of one block; in a totals view the blocks' mean size (rounded),
+    /// which only the sampling estimate uses.
     pub size: u64,
     pub count: u64,
     pub traceback: u32,
+    /// Bytes of the whole group: `size × count` (saturating) for blocks of
+    /// one size; in a totals view the exact sum the file records.
+    pub bytes: u64,
+}
+
+impl Trace {
+    /// `count` blocks of `size` bytes each.
+    pub fn blocks(size: u64, count: u64, traceback: u32) -> Trace {
+        Trace {
+            size,
+            count,
+            traceback,
+            bytes: size.saturating_mul(count),
+        }
+    }
+
+    /// `count` blocks of `bytes` bytes in all (sizes may differ).
+    pub fn sum(bytes: u64, count: u64, traceback: u32) -> Trace {
+        let size = if count == 0 {
+            0
+        } else {
+            ((bytes as u128 + count as u128 / 2) / count as u128) as u64
+        };
+        Trace {
+            size,
+            count,
+            traceback,
+            bytes,
+        }
+    }
+}
+
+/// Which groups of a dump a `Snapshot` holds as its traces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum View {
+    /// The live blocks at the snapshot moment (TRACES): tracemalloc's snapshot.
+    #[default]
+    Live,
+    /// The live blocks at the moment traced memory peaked (PEAK, 1.2).
+    Peak,
+    /// Per stack, every allocation since the start, freed or not (TOTALS,
+    /// 1.2): count = allocations, size = their bytes.
+    Allocated,
+    /// Per stack, the temporary allocations since the start (TOTALS, 1.2).
+    Temporary,
+}
+
+impl View {
+    /// The name JSON documents use.
+    pub fn name(self) -> &'static str {
+        match self {
+            View::Live => "live",
+            View::Peak => "peak",
+            View::Allocated => "allocated",
+            View::Temporary => "temporary",
+        }
+    }
+
+    /// Whether the dump holds what this view needs (a file written before
+    /// format 1.2 has no whole-run section).
+    pub fn available(self, dump: &memtrace_format::Snapshot) -> bool {
+        match self {
+            View::Live => true,
+            View::Peak => dump.run.peak.is_some(),
+            // TOTALS may be empty (nothing allocated yet); a writer that
+            // keeps the whole run always writes the other sections too.
+            View::Allocated | View::Temporary => has_whole_run(dump),
+        }
+    }
+
+    /// The view's groups as `(stack, trace)` with the trace's traceback unset.
+    fn groups(self, dump: &memtrace_format::Snapshot) -> Vec<(u64, Trace)> {
+        let live = |g: &memtrace_format::TraceGroup| (g.stack, Trace::blocks(g.size, g.count, 0));
+        match self {
+            View::Live => dump.traces.iter().map(live).collect(),
+            View::Peak => dump
+                .run
+                .peak
+                .iter()
+                .flat_map(|p| p.groups.iter().map(live))
+                .collect(),
+            View::Allocated => dump
+                .run
+                .totals
+                .iter()
+                .map(|t| (t.stack, Trace::sum(t.alloc_bytes, t.allocs, 0)))
+                .collect(),
+            View::Temporary => dump
+                .run
+                .totals
+                .iter()
+                .map(|t| (t.stack, Trace::sum(t.temporary_bytes, t.temporary, 0)))
+                .collect(),
+        }
+    }
+}
+
+/// Whether the dump has any whole-run section (format 1.2).
+pub fn has_whole_run(dump: &memtrace_format::Snapshot) -> bool {
+    let r = &dump.run;
+    r.peak.is_some() || !r.totals.is_empty() || r.timeline.is_some() || r.memory.is_some()
 }
 
 #[derive(Clone, Debug)]
@@ -38,6 +148,8 @@ pub struct Snapshot {
     pub module_count: usize,
     pub traces: Vec<Trace>,
     pub tracebacks: Vec<Traceback>,
+    /// Which of the dump's groups `traces` holds.
+    pub view: View,
 }
 
 impl Snapshot {
@@ -54,11 +166,7 @@ impl Snapshot {
                 });
                 tracebacks.len() as u32 - 1
             });
-            out.push(Trace {
-                size,
-                count,
-                traceback: idx,
-            });
+            out.push(Trace::blocks(size, count, idx));
         }
         Snapshot {
             path: String::new(),
@@ -66,6 +174,7 @@ impl Snapshot {
             module_count: 0,
             traces: out,
             tracebacks,
+            view: View::Live,
         }
     }
 
@@ -86,8 +195,8 @@ impl Snapshot {
     /// Total size and block count (saturating); for a sampled snapshot the
     /// rounded estimates (see [`sampling::totals`]).
     pub fn totals(&self) -> (u64, u64) {
-        sampling::totals(
-            self.traces.iter().map(|t| (t.size, t.count)),
+        sampling::totals_of(
+            self.traces.iter().map(|t| (t.size, t.count, t.bytes)),
             self.sample_rate(),
         )
     }
@@ -216,7 +325,7 @@ fn memo_by_hash(
     id
 }
 
-/// Symbolizes a decoded dump into a `Snapshot`.
+/// Symbolizes a decoded dump into a `Snapshot` of its live blocks.
 pub fn symbolize_dump(
     path: &str,
     dump: &memtrace_format::Snapshot,
@@ -224,6 +333,22 @@ pub fn symbolize_dump(
     sym: &mut Symbolizer,
     rules: &FrameRules,
 ) -> Snapshot {
+    symbolize_views(path, dump, table, sym, rules, &[View::Live])
+        .pop()
+        .flatten()
+        .expect("the live view is always available")
+}
+
+/// Symbolizes a decoded dump once into a `Snapshot` per view asked for
+/// (`None` for a view the dump cannot give: see [`View::available`]).
+pub fn symbolize_views(
+    path: &str,
+    dump: &memtrace_format::Snapshot,
+    table: &mut FrameTable,
+    sym: &mut Symbolizer,
+    rules: &FrameRules,
+    views: &[View],
+) -> Vec<Option<Snapshot>> {
     let modules: &[Module] = &dump.modules;
     let mut by_addr: HashMap<u64, Rc<[FrameId]>> = HashMap::default();
     let mut tb_ids: HashMap<Vec<FrameId>, u32> = HashMap::default();
@@ -231,7 +356,21 @@ pub fn symbolize_dump(
     let mut stack_tb: HashMap<u64, u32> = HashMap::default();
     let mut memo: HashMap<u64, FrameId> = HashMap::default();
     let mut by_ptr: HashMap<[usize; 6], FrameId> = HashMap::default();
-    for st in &dump.stacks {
+    // The views' groups; only the stacks they name are symbolized (a 1.2
+    // file also holds the stacks of the peak and of the totals, which can
+    // be many more than the live ones).
+    let groups: Vec<Option<Vec<(u64, Trace)>>> = views
+        .iter()
+        .map(|&v| v.available(dump).then(|| v.groups(dump)))
+        .collect();
+    let needed: std::collections::HashSet<u64, crate::util::FxBuild> = groups
+        .iter()
+        .flatten()
+        .flatten()
+        .filter(|(_, t)| t.count > 0)
+        .map(|&(stack, _)| stack)
+        .collect();
+    for st in dump.stacks.iter().filter(|st| needed.contains(&st.id)) {
         let mut raw: Vec<FrameId> = Vec::with_capacity(st.frames.len() * 2);
         for &addr in &st.frames {
             let ids = by_addr.entry(addr).or_insert_with(|| {
@@ -276,26 +415,31 @@ pub fn symbolize_dump(
         };
         stack_tb.insert(st.id, idx);
     }
-    let traces = dump
-        .traces
+    views
         .iter()
-        .filter(|t| t.count > 0)
-        .map(|t| Trace {
-            size: t.size,
-            count: t.count,
-            traceback: stack_tb[&t.stack],
+        .zip(groups)
+        .map(|(&view, groups)| {
+            let traces = groups?
+                .into_iter()
+                .filter(|(_, t)| t.count > 0)
+                .map(|(stack, t)| Trace {
+                    traceback: stack_tb[&stack],
+                    ..t
+                })
+                .collect();
+            Some(Snapshot {
+                path: path.to_string(),
+                header: Some(dump.header.clone()),
+                module_count: modules.len(),
+                traces,
+                tracebacks: tracebacks.clone(),
+                view,
+            })
         })
-        .collect();
-    Snapshot {
-        path: path.to_string(),
-        header: Some(dump.header.clone()),
-        module_count: modules.len(),
-        traces,
-        tracebacks,
-    }
+        .collect()
 }
 
-/// Reads, checks and symbolizes a snapshot file.
+/// Reads, checks and symbolizes a snapshot file (its live blocks).
 pub fn load(
     path: &Path,
     table: &mut FrameTable,

@@ -11,8 +11,8 @@
 
 use crate::format::{statistic_diff_str, statistic_str};
 use crate::frame::{FrameId, FrameTable};
-use crate::sampling::{estimate, round_estimate};
-use crate::snapshot::Snapshot;
+use crate::sampling::{estimate_sum, round_estimate};
+use crate::snapshot::{Snapshot, Trace};
 use crate::util::FxHashMap as HashMap;
 use std::cmp::Ordering;
 use std::rc::Rc;
@@ -146,14 +146,13 @@ fn add(
     stats: &mut HashMap<GroupKey, Statistic>,
     key: GroupKey,
     frames: impl FnOnce() -> Rc<[FrameId]>,
-    size: u64,
-    count: u64,
+    t: &Trace,
     truncated: bool,
     rate: u64,
 ) {
-    let add_size = size.saturating_mul(count);
+    let (size, count, add_size) = (t.size, t.count, t.bytes);
     let est = if rate > 0 {
-        estimate(size, count, rate)
+        estimate_sum(size, count, add_size, rate)
     } else {
         (0.0, 0.0)
     };
@@ -211,7 +210,7 @@ pub fn group_by(
                     Rc::from(&tb.frames[..1])
                 }
             };
-            add(&mut stats, key, frames, t.size, t.count, tb.truncated, rate);
+            add(&mut stats, key, frames, t, tb.truncated, rate);
         }
     } else {
         for t in &snap.traces {
@@ -221,8 +220,7 @@ pub fn group_by(
                     &mut stats,
                     frame_key(table, key_type, f),
                     || Rc::from(&[f][..]),
-                    t.size,
-                    t.count,
+                    t,
                     tb.truncated,
                     rate,
                 );

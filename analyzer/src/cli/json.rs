@@ -152,11 +152,44 @@ pub(super) struct TopJson<'a> {
     pub limit: usize,
     pub malloc_owner: Option<String>,
     pub other: OtherGroups,
+    /// `--peak`: the moment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak: Option<PeakJson>,
     pub pretty: bool,
     pub sample_rate: u64,
     pub snapshot: &'a str,
     pub statistics: Vec<StatisticJson<'a>>,
     pub total: Total,
+    /// "peak", "allocated" or "temporary"; absent for the live blocks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub view: Option<&'static str>,
+}
+
+/// The peak moment (PEAK section).
+#[derive(Serialize)]
+pub(super) struct PeakJson {
+    pub event: u64,
+    /// Seconds from the start of tracing (TIMELINE's start) to the peak.
+    pub seconds_after_start: Option<f64>,
+    pub time_ns: u64,
+    /// As the file records it (sampled blocks only, unscaled, when sampled).
+    pub traced_bytes: u64,
+}
+
+impl PeakJson {
+    pub fn new(dump: &memtrace_format::Snapshot) -> Option<PeakJson> {
+        let p = dump.run.peak.as_ref()?;
+        Some(PeakJson {
+            event: p.event,
+            seconds_after_start: dump
+                .run
+                .timeline
+                .as_ref()
+                .map(|t| p.time_ns.saturating_sub(t.start_ns) as f64 / 1e9),
+            time_ns: p.time_ns,
+            traced_bytes: p.traced_bytes,
+        })
+    }
 }
 
 #[derive(Serialize)]
@@ -192,6 +225,8 @@ pub(super) struct TracebackJson<'a> {
     pub size: u64,
     pub snapshot: String,
     pub truncated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub view: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -217,6 +252,63 @@ pub(super) struct Live {
     pub truncated_stacks: usize,
 }
 
+/// `stats`' PEAK object (format 1.2).
+#[derive(Serialize)]
+pub(super) struct StatsPeak {
+    pub blocks: u64,
+    pub event: u64,
+    pub groups: usize,
+    pub sampled: Sampled,
+    pub seconds_after_start: Option<f64>,
+    pub size: u64,
+    pub time_ns: u64,
+}
+
+#[derive(Serialize)]
+pub(super) struct CountSize {
+    pub count: u64,
+    pub size: u64,
+}
+
+/// `stats`' TOTALS object (format 1.2).
+#[derive(Serialize)]
+pub(super) struct StatsTotals {
+    pub allocated: CountSize,
+    pub freed: CountSize,
+    /// The sums the file holds (sampled blocks only when sampled).
+    pub sampled: StatsTotalsSampled,
+    pub stacks: usize,
+    pub temporary: CountSize,
+}
+
+#[derive(Serialize)]
+pub(super) struct StatsTotalsSampled {
+    pub allocated: CountSize,
+    pub freed: CountSize,
+    pub temporary: CountSize,
+}
+
+/// `stats`' TIMELINE object (format 1.2).
+#[derive(Serialize)]
+pub(super) struct StatsTimeline {
+    pub interval_ns: u64,
+    pub points: usize,
+    pub run_time_s: f64,
+    /// Indices of the snapshots written before this one.
+    pub snapshots: Vec<u64>,
+    pub start_ns: u64,
+}
+
+/// `stats`' MEMORY object (format 1.2): bytes, as measured.
+#[derive(Serialize)]
+pub(super) struct StatsMemory {
+    pub heap_arena: u64,
+    pub heap_free: u64,
+    pub heap_mmap: u64,
+    pub rss: u64,
+    pub rss_peak: u64,
+}
+
 #[derive(Serialize)]
 pub(super) struct StatsJson<'a> {
     pub alloc_count: u64,
@@ -230,13 +322,21 @@ pub(super) struct StatsJson<'a> {
     pub kind: &'static str,
     pub live: Live,
     pub malloc_owner: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<StatsMemory>,
     pub modules: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak: Option<StatsPeak>,
     pub pid: u32,
     pub sample_rate: u64,
     pub seq: u64,
     pub snapshot: &'a str,
     pub time: String,
     pub time_ns: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<StatsTimeline>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub totals: Option<StatsTotals>,
     pub traced_memory: TracedMemory,
 }
 
@@ -284,6 +384,7 @@ mod tests {
                 groups: 0,
                 size: 0,
             },
+            peak: None,
             pretty: false,
             sample_rate: 0,
             snapshot: "a.snap",
@@ -298,6 +399,33 @@ mod tests {
                 truncated: false,
             }],
             total: total(),
+            view: None,
+        });
+        sorted(&TopJson {
+            command: "top",
+            cumulative: false,
+            estimated: false,
+            groups: 0,
+            key: "lineno",
+            limit: 10,
+            malloc_owner: None,
+            other: OtherGroups {
+                count: 0,
+                groups: 0,
+                size: 0,
+            },
+            peak: Some(PeakJson {
+                event: 3,
+                seconds_after_start: Some(1.5),
+                time_ns: 9,
+                traced_bytes: 7,
+            }),
+            pretty: false,
+            sample_rate: 0,
+            snapshot: "a.snap",
+            statistics: vec![],
+            total: total(),
+            view: Some("peak"),
         });
         sorted(&DiffJson {
             command: "diff",
@@ -342,6 +470,7 @@ mod tests {
             size: 1,
             snapshot: "a".into(),
             truncated: false,
+            view: Some("peak"),
         });
         sorted(&StatsJson {
             alloc_count: 1,
@@ -363,13 +492,47 @@ mod tests {
                 truncated_stacks: 0,
             },
             malloc_owner: None,
+            memory: Some(StatsMemory {
+                heap_arena: 1,
+                heap_free: 1,
+                heap_mmap: 1,
+                rss: 1,
+                rss_peak: 1,
+            }),
             modules: 1,
+            peak: Some(StatsPeak {
+                blocks: 1,
+                event: 1,
+                groups: 1,
+                sampled: Sampled { blocks: 1, size: 1 },
+                seconds_after_start: None,
+                size: 1,
+                time_ns: 1,
+            }),
             pid: 1,
             sample_rate: 0,
             seq: 1,
             snapshot: "a",
             time: "t".into(),
             time_ns: 0,
+            timeline: Some(StatsTimeline {
+                interval_ns: 1,
+                points: 1,
+                run_time_s: 1.0,
+                snapshots: vec![1],
+                start_ns: 0,
+            }),
+            totals: Some(StatsTotals {
+                allocated: CountSize { count: 1, size: 1 },
+                freed: CountSize { count: 1, size: 1 },
+                sampled: StatsTotalsSampled {
+                    allocated: CountSize { count: 1, size: 1 },
+                    freed: CountSize { count: 1, size: 1 },
+                    temporary: CountSize { count: 1, size: 1 },
+                },
+                stacks: 1,
+                temporary: CountSize { count: 1, size: 1 },
+            }),
             traced_memory: TracedMemory {
                 current: 1,
                 peak: 1,

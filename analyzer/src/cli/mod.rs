@@ -11,11 +11,13 @@ mod run;
 mod session;
 mod snapshot;
 mod stats;
+mod summary;
 mod top;
 mod traceback;
 
 use crate::filter::{Filter, FilterSet, Pattern};
 use crate::frame::FrameRules;
+use crate::snapshot::View;
 use crate::stats::KeyType;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::io::Write;
@@ -83,6 +85,8 @@ enum Command {
         #[arg(long)]
         pretty: bool,
         #[command(flatten)]
+        view: ViewArgs,
+        #[command(flatten)]
         common: CommonArgs,
     },
     /// What grew between two snapshots: `[ Top N differences ]` then str(StatisticDiff) lines.
@@ -111,6 +115,8 @@ enum Command {
         /// Print the oldest call first (CPython 3.7+'s default order) instead of the most recent.
         #[arg(long)]
         oldest_first: bool,
+        #[command(flatten)]
+        view: ViewArgs,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -143,6 +149,18 @@ enum Command {
         /// Seconds to wait for the file.
         #[arg(long, default_value_t = 60, value_name = "SECONDS")]
         timeout: u64,
+    },
+    /// The whole run on one screen: run time, allocation calls, temporaries, the peak, RSS
+    /// explained, and the top lines at the peak, by allocations, by temporaries and now.
+    #[command(after_help = system_help())]
+    Summary {
+        /// Snapshot file (format 1.2 holds the whole run; an older one gives what it can).
+        snapshot: PathBuf,
+        /// How many lines each top list has (filter and frame options shape the lists only).
+        #[arg(long, default_value_t = 3)]
+        limit: usize,
+        #[command(flatten)]
+        common: CommonArgs,
     },
     /// Header facts: traced memory now and at peak, blocks, allocations, frees, process.
     Stats {
@@ -184,6 +202,36 @@ struct StatArgs {
     /// Count every frame of each traceback, not only the most recent (lineno, filename, function).
     #[arg(long)]
     cumulative: bool,
+}
+
+/// Which groups of the snapshot are the traces (the whole-run views need
+/// format 1.2).
+#[derive(Args, Debug)]
+struct ViewArgs {
+    /// The blocks live at the moment traced memory peaked, instead of now (format 1.2 snapshots).
+    #[arg(long, conflicts_with_all = ["allocated", "temporary"])]
+    peak: bool,
+    /// Every allocation since the start, freed or not: size = bytes allocated, count = allocations.
+    #[arg(long, conflicts_with = "temporary")]
+    allocated: bool,
+    /// The temporary allocations since the start (freed before their thread allocated anything
+    /// else): count = how many, size = their bytes.
+    #[arg(long)]
+    temporary: bool,
+}
+
+impl ViewArgs {
+    fn view(&self) -> View {
+        if self.peak {
+            View::Peak
+        } else if self.allocated {
+            View::Allocated
+        } else if self.temporary {
+            View::Temporary
+        } else {
+            View::Live
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -302,8 +350,9 @@ fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             snapshot,
             stat,
             pretty,
+            view,
             common,
-        } => top::top(out, &snapshot, &stat, pretty, &common),
+        } => top::top(out, &snapshot, &stat, pretty, view.view(), &common),
         Command::Diff {
             old,
             new,
@@ -315,8 +364,17 @@ fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             rank,
             frames,
             oldest_first,
+            view,
             common,
-        } => traceback::traceback(out, &snapshot, rank, frames, oldest_first, &common),
+        } => traceback::traceback(
+            out,
+            &snapshot,
+            rank,
+            frames,
+            oldest_first,
+            view.view(),
+            &common,
+        ),
         Command::Run {
             out: o,
             signal,
@@ -331,6 +389,11 @@ fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             command,
         }),
         Command::Snapshot { pid, timeout } => snapshot::snapshot(out, pid, timeout),
+        Command::Summary {
+            snapshot,
+            limit,
+            common,
+        } => summary::summary(out, &snapshot, limit, &common),
         Command::Stats { snapshot, json } => stats::stats(out, &snapshot, json),
     }
 }

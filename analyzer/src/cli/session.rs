@@ -4,7 +4,7 @@
 
 use super::Failure;
 use crate::frame::{FrameRules, FrameTable};
-use crate::snapshot::{self, Snapshot};
+use crate::snapshot::{self, Snapshot, View};
 use crate::symbolize::Symbolizer;
 use std::path::Path;
 
@@ -31,21 +31,58 @@ impl Session {
 
     /// Reads and symbolizes a snapshot; prints its warnings on stderr.
     pub fn load(&mut self, path: &Path) -> Result<Snapshot, Failure> {
-        let s = snapshot::load(path, &mut self.table, &mut self.sym, &self.rules)
-            .map_err(|e| Failure::Input(e.to_string()));
-        if let Ok(snap) = &s {
-            if let Some(owner) = snap.malloc_owner() {
-                let w = malloc_owner_warning(&path.display().to_string(), &owner);
-                if self.warned.insert(w.clone()) {
-                    eprintln!("memtrace: warning: {w}");
-                }
+        self.load_view(path, View::Live)
+    }
+
+    /// Reads and symbolizes a snapshot's `view`; a file without the
+    /// sections it needs is bad input (one line).
+    pub fn load_view(&mut self, path: &Path, view: View) -> Result<Snapshot, Failure> {
+        let (_, mut snaps) = self.load_views(path, &[view])?;
+        snaps
+            .pop()
+            .flatten()
+            .ok_or_else(|| Failure::Input(format!("{}: {}", path.display(), missing_view(view))))
+    }
+
+    /// Reads a snapshot and symbolizes it once into each of `views` (`None`
+    /// where the file cannot give it); prints its warnings on stderr.
+    pub fn load_views(
+        &mut self,
+        path: &Path,
+        views: &[View],
+    ) -> Result<(memtrace_format::Snapshot, Vec<Option<Snapshot>>), Failure> {
+        let dump = snapshot::read_dump(path).map_err(|e| Failure::Input(e.to_string()))?;
+        let name = path.display().to_string();
+        if !dump.header.malloc_owner.is_empty() {
+            let owner = String::from_utf8_lossy(&dump.header.malloc_owner);
+            let w = malloc_owner_warning(&name, &owner);
+            if self.warned.insert(w.clone()) {
+                eprintln!("memtrace: warning: {w}");
             }
         }
+        let snaps = snapshot::symbolize_views(
+            &name,
+            &dump,
+            &mut self.table,
+            &mut self.sym,
+            &self.rules,
+            views,
+        );
         for w in self.sym.warnings.drain(..) {
             eprintln!("memtrace: warning: {w}");
         }
-        s
+        Ok((dump, snaps))
     }
+}
+
+/// Why a file cannot give `view` (it was written before format 1.2).
+pub(super) fn missing_view(view: View) -> String {
+    let what = match view {
+        View::Live => "no live blocks",
+        View::Peak => "no peak recorded",
+        View::Allocated | View::Temporary => "no allocation totals recorded",
+    };
+    format!("{what}: the whole-run sections need a newer libtrace.so (format 1.2)")
 }
 
 /// The warning for a snapshot whose program's malloc is not libtrace.so's.

@@ -1,12 +1,16 @@
 //! `memtrace stats`: a snapshot's header facts and what its traces add up
 //! to, read without symbolizing.
 
-use super::json::{write_json, Live, Sampled, StatsJson, TracedMemory};
+use super::json::{
+    write_json, CountSize, Live, Sampled, StatsJson, StatsMemory, StatsPeak, StatsTimeline,
+    StatsTotals, StatsTotalsSampled, TracedMemory,
+};
 use super::session::malloc_owner_warning;
+use super::summary::RunNumbers;
 use super::Failure;
 use crate::format::format_size;
 use crate::sampling;
-use crate::snapshot;
+use crate::snapshot::{self, has_whole_run};
 use memtrace_format::SnapshotKind;
 use std::io::Write;
 use std::path::Path;
@@ -76,6 +80,25 @@ fn print_stats(
     let owner =
         (!h.malloc_owner.is_empty()).then(|| String::from_utf8_lossy(&h.malloc_owner).into_owned());
     let truncated = d.stacks.iter().filter(|s| s.truncated).count();
+    // The stacks of the live blocks: a 1.2 file also holds the peak's and
+    // the totals' (a 1.1 file only those of its traces).
+    let live_stacks = if has_whole_run(d) {
+        d.traces
+            .iter()
+            .filter(|t| t.count > 0)
+            .map(|t| t.stack)
+            .collect::<std::collections::HashSet<u64>>()
+            .len()
+    } else {
+        d.stacks.len()
+    };
+    let run = &d.run;
+    let nums = RunNumbers::of(d);
+    let raw = RunNumbers::with_rate(d, 0);
+    let cs = |v: Option<(u64, u64)>| {
+        let (size, count) = v.unwrap_or((0, 0));
+        CountSize { count, size }
+    };
     if as_json {
         return write_json(
             out,
@@ -104,18 +127,59 @@ fn print_stats(
                         size: bytes,
                     },
                     size: est_bytes,
-                    stacks: d.stacks.len(),
+                    stacks: live_stacks,
                     traces: d.traces.len(),
                     truncated_stacks: truncated,
                 },
                 malloc_owner: owner,
+                memory: run.memory.as_ref().map(|m| StatsMemory {
+                    heap_arena: m.heap_arena_bytes,
+                    heap_free: m.heap_free_bytes,
+                    heap_mmap: m.heap_mmap_bytes,
+                    rss: m.rss_bytes,
+                    rss_peak: m.rss_peak_bytes,
+                }),
                 modules: d.modules.len(),
+                peak: run.peak.as_ref().map(|p| {
+                    let (size, blocks) = nums.peak.unwrap_or_default();
+                    let (raw_size, raw_blocks) = raw.peak.unwrap_or_default();
+                    StatsPeak {
+                        blocks,
+                        event: p.event,
+                        groups: p.groups.len(),
+                        sampled: Sampled {
+                            blocks: raw_blocks,
+                            size: raw_size,
+                        },
+                        seconds_after_start: nums.peak_after_s,
+                        size,
+                        time_ns: p.time_ns,
+                    }
+                }),
                 pid: h.pid,
                 sample_rate: rate,
                 seq: h.seq,
                 snapshot: path,
                 time: utc_time(h.time_ns),
                 time_ns: h.time_ns,
+                timeline: run.timeline.as_ref().map(|t| StatsTimeline {
+                    interval_ns: t.interval_ns,
+                    points: t.points.len(),
+                    run_time_s: nums.run_time_s.unwrap_or(0.0),
+                    snapshots: t.snapshots.iter().map(|m| m.index).collect(),
+                    start_ns: t.start_ns,
+                }),
+                totals: nums.allocated.is_some().then(|| StatsTotals {
+                    allocated: cs(nums.allocated),
+                    freed: cs(nums.freed),
+                    sampled: StatsTotalsSampled {
+                        allocated: cs(raw.allocated),
+                        freed: cs(raw.freed),
+                        temporary: cs(raw.temporary),
+                    },
+                    stacks: run.totals.len(),
+                    temporary: cs(nums.temporary),
+                }),
                 traced_memory: TracedMemory {
                     current: h.traced_bytes,
                     peak: h.peak_bytes,
@@ -154,7 +218,7 @@ fn print_stats(
             out,
             "Live blocks:    {est_blocks} ({}, {est_bytes} B) estimated from {blocks} sampled ({bytes} B) in {} stacks",
             fs(est_bytes),
-            d.stacks.len()
+            live_stacks
         )?;
     } else {
         writeln!(
@@ -162,11 +226,12 @@ fn print_stats(
             "Live blocks:    {blocks} ({}, {} B) from {} stacks",
             fs(bytes),
             bytes,
-            d.stacks.len()
+            live_stacks
         )?;
     }
     writeln!(out, "Allocations:    {} seen", h.alloc_count)?;
     writeln!(out, "Frees:          {} seen", h.free_count)?;
+    print_whole_run(out, d, &nums, &raw)?;
     writeln!(
         out,
         "Frame limit:    {} ({truncated} stacks truncated)",
@@ -189,6 +254,90 @@ fn print_stats(
         )?;
     }
     writeln!(out, "Modules:        {}", d.modules.len())?;
+    Ok(())
+}
+
+/// `N (X KiB, B B)` as "Live blocks" prints it; sampled,
+/// `N (X KiB, B B) estimated from n sampled (b B)`.
+fn blocks_text(est: (u64, u64), raw: (u64, u64), rate: u64) -> String {
+    let (size, n) = est;
+    let mut t = format!("{n} ({}, {size} B)", format_size(size as f64, false));
+    if rate > 0 {
+        t += &format!(" estimated from {} sampled ({} B)", raw.1, raw.0);
+    }
+    t
+}
+
+/// The lines of the whole-run sections (format 1.2), each only when the
+/// file has its section.
+fn print_whole_run(
+    out: &mut dyn Write,
+    d: &memtrace_format::Snapshot,
+    nums: &RunNumbers,
+    raw: &RunNumbers,
+) -> Result<(), Failure> {
+    let rate = d.header.sample_rate;
+    let fsb = |v: u64| format!("{} ({v} B)", format_size(v as f64, false));
+    let z = |v: Option<(u64, u64)>| v.unwrap_or_default();
+    if let Some(p) = &d.run.peak {
+        let when = nums
+            .peak_after_s
+            .map(|t| format!(", {t:.3} s after the start"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "Peak blocks:    {} in {} groups{when} (event {})",
+            blocks_text(z(nums.peak), z(raw.peak), rate),
+            p.groups.len(),
+            p.event
+        )?;
+    }
+    if nums.allocated.is_some() {
+        writeln!(
+            out,
+            "Allocated:      {} from {} stacks since the start",
+            blocks_text(z(nums.allocated), z(raw.allocated), rate),
+            d.run.totals.len()
+        )?;
+        writeln!(
+            out,
+            "Freed:          {}",
+            blocks_text(z(nums.freed), z(raw.freed), rate)
+        )?;
+        writeln!(
+            out,
+            "Temporary:      {}",
+            blocks_text(z(nums.temporary), z(raw.temporary), rate)
+        )?;
+    }
+    if let Some(t) = &d.run.timeline {
+        let marks = t.snapshots.len();
+        writeln!(
+            out,
+            "Timeline:       from {}, {:.3} s: {} point{} every {} ms, {marks} snapshot{} before this one",
+            utc_time(t.start_ns),
+            nums.run_time_s.unwrap_or(0.0),
+            t.points.len(),
+            if t.points.len() == 1 { "" } else { "s" },
+            t.interval_ns as f64 / 1e6,
+            if marks == 1 { "" } else { "s" }
+        )?;
+    }
+    if let Some(m) = &d.run.memory {
+        writeln!(
+            out,
+            "RSS:            {}, peak {}",
+            fsb(m.rss_bytes),
+            fsb(m.rss_peak_bytes)
+        )?;
+        writeln!(
+            out,
+            "glibc heap:     arenas {}, {} of it free; mmapped blocks {}",
+            fsb(m.heap_arena_bytes),
+            fsb(m.heap_free_bytes),
+            fsb(m.heap_mmap_bytes)
+        )?;
+    }
     Ok(())
 }
 

@@ -2,10 +2,12 @@
 //! (`Snapshot.statistics`), or with `--pretty` the documentation's
 //! `display_top`.
 
+use super::json::PeakJson;
 use super::json::{write_json, OtherGroups, StatisticJson, TopJson, Total};
-use super::session::Session;
+use super::session::{missing_view, Session};
 use super::{CommonArgs, Failure, StatArgs};
-use crate::display::{display_top, sampling_note, total_count, total_size};
+use crate::display::{display_top, notes, total_count, total_size};
+use crate::snapshot::View;
 use crate::stats;
 use std::io::Write;
 use std::path::Path;
@@ -15,11 +17,17 @@ pub(super) fn top(
     path: &Path,
     stat: &StatArgs,
     pretty: bool,
+    view: View,
     common: &CommonArgs,
 ) -> Result<(), Failure> {
     let key = stat.key_type()?;
     let mut s = Session::new(common.rules());
-    let snap = s.load(path)?.filter_traces(&s.table, &mut common.filters());
+    let (dump, mut snaps) = s.load_views(path, &[view])?;
+    let snap = snaps
+        .pop()
+        .flatten()
+        .ok_or_else(|| Failure::Input(format!("{}: {}", path.display(), missing_view(view))))?
+        .filter_traces(&s.table, &mut common.filters());
     let stats = stats::statistics(&snap, &s.table, key, stat.cumulative)
         .map_err(|e| Failure::Usage(e.0))?;
     let rate = snap.sample_rate();
@@ -41,6 +49,7 @@ pub(super) fn top(
                     groups: other.len(),
                     size: total_size(other),
                 },
+                peak: (view == View::Peak).then(|| PeakJson::new(&dump)).flatten(),
                 pretty,
                 sample_rate: rate,
                 snapshot: &snap.path,
@@ -51,6 +60,7 @@ pub(super) fn top(
                     .map(|(i, st)| StatisticJson::new(&s.table, i + 1, st))
                     .collect(),
                 total: Total { count, size },
+                view: (view != View::Live).then(|| view.name()),
             },
         );
     }
@@ -60,10 +70,10 @@ pub(super) fn top(
             &s.table,
             &stats,
             stat.limit,
-            &sampling_note(rate),
+            &notes(view, rate),
         )?);
     }
-    writeln!(out, "[ Top {} ]{}", stat.limit, sampling_note(rate))?;
+    writeln!(out, "[ Top {} ]{}", stat.limit, notes(view, rate))?;
     for st in stats.iter().take(stat.limit) {
         writeln!(out, "{}", st.format(&s.table))?;
     }

@@ -4,9 +4,10 @@
 use super::json::{write_json, FrameJson, TracebackJson};
 use super::session::Session;
 use super::{CommonArgs, Failure};
-use crate::display::sampling_note;
+use crate::display::notes;
 use crate::format::{kib, traceback_lines, traceback_slice, LineCache};
 use crate::frame::FrameId;
+use crate::snapshot::View;
 use crate::stats::{self, KeyType};
 use std::io::Write;
 use std::path::Path;
@@ -17,10 +18,13 @@ pub(super) fn traceback(
     rank: u64,
     frames: Option<i64>,
     oldest_first: bool,
+    view: View,
     common: &CommonArgs,
 ) -> Result<(), Failure> {
     let mut s = Session::new(common.rules());
-    let snap = s.load(path)?.filter_traces(&s.table, &mut common.filters());
+    let snap = s
+        .load_view(path, view)?
+        .filter_traces(&s.table, &mut common.filters());
     let stats = stats::statistics(&snap, &s.table, KeyType::Traceback, false)
         .map_err(|e| Failure::Usage(e.0))?;
     let Some(st) = stats.get(rank as usize - 1) else {
@@ -57,6 +61,7 @@ pub(super) fn traceback(
                 size: st.size,
                 snapshot: path.display().to_string(),
                 truncated: st.truncated,
+                view: (view != View::Live).then(|| view.name()),
             },
         );
     }
@@ -65,7 +70,7 @@ pub(super) fn traceback(
         "{} memory blocks: {}{}",
         st.count,
         kib(st.size),
-        sampling_note(snap.sample_rate())
+        notes(view, snap.sample_rate())
     )?;
     for line in traceback_lines(&s.table, &st.frames, frames, !oldest_first, &mut lc) {
         writeln!(out, "{line}")?;
