@@ -1,0 +1,235 @@
+//! Exports for the clients people already use: pprof's profile.proto
+//! ([`pprof`]), CPython's `tracemalloc.Snapshot` pickle ([`pickle`]) and
+//! flame graphs ([`flame`]).
+//!
+//! They share one model, [`Stacks`]: a dump symbolized the way
+//! [`crate::snapshot`] does it (the same interned frames, the same system
+//! frames dropped, so every figure equals `memtrace top`'s), but keeping
+//! what pprof needs and a `Snapshot` flattens away: each return address as
+//! a location with its inline frames. The exporters take lists of
+//! [`Group`]s — (stack, bytes, count) — so any view of a dump (live blocks,
+//! the peak, the totals since the start) exports the same way.
+
+pub mod flame;
+pub mod pickle;
+pub mod pprof;
+
+use crate::filter::FilterSet;
+use crate::frame::{FrameId, FrameRules, FrameTable};
+use crate::sampling::sample_probability;
+use crate::symbolize::Symbolizer;
+use crate::util::FxHashMap as HashMap;
+use memtrace_format::Module;
+
+/// One return address of a stack, symbolized: the frames kept (innermost
+/// inline frame first), never empty.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Location {
+    /// The return address (runtime).
+    pub address: u64,
+    /// Index into the dump's modules, if the address is in one.
+    pub module: Option<usize>,
+    pub frames: Vec<FrameId>,
+}
+
+/// A stack of the dump as memtrace shows it.
+#[derive(Clone, Debug)]
+pub struct Stack {
+    /// Locations, most recent call first (indices into [`Stacks::locations`]).
+    pub locations: Vec<u32>,
+    /// The kept frames, most recent first: exactly the `Traceback` the
+    /// snapshot module makes of this stack.
+    pub frames: Vec<FrameId>,
+    pub truncated: bool,
+}
+
+/// The stacks of one dump, symbolized.
+pub struct Stacks {
+    pub locations: Vec<Location>,
+    pub stacks: Vec<Stack>,
+    /// Stack id (the file's) → index into `stacks`.
+    pub by_id: HashMap<u64, usize>,
+}
+
+/// `count` blocks, `bytes` in all, allocated at `stack` (an index into
+/// [`Stacks::stacks`]). `size` is the size of one block when they all have
+/// one (a live group), else their mean: the sampling estimate uses it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Group {
+    pub stack: usize,
+    pub size: u64,
+    pub count: u64,
+    pub bytes: u64,
+}
+
+impl Group {
+    /// `count` blocks of `size` bytes.
+    pub fn blocks(stack: usize, size: u64, count: u64) -> Group {
+        Group {
+            stack,
+            size,
+            count,
+            bytes: size.saturating_mul(count),
+        }
+    }
+
+    /// `count` blocks of `bytes` bytes in all.
+    pub fn sum(stack: usize, bytes: u64, count: u64) -> Group {
+        let size = bytes.checked_div(count).unwrap_or(0);
+        Group {
+            stack,
+            size,
+            count,
+            bytes,
+        }
+    }
+
+    /// What the group stands for, unrounded: (bytes, blocks). With `rate`
+    /// 0 the group itself; for a sampled snapshot the Horvitz–Thompson
+    /// estimate memtrace prints everywhere (`crate::sampling`), each block
+    /// taken as picked with the probability of its (mean) size.
+    pub fn estimate(&self, rate: u64) -> (f64, f64) {
+        if rate == 0 {
+            return (self.bytes as f64, self.count as f64);
+        }
+        let p = sample_probability(self.size, rate);
+        let p = if p > 0.0 { p } else { 1.0 };
+        (self.bytes as f64 / p, self.count as f64 / p)
+    }
+}
+
+impl Stacks {
+    /// Symbolizes every stack of `dump`, dropping the frames `rules` call
+    /// the system's exactly as `snapshot::symbolize_dump` does.
+    pub fn new(
+        dump: &memtrace_format::Snapshot,
+        table: &mut FrameTable,
+        sym: &mut Symbolizer,
+        rules: &FrameRules,
+    ) -> Stacks {
+        let modules: &[Module] = &dump.modules;
+        let mut by_addr: HashMap<u64, Vec<FrameId>> = HashMap::default();
+        let mut loc_ids: HashMap<Location, u32> = HashMap::default();
+        let mut locations: Vec<Location> = Vec::new();
+        let mut stacks = Vec::with_capacity(dump.stacks.len());
+        let mut by_id = HashMap::default();
+        let mut intern_loc = |loc: Location, locations: &mut Vec<Location>| -> u32 {
+            *loc_ids.entry(loc.clone()).or_insert_with(|| {
+                locations.push(loc);
+                locations.len() as u32 - 1
+            })
+        };
+        for st in &dump.stacks {
+            // (address, all frames of it)
+            let mut raw: Vec<(u64, Vec<FrameId>)> = Vec::with_capacity(st.frames.len());
+            for &addr in &st.frames {
+                let ids = by_addr.entry(addr).or_insert_with(|| {
+                    sym.symbolize(modules, addr)
+                        .iter()
+                        .map(|f| table.intern_sym(f, rules))
+                        .collect()
+                });
+                raw.push((addr, ids.clone()));
+            }
+            let module_of = |addr: u64| modules.iter().position(|m| m.contains(addr));
+            let mut locs: Vec<u32> = Vec::new();
+            let mut frames: Vec<FrameId> = Vec::new();
+            for (addr, ids) in &raw {
+                let kept: Vec<FrameId> = ids
+                    .iter()
+                    .copied()
+                    .filter(|&id| rules.keep_all || !table.frame(id).system)
+                    .collect();
+                if kept.is_empty() {
+                    continue;
+                }
+                frames.extend_from_slice(&kept);
+                let loc = Location {
+                    address: *addr,
+                    module: module_of(*addr),
+                    frames: kept,
+                };
+                locs.push(intern_loc(loc, &mut locations));
+            }
+            if frames.is_empty() {
+                // As the snapshot does: the innermost frame stays, or
+                // tracemalloc's `<unknown>` for a stack with no frame at all.
+                let loc = match raw.first() {
+                    Some((addr, ids)) => Location {
+                        address: *addr,
+                        module: module_of(*addr),
+                        frames: vec![ids[0]],
+                    },
+                    None => Location {
+                        address: 0,
+                        module: None,
+                        frames: vec![table.intern_location("<unknown>", 0)],
+                    },
+                };
+                frames.push(loc.frames[0]);
+                locs.push(intern_loc(loc, &mut locations));
+            }
+            by_id.insert(st.id, stacks.len());
+            stacks.push(Stack {
+                locations: locs,
+                frames,
+                truncated: st.truncated,
+            });
+        }
+        Stacks {
+            locations,
+            stacks,
+            by_id,
+        }
+    }
+
+    /// The live blocks (TRACES): one group per (stack, size).
+    pub fn live(&self, dump: &memtrace_format::Snapshot) -> Vec<Group> {
+        self.groups_of(&dump.traces)
+    }
+
+    /// The live blocks at the peak (PEAK, format 1.2), if the file has it.
+    pub fn peak(&self, dump: &memtrace_format::Snapshot) -> Option<Vec<Group>> {
+        dump.run.peak.as_ref().map(|p| self.groups_of(&p.groups))
+    }
+
+    /// Every allocation since the start, per stack (TOTALS, format 1.2);
+    /// `None` for a file without the whole-run sections.
+    pub fn allocated(&self, dump: &memtrace_format::Snapshot) -> Option<Vec<Group>> {
+        let r = &dump.run;
+        if r.totals.is_empty() && r.peak.is_none() && r.timeline.is_none() && r.memory.is_none() {
+            return None;
+        }
+        Some(
+            r.totals
+                .iter()
+                .filter(|t| t.allocs > 0)
+                .filter_map(|t| {
+                    let s = *self.by_id.get(&t.stack)?;
+                    Some(Group::sum(s, t.alloc_bytes, t.allocs))
+                })
+                .collect(),
+        )
+    }
+
+    fn groups_of(&self, groups: &[memtrace_format::TraceGroup]) -> Vec<Group> {
+        groups
+            .iter()
+            .filter(|g| g.count > 0)
+            .filter_map(|g| Some(Group::blocks(*self.by_id.get(&g.stack)?, g.size, g.count)))
+            .collect()
+    }
+
+    /// Which stacks `filters` let through (`Snapshot.filter_traces`).
+    pub fn kept(&self, table: &FrameTable, filters: &mut FilterSet) -> Vec<bool> {
+        self.stacks
+            .iter()
+            .map(|s| filters.is_empty() || filters.keep(table, &s.frames))
+            .collect()
+    }
+}
+
+/// Rounds an estimate to an integer, as `crate::sampling` does.
+pub fn round(v: f64) -> u64 {
+    crate::sampling::round_estimate(v)
+}
