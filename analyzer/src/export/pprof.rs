@@ -279,9 +279,16 @@ pub fn build(stacks: &Stacks, table: &FrameTable, p: &HeapProfile) -> Profile {
                         // Functions are named as memtrace's `function` key
                         // names them; without line information the module
                         // stands for the file.
+                        // A frame with no function either is its `<module+0x…>`
+                        // name without the brackets, which pprof would take
+                        // for C++ template arguments and drop.
                         let name = match &f.function {
                             Some(n) => n.clone(),
-                            None => f.filename.clone(),
+                            None => f
+                                .filename
+                                .trim_start_matches('<')
+                                .trim_end_matches('>')
+                                .to_string(),
                         };
                         let file = if f.has_line {
                             f.filename.clone()
