@@ -25,7 +25,10 @@ fn p(s: &Path) -> &str {
 }
 
 fn memtrace(args: &[&str]) -> String {
-    let out = Command::new(memtrace_bin()).args(args).output().expect("run memtrace");
+    let out = Command::new(memtrace_bin())
+        .args(args)
+        .output()
+        .expect("run memtrace");
     assert!(
         out.status.success(),
         "memtrace {args:?} failed: {}",
@@ -91,7 +94,10 @@ fn programs() -> Vec<Traced> {
 // ------------------------------------------------------------------ pprof
 
 fn go() -> &'static str {
-    let ok = Command::new("go").arg("version").output().map(|o| o.status.success());
+    let ok = Command::new("go")
+        .arg("version")
+        .output()
+        .map(|o| o.status.success());
     assert!(
         matches!(ok, Ok(true)),
         "`go` is missing: scripts/install-deps installs Debian's golang-go (make test runs it)"
@@ -108,7 +114,15 @@ fn pprof_top(
     key: impl Fn(&str) -> String,
 ) -> BTreeMap<String, i64> {
     let out = Command::new(go())
-        .args(["tool", "pprof", "-top", granularity, "-nodefraction=0", "-nodecount=1000000", "-unit=B"])
+        .args([
+            "tool",
+            "pprof",
+            "-top",
+            granularity,
+            "-nodefraction=0",
+            "-nodecount=1000000",
+            "-unit=B",
+        ])
         .args(args)
         .output()
         .expect("run go tool pprof");
@@ -172,7 +186,8 @@ fn stats_of(v: &Value, field: &str) -> BTreeMap<String, i64> {
     for s in v["statistics"].as_array().unwrap() {
         let n = s[field].as_i64().unwrap();
         if n != 0 {
-            *m.entry(s["label"].as_str().unwrap().to_string()).or_insert(0) += n;
+            *m.entry(s["label"].as_str().unwrap().to_string())
+                .or_insert(0) += n;
         }
     }
     m
@@ -194,7 +209,11 @@ fn check_pprof_live(t: &Traced, snap: &Path, pb: &Path) {
             let got = pprof_top(&[&format!("-sample_index={index}"), p(pb)], gran, keyfn);
             let want = stats_of(&mt, field);
             assert!(!want.is_empty());
-            assert_eq!(got, want, "{}: pprof {gran} {index} against memtrace top --key {key}", t.name);
+            assert_eq!(
+                got, want,
+                "{}: pprof {gran} {index} against memtrace top --key {key}",
+                t.name
+            );
         }
     }
 }
@@ -211,7 +230,10 @@ fn pprof_profiles_read_by_go_tool_pprof_equal_memtrace() {
         check_pprof_live(&t, &t.s1, &pb1);
 
         // The default sample type is inuse_space, and the header is Go's.
-        let out = Command::new(go()).args(["tool", "pprof", "-raw", p(&pb1)]).output().unwrap();
+        let out = Command::new(go())
+            .args(["tool", "pprof", "-raw", p(&pb1)])
+            .output()
+            .unwrap();
         let raw = String::from_utf8_lossy(&out.stdout);
         assert!(raw.contains("PeriodType: space bytes"), "{}: {raw}", t.name);
         assert!(raw.contains("Period: 1\n"), "{}: {raw}", t.name);
@@ -230,8 +252,20 @@ fn pprof_profiles_read_by_go_tool_pprof_equal_memtrace() {
                 ("-lines", "lineno", line_key as fn(&str) -> String),
                 ("-filefunctions", "function", function_key),
             ] {
-                let d = json(&["diff", p(&t.s1), p(s2), "--key", key, "--limit", "1000000", "--json"]);
-                for (index, field) in [("inuse_space", "size_diff"), ("inuse_objects", "count_diff")] {
+                let d = json(&[
+                    "diff",
+                    p(&t.s1),
+                    p(s2),
+                    "--key",
+                    key,
+                    "--limit",
+                    "1000000",
+                    "--json",
+                ]);
+                for (index, field) in [
+                    ("inuse_space", "size_diff"),
+                    ("inuse_objects", "count_diff"),
+                ] {
                     let got = pprof_top(
                         &[&format!("-sample_index={index}"), "-base", p(&pb1), p(&pb2)],
                         gran,
@@ -239,7 +273,11 @@ fn pprof_profiles_read_by_go_tool_pprof_equal_memtrace() {
                     );
                     let want = stats_of(&d, field);
                     assert!(!want.is_empty());
-                    assert_eq!(got, want, "{}: pprof -base {gran} {index} against memtrace diff", t.name);
+                    assert_eq!(
+                        got, want,
+                        "{}: pprof -base {gran} {index} against memtrace diff",
+                        t.name
+                    );
                 }
             }
         }
@@ -258,10 +296,23 @@ fn with_whole_run(src: &Path, dst: &Path) {
         e.0 += g.count;
         e.1 += g.count * g.size;
     }
-    let biggest = d.traces.iter().max_by_key(|g| g.size * g.count).unwrap().clone();
-    let frames = d.stacks.iter().find(|s| s.id == biggest.stack).unwrap().clone();
+    let biggest = d
+        .traces
+        .iter()
+        .max_by_key(|g| g.size * g.count)
+        .unwrap()
+        .clone();
+    let frames = d
+        .stacks
+        .iter()
+        .find(|s| s.id == biggest.stack)
+        .unwrap()
+        .clone();
     let new_id = d.stacks.iter().map(|s| s.id).max().unwrap() + 1;
-    d.stacks.push(memtrace_format::Stack { id: new_id, ..frames });
+    d.stacks.push(memtrace_format::Stack {
+        id: new_id,
+        ..frames
+    });
     let mut totals: Vec<memtrace_format::StackTotals> = per_stack
         .iter()
         .map(|(&stack, &(c, b))| memtrace_format::StackTotals {
@@ -288,7 +339,10 @@ fn with_whole_run(src: &Path, dst: &Path) {
     let groups: Vec<memtrace_format::TraceGroup> = d
         .traces
         .iter()
-        .map(|g| memtrace_format::TraceGroup { count: g.count * 2, ..g.clone() })
+        .map(|g| memtrace_format::TraceGroup {
+            count: g.count * 2,
+            ..g.clone()
+        })
         .collect();
     d.run.peak = Some(memtrace_format::Peak {
         time_ns: d.header.time_ns - 1000,
@@ -309,33 +363,78 @@ fn pprof_alloc_figures_are_the_totals_and_peak_exports_the_peak() {
         let pb = dir.join("whole.pb.gz");
         memtrace(&["export", p(&made), "--format", "pprof", "-o", p(&pb)]);
         // The biggest group's line, by its stack (the copy's line).
-        let tb = json(&["top", p(&snap), "--key", "traceback", "--limit", "1", "--json"]);
+        let tb = json(&[
+            "top",
+            p(&snap),
+            "--key",
+            "traceback",
+            "--limit",
+            "1",
+            "--json",
+        ]);
         let first = &tb["statistics"][0]["frames"][0];
-        let site = format!("{}:{}", first["filename"].as_str().unwrap(), first["lineno"]);
+        let site = format!(
+            "{}:{}",
+            first["filename"].as_str().unwrap(),
+            first["lineno"]
+        );
         let mt = top_json(&snap, "lineno", &[]);
-        for (index, field, extra) in [("alloc_space", "size", 7 * 123), ("alloc_objects", "count", 7)] {
-            let got = pprof_top(&[&format!("-sample_index={index}"), p(&pb)], "-lines", line_key);
-            let mut want: BTreeMap<String, i64> =
-                stats_of(&mt, field).into_iter().map(|(k, v)| (k, 3 * v)).collect();
+        for (index, field, extra) in [
+            ("alloc_space", "size", 7 * 123),
+            ("alloc_objects", "count", 7),
+        ] {
+            let got = pprof_top(
+                &[&format!("-sample_index={index}"), p(&pb)],
+                "-lines",
+                line_key,
+            );
+            let mut want: BTreeMap<String, i64> = stats_of(&mt, field)
+                .into_iter()
+                .map(|(k, v)| (k, 3 * v))
+                .collect();
             *want.entry(site.clone()).or_insert(0) += extra;
-            assert_eq!(got, want, "{}: pprof {index} against 3 x live + the freed stack", t.name);
+            assert_eq!(
+                got, want,
+                "{}: pprof {index} against 3 x live + the freed stack",
+                t.name
+            );
         }
         // inuse is still the live blocks, and the default.
         let got = pprof_top(&[p(&pb)], "-lines", line_key);
-        assert_eq!(got, stats_of(&mt, "size"), "{}: inuse_space of a 1.2 file", t.name);
-        let out = Command::new(go()).args(["tool", "pprof", "-raw", p(&pb)]).output().unwrap();
+        assert_eq!(
+            got,
+            stats_of(&mt, "size"),
+            "{}: inuse_space of a 1.2 file",
+            t.name
+        );
+        let out = Command::new(go())
+            .args(["tool", "pprof", "-raw", p(&pb)])
+            .output()
+            .unwrap();
         let raw = String::from_utf8_lossy(&out.stdout);
         assert!(
-            raw.contains("alloc_objects/count alloc_space/bytes inuse_objects/count inuse_space/bytes[dflt]"),
+            raw.contains(
+                "alloc_objects/count alloc_space/bytes inuse_objects/count inuse_space/bytes[dflt]"
+            ),
             "{}: {raw}",
             t.name
         );
         // --peak: twice the live blocks.
         let pk = dir.join("peak.pb.gz");
-        memtrace(&["export", p(&made), "--format", "pprof", "--peak", "-o", p(&pk)]);
+        memtrace(&[
+            "export",
+            p(&made),
+            "--format",
+            "pprof",
+            "--peak",
+            "-o",
+            p(&pk),
+        ]);
         let got = pprof_top(&["-sample_index=inuse_space", p(&pk)], "-lines", line_key);
-        let want: BTreeMap<String, i64> =
-            stats_of(&mt, "size").into_iter().map(|(k, v)| (k, 2 * v)).collect();
+        let want: BTreeMap<String, i64> = stats_of(&mt, "size")
+            .into_iter()
+            .map(|(k, v)| (k, 2 * v))
+            .collect();
         assert_eq!(got, want, "{}: --peak", t.name);
     }
 }
@@ -354,15 +453,29 @@ fn pprof_of_a_sampled_snapshot_carries_the_estimates() {
     memtrace(&["export", p(&snap), "--format", "pprof", "-o", p(&pb)]);
     let mt = top_json(&snap, "lineno", &[]);
     assert!(mt["estimated"].as_bool().unwrap());
-    let out = Command::new(go()).args(["tool", "pprof", "-raw", p(&pb)]).output().unwrap();
+    let out = Command::new(go())
+        .args(["tool", "pprof", "-raw", p(&pb)])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("Period: 8192\n"));
     for (index, field) in [("inuse_space", "size"), ("inuse_objects", "count")] {
-        let got = pprof_top(&[&format!("-sample_index={index}"), p(&pb)], "-lines", line_key);
+        let got = pprof_top(
+            &[&format!("-sample_index={index}"), p(&pb)],
+            "-lines",
+            line_key,
+        );
         let want = stats_of(&mt, field);
-        assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            want.keys().collect::<Vec<_>>()
+        );
         for (k, w) in &want {
             // Each stack's estimate is rounded on its own in the profile.
-            assert!((got[k] - w).abs() <= 2, "{k}: pprof {} against memtrace {w} ({index})", got[k]);
+            assert!(
+                (got[k] - w).abs() <= 2,
+                "{k}: pprof {} against memtrace {w} ({index})",
+                got[k]
+            );
         }
     }
 }
@@ -429,7 +542,10 @@ if len(sys.argv) > 2:
 fn as_tracemalloc_prints(text: &str) -> String {
     let mut out = String::new();
     for line in text.lines() {
-        let l = match line.strip_prefix("  File \"").and_then(|r| r.split_once("\", ")) {
+        let l = match line
+            .strip_prefix("  File \"")
+            .and_then(|r| r.split_once("\", "))
+        {
             Some((module, rest)) => {
                 let base = module.rsplit('/').next().unwrap();
                 if let Some(f) = rest.strip_prefix("function ") {
@@ -458,7 +574,11 @@ fn python_recipes(dir: &Path, new: &Path, old: Option<&Path>) -> Vec<String> {
         c.arg(o);
     }
     let out = c.output().expect("run python3");
-    assert!(out.status.success(), "python3: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "python3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .split("=====\n")
         .map(str::to_string)
@@ -500,7 +620,11 @@ fn tracemalloc_pickle_runs_the_documentation_recipes_as_memtrace_prints() {
                     as_tracemalloc_prints(&with(&["traceback", p(&new), "--oldest-first"])),
                     "{what}: the biggest traceback"
                 );
-                assert_eq!(got[2], with(&["top", p(&new), "--pretty"]), "{what}: display_top");
+                assert_eq!(
+                    got[2],
+                    with(&["top", p(&new), "--pretty"]),
+                    "{what}: display_top"
+                );
             }
             if let Some(o) = &old {
                 assert_eq!(got[3], with(&["diff", p(o), p(&new)]), "{what}: compare_to");
@@ -534,6 +658,95 @@ fn json_loc(f: &Value) -> String {
     }
 }
 
+/// `memtrace flamegraph … --collapsed -o -`: width per stack of locations.
+fn folded_widths(args: &[&str]) -> BTreeMap<String, i64> {
+    let mut got: BTreeMap<String, i64> = BTreeMap::new();
+    for line in memtrace(args).lines() {
+        let (stack, w) = line.rsplit_once(' ').unwrap();
+        let key: Vec<String> = stack.split(';').map(folded_loc).collect();
+        *got.entry(key.join(" ; ")).or_insert(0) += w.parse::<i64>().unwrap();
+    }
+    got
+}
+
+/// `top --key traceback --json`'s `field` per stack of locations, root first.
+fn traceback_widths(tb: &Value, field: &str) -> BTreeMap<String, i64> {
+    let mut want: BTreeMap<String, i64> = BTreeMap::new();
+    for s in tb["statistics"].as_array().unwrap() {
+        let frames = s["frames"].as_array().unwrap();
+        let key: Vec<String> = frames.iter().rev().map(json_loc).collect();
+        *want.entry(key.join(" ; ")).or_insert(0) += s[field].as_i64().unwrap();
+    }
+    want
+}
+
+#[test]
+fn flamegraph_of_the_whole_run_views() {
+    for t in programs() {
+        let snap = t.s2.clone().unwrap_or(t.s1.clone());
+        let made = snap.parent().unwrap().join("whole-flame.snap");
+        with_whole_run(&snap, &made);
+        let tb = top_json(&snap, "traceback", &[]);
+        let live = traceback_widths(&tb, "size");
+        // The biggest group's stack, which the only-allocating stack copies.
+        let first: Vec<String> = tb["statistics"][0]["frames"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .rev()
+            .map(json_loc)
+            .collect();
+        let first = first.join(" ; ");
+        let scaled = |k: i64| -> BTreeMap<String, i64> {
+            live.iter().map(|(s, v)| (s.clone(), k * v)).collect()
+        };
+        let mut want = scaled(3);
+        *want.get_mut(&first).unwrap() += 7 * 123;
+        assert_eq!(
+            folded_widths(&[
+                "flamegraph",
+                p(&made),
+                "--allocated",
+                "--collapsed",
+                "-o",
+                "-"
+            ]),
+            want,
+            "{}: --allocated",
+            t.name
+        );
+        let want: BTreeMap<String, i64> = [(first.clone(), 7 * 123)].into();
+        assert_eq!(
+            folded_widths(&[
+                "flamegraph",
+                p(&made),
+                "--temporary",
+                "--collapsed",
+                "-o",
+                "-"
+            ]),
+            want,
+            "{}: --temporary",
+            t.name
+        );
+        assert_eq!(
+            folded_widths(&["flamegraph", p(&made), "--peak", "--collapsed", "-o", "-"]),
+            scaled(2),
+            "{}: --peak",
+            t.name
+        );
+        // A file without the whole run says so in one line, exit 1.
+        let out = Command::new(memtrace_bin())
+            .args(["flamegraph", p(&snap), "--allocated", "-o", "-"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", t.name);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("written before format 1.2"), "{err}");
+    }
+}
+
 #[test]
 fn flamegraph_widths_are_the_statistics_by_traceback() {
     for t in programs() {
@@ -548,27 +761,25 @@ fn flamegraph_widths_are_the_statistics_by_traceback() {
                 if count {
                     a.push("--count");
                 }
-                let mut got: BTreeMap<String, i64> = BTreeMap::new();
-                for line in memtrace(&a).lines() {
-                    let (stack, w) = line.rsplit_once(' ').unwrap();
-                    let key: Vec<String> = stack.split(';').map(folded_loc).collect();
-                    *got.entry(key.join(" ; ")).or_insert(0) += w.parse::<i64>().unwrap();
-                }
-                let mut want: BTreeMap<String, i64> = BTreeMap::new();
-                for s in tb["statistics"].as_array().unwrap() {
-                    let frames = s["frames"].as_array().unwrap();
-                    let key: Vec<String> = frames.iter().rev().map(json_loc).collect();
-                    *want.entry(key.join(" ; ")).or_insert(0) += s[field].as_i64().unwrap();
-                }
+                let got = folded_widths(&a);
+                let want = traceback_widths(&tb, field);
                 assert!(!want.is_empty());
-                assert_eq!(got, want, "{} raw={raw} count={count}: folded widths", t.name);
+                assert_eq!(
+                    got, want,
+                    "{} raw={raw} count={count}: folded widths",
+                    t.name
+                );
             }
         }
         // The SVG: titled, the system's frames (with --raw) coloured apart.
         let svg_path = dir.join("f.svg");
         memtrace(&["flamegraph", p(&snap), "--raw", "-o", p(&svg_path)]);
         let svg = std::fs::read_to_string(&svg_path).unwrap();
-        assert!(svg.starts_with("<?xml") && svg.contains("<svg"), "{}", t.name);
+        assert!(
+            svg.starts_with("<?xml") && svg.contains("<svg"),
+            "{}",
+            t.name
+        );
         assert!(svg.contains("Memory live in "), "{}: no title", t.name);
         let tb = top_json(&snap, "traceback", &["--raw"]);
         // Each frame's name as the flame graph shows it (see frame_name).
@@ -594,23 +805,48 @@ fn flamegraph_widths_are_the_statistics_by_traceback() {
                 system.insert(name_of(f), f["system"].as_bool().unwrap());
             }
         }
-        let (mut sys_fills, mut user_fills) = (std::collections::HashSet::new(), std::collections::HashSet::new());
+        let (mut sys_fills, mut user_fills) = (
+            std::collections::HashSet::new(),
+            std::collections::HashSet::new(),
+        );
         for g in svg.split("<g>").skip(1) {
-            let Some(title) = g.split("<title>").nth(1).and_then(|x| x.split("</title>").next()) else { continue };
-            let Some(fill) = g.split("fill=\"").nth(1).and_then(|x| x.split('"').next()) else { continue };
+            let Some(title) = g
+                .split("<title>")
+                .nth(1)
+                .and_then(|x| x.split("</title>").next())
+            else {
+                continue;
+            };
+            let Some(fill) = g.split("fill=\"").nth(1).and_then(|x| x.split('"').next()) else {
+                continue;
+            };
             // "name (1,234 bytes, 5.6%)"
-            let Some(name) = title.rfind(" (").map(|i| &title[..i]) else { continue };
+            let Some(name) = title.rfind(" (").map(|i| &title[..i]) else {
+                continue;
+            };
             if name == "all" {
                 continue;
             }
-            let name = name.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&").replace("&quot;", "\"");
+            let name = name
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&amp;", "&")
+                .replace("&quot;", "\"");
             match system.get(&name) {
                 Some(true) => sys_fills.insert(fill.to_string()),
                 Some(false) => user_fills.insert(fill.to_string()),
                 None => panic!("{}: frame {name:?} is in no traceback", t.name),
             };
         }
-        assert!(!sys_fills.is_empty() && !user_fills.is_empty(), "{}: {sys_fills:?} {user_fills:?}", t.name);
-        assert!(sys_fills.is_disjoint(&user_fills), "{}: {sys_fills:?} {user_fills:?}", t.name);
+        assert!(
+            !sys_fills.is_empty() && !user_fills.is_empty(),
+            "{}: {sys_fills:?} {user_fills:?}",
+            t.name
+        );
+        assert!(
+            sys_fills.is_disjoint(&user_fills),
+            "{}: {sys_fills:?} {user_fills:?}",
+            t.name
+        );
     }
 }

@@ -4,7 +4,7 @@
 
 use super::session::malloc_owner_warning;
 use super::{CommonArgs, Failure};
-use crate::export::{pickle, pprof, Group, Stacks};
+use crate::export::{pickle, pprof, Group, Stacks, View};
 use crate::frame::FrameTable;
 use crate::snapshot::read_dump;
 use crate::symbolize::Symbolizer;
@@ -62,15 +62,13 @@ pub(super) fn load(path: &Path, common: &CommonArgs) -> Result<Loaded, Failure> 
     })
 }
 
-/// The live groups, or with `peak` the peak's (refused for a file without it).
-pub(super) fn inuse(l: &Loaded, path: &Path, peak: bool) -> Result<Vec<Group>, Failure> {
-    if !peak {
-        return Ok(l.stacks.live(&l.dump));
-    }
-    l.stacks.peak(&l.dump).ok_or_else(|| {
+/// The groups of `view` (refused, with one line, for a file without it).
+pub(super) fn groups(l: &Loaded, path: &Path, view: View) -> Result<Vec<Group>, Failure> {
+    l.stacks.view(&l.dump, view).ok_or_else(|| {
         Failure::Input(format!(
-            "{}: no peak in this snapshot (written before format 1.2)",
-            path.display()
+            "{}: no {} blocks in this snapshot: it was written before format 1.2 (no whole-run sections)",
+            path.display(),
+            view.describe()
         ))
     })
 }
@@ -100,7 +98,7 @@ pub(super) fn export(
     common: &CommonArgs,
 ) -> Result<(), Failure> {
     let l = load(path, common)?;
-    let inuse = inuse(&l, path, peak)?;
+    let inuse = groups(&l, path, if peak { View::Peak } else { View::Live })?;
     let h = &l.dump.header;
     match format {
         ExportFormat::Pprof => {

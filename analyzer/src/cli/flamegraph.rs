@@ -1,9 +1,10 @@
 //! `memtrace flamegraph SNAP -o out.svg [--count] [--collapsed]`: the live
 //! blocks as a flame graph (inferno), or its folded text.
 
-use super::export::{inuse, load, write_to};
+use super::export::{groups, load, write_to};
 use super::{CommonArgs, Failure};
 use crate::export::flame::{self, frame_name};
+use crate::export::View;
 use crate::format::format_size;
 use memtrace_format::SnapshotKind;
 use std::collections::HashSet;
@@ -15,7 +16,7 @@ pub(super) struct FlameArgs<'a> {
     pub output: &'a Path,
     pub count: bool,
     pub collapsed: bool,
-    pub peak: bool,
+    pub view: View,
 }
 
 pub(super) fn flamegraph(
@@ -25,7 +26,7 @@ pub(super) fn flamegraph(
 ) -> Result<(), Failure> {
     let l = load(a.path, common)?;
     // Each view is a list of groups: (stack, bytes, count).
-    let groups = inuse(&l, a.path, a.peak)?;
+    let groups = groups(&l, a.path, a.view)?;
     let h = &l.dump.header;
     let lines = flame::folded(
         &l.stacks,
@@ -47,9 +48,8 @@ pub(super) fn flamegraph(
         .filter(|f| f.system)
         .map(frame_name)
         .collect();
-    let what = if a.peak { "at the peak" } else { "live" };
-    let (when, kind) = match (&l.dump.run.peak, a.peak) {
-        (Some(p), true) => (p.time_ns, "peak".to_string()),
+    let (when, kind) = match (&l.dump.run.peak, a.view) {
+        (Some(p), View::Peak) => (p.time_ns, "peak".to_string()),
         _ => (
             h.time_ns,
             match h.kind {
@@ -83,7 +83,8 @@ pub(super) fn flamegraph(
         String::new()
     };
     let title = format!(
-        "Memory {what} in {program}: {amount} ({kind}, {})",
+        "Memory {} in {program}: {amount} ({kind}, {})",
+        a.view.describe(),
         utc_seconds(when)
     );
     let subtitle = Some(format!(

@@ -184,8 +184,14 @@ enum Command {
         #[arg(long)]
         collapsed: bool,
         /// The live blocks at the peak (format 1.2) instead of at the snapshot moment.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["allocated", "temporary"])]
         peak: bool,
+        /// Every allocation since the start, freed or not (format 1.2).
+        #[arg(long, conflicts_with = "temporary")]
+        allocated: bool,
+        /// The temporary allocations since the start (freed before the thread allocated again).
+        #[arg(long)]
+        temporary: bool,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -383,6 +389,8 @@ fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             count,
             collapsed,
             peak,
+            allocated,
+            temporary,
             common,
         } => flamegraph::flamegraph(
             out,
@@ -391,7 +399,12 @@ fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 output: &output,
                 count,
                 collapsed,
-                peak,
+                view: match (peak, allocated, temporary) {
+                    (true, _, _) => crate::export::View::Peak,
+                    (_, true, _) => crate::export::View::Allocated,
+                    (_, _, true) => crate::export::View::Temporary,
+                    _ => crate::export::View::Live,
+                },
             },
             &common,
         ),

@@ -32,6 +32,32 @@ pub struct Location {
     pub frames: Vec<FrameId>,
 }
 
+/// Which of a dump's blocks an export shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum View {
+    /// The live blocks at the snapshot moment (TRACES).
+    #[default]
+    Live,
+    /// The live blocks when traced memory peaked (PEAK, format 1.2).
+    Peak,
+    /// Every allocation since the start, freed or not (TOTALS, 1.2).
+    Allocated,
+    /// The temporary allocations since the start (TOTALS, 1.2).
+    Temporary,
+}
+
+impl View {
+    /// How titles and messages name it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            View::Live => "live",
+            View::Peak => "live at the peak",
+            View::Allocated => "allocated since the start",
+            View::Temporary => "allocated temporarily since the start",
+        }
+    }
+}
+
 /// A stack of the dump as memtrace shows it.
 #[derive(Clone, Debug)]
 pub struct Stack {
@@ -73,9 +99,14 @@ impl Group {
         }
     }
 
-    /// `count` blocks of `bytes` bytes in all.
+    /// `count` blocks of `bytes` bytes in all (their mean size, rounded,
+    /// stands for each block's in the sampling estimate).
     pub fn sum(stack: usize, bytes: u64, count: u64) -> Group {
-        let size = bytes.checked_div(count).unwrap_or(0);
+        let size = if count == 0 {
+            0
+        } else {
+            ((bytes as u128 + count as u128 / 2) / count as u128) as u64
+        };
         Group {
             stack,
             size,
@@ -196,20 +227,45 @@ impl Stacks {
     /// Every allocation since the start, per stack (TOTALS, format 1.2);
     /// `None` for a file without the whole-run sections.
     pub fn allocated(&self, dump: &memtrace_format::Snapshot) -> Option<Vec<Group>> {
+        self.totals(dump, |t| (t.alloc_bytes, t.allocs))
+    }
+
+    /// The temporary allocations since the start, per stack (TOTALS).
+    pub fn temporary(&self, dump: &memtrace_format::Snapshot) -> Option<Vec<Group>> {
+        self.totals(dump, |t| (t.temporary_bytes, t.temporary))
+    }
+
+    fn totals(
+        &self,
+        dump: &memtrace_format::Snapshot,
+        pick: impl Fn(&memtrace_format::StackTotals) -> (u64, u64),
+    ) -> Option<Vec<Group>> {
         let r = &dump.run;
+        // TOTALS may be empty (nothing allocated yet); a writer that keeps
+        // the whole run writes the other sections too.
         if r.totals.is_empty() && r.peak.is_none() && r.timeline.is_none() && r.memory.is_none() {
             return None;
         }
         Some(
             r.totals
                 .iter()
-                .filter(|t| t.allocs > 0)
                 .filter_map(|t| {
+                    let (bytes, count) = pick(t);
                     let s = *self.by_id.get(&t.stack)?;
-                    Some(Group::sum(s, t.alloc_bytes, t.allocs))
+                    (count > 0).then(|| Group::sum(s, bytes, count))
                 })
                 .collect(),
         )
+    }
+
+    /// The groups of `view`; `None` when the file does not have it.
+    pub fn view(&self, dump: &memtrace_format::Snapshot, view: View) -> Option<Vec<Group>> {
+        match view {
+            View::Live => Some(self.live(dump)),
+            View::Peak => self.peak(dump),
+            View::Allocated => self.allocated(dump),
+            View::Temporary => self.temporary(dump),
+        }
     }
 
     fn groups_of(&self, groups: &[memtrace_format::TraceGroup]) -> Vec<Group> {
