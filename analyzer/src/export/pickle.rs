@@ -207,3 +207,106 @@ pub fn write(stacks: &Stacks, table: &FrameTable, s: &PickleSnapshot) -> Vec<u8>
     p.out.push(op::STOP);
     p.out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::Stack;
+
+    fn ints(v: u64) -> Vec<u8> {
+        let mut p = Pickler {
+            out: Vec::new(),
+            memo_len: 0,
+            strings: HashMap::default(),
+        };
+        p.int(v);
+        p.out
+    }
+
+    #[test]
+    fn integers_as_cpython_pickles_them() {
+        // pickle.dumps(v, 4) of CPython, opcodes and arguments.
+        assert_eq!(ints(255), [op::BININT1, 255]);
+        assert_eq!(ints(256), [op::BININT2, 0, 1]);
+        assert_eq!(ints(0x7fff_ffff), [op::BININT, 0xff, 0xff, 0xff, 0x7f]);
+        assert_eq!(ints(1 << 31), [op::LONG1, 5, 0, 0, 0, 0x80, 0]);
+        assert_eq!(ints(1 << 32), [op::LONG1, 5, 0, 0, 0, 0, 1]);
+        let mut max = vec![op::LONG1, 9];
+        max.extend_from_slice(&[0xff; 8]);
+        max.push(0);
+        assert_eq!(ints(u64::MAX), max);
+    }
+
+    /// CPython's `tracemalloc.Snapshot.load` reads big sizes, long and
+    /// non-ASCII file names, many traces (several APPENDS batches) and
+    /// shared frame tuples back exactly.
+    #[test]
+    fn python_loads_what_is_written() {
+        let mut table = FrameTable::new();
+        let long = format!("/src/{}/é.c", "d".repeat(300));
+        let a = table.intern_location("/src/a.c", 7);
+        let b = table.intern_location(&long, 12);
+        let c = table.intern_location("/src/main.c", 3);
+        let stacks = Stacks {
+            locations: Vec::new(),
+            stacks: vec![
+                Stack {
+                    locations: vec![],
+                    frames: vec![a, c],
+                    truncated: false,
+                },
+                Stack {
+                    locations: vec![],
+                    frames: vec![b, c],
+                    truncated: true,
+                },
+            ],
+            by_id: HashMap::default(),
+        };
+        let groups = [
+            Group::blocks(0, 5 << 30, 2),
+            Group::blocks(1, 40, 2500),
+            Group::blocks(0, 1, 1),
+        ];
+        let bytes = write(
+            &stacks,
+            &table,
+            &PickleSnapshot {
+                groups: &groups,
+                kept: &[true, true],
+                sample_rate: 0,
+                traceback_limit: 16,
+            },
+        );
+        let path =
+            std::env::temp_dir().join(format!("memtrace-pickle-{}.pickle", std::process::id()));
+        std::fs::write(&path, bytes).unwrap();
+        let script = "import sys, tracemalloc\n\
+            s = tracemalloc.Snapshot.load(sys.argv[1])\n\
+            print(s.traceback_limit, len(s.traces))\n\
+            for st in s.statistics('traceback'):\n\
+            \x20   print(st.size, st.count, [(f.filename[-6:], f.lineno) for f in st.traceback])\n\
+            print(sorted(set((t.size, t.traceback.total_nframe) for t in s.traces)))\n";
+        let out = std::process::Command::new("python3")
+            .args(["-c", script])
+            .arg(&path)
+            .output()
+            .expect("run python3");
+        let _ = std::fs::remove_file(&path);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        let want = format!(
+            "16 2503\n\
+             {} 3 [('main.c', 3), ('rc/a.c', 7)]\n\
+             100000 2500 [('main.c', 3), ('dd/é.c', 12)]\n\
+             [(1, 2), (40, 3), ({}, 2)]\n",
+            2 * (5u64 << 30) + 1,
+            5u64 << 30
+        );
+        assert_eq!(text, want);
+    }
+}
