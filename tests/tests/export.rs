@@ -771,6 +771,33 @@ fn flamegraph_widths_are_the_statistics_by_traceback() {
                 );
             }
         }
+        // Nothing through the filters: a titled, empty picture, and no folded line.
+        let empty = dir.join("empty.svg");
+        memtrace(&[
+            "flamegraph",
+            p(&snap),
+            "--include",
+            "no-such-file",
+            "-o",
+            p(&empty),
+        ]);
+        let svg = std::fs::read_to_string(&empty).unwrap();
+        assert!(
+            svg.contains("<svg") && svg.contains("no blocks to draw"),
+            "{svg}"
+        );
+        assert_eq!(
+            memtrace(&[
+                "flamegraph",
+                p(&snap),
+                "--include",
+                "no-such-file",
+                "--collapsed",
+                "-o",
+                "-"
+            ]),
+            ""
+        );
         // The SVG: titled, the system's frames (with --raw) coloured apart.
         let svg_path = dir.join("f.svg");
         memtrace(&["flamegraph", p(&snap), "--raw", "-o", p(&svg_path)]);

@@ -102,6 +102,26 @@ pub fn write_svg(
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
     use inferno::flamegraph::{self, color, Options};
+    if lines.is_empty() {
+        // inferno refuses an empty graph; nothing live (or nothing the
+        // filters let through) is an answer, drawn as a titled, empty picture.
+        let esc = |s: &str| {
+            s.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+        };
+        return write!(
+            out,
+            "<?xml version=\"1.0\" standalone=\"no\"?>\n\
+             <svg version=\"1.1\" width=\"1200\" height=\"120\" xmlns=\"http://www.w3.org/2000/svg\">\n\
+             <text x=\"600\" y=\"24\" text-anchor=\"middle\" font-family=\"Verdana\" font-size=\"17\">{}</text>\n\
+             <text x=\"600\" y=\"48\" text-anchor=\"middle\" font-family=\"Verdana\" font-size=\"12\">{}</text>\n\
+             <text x=\"600\" y=\"84\" text-anchor=\"middle\" font-family=\"Verdana\" font-size=\"12\">no blocks to draw</text>\n\
+             </svg>\n",
+            esc(&o.title),
+            esc(o.subtitle.as_deref().unwrap_or(""))
+        );
+    }
     let mut map = color::PaletteMap::default();
     let mut seen = std::collections::HashSet::new();
     for (l, _) in lines {

@@ -139,57 +139,65 @@ impl Stacks {
         rules: &FrameRules,
     ) -> Stacks {
         let modules: &[Module] = &dump.modules;
-        let mut by_addr: HashMap<u64, Vec<FrameId>> = HashMap::default();
-        let mut loc_ids: HashMap<Location, u32> = HashMap::default();
+        // Per address: its module, all its frames, the frames kept.
+        struct Addr {
+            module: Option<usize>,
+            all: Vec<FrameId>,
+            kept: Vec<FrameId>,
+        }
+        let mut by_addr: HashMap<u64, Addr> = HashMap::default();
+        // (address, 0 its kept frames | 1 the innermost-frame fallback |
+        // 2 a stack without frames) → location id: an address's kept
+        // frames depend on nothing else.
+        let mut loc_ids: HashMap<(u64, u8), u32> = HashMap::default();
         let mut locations: Vec<Location> = Vec::new();
         let mut stacks = Vec::with_capacity(dump.stacks.len());
         let mut by_id = HashMap::default();
-        let mut intern_loc = |loc: Location, locations: &mut Vec<Location>| -> u32 {
-            *loc_ids.entry(loc.clone()).or_insert_with(|| {
-                locations.push(loc);
-                locations.len() as u32 - 1
-            })
-        };
         for st in &dump.stacks {
-            // (address, all frames of it)
-            let mut raw: Vec<(u64, Vec<FrameId>)> = Vec::with_capacity(st.frames.len());
-            for &addr in &st.frames {
-                let ids = by_addr.entry(addr).or_insert_with(|| {
-                    sym.symbolize(modules, addr)
-                        .iter()
-                        .map(|f| table.intern_sym(f, rules))
-                        .collect()
-                });
-                raw.push((addr, ids.clone()));
-            }
-            let module_of = |addr: u64| modules.iter().position(|m| m.contains(addr));
             let mut locs: Vec<u32> = Vec::new();
             let mut frames: Vec<FrameId> = Vec::new();
-            for (addr, ids) in &raw {
-                let kept: Vec<FrameId> = ids
-                    .iter()
-                    .copied()
-                    .filter(|&id| rules.keep_all || !table.frame(id).system)
-                    .collect();
-                if kept.is_empty() {
+            for &addr in &st.frames {
+                let a = by_addr.entry(addr).or_insert_with(|| {
+                    let all: Vec<FrameId> = sym
+                        .symbolize(modules, addr)
+                        .iter()
+                        .map(|f| table.intern_sym(f, rules))
+                        .collect();
+                    let kept = all
+                        .iter()
+                        .copied()
+                        .filter(|&id| rules.keep_all || !table.frame(id).system)
+                        .collect();
+                    Addr {
+                        module: modules.iter().position(|m| m.contains(addr)),
+                        all,
+                        kept,
+                    }
+                });
+                if a.kept.is_empty() {
                     continue;
                 }
-                frames.extend_from_slice(&kept);
-                let loc = Location {
-                    address: *addr,
-                    module: module_of(*addr),
-                    frames: kept,
-                };
-                locs.push(intern_loc(loc, &mut locations));
+                frames.extend_from_slice(&a.kept);
+                locs.push(*loc_ids.entry((addr, 0)).or_insert_with(|| {
+                    locations.push(Location {
+                        address: addr,
+                        module: a.module,
+                        frames: a.kept.clone(),
+                    });
+                    locations.len() as u32 - 1
+                }));
             }
             if frames.is_empty() {
                 // As the snapshot does: the innermost frame stays, or
                 // tracemalloc's `<unknown>` for a stack with no frame at all.
-                let loc = match raw.first() {
-                    Some((addr, ids)) => Location {
-                        address: *addr,
-                        module: module_of(*addr),
-                        frames: vec![ids[0]],
+                let addr = st.frames.first().copied();
+                let found = addr.and_then(|x| by_addr.get(&x));
+                let kind = if found.is_some() { 1 } else { 2 };
+                let loc = match found {
+                    Some(a) => Location {
+                        address: addr.unwrap_or(0),
+                        module: a.module,
+                        frames: vec![a.all[0]],
                     },
                     None => Location {
                         address: 0,
@@ -198,7 +206,10 @@ impl Stacks {
                     },
                 };
                 frames.push(loc.frames[0]);
-                locs.push(intern_loc(loc, &mut locations));
+                locs.push(*loc_ids.entry((loc.address, kind)).or_insert_with(|| {
+                    locations.push(loc);
+                    locations.len() as u32 - 1
+                }));
             }
             by_id.insert(st.id, stacks.len());
             stacks.push(Stack {
