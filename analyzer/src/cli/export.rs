@@ -16,7 +16,7 @@ use std::path::Path;
 pub(super) enum ExportFormat {
     /// gzip'd profile.proto shaped like Go's heap profiles (`go tool pprof`, Pyroscope, Parca).
     Pprof,
-    /// The pickle of a `tracemalloc.Snapshot` (`Snapshot.load(FILE)` in CPython 3.9+).
+    /// The pickle of a `tracemalloc.Snapshot` (`Snapshot.load(FILE)` in CPython 3.9-3.13).
     Tracemalloc,
 }
 
