@@ -15,10 +15,12 @@
 //! - [`filter`]: `Filter`, `Snapshot.filter_traces`;
 //! - [`stats`]: `Statistic`, `StatisticDiff`, grouping, sorting, `compare_to`;
 //! - [`display`]: the documentation's `display_top`, the sampling notes;
+//! - [`export`]: pprof profiles, tracemalloc pickles, flame graphs;
 //! - [`cli`]: the `memtrace` command line, one file per command.
 
 pub mod cli;
 pub mod display;
+pub mod export;
 pub mod filter;
 pub mod format;
 pub mod frame;

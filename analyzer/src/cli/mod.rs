@@ -6,6 +6,8 @@
 //! that does not exist), 2 bad usage.
 
 mod diff;
+mod export;
+mod flamegraph;
 mod json;
 mod run;
 mod session;
@@ -168,6 +170,48 @@ enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Write the snapshot for another tool: a gzip'd pprof heap profile (go tool pprof) or the
+    /// pickle tracemalloc's Snapshot.load() reads.
+    #[command(after_help = system_help())]
+    Export {
+        snapshot: PathBuf,
+        /// pprof (profile.proto, gzip'd) or tracemalloc (a pickled tracemalloc.Snapshot).
+        #[arg(long, value_enum)]
+        format: export::ExportFormat,
+        /// The file to write (`-`: stdout).
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// The live blocks at the peak (format 1.2) instead of at the snapshot moment.
+        #[arg(long)]
+        peak: bool,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Draw the live blocks as a flame graph (SVG), or write its folded text (--collapsed).
+    #[command(after_help = system_help())]
+    Flamegraph {
+        snapshot: PathBuf,
+        /// The file to write (`-`: stdout).
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// Widths are blocks, not bytes.
+        #[arg(long)]
+        count: bool,
+        /// Write the folded stacks (`root;caller;site BYTES`) instead of the SVG.
+        #[arg(long)]
+        collapsed: bool,
+        /// The live blocks at the peak (format 1.2) instead of at the snapshot moment.
+        #[arg(long, conflicts_with_all = ["allocated", "temporary"])]
+        peak: bool,
+        /// Every allocation since the start, freed or not (format 1.2).
+        #[arg(long, conflicts_with = "temporary")]
+        allocated: bool,
+        /// The temporary allocations since the start (freed before the thread allocated again).
+        #[arg(long)]
+        temporary: bool,
+        #[command(flatten)]
+        common: CommonArgs,
     },
 }
 
@@ -395,6 +439,38 @@ fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             common,
         } => summary::summary(out, &snapshot, limit, &common),
         Command::Stats { snapshot, json } => stats::stats(out, &snapshot, json),
+        Command::Export {
+            snapshot,
+            format,
+            output,
+            peak,
+            common,
+        } => export::export(out, &snapshot, format, &output, peak, &common),
+        Command::Flamegraph {
+            snapshot,
+            output,
+            count,
+            collapsed,
+            peak,
+            allocated,
+            temporary,
+            common,
+        } => flamegraph::flamegraph(
+            out,
+            &flamegraph::FlameArgs {
+                path: &snapshot,
+                output: &output,
+                count,
+                collapsed,
+                view: match (peak, allocated, temporary) {
+                    (true, _, _) => crate::export::View::Peak,
+                    (_, true, _) => crate::export::View::Allocated,
+                    (_, _, true) => crate::export::View::Temporary,
+                    _ => crate::export::View::Live,
+                },
+            },
+            &common,
+        ),
     }
 }
 
