@@ -6,6 +6,7 @@
 //! imports only from the modules listed before it:
 //! - [`util`]: I/O error messages, the interning tables' hasher;
 //! - [`pattern`]: fnmatch as CPython's `fnmatch.translate` has it;
+//! - [`progress`]: the progress bar for long work on a terminal;
 //! - [`symbolize`]: addresses → source frames (DWARF, inlines, demangling, debug links);
 //! - [`sampling`]: what a sampled snapshot's groups stand for;
 //! - [`frame`]: interned `Frame`s and the `FrameRules` that pick the system frames;
@@ -25,6 +26,7 @@ pub mod filter;
 pub mod format;
 pub mod frame;
 pub mod pattern;
+pub mod progress;
 pub mod sampling;
 pub mod snapshot;
 pub mod stats;

@@ -370,7 +370,9 @@ pub fn symbolize_views(
         .filter(|(_, t)| t.count > 0)
         .map(|&(stack, _)| stack)
         .collect();
+    let mut progress = crate::progress::Progress::new("symbolizing stacks", needed.len() as u64);
     for st in dump.stacks.iter().filter(|st| needed.contains(&st.id)) {
+        progress.step();
         let mut raw: Vec<FrameId> = Vec::with_capacity(st.frames.len() * 2);
         for &addr in &st.frames {
             let ids = by_addr.entry(addr).or_insert_with(|| {
