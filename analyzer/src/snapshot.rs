@@ -85,6 +85,16 @@ pub enum View {
 }
 
 impl View {
+    /// How titles and messages name it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            View::Live => "live",
+            View::Peak => "live at the peak",
+            View::Allocated => "allocated since the start",
+            View::Temporary => "allocated temporarily since the start",
+        }
+    }
+
     /// The name JSON documents use.
     pub fn name(self) -> &'static str {
         match self {

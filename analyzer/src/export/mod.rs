@@ -32,31 +32,7 @@ pub struct Location {
     pub frames: Vec<FrameId>,
 }
 
-/// Which of a dump's blocks an export shows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum View {
-    /// The live blocks at the snapshot moment (TRACES).
-    #[default]
-    Live,
-    /// The live blocks when traced memory peaked (PEAK, format 1.2).
-    Peak,
-    /// Every allocation since the start, freed or not (TOTALS, 1.2).
-    Allocated,
-    /// The temporary allocations since the start (TOTALS, 1.2).
-    Temporary,
-}
-
-impl View {
-    /// How titles and messages name it.
-    pub fn describe(self) -> &'static str {
-        match self {
-            View::Live => "live",
-            View::Peak => "live at the peak",
-            View::Allocated => "allocated since the start",
-            View::Temporary => "allocated temporarily since the start",
-        }
-    }
-}
+pub use crate::snapshot::View;
 
 /// A stack of the dump as memtrace shows it.
 #[derive(Clone, Debug)]
