@@ -540,7 +540,8 @@ pub trait SnapExt {
     fn describe(&self) -> String;
 }
 
-fn same_file(a: &[u8], b: &Path) -> bool {
+/// True if the path bytes `a` (from a snapshot) name the file `b`.
+pub fn same_file(a: &[u8], b: &Path) -> bool {
     let a = Path::new(std::str::from_utf8(a).unwrap_or(""));
     if a == b {
         return true;

@@ -4,12 +4,7 @@
 //! profile silently.
 
 use memtrace_tests::*;
-use std::path::Path;
 
-fn same_file(a: &[u8], b: &Path) -> bool {
-    let a = Path::new(std::str::from_utf8(a).unwrap());
-    a == b || a.canonicalize().ok() == b.canonicalize().ok()
-}
 
 #[test]
 fn own_malloc_is_named_in_every_snapshot() {

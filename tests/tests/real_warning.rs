@@ -17,10 +17,6 @@ fn memtrace(args: &[&std::ffi::OsStr]) -> std::process::Output {
     Command::new(memtrace_bin()).args(args).output().expect("run memtrace")
 }
 
-fn same_file(a: &[u8], b: &Path) -> bool {
-    let a = Path::new(std::str::from_utf8(a).unwrap());
-    a == b || a.canonicalize().ok() == b.canonicalize().ok()
-}
 
 /// ELF e_type: 2 = ET_EXEC (not PIE), 3 = ET_DYN.
 fn elf_type(p: &Path) -> u16 {
