@@ -64,7 +64,13 @@ pub struct Ring {
     /// Highest key the writer has drained from this ring (keys of one ring
     /// never decrease).
     pub c_max_seq: UnsafeCell<u64>,
-    _pad3: [u8; 40],
+    /// The writer's number for the thread that owns the ring (0: not
+    /// numbered yet): given at the first drain after the ring was taken,
+    /// carried by every drained `Event`, cleared when the ring is recycled.
+    /// Never reused, so a ring's next owner is another thread to the
+    /// writer (temporaries are per thread, whole_run/totals.rs).
+    pub c_thread: UnsafeCell<u32>,
+    _pad3: [u8; 36],
     // Rarely written.
     pub state: AtomicU32,
     pub next: AtomicPtr<Ring>,
@@ -80,6 +86,8 @@ const _: () = assert!(std::mem::offset_of!(Ring, state) == 256);
 unsafe impl Sync for Ring {}
 
 static RINGS: AtomicPtr<Ring> = AtomicPtr::new(std::ptr::null_mut());
+/// The next `c_thread` number (writer side only, under its lock).
+static NEXT_THREAD: AtomicU32 = AtomicU32::new(1);
 
 /// What a producer needs from whoever drains the rings (the writer, which
 /// registers itself with `set_consumer` before the first event): this
@@ -186,7 +194,8 @@ fn acquire() -> *mut Ring {
                 c_prev_seq: UnsafeCell::new(0),
                 c_prev_addr: UnsafeCell::new(0),
                 c_max_seq: UnsafeCell::new(0),
-                _pad3: [0; 40],
+                c_thread: UnsafeCell::new(0),
+                _pad3: [0; 36],
                 state: AtomicU32::new(OWNED),
                 next: AtomicPtr::new(std::ptr::null_mut()),
                 data: mem.add(HEADER_BYTES),
@@ -420,8 +429,13 @@ impl Ring {
         let mut pos = self.tail.load(Ordering::Relaxed);
         // SAFETY: the consumer cells are the writer's alone, and the caller
         // is the writer, holding its lock: nobody else references them.
-        let (ps, pa, maxs) =
-            unsafe { (&mut *self.c_prev_seq.get(), &mut *self.c_prev_addr.get(), &mut *self.c_max_seq.get()) };
+        let (ps, pa, maxs, thread) = unsafe {
+            (&mut *self.c_prev_seq.get(), &mut *self.c_prev_addr.get(), &mut *self.c_max_seq.get(), &mut *self.c_thread.get())
+        };
+        if *thread == 0 && pos < head {
+            *thread = NEXT_THREAD.fetch_add(1, Ordering::Relaxed).max(1);
+        }
+        let thread = *thread;
         let byte = |p: &mut u64| -> u8 {
             // SAFETY: the offset is masked into the ring's data; the bytes
             // below `head` were published (Acquire above) and stay until we
@@ -446,23 +460,30 @@ impl Ring {
                 TAG_ALLOC => {
                     let size = varint(&mut pos);
                     let stack = varint(&mut pos) as u32;
-                    f(Event { seq, addr, size, stack, alloc: true });
+                    f(Event { seq, addr, size, stack, thread, alloc: true });
                 }
-                _ => f(Event { seq, addr, size: 0, stack: 0, alloc: false }),
+                _ => f(Event { seq, addr, size: 0, stack: 0, thread, alloc: false }),
             }
         }
         self.tail.store(head, Ordering::Release);
     }
 
     /// Writer side: a FINISHED ring with nothing left to read goes back to
-    /// the pool. The delta state of both sides restarts from zero.
+    /// the pool. The delta state of both sides restarts from zero. Returns
+    /// the thread that owned it (its `c_thread` number and the highest key
+    /// it published), if it published anything.
     ///
     /// # Safety
     /// Only the writer may call this.
-    pub unsafe fn try_recycle(&self) {
+    pub unsafe fn try_recycle(&self) -> Option<(u32, u64)> {
         if self.state.load(Ordering::SeqCst) == FINISHED && self.tail.load(Ordering::Relaxed) == self.head.load(Ordering::Acquire) {
             // SAFETY: a FINISHED ring has no producer any more, and the
             // caller is the writer: nobody else touches either side's cells.
+            let gone = unsafe {
+                let t = std::mem::replace(&mut *self.c_thread.get(), 0);
+                (t != 0).then(|| (t, *self.c_max_seq.get()))
+            };
+            // SAFETY: as above.
             unsafe {
                 *self.c_prev_seq.get() = 0;
                 *self.c_prev_addr.get() = 0;
@@ -472,7 +493,9 @@ impl Ring {
             }
             self.busy.store(0, Ordering::SeqCst);
             self.state.store(FREE, Ordering::SeqCst);
+            return gone;
         }
+        None
     }
 }
 
@@ -487,6 +510,9 @@ pub struct Event {
     pub addr: u64,
     pub size: u64,
     pub stack: u32,
+    /// The ring owner's number (`Ring::c_thread`): known to the writer at
+    /// drain time, never written by the program's threads.
+    pub thread: u32,
     pub alloc: bool,
 }
 

@@ -60,6 +60,11 @@ impl TimelineRecorder {
         self.timeline.snapshots.push(SnapshotMark { index, time_ns });
     }
 
+    /// A fork child numbers its snapshots from 1: its parent's marks go.
+    pub fn forget_snapshots(&mut self) {
+        self.timeline.snapshots.clear();
+    }
+
     /// The series so far, ending with a point at the snapshot moment.
     pub fn timeline_at(&self, now_ns: u64, traced_bytes: u64, rss_bytes: u64) -> Timeline {
         let mut t = self.timeline.clone();

@@ -10,12 +10,22 @@
 //!   in any order is argued there);
 //! - `dump.rs`: building and writing a snapshot file.
 //!
-//! A snapshot point (signal, exit, or an internal sync to purge tombstones)
-//! is complete when every ring has shown an event with a key at or above
-//! its cut, or is empty while its thread is not inside a hook (`busy`, read
-//! after `seq::barrier` and before draining). Then exactly the events below
-//! the cut are applied and the file is written; later events wait in
-//! `deferred`.
+//! A point (signal, exit, or one of the writer's own) is complete when
+//! every ring has shown an event with a key at or above its cut, or is
+//! empty while its thread is not inside a hook (`busy`, read after
+//! `seq::barrier` and before draining). Then exactly the events below the
+//! cut are applied and, for a snapshot point, the file is written; later
+//! events wait in `deferred`.
+//!
+//! Exact order. Events are applied only below a completed cut, sorted: each
+//! batch holds every event between the previous cut and this one, so the
+//! live table and the whole-run trackers (`whole_run`: the exact peak,
+//! totals, temporaries) see events in the global key order. Besides the
+//! snapshot points the writer takes points of its own (`Kind::Cut`): at most
+//! one every `CUT_EVERY_NS` of the writer's time, sooner when `deferred`
+//! is large. A thread preempted inside a hook holds a point back; nobody
+//! waits for the writer's own point, so it is not waited for long
+//! (`Patience::Briefly`): it is checked again at the next step.
 //!
 //! All of the writer's state lives in `STATE` (not on its stack) under a
 //! lock, so that the fork child can take it over consistent.
@@ -34,8 +44,9 @@ pub use lifecycle::{at_exit, find_thread_count, fork_child, fork_parent, fork_pr
 use crate::ring::{self, Event};
 use crate::seq;
 use crate::sys::{self, Locked};
+use crate::whole_run::{self, Allocated, Freed, WholeRun};
 use dump::Moment;
-use live::{Block, LiveTable, Op};
+use live::{Block, Change, LiveTable, Op};
 use memtrace_format::SnapshotKind;
 use requests::{beat, Kind, Pending, Watch};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -54,6 +65,13 @@ struct State {
     /// The writer could not get memory: events were dropped, tracing is
     /// off, no more snapshots (see `out_of_memory`).
     oom: bool,
+    /// The peak, totals and timeline, fed in key order (`apply_below`).
+    run: WholeRun,
+    /// CLOCK_MONOTONIC when the writer last took a point of its own.
+    last_cut_ns: u64,
+    /// Threads whose ring was recycled, with the highest key they
+    /// published: `TotalsTracker::thread_gone` once a cut passed it.
+    gone: Vec<(u32, u64)>,
 }
 
 static STATE: sys::Line<Locked<Option<State>>> = sys::Line(Locked::new(None));
@@ -63,9 +81,37 @@ static WRITER: AtomicU32 = AtomicU32::new(0);
 /// Set by the writer thread once it has allocated (its glibc arena exists).
 static WRITER_ARENA: AtomicBool = AtomicBool::new(false);
 
-/// Tombstones piling up beyond this (and beyond half the table) make the
-/// writer take a sync point of its own to purge them.
-const TOMBSTONES_BEFORE_SYNC: usize = 65_536;
+/// Tombstones piling up beyond this (and beyond half the table) are purged
+/// at the next completed cut.
+const TOMBSTONES_BEFORE_PURGE: usize = 65_536;
+
+/// At most one point of the writer's own per this much time. Its cost is
+/// the `membarrier(PRIVATE_EXPEDITED)` that completing it needs: an IPI to
+/// each CPU running a thread of the process, each of which executes a full
+/// barrier in the interrupt (≈ 1–2 µs a CPU, measured as the cost of a
+/// context-switch-free interrupt), plus the syscall on the writer (a few
+/// µs). At 1,000 a second that is ≤ 0.2 % of each program thread's CPU;
+/// the exact order needs only that a cut is completed before the events
+/// below it are applied, so a longer interval costs nothing but a larger
+/// `deferred` (≈ 1 ms of events: 40 bytes each, ≤ 400 KB at 10M events/s).
+const CUT_EVERY_NS: u64 = 1_000_000;
+/// So many events waiting make the writer take a point of its own before
+/// `CUT_EVERY_NS` (a burst: bounds `deferred` at ≈ 10 MB).
+const CUT_NOW_EVENTS: usize = 1 << 18;
+/// How long the writer waits for a thread inside a hook to publish, for a
+/// point of its own that no snapshot waits for: about a hook's worth of
+/// work many times over; a thread preempted there is checked on again at
+/// the next step instead.
+const BRIEF_WAIT_NS: u64 = 100_000;
+
+/// How long `complete` waits for a thread inside a hook.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Patience {
+    /// A snapshot waits: up to 5 s, then write it anyway (and say so).
+    Block,
+    /// The writer's own point: `BRIEF_WAIT_NS`, then try again later.
+    Briefly,
+}
 
 /// What the rings get from the writer (see `ring::Consumer`).
 static AS_CONSUMER: ring::Consumer = ring::Consumer {
@@ -210,8 +256,28 @@ fn defer(d: &mut Vec<Event>, e: Event, oom: &mut bool) {
     d.push(e);
 }
 
+/// What one applied event changed, passed on to the whole-run trackers.
+#[inline]
+fn follow(run: &mut WholeRun, key: u64, change: Change, time_ns: u64) {
+    let allocated = |b: Block| Allocated { key, stack: b.stack, size: b.size, thread: b.thread };
+    let freed = |b: Block, alloc_key| Freed { key, alloc_key, stack: b.stack, size: b.size, thread: b.thread };
+    match change {
+        Change::Nothing => {}
+        Change::Allocated(b) => run.allocated(allocated(b), || time_ns),
+        Change::Freed { freed: b, alloc_key } => run.freed(freed(b, alloc_key)),
+        // Only out of key order (never here): the old block's free came
+        // first.
+        Change::Replaced { freed: b, alloc_key, allocated: a } => {
+            run.freed(freed(b, alloc_key));
+            run.allocated(allocated(a), || time_ns);
+        }
+    }
+}
+
 impl State {
     fn new() -> Self {
+        let mut run = WholeRun::default();
+        run.timeline.start(sys::now_ns(libc::CLOCK_REALTIME));
         State {
             live: LiveTable::new(),
             deferred: Vec::new(),
@@ -219,15 +285,21 @@ impl State {
             next_index: 1,
             error_reported: false,
             oom: false,
+            run,
+            last_cut_ns: 0,
+            gone: Vec::new(),
         }
     }
 
     /// Fork child: the parent's pending points are not the child's, its
-    /// snapshots are numbered from 1 again; the live set is inherited.
+    /// snapshots are numbered from 1 again; the live set and the whole run
+    /// so far are inherited (docs/FORMAT.md, "The whole run").
     fn fork_child(&mut self) {
         self.pending.clear();
         self.next_index = 1;
         self.error_reported = false;
+        self.run.fork_child();
+        self.last_cut_ns = 0;
     }
 
     fn step(&mut self) {
@@ -235,52 +307,82 @@ impl State {
             return;
         }
         self.drain_all();
-        // Everything drained so far precedes point W (seq.rs: an allocation
-        // numbered below it, a free numbered up to it). Snapshot points
-        // below W have claimed their slot already (claim before number), so
-        // after collecting the slots, events before W are safe to apply
-        // even if no snapshot is pending; events drained later wait for the
-        // next step (a snapshot point may be taken between them).
-        let w = seq::now();
         requests::collect(&mut self.pending);
-        if self.live.tombstones() > TOMBSTONES_BEFORE_SYNC.max(self.live.entries() / 2) && self.pending.is_empty() {
-            // A point of its own (frees only read the counter: completing a
-            // point needs one that moved it), taken after W; a signal point
-            // between the two has claimed its slot: collect it too.
+        let now = sys::now_ns(libc::CLOCK_MONOTONIC);
+        let own_pending = self.pending.iter().any(|p| p.kind == Kind::Cut);
+        if !own_pending
+            && !self.deferred.is_empty()
+            && (now.saturating_sub(self.last_cut_ns) >= CUT_EVERY_NS || self.deferred.len() >= CUT_NOW_EVENTS)
+        {
+            // Everything drained so far is below the new point. Snapshot
+            // points below it have claimed their slot already (claim before
+            // number, requests.rs): collect them too, so that the points are
+            // completed in order.
             let s = seq::point();
+            self.last_cut_ns = now;
+            let time_ns = sys::now_ns(libc::CLOCK_REALTIME);
             requests::collect(&mut self.pending);
-            self.pending.push(Pending { seq: s, time_ns: 0, kind: Kind::Sync });
+            self.pending.push(Pending { seq: s, time_ns, kind: Kind::Cut, fenced: false });
             self.pending.sort_by_key(|p| p.seq);
         }
-        while !self.pending.is_empty() {
-            let p = self.pending.remove(0);
+        while let Some(&p) = self.pending.first() {
             let cut = seq::cut(p.seq);
-            self.complete(cut);
-            self.apply_below(cut);
+            if !p.fenced {
+                seq::barrier();
+                self.pending[0].fenced = true;
+            }
+            // The writer's own point, alone: nobody waits for it. Behind it,
+            // a snapshot waits for a higher point anyway.
+            let patience = if p.kind == Kind::Cut && self.pending.len() == 1 { Patience::Briefly } else { Patience::Block };
+            if !self.complete(cut, patience) {
+                break;
+            }
+            self.pending.remove(0);
+            self.apply_below(cut, p.time_ns);
             match p.kind {
                 Kind::Signal => {
                     let index = self.next_index;
                     self.next_index += 1;
                     self.write_snapshot(SnapshotKind::Signal, index, p);
+                    self.run.timeline.mark_snapshot(index, p.time_ns);
                 }
                 Kind::Exit => {
                     self.write_snapshot(SnapshotKind::Exit, 0, p);
                     lifecycle::exit_done();
                 }
-                Kind::Sync => {}
+                Kind::Cut => {}
             }
-            self.live.purge_tombstones(cut);
+            if p.kind != Kind::Cut || self.live.tombstones() > TOMBSTONES_BEFORE_PURGE.max(self.live.entries() / 2) {
+                self.live.purge_tombstones(cut);
+            }
+            let run = &mut self.run;
+            self.gone.retain(|&(thread, last_key)| {
+                let pending = last_key >= cut;
+                if !pending {
+                    run.totals.thread_gone(thread);
+                }
+                pending
+            });
         }
-        self.apply_below(seq::cut(w));
         self.recycle();
+        self.timeline_tick();
         if self.oom {
             self.out_of_memory();
         }
     }
 
+    /// A point of the timeline when one is due. Traced bytes are those after
+    /// the last completed cut: the live set at that point of the global order.
+    fn timeline_tick(&mut self) {
+        let now = sys::now_ns(libc::CLOCK_REALTIME);
+        if self.run.timeline.due(now) {
+            self.run.timeline.record(now, self.live.traced_bytes(), whole_run::rss_now());
+        }
+    }
+
     fn write_snapshot(&mut self, kind: SnapshotKind, index: u64, p: Pending) {
         let moment = Moment { kind, index, seq: p.seq, time_ns: p.time_ns };
-        dump::write_snapshot(&self.live, &moment, &mut self.error_reported);
+        dump::write_snapshot(&self.live, &self.run, &moment, &mut self.error_reported);
     }
 
     /// The writer ran out of memory (a program under a tight RLIMIT_AS, or
@@ -294,6 +396,7 @@ impl State {
         crate::disable();
         self.deferred = Vec::new();
         self.live = LiveTable::new();
+        self.run = WholeRun::default();
         self.pending.clear();
         lifecycle::exit_done();
     }
@@ -305,13 +408,21 @@ impl State {
     }
 
     fn recycle(&mut self) {
-        // SAFETY: as above.
-        ring::for_each(|r| unsafe { r.try_recycle() });
+        let gone = &mut self.gone;
+        ring::for_each(|r| {
+            // SAFETY: as above.
+            if let Some(g) = unsafe { r.try_recycle() } {
+                if gone.try_reserve(1).is_ok() {
+                    gone.push(g);
+                }
+            }
+        });
     }
 
-    /// Drains until every event with a key below `s` is in `deferred`.
-    fn complete(&mut self, s: u64) {
-        seq::barrier();
+    /// Drains until every event with a key below `s` is in `deferred`
+    /// (`seq::barrier` was called since the point was taken). False if a
+    /// thread is still inside a hook after `patience`.
+    fn complete(&mut self, s: u64, patience: Patience) -> bool {
         let start = sys::now_ns(libc::CLOCK_MONOTONIC);
         let mut spins = 0u32;
         loop {
@@ -333,19 +444,29 @@ impl State {
                 }
             });
             if done {
-                return;
+                return true;
             }
             beat();
+            let waited = sys::now_ns(libc::CLOCK_MONOTONIC) - start;
+            if patience == Patience::Briefly {
+                if waited > BRIEF_WAIT_NS {
+                    return false;
+                }
+                std::hint::spin_loop();
+                continue;
+            }
             sys::backoff(&mut spins);
-            if sys::now_ns(libc::CLOCK_MONOTONIC) - start > 5_000_000_000 {
+            if waited > 5_000_000_000 {
                 sys::log("a thread stayed inside an allocation call for 5 s; snapshot may miss its event");
-                return;
+                return true;
             }
         }
     }
 
-    /// Applies, in key order, the deferred events with keys below `s`.
-    fn apply_below(&mut self, s: u64) {
+    /// Applies, in key order, the deferred events with keys below `s` (a
+    /// completed cut taken at `time_ns`, CLOCK_REALTIME), and passes what
+    /// they changed to the whole-run trackers.
+    fn apply_below(&mut self, s: u64, time_ns: u64) {
         if self.deferred.is_empty() {
             return;
         }
@@ -359,14 +480,16 @@ impl State {
         }
         // Borrowed apart: the compiler then knows that updating the table
         // leaves the queue alone and keeps its pointer in a register.
-        let (live, ready) = (&mut self.live, &self.deferred[..k]);
+        let (live, run, ready) = (&mut self.live, &mut self.run, &self.deferred[..k]);
         for (i, e) in ready.iter().enumerate() {
             if i % 65_536 == 0 {
                 beat();
             }
-            let op = if e.alloc { Op::Alloc(Block { stack: e.stack, size: e.size }) } else { Op::Free };
-            live.apply(e.seq, e.addr, op);
+            let op = if e.alloc { Op::Alloc(Block { stack: e.stack, size: e.size, thread: e.thread }) } else { Op::Free };
+            let change = live.apply(e.seq, e.addr, op);
+            follow(run, e.seq, change, time_ns);
         }
+        debug_assert_eq!(run.peak.traced(), live.traced_bytes());
         self.deferred.drain(..k);
     }
 }
