@@ -1,15 +1,16 @@
 /* RSS and glibc's heap at a snapshot moment (issue 12): the program holds
- * 40 MB in arena blocks and 48 MiB in blocks glibc mmaps on their own, all
- * pages touched, then reads its own VmRSS and mallinfo2() just before and
- * just after snapshot 1. Prints key=value lines: rss_before_kb,
- * rss_after_kb, hwm_after_kb, arena, fordblks, hblkhd. */
+ * 20 MB in arena blocks and 64 MiB in blocks glibc mmaps on their own, all
+ * pages touched, then reads its own VmRSS and mallinfo2() just before
+ * snapshot 1 and, once the file exists (MEMTRACE_OUT=<prefix>), VmRSS and
+ * VmHWM again. Prints key=value lines: rss_before_kb, rss_after_kb,
+ * hwm_after_kb, arena, fordblks, hblkhd. */
 #include "common.h"
 
 #include <malloc.h>
 
-#define ARENA_BLOCKS 400
+#define ARENA_BLOCKS 200
 #define ARENA_SIZE 100000
-#define MMAP_BLOCKS 48
+#define MMAP_BLOCKS 64
 #define MMAP_SIZE (1 << 20)
 
 static void *volatile keep[ARENA_BLOCKS + MMAP_BLOCKS];
@@ -32,6 +33,10 @@ int main(void) {
     long before = status_kb("VmRSS:");
     struct mallinfo2 mi = mallinfo2();
     snap_now();
+    const char *prefix = getenv("MEMTRACE_OUT");
+    char path[4096];
+    snprintf(path, sizeof path, "%s.1.snap", prefix ? prefix : "");
+    for (int i = 0; prefix && i < 20000 && access(path, F_OK) != 0; i++) usleep(1000);
     long after = status_kb("VmRSS:");
     long hwm = status_kb("VmHWM:");
     printf("rss_before_kb=%ld rss_after_kb=%ld hwm_after_kb=%ld\n", before, after, hwm);

@@ -246,10 +246,12 @@ fn memory_and_timeline_agree_with_proc() {
         m.rss_bytes
     );
     assert!(m.rss_peak_bytes <= hwm, "VmHWM {} at the snapshot, {hwm} later", m.rss_peak_bytes);
-    assert!(m.rss_bytes >= 80 << 20, "the program holds 88 MB, all touched: RSS {}", m.rss_bytes);
+    assert!(m.rss_bytes >= 80 << 20, "the program holds 87 MB, all touched: RSS {}", m.rss_bytes);
+    // mallinfo2 covers the writer's arena too: a few MB at most here.
+    const HEAP_SLACK: u64 = 8 << 20;
     let (arena, hblkhd) = (out.value_u64("arena"), out.value_u64("hblkhd"));
-    assert!(m.heap_mmap_bytes >= 48 << 20 && m.heap_mmap_bytes.abs_diff(hblkhd) <= SLACK, "hblkhd {m:?} vs the program's {hblkhd}");
-    assert!(m.heap_arena_bytes >= 40_000_000 && m.heap_arena_bytes.abs_diff(arena) <= SLACK, "arena {m:?} vs the program's {arena}");
+    assert!(m.heap_mmap_bytes >= 64 << 20 && m.heap_mmap_bytes.abs_diff(hblkhd) <= HEAP_SLACK, "hblkhd {m:?} vs the program's {hblkhd}");
+    assert!(m.heap_arena_bytes >= 20_000_000 && m.heap_arena_bytes.abs_diff(arena) <= HEAP_SLACK, "arena {m:?} vs the program's {arena}");
     assert!(m.heap_free_bytes <= m.heap_arena_bytes);
 
     let e = &snaps.get("exit").cloned().unwrap_or_else(|| load(snap_path(&prefix, "exit")));
