@@ -84,13 +84,17 @@ fn peak_across_threads_holds_exactly_what_was_live_then() {
 /// keys would see both (a phantom peak); the exact peak holds one.
 #[test]
 fn handed_back_and_forth_never_both_in_the_peak() {
+    // Applying each drained batch as it came (the writer before exact
+    // cuts) showed both blocks in 13 of 20 runs of this program.
     let exe = prog("peak_pingpong", Opt::O2);
-    let dir = fresh_dir("peak-pingpong");
-    let prefix = dir.join("k");
-    let out = Run::new(&exe, &dir).out(&prefix).arg("100000").timeout(120).run();
-    out.assert_ok();
-    let s = load(snap_path(&prefix, "exit"));
-    check_peak(&s, &out.stdout, "exit");
+    for round in 0..3 {
+        let dir = fresh_dir("peak-pingpong");
+        let prefix = dir.join("k");
+        let out = Run::new(&exe, &dir).out(&prefix).arg("100000").timeout(120).run();
+        out.assert_ok();
+        let s = load(snap_path(&prefix, "exit"));
+        check_peak(&s, &out.stdout, &format!("run {round}, exit"));
+    }
 }
 
 /// `(start, size)` of each `site_*` function the program names.
