@@ -64,13 +64,17 @@ pub struct Ring {
     /// Highest key the writer has drained from this ring (keys of one ring
     /// never decrease).
     pub c_max_seq: UnsafeCell<u64>,
-    /// The writer's number for the thread that owns the ring (0: not
-    /// numbered yet): given at the first drain after the ring was taken,
-    /// carried by every drained `Event`, cleared when the ring is recycled.
-    /// Never reused, so a ring's next owner is another thread to the
-    /// writer (temporaries are per thread, whole_run/totals.rs).
+    /// The writer's number for the ring (1, 2, … in the order it first
+    /// drained them; 0: not yet), carried by every drained `Event` as the
+    /// thread that published it: a ring has one thread at a time, and the
+    /// writer learns from `try_recycle` when it changes hands (temporaries
+    /// are per thread, whole_run/totals.rs). Dense, so the writer indexes
+    /// arrays with it.
     pub c_thread: UnsafeCell<u32>,
-    _pad3: [u8; 36],
+    /// The cut for which the writer found this ring's thread outside a hook
+    /// (after the cut's barrier): its later events are all above that cut.
+    pub c_done: UnsafeCell<u64>,
+    _pad3: [u8; 24],
     // Rarely written.
     pub state: AtomicU32,
     pub next: AtomicPtr<Ring>,
@@ -87,7 +91,7 @@ unsafe impl Sync for Ring {}
 
 static RINGS: AtomicPtr<Ring> = AtomicPtr::new(std::ptr::null_mut());
 /// The next `c_thread` number (writer side only, under its lock).
-static NEXT_THREAD: AtomicU32 = AtomicU32::new(1);
+static NEXT_RING_NUMBER: AtomicU32 = AtomicU32::new(1);
 
 /// What a producer needs from whoever drains the rings (the writer, which
 /// registers itself with `set_consumer` before the first event): this
@@ -195,7 +199,8 @@ fn acquire() -> *mut Ring {
                 c_prev_addr: UnsafeCell::new(0),
                 c_max_seq: UnsafeCell::new(0),
                 c_thread: UnsafeCell::new(0),
-                _pad3: [0; 36],
+                c_done: UnsafeCell::new(0),
+                _pad3: [0; 24],
                 state: AtomicU32::new(OWNED),
                 next: AtomicPtr::new(std::ptr::null_mut()),
                 data: mem.add(HEADER_BYTES),
@@ -433,7 +438,7 @@ impl Ring {
             (&mut *self.c_prev_seq.get(), &mut *self.c_prev_addr.get(), &mut *self.c_max_seq.get(), &mut *self.c_thread.get())
         };
         if *thread == 0 && pos < head {
-            *thread = NEXT_THREAD.fetch_add(1, Ordering::Relaxed).max(1);
+            *thread = NEXT_RING_NUMBER.fetch_add(1, Ordering::Relaxed);
         }
         let thread = *thread;
         let byte = |p: &mut u64| -> u8 {
@@ -470,8 +475,8 @@ impl Ring {
 
     /// Writer side: a FINISHED ring with nothing left to read goes back to
     /// the pool. The delta state of both sides restarts from zero. Returns
-    /// the thread that owned it (its `c_thread` number and the highest key
-    /// it published), if it published anything.
+    /// the ring's number (`c_thread`) and the highest key its thread
+    /// published, if it published anything: that thread is gone.
     ///
     /// # Safety
     /// Only the writer may call this.
@@ -480,7 +485,7 @@ impl Ring {
             // SAFETY: a FINISHED ring has no producer any more, and the
             // caller is the writer: nobody else touches either side's cells.
             let gone = unsafe {
-                let t = std::mem::replace(&mut *self.c_thread.get(), 0);
+                let t = *self.c_thread.get();
                 (t != 0).then(|| (t, *self.c_max_seq.get()))
             };
             // SAFETY: as above.
@@ -510,8 +515,9 @@ pub struct Event {
     pub addr: u64,
     pub size: u64,
     pub stack: u32,
-    /// The ring owner's number (`Ring::c_thread`): known to the writer at
-    /// drain time, never written by the program's threads.
+    /// The ring's number (`Ring::c_thread`), standing for the thread that
+    /// owns it: known to the writer at drain time, never written by the
+    /// program's threads.
     pub thread: u32,
     pub alloc: bool,
 }

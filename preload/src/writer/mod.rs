@@ -25,7 +25,9 @@
 //! one every `CUT_EVERY_NS` of the writer's time, sooner when `deferred`
 //! is large. A thread preempted inside a hook holds a point back; nobody
 //! waits for the writer's own point, so it is not waited for long
-//! (`Patience::Briefly`): it is checked again at the next step.
+//! (`Patience::Briefly`): the events below the last key that thread's ring
+//! showed are applied (its pending event comes after them), the rest at a
+//! later step.
 //!
 //! All of the writer's state lives in `STATE` (not on its stack) under a
 //! lock, so that the fork child can take it over consistent.
@@ -37,6 +39,7 @@
 mod dump;
 mod lifecycle;
 mod live;
+mod queue;
 mod requests;
 
 pub use lifecycle::{at_exit, find_thread_count, fork_child, fork_parent, fork_prepare};
@@ -47,15 +50,19 @@ use crate::sys::{self, Locked};
 use crate::whole_run::{self, Allocated, Freed, WholeRun};
 use dump::Moment;
 use live::{Block, Change, LiveTable, Op};
+use queue::Deferred;
 use memtrace_format::SnapshotKind;
 use requests::{beat, Kind, Pending, Watch};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 struct State {
     live: LiveTable,
-    /// Drained events not yet applied: at or above the next point's cut,
-    /// or drained after the step's W (see `step`).
-    deferred: Vec<Event>,
+    /// Drained events not yet applied (at or above the last cut applied),
+    /// per ring.
+    deferred: Deferred,
+    /// The events being applied (`apply_below`), sorted: its capacity is
+    /// kept from one cut to the next.
+    ready: Vec<Event>,
     /// Points collected from the slots (and sync points), by number.
     pending: Vec<Pending>,
     /// The next signal snapshot's number.
@@ -93,16 +100,18 @@ const TOMBSTONES_BEFORE_PURGE: usize = 65_536;
 /// µs). At 1,000 a second that is ≤ 0.2 % of each program thread's CPU;
 /// the exact order needs only that a cut is completed before the events
 /// below it are applied, so a longer interval costs nothing but a larger
-/// `deferred` (≈ 1 ms of events: 40 bytes each, ≤ 400 KB at 10M events/s).
+/// `deferred` (≈ 1 ms of events: 40 bytes each, ≤ 400 KB at 10M events/s,
+/// more while a thread preempted inside a hook holds them back).
 const CUT_EVERY_NS: u64 = 1_000_000;
-/// So many events waiting make the writer take a point of its own before
-/// `CUT_EVERY_NS` (a burst: bounds `deferred` at ≈ 10 MB).
+/// So many events waiting make the writer take a point of its own after a
+/// quarter of `CUT_EVERY_NS` (a burst).
 const CUT_NOW_EVENTS: usize = 1 << 18;
 /// How long the writer waits for a thread inside a hook to publish, for a
-/// point of its own that no snapshot waits for: about a hook's worth of
-/// work many times over; a thread preempted there is checked on again at
-/// the next step instead.
-const BRIEF_WAIT_NS: u64 = 100_000;
+/// point of its own that no snapshot waits for: a hook's worth of work many
+/// times over. A thread preempted there holds back only the events above
+/// the last key its ring showed (`progress`); it is checked on again at the
+/// next step.
+const BRIEF_WAIT_NS: u64 = 20_000;
 
 /// How long `complete` waits for a thread inside a hook.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -192,7 +201,7 @@ extern "C" fn writer_main(_: *mut libc::c_void) -> *mut libc::c_void {
     // (a 64 MiB reservation), which fails if the program has meanwhile
     // set a tight RLIMIT_AS. The queues' first blocks come with it.
     if let Some(st) = STATE.lock().as_mut() {
-        let _ = st.deferred.try_reserve(4096);
+        let _ = st.ready.try_reserve(4096);
         let _ = st.pending.try_reserve(16);
     }
     WRITER_ARENA.store(true, Ordering::Release);
@@ -248,12 +257,10 @@ fn wait_for_ring_space(has_space: &mut dyn FnMut() -> bool) -> bool {
 /// Queues a drained event; if there is no memory for it, drops it and sets
 /// `oom` (the allocation failure would otherwise abort the program).
 #[inline]
-fn defer(d: &mut Vec<Event>, e: Event, oom: &mut bool) {
-    if d.len() == d.capacity() && d.try_reserve(d.capacity().max(4096)).is_err() {
+fn defer(d: &mut Deferred, e: Event, oom: &mut bool) {
+    if d.push(e).is_err() {
         *oom = true;
-        return;
     }
-    d.push(e);
 }
 
 /// What one applied event changed, passed on to the whole-run trackers.
@@ -280,7 +287,8 @@ impl State {
         run.timeline.start(sys::now_ns(libc::CLOCK_REALTIME));
         State {
             live: LiveTable::new(),
-            deferred: Vec::new(),
+            deferred: Deferred::default(),
+            ready: Vec::new(),
             pending: Vec::new(),
             next_index: 1,
             error_reported: false,
@@ -309,10 +317,9 @@ impl State {
         self.drain_all();
         requests::collect(&mut self.pending);
         let now = sys::now_ns(libc::CLOCK_MONOTONIC);
-        let own_pending = self.pending.iter().any(|p| p.kind == Kind::Cut);
-        if !own_pending
-            && !self.deferred.is_empty()
-            && (now.saturating_sub(self.last_cut_ns) >= CUT_EVERY_NS || self.deferred.len() >= CUT_NOW_EVENTS)
+        let since = now.saturating_sub(self.last_cut_ns);
+        if !self.deferred.is_empty()
+            && (since >= CUT_EVERY_NS || (self.deferred.len() >= CUT_NOW_EVENTS && since >= CUT_EVERY_NS / 4))
         {
             // Everything drained so far is below the new point. Snapshot
             // points below it have claimed their slot already (claim before
@@ -320,6 +327,10 @@ impl State {
             // completed in order.
             let s = seq::point();
             self.last_cut_ns = now;
+            // A point of our own still incomplete (a thread preempted inside
+            // a hook) is superseded: the new one covers it, and its barrier
+            // is taken afresh.
+            self.pending.retain(|p| p.kind != Kind::Cut);
             let time_ns = sys::now_ns(libc::CLOCK_REALTIME);
             requests::collect(&mut self.pending);
             self.pending.push(Pending { seq: s, time_ns, kind: Kind::Cut, fenced: false });
@@ -334,7 +345,11 @@ impl State {
             // The writer's own point, alone: nobody waits for it. Behind it,
             // a snapshot waits for a higher point anyway.
             let patience = if p.kind == Kind::Cut && self.pending.len() == 1 { Patience::Briefly } else { Patience::Block };
-            if !self.complete(cut, patience) {
+            let bound = self.complete(cut, patience);
+            if bound < cut {
+                // Every event below `bound` is here: apply those now, the
+                // rest when the point is complete (a later step).
+                self.apply_below(bound, p.time_ns);
                 break;
             }
             self.pending.remove(0);
@@ -359,7 +374,7 @@ impl State {
             self.gone.retain(|&(thread, last_key)| {
                 let pending = last_key >= cut;
                 if !pending {
-                    run.totals.thread_gone(thread);
+                    run.totals.thread_gone(thread, last_key);
                 }
                 pending
             });
@@ -394,7 +409,8 @@ impl State {
     fn out_of_memory(&mut self) {
         sys::log("out of memory in the writer thread: events were lost; tracing stopped, no more snapshots");
         crate::disable();
-        self.deferred = Vec::new();
+        self.deferred = Deferred::default();
+        self.ready = Vec::new();
         self.live = LiveTable::new();
         self.run = WholeRun::default();
         self.pending.clear();
@@ -419,38 +435,57 @@ impl State {
         });
     }
 
-    /// Drains until every event with a key below `s` is in `deferred`
-    /// (`seq::barrier` was called since the point was taken). False if a
-    /// thread is still inside a hook after `patience`.
-    fn complete(&mut self, s: u64, patience: Patience) -> bool {
+    /// One pass over the rings for cut `s` (`seq::barrier` was called since
+    /// its point was taken): drains them and returns a bound b ≤ s such that
+    /// every event with a key below b is in `deferred`. That is s once every
+    /// ring has shown an event at or above s or was found with its thread
+    /// outside a hook (`busy` = 0; read before draining); else the lowest of
+    /// the highest keys shown by the rings whose thread is still inside a
+    /// hook: the event it is publishing comes after those (a ring's keys
+    /// never decrease).
+    fn progress(&mut self, s: u64) -> u64 {
+        let mut bound = s;
+        let (d, oom) = (&mut self.deferred, &mut self.oom);
+        ring::for_each(|r| {
+            // SAFETY: c_max_seq and c_done are the writer's own fields; we
+            // hold the lock.
+            if unsafe { *r.c_max_seq.get() >= s || *r.c_done.get() == s } {
+                return;
+            }
+            let busy = r.busy.load(Ordering::SeqCst);
+            // SAFETY: we are the writer and hold the state lock.
+            unsafe { r.drain(|e| defer(d, e, oom)) };
+            // SAFETY: as for the first read.
+            let seen = unsafe { *r.c_max_seq.get() };
+            if seen >= s {
+                return;
+            }
+            if busy == 0 {
+                // SAFETY: as above.
+                unsafe { *r.c_done.get() = s };
+            } else {
+                bound = bound.min(seen);
+            }
+        });
+        bound
+    }
+
+    /// Drains until every event with a key below `s` is in `deferred`, and
+    /// returns `s`; or, for `Patience::Briefly`, returns what `progress`
+    /// reached after a short wait (a thread may be preempted inside a hook).
+    fn complete(&mut self, s: u64, patience: Patience) -> u64 {
         let start = sys::now_ns(libc::CLOCK_MONOTONIC);
         let mut spins = 0u32;
         loop {
-            let mut done = true;
-            let (d, oom) = (&mut self.deferred, &mut self.oom);
-            ring::for_each(|r| {
-                // SAFETY: c_max_seq is the writer's own field; we hold the lock.
-                let seen = unsafe { *r.c_max_seq.get() };
-                if seen >= s {
-                    return;
-                }
-                let busy = r.busy.load(Ordering::SeqCst);
-                // SAFETY: we are the writer and hold the state lock.
-                unsafe { r.drain(|e| defer(d, e, oom)) };
-                // SAFETY: as for the first read.
-                let seen = unsafe { *r.c_max_seq.get() };
-                if seen < s && busy != 0 {
-                    done = false;
-                }
-            });
-            if done {
-                return true;
+            let bound = self.progress(s);
+            if bound >= s {
+                return s;
             }
             beat();
             let waited = sys::now_ns(libc::CLOCK_MONOTONIC) - start;
             if patience == Patience::Briefly {
                 if waited > BRIEF_WAIT_NS {
-                    return false;
+                    return bound;
                 }
                 std::hint::spin_loop();
                 continue;
@@ -458,7 +493,7 @@ impl State {
             sys::backoff(&mut spins);
             if waited > 5_000_000_000 {
                 sys::log("a thread stayed inside an allocation call for 5 s; snapshot may miss its event");
-                return true;
+                return s;
             }
         }
     }
@@ -470,17 +505,20 @@ impl State {
         if self.deferred.is_empty() {
             return;
         }
-        // Stable sort: `deferred` is a few runs already in seq order (one per
-        // ring drained), which the stable sort merges in about linear time.
-        self.deferred.sort_by_key(|e| e.seq);
-        let k = self.deferred.partition_point(|e| e.seq < s);
+        // The events below `s` move to `ready`, in key order (queue.rs).
+        let ready = &mut self.ready;
+        if self.deferred.take_below(s, ready).is_err() {
+            self.oom = true;
+            return;
+        }
+        let k = ready.len();
         if self.live.reserve(k).is_err() {
             self.oom = true;
             return;
         }
         // Borrowed apart: the compiler then knows that updating the table
         // leaves the queue alone and keeps its pointer in a register.
-        let (live, run, ready) = (&mut self.live, &mut self.run, &self.deferred[..k]);
+        let (live, run, ready) = (&mut self.live, &mut self.run, &self.ready[..]);
         for (i, e) in ready.iter().enumerate() {
             if i % 65_536 == 0 {
                 beat();
@@ -490,6 +528,6 @@ impl State {
             follow(run, e.seq, change, time_ns);
         }
         debug_assert_eq!(run.peak.traced(), live.traced_bytes());
-        self.deferred.drain(..k);
+        self.ready.clear();
     }
 }
