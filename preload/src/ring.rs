@@ -465,9 +465,9 @@ impl Ring {
                 TAG_ALLOC => {
                     let size = varint(&mut pos);
                     let stack = varint(&mut pos) as u32;
-                    f(Event { seq, addr, size, stack, thread, alloc: true });
+                    f(Event { seq, addr, size, stack, thread });
                 }
-                _ => f(Event { seq, addr, size: 0, stack: 0, thread, alloc: false }),
+                _ => f(Event { seq, addr, size: 0, stack: 0, thread }),
             }
         }
         self.tail.store(head, Ordering::Release);
@@ -519,7 +519,15 @@ pub struct Event {
     /// owns it: known to the writer at drain time, never written by the
     /// program's threads.
     pub thread: u32,
-    pub alloc: bool,
+}
+
+impl Event {
+    /// An allocation (else a free): allocation keys are odd, frees' even
+    /// (seq.rs). 32 bytes an event without a flag.
+    #[inline]
+    pub fn alloc(&self) -> bool {
+        self.seq & 1 == 1
+    }
 }
 
 /// Gives this thread a ring now, so that its thread-exit destructor runs

@@ -60,9 +60,6 @@ struct State {
     /// Drained events not yet applied (at or above the last cut applied),
     /// per ring.
     deferred: Deferred,
-    /// The events being applied (`apply_below`), sorted: its capacity is
-    /// kept from one cut to the next.
-    ready: Vec<Event>,
     /// Points collected from the slots (and sync points), by number.
     pending: Vec<Pending>,
     /// The next signal snapshot's number.
@@ -100,7 +97,7 @@ const TOMBSTONES_BEFORE_PURGE: usize = 65_536;
 /// µs). At 1,000 a second that is ≤ 0.2 % of each program thread's CPU;
 /// the exact order needs only that a cut is completed before the events
 /// below it are applied, so a longer interval costs nothing but a larger
-/// `deferred` (≈ 1 ms of events: 40 bytes each, ≤ 400 KB at 10M events/s,
+/// `deferred` (≈ 1 ms of events: 32 bytes each, ≤ 320 KB at 10M events/s,
 /// more while a thread preempted inside a hook holds them back).
 const CUT_EVERY_NS: u64 = 1_000_000;
 /// So many events waiting make the writer take a point of its own after a
@@ -201,7 +198,7 @@ extern "C" fn writer_main(_: *mut libc::c_void) -> *mut libc::c_void {
     // (a 64 MiB reservation), which fails if the program has meanwhile
     // set a tight RLIMIT_AS. The queues' first blocks come with it.
     if let Some(st) = STATE.lock().as_mut() {
-        let _ = st.ready.try_reserve(4096);
+        let _ = st.deferred.prepare();
         let _ = st.pending.try_reserve(16);
     }
     WRITER_ARENA.store(true, Ordering::Release);
@@ -288,7 +285,6 @@ impl State {
         State {
             live: LiveTable::new(),
             deferred: Deferred::default(),
-            ready: Vec::new(),
             pending: Vec::new(),
             next_index: 1,
             error_reported: false,
@@ -410,7 +406,6 @@ impl State {
         sys::log("out of memory in the writer thread: events were lost; tracing stopped, no more snapshots");
         crate::disable();
         self.deferred = Deferred::default();
-        self.ready = Vec::new();
         self.live = LiveTable::new();
         self.run = WholeRun::default();
         self.pending.clear();
@@ -505,29 +500,28 @@ impl State {
         if self.deferred.is_empty() {
             return;
         }
-        // The events below `s` move to `ready`, in key order (queue.rs).
-        let ready = &mut self.ready;
-        if self.deferred.take_below(s, ready).is_err() {
-            self.oom = true;
-            return;
-        }
-        let k = ready.len();
-        if self.live.reserve(k).is_err() {
+        // At most that many new addresses (the events above `s` too).
+        if self.live.reserve(self.deferred.len()).is_err() {
             self.oom = true;
             return;
         }
         // Borrowed apart: the compiler then knows that updating the table
-        // leaves the queue alone and keeps its pointer in a register.
-        let (live, run, ready) = (&mut self.live, &mut self.run, &self.ready[..]);
-        for (i, e) in ready.iter().enumerate() {
+        // leaves the queues alone.
+        let (live, run) = (&mut self.live, &mut self.run);
+        let mut i = 0u32;
+        let taken = self.deferred.take_below(s, |e| {
             if i % 65_536 == 0 {
                 beat();
             }
-            let op = if e.alloc { Op::Alloc(Block { stack: e.stack, size: e.size, thread: e.thread }) } else { Op::Free };
+            i = i.wrapping_add(1);
+            let op = if e.alloc() { Op::Alloc(Block { stack: e.stack, size: e.size, thread: e.thread }) } else { Op::Free };
             let change = live.apply(e.seq, e.addr, op);
             follow(run, e.seq, change, time_ns);
+        });
+        if taken.is_err() {
+            self.oom = true;
+            return;
         }
-        debug_assert_eq!(run.peak.traced(), live.traced_bytes());
-        self.ready.clear();
+        debug_assert_eq!(self.run.peak.traced(), self.live.traced_bytes());
     }
 }

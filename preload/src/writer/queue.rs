@@ -22,6 +22,9 @@ pub struct Deferred {
     len: usize,
     /// Scratch: queues with events below the cut being merged.
     active: Vec<usize>,
+    /// Scratch: the events below the cut, when there are too many queues
+    /// to merge.
+    sorted: Vec<Event>,
 }
 
 impl Deferred {
@@ -31,6 +34,13 @@ impl Deferred {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Room for the first rings' queues (the writer's first allocation,
+    /// writer_main).
+    pub fn prepare(&mut self) -> Result<(), TryReserveError> {
+        self.queues.try_reserve(8)?;
+        self.active.try_reserve(8)
     }
 
     /// Queues `e` behind the events of its ring; fails without aborting
@@ -52,8 +62,9 @@ impl Deferred {
         Ok(())
     }
 
-    /// Moves every event with a key below `s` to `out`, in key order.
-    pub fn take_below(&mut self, s: u64, out: &mut Vec<Event>) -> Result<(), TryReserveError> {
+    /// Calls `f` with every event with a key below `s`, in key order, and
+    /// drops them from the queues. Returns how many there were.
+    pub fn take_below(&mut self, s: u64, mut f: impl FnMut(&Event)) -> Result<usize, TryReserveError> {
         let queues = &mut self.queues;
         self.active.clear();
         let mut n = 0;
@@ -64,16 +75,19 @@ impl Deferred {
                 n += q.partition_point(|e| e.seq < s);
             }
         }
-        out.try_reserve(n)?;
         self.len -= n;
         if self.active.len() > MERGE_AT_MOST {
-            let start = out.len();
+            let sorted = &mut self.sorted;
+            sorted.clear();
+            sorted.try_reserve(n)?;
             for &i in &self.active {
                 let k = queues[i].partition_point(|e| e.seq < s);
-                out.extend(queues[i].drain(..k));
+                sorted.extend(queues[i].drain(..k));
             }
-            out[start..].sort_by_key(|e| e.seq);
-            return Ok(());
+            sorted.sort_by_key(|e| e.seq);
+            sorted.iter().for_each(f);
+            sorted.clear();
+            return Ok(n);
         }
         let active = &mut self.active;
         while !active.is_empty() {
@@ -94,14 +108,14 @@ impl Deferred {
             // Ties go to the first queue found: equal keys are frees of
             // different addresses (seq.rs), in either order.
             while let Some(e) = q.front().filter(|e| e.seq < second || e.seq == lowest) {
-                out.push(*e);
+                f(e);
                 q.pop_front();
             }
             if q.front().is_none_or(|e| e.seq >= s) {
                 active.swap_remove(best);
             }
         }
-        Ok(())
+        Ok(n)
     }
 }
 
@@ -110,13 +124,14 @@ mod tests {
     use super::*;
 
     fn ev(seq: u64, thread: u32) -> Event {
-        Event { seq, addr: seq * 16, size: 1, stack: 1, thread, alloc: seq % 2 == 1 }
+        Event { seq, addr: seq * 16, size: 1, stack: 1, thread }
     }
 
     fn merged(d: &mut Deferred, s: u64) -> Vec<(u64, u32)> {
         let mut out = Vec::new();
-        d.take_below(s, &mut out).unwrap();
-        out.iter().map(|e| (e.seq, e.thread)).collect()
+        let n = d.take_below(s, |e| out.push((e.seq, e.thread))).unwrap();
+        assert_eq!(n, out.len());
+        out
     }
 
     #[test]
