@@ -273,3 +273,39 @@ fn memory_and_timeline_agree_with_proc() {
     assert_eq!((marks[0].index, marks[0].time_ns), (1, s.header.time_ns));
     assert!(s.run.timeline.as_ref().unwrap().snapshots.is_empty());
 }
+
+/// A fork child goes on from its parent's whole run (docs/FORMAT.md): its
+/// peak is the inherited blocks plus its own, its totals count the
+/// inherited allocations and its own frees, its timeline starts at the
+/// parent's start and marks only its own snapshots. The parent's peak has
+/// nothing of the child's.
+#[test]
+fn a_fork_child_goes_on_from_its_parents_whole_run() {
+    let dir = fresh_dir("peak-fork");
+    let out = Run::new(prog("forker", Opt::O2), &dir).out(dir.join("k.%p")).run();
+    out.assert_ok();
+    let (pp, cp) = (out.value_u64("parent_pid"), out.value_u64("child_pid"));
+    let snap = |pid: u64, tag: &str| load(dir.join(format!("k.{pid}.{tag}.snap")));
+    let (c1, ce, p1) = (snap(cp, "1"), snap(cp, "exit"), snap(pp, "1"));
+    let c = peak_by_size(&c1);
+    assert_eq!((c.get(&1000), c.get(&3003), c.get(&5005)), (Some(&1000), Some(&300), None), "child's peak: {c:?}");
+    assert_eq!(peak_by_size(&ce), c, "the child's exit snapshot has the same peak");
+    let p = peak_by_size(&p1);
+    assert_eq!((p.get(&1000), p.get(&3003), p.get(&5005)), (Some(&1000), None, Some(&50)), "parent's peak: {p:?}");
+    // The 1000-byte blocks: allocated by the parent (1000), 200 freed by the child.
+    let exe = prog("forker", Opt::O2);
+    let m = ce.module_named(&exe).expect("forker in the module map");
+    let main = symbol(&exe, "main");
+    let site: Vec<_> = ce
+        .run
+        .totals
+        .iter()
+        .filter(|t| t.alloc_bytes == 1_000_000 && ce.stack(t.stack).frames.first().is_some_and(|&ra| in_function(m, main, ra)))
+        .collect();
+    assert_eq!(site.len(), 1, "{:?}", ce.run.totals);
+    assert_eq!((site[0].allocs, site[0].frees, site[0].freed_bytes), (1000, 200, 200_000));
+    let (tc, tp) = (ce.run.timeline.as_ref().unwrap(), p1.run.timeline.as_ref().unwrap());
+    assert_eq!(tc.start_ns, tp.start_ns, "the child's timeline starts at the parent's start");
+    assert_eq!(tc.snapshots.iter().map(|m| m.index).collect::<Vec<_>>(), [1], "the child marks its own snapshot 1 only");
+    assert!(c1.run.timeline.as_ref().unwrap().snapshots.is_empty());
+}

@@ -47,7 +47,7 @@ impl PeakTracker {
     #[inline]
     pub fn freed(&mut self, f: Freed) {
         self.change((f.stack, f.size), false);
-        self.traced -= f.size;
+        self.traced = self.traced.saturating_sub(f.size);
     }
 
     fn change(&mut self, key: GroupKey, up: bool) {
@@ -58,7 +58,7 @@ impl PeakTracker {
         if up {
             g.now += 1;
         } else {
-            g.now -= 1;
+            g.now = g.now.saturating_sub(1);
         }
         if !g.listed {
             g.listed = true;
