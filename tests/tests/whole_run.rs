@@ -13,7 +13,11 @@ use std::process::Command;
 
 /// The peak's blocks by size: size → count.
 fn peak_by_size(s: &Snapshot) -> BTreeMap<u64, u64> {
-    let p = s.run.peak.as_ref().unwrap_or_else(|| panic!("no PEAK section: {}", s.describe()));
+    let p = s
+        .run
+        .peak
+        .as_ref()
+        .unwrap_or_else(|| panic!("no PEAK section: {}", s.describe()));
     let mut m = BTreeMap::new();
     for g in &p.groups {
         *m.entry(g.size).or_default() += g.count;
@@ -24,7 +28,11 @@ fn peak_by_size(s: &Snapshot) -> BTreeMap<u64, u64> {
 /// Checks the program's `PEAK <size> <count>` and `NOTPEAK <size>` lines
 /// against the snapshot's peak, and the peak against the header.
 fn check_peak(s: &Snapshot, stdout: &str, what: &str) {
-    let p = s.run.peak.as_ref().unwrap_or_else(|| panic!("{what}: no PEAK section"));
+    let p = s
+        .run
+        .peak
+        .as_ref()
+        .unwrap_or_else(|| panic!("{what}: no PEAK section"));
     let by_size = peak_by_size(s);
     let mut wanted = 0;
     for l in stdout.lines() {
@@ -46,14 +54,33 @@ fn check_peak(s: &Snapshot, stdout: &str, what: &str) {
             _ => {}
         }
     }
-    assert!(wanted > 0, "{what}: the program printed no PEAK line:\n{stdout}");
+    assert!(
+        wanted > 0,
+        "{what}: the program printed no PEAK line:\n{stdout}"
+    );
     let sum: u64 = p.groups.iter().map(|g| g.size * g.count).sum();
     assert_eq!(sum, p.traced_bytes, "{what}: peak bytes against its groups");
-    assert_eq!(p.traced_bytes, s.header.peak_bytes, "{what}: PEAK against the header's peak_bytes");
-    assert!(p.event % 2 == 1 && p.event < 2 * s.header.seq + 1, "{what}: the peak's event {} is an allocation before the snapshot", p.event);
-    assert!(p.time_ns > 0 && p.time_ns <= s.header.time_ns, "{what}: peak time {} after the snapshot's {}", p.time_ns, s.header.time_ns);
+    assert_eq!(
+        p.traced_bytes, s.header.peak_bytes,
+        "{what}: PEAK against the header's peak_bytes"
+    );
+    assert!(
+        p.event % 2 == 1 && p.event < 2 * s.header.seq + 1,
+        "{what}: the peak's event {} is an allocation before the snapshot",
+        p.event
+    );
+    assert!(
+        p.time_ns > 0 && p.time_ns <= s.header.time_ns,
+        "{what}: peak time {} after the snapshot's {}",
+        p.time_ns,
+        s.header.time_ns
+    );
     for g in &p.groups {
-        assert!(s.stacks.iter().any(|st| st.id == g.stack), "{what}: the peak names stack {} not in STACKS", g.stack);
+        assert!(
+            s.stacks.iter().any(|st| st.id == g.stack),
+            "{what}: the peak names stack {} not in STACKS",
+            g.stack
+        );
     }
 }
 
@@ -90,7 +117,11 @@ fn handed_back_and_forth_never_both_in_the_peak() {
     for round in 0..3 {
         let dir = fresh_dir("peak-pingpong");
         let prefix = dir.join("k");
-        let out = Run::new(&exe, &dir).out(&prefix).arg("100000").timeout(120).run();
+        let out = Run::new(&exe, &dir)
+            .out(&prefix)
+            .arg("100000")
+            .timeout(120)
+            .run();
         out.assert_ok();
         let s = load(snap_path(&prefix, "exit"));
         check_peak(&s, &out.stdout, &format!("run {round}, exit"));
@@ -98,8 +129,14 @@ fn handed_back_and_forth_never_both_in_the_peak() {
 }
 
 /// `(start, size)` of each `site_*` function the program names.
-fn totals_by_function<'a>(s: &'a Snapshot, exe: &Path, names: &[&str]) -> BTreeMap<String, Vec<&'a StackTotals>> {
-    let m = s.module_named(exe).unwrap_or_else(|| panic!("no module {}", exe.display()));
+fn totals_by_function<'a>(
+    s: &'a Snapshot,
+    exe: &Path,
+    names: &[&str],
+) -> BTreeMap<String, Vec<&'a StackTotals>> {
+    let m = s
+        .module_named(exe)
+        .unwrap_or_else(|| panic!("no module {}", exe.display()));
     let mut out: BTreeMap<String, Vec<&StackTotals>> = BTreeMap::new();
     for name in names {
         let sym = symbol(exe, name);
@@ -125,7 +162,12 @@ fn totals_and_temporaries_per_call_site() {
     out.assert_ok();
     let s = load(snap_path(&prefix, "exit"));
     s.check_consistent("exit");
-    let lines: Vec<Vec<&str>> = out.stdout.lines().filter_map(|l| l.strip_prefix("TOTAL ")).map(|l| l.split_whitespace().collect()).collect();
+    let lines: Vec<Vec<&str>> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("TOTAL "))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
     assert!(lines.len() >= 11, "{}", out.stdout);
     let names: Vec<&str> = lines.iter().map(|w| w[0]).collect();
     let found = totals_by_function(&s, &exe, &names);
@@ -134,7 +176,14 @@ fn totals_and_temporaries_per_call_site() {
         let want: Vec<u64> = w[1..7].iter().map(|v| v.parse().unwrap()).collect();
         let got = found.get(w[0]).map(|ts| {
             ts.iter().fold(vec![0u64; 6], |mut acc, t| {
-                for (a, v) in acc.iter_mut().zip([t.allocs, t.alloc_bytes, t.frees, t.freed_bytes, t.temporary, t.temporary_bytes]) {
+                for (a, v) in acc.iter_mut().zip([
+                    t.allocs,
+                    t.alloc_bytes,
+                    t.frees,
+                    t.freed_bytes,
+                    t.temporary,
+                    t.temporary_bytes,
+                ]) {
                     *a += v;
                 }
                 acc
@@ -154,7 +203,10 @@ fn totals_and_temporaries_per_call_site() {
     }
     let allocs: u64 = s.run.totals.iter().map(|t| t.allocs).sum();
     let frees: u64 = s.run.totals.iter().map(|t| t.frees).sum();
-    assert_eq!(allocs, s.header.alloc_count, "TOTALS' allocations against the header's");
+    assert_eq!(
+        allocs, s.header.alloc_count,
+        "TOTALS' allocations against the header's"
+    );
     assert!(frees <= s.header.free_count);
 }
 
@@ -166,7 +218,11 @@ fn a_growing_program_passes_its_peak_millions_of_times() {
     let exe = prog("peak_growing", Opt::O2);
     let dir = fresh_dir("peak-growing");
     let prefix = dir.join("k");
-    let out = Run::new(&exe, &dir).out(&prefix).env("MEMTRACE_VERBOSE", "1").timeout(180).run();
+    let out = Run::new(&exe, &dir)
+        .out(&prefix)
+        .env("MEMTRACE_VERBOSE", "1")
+        .timeout(180)
+        .run();
     out.assert_ok();
     assert!(out.value_u64("new_peaks") >= 3_000_000);
     let s = load(snap_path(&prefix, "exit"));
@@ -174,7 +230,11 @@ fn a_growing_program_passes_its_peak_millions_of_times() {
     check_peak(&s, &out.stdout, "exit");
     let p = s.run.peak.as_ref().unwrap();
     let own: u64 = 125_000 * (16..24).sum::<u64>() + 3000 * 1000;
-    assert!(p.traced_bytes >= own && p.traced_bytes - own < 64 << 10, "peak {} against the program's {own}", p.traced_bytes);
+    assert!(
+        p.traced_bytes >= own && p.traced_bytes - own < 64 << 10,
+        "peak {} against the program's {own}",
+        p.traced_bytes
+    );
     // The writer's memory for the peak: groups, not events.
     let held: u64 = out
         .stderr
@@ -187,9 +247,15 @@ fn a_growing_program_passes_its_peak_millions_of_times() {
 }
 
 fn parse_dhat(text: &str, label: &str) -> (u64, u64) {
-    let line = text.lines().find(|l| l.contains(label)).unwrap_or_else(|| panic!("DHAT printed no {label:?} line:\n{text}"));
+    let line = text
+        .lines()
+        .find(|l| l.contains(label))
+        .unwrap_or_else(|| panic!("DHAT printed no {label:?} line:\n{text}"));
     let rest = &line[line.find(label).unwrap() + label.len()..];
-    let nums: Vec<u64> = rest.split_whitespace().filter_map(|w| w.replace(',', "").parse().ok()).collect();
+    let nums: Vec<u64> = rest
+        .split_whitespace()
+        .filter_map(|w| w.replace(',', "").parse().ok())
+        .collect();
     assert!(nums.len() >= 2, "cannot read {line:?}");
     (nums[0], nums[1])
 }
@@ -206,7 +272,12 @@ fn peak_and_totals_match_valgrind_dhat() {
     let dir = fresh_dir("peak-dhat");
     let v = Run::new("valgrind", &dir)
         .untraced()
-        .args(["--tool=dhat", "--run-libc-freeres=no", "--dhat-out-file=/dev/null", exe.to_str().unwrap()])
+        .args([
+            "--tool=dhat",
+            "--run-libc-freeres=no",
+            "--dhat-out-file=/dev/null",
+            exe.to_str().unwrap(),
+        ])
         .timeout(120)
         .run();
     v.assert_ok();
@@ -218,10 +289,18 @@ fn peak_and_totals_match_valgrind_dhat() {
     let s = load(snap_path(&prefix, "exit"));
     let p = s.run.peak.as_ref().expect("PEAK");
     let blocks: u64 = p.groups.iter().map(|g| g.count).sum();
-    assert_eq!((p.traced_bytes, blocks), (gmax_bytes, gmax_blocks), "peak (bytes, blocks): memtrace vs DHAT t-gmax");
+    assert_eq!(
+        (p.traced_bytes, blocks),
+        (gmax_bytes, gmax_blocks),
+        "peak (bytes, blocks): memtrace vs DHAT t-gmax"
+    );
     let allocs: u64 = s.run.totals.iter().map(|t| t.allocs).sum();
     let bytes: u64 = s.run.totals.iter().map(|t| t.alloc_bytes).sum();
-    assert_eq!((bytes, allocs), (total_bytes, total_blocks), "totals (bytes, blocks): memtrace vs DHAT Total");
+    assert_eq!(
+        (bytes, allocs),
+        (total_bytes, total_blocks),
+        "totals (bytes, blocks): memtrace vs DHAT Total"
+    );
 }
 
 fn kb(out: &Output, key: &str) -> u64 {
@@ -239,7 +318,11 @@ fn memory_and_timeline_agree_with_proc() {
     let out = Run::new(&exe, &dir).out(&prefix).run();
     out.assert_ok();
     let snaps = check_expects(&prefix, &out, 2);
-    let (before, after, hwm) = (kb(&out, "rss_before_kb"), kb(&out, "rss_after_kb"), kb(&out, "hwm_after_kb"));
+    let (before, after, hwm) = (
+        kb(&out, "rss_before_kb"),
+        kb(&out, "rss_after_kb"),
+        kb(&out, "hwm_after_kb"),
+    );
     const SLACK: u64 = 16 << 20;
     let s = &snaps["1"];
     let m = s.run.memory.expect("MEMORY");
@@ -249,27 +332,65 @@ fn memory_and_timeline_agree_with_proc() {
         "RSS {} against /proc before {before} and after {after}",
         m.rss_bytes
     );
-    assert!(m.rss_peak_bytes <= hwm, "VmHWM {} at the snapshot, {hwm} later", m.rss_peak_bytes);
-    assert!(m.rss_bytes >= 80 << 20, "the program holds 87 MB, all touched: RSS {}", m.rss_bytes);
+    assert!(
+        m.rss_peak_bytes <= hwm,
+        "VmHWM {} at the snapshot, {hwm} later",
+        m.rss_peak_bytes
+    );
+    assert!(
+        m.rss_bytes >= 80 << 20,
+        "the program holds 87 MB, all touched: RSS {}",
+        m.rss_bytes
+    );
     // mallinfo2 covers the writer's arena too: a few MB at most here.
     const HEAP_SLACK: u64 = 8 << 20;
     let (arena, hblkhd) = (out.value_u64("arena"), out.value_u64("hblkhd"));
-    assert!(m.heap_mmap_bytes >= 64 << 20 && m.heap_mmap_bytes.abs_diff(hblkhd) <= HEAP_SLACK, "hblkhd {m:?} vs the program's {hblkhd}");
-    assert!(m.heap_arena_bytes >= 20_000_000 && m.heap_arena_bytes.abs_diff(arena) <= HEAP_SLACK, "arena {m:?} vs the program's {arena}");
+    assert!(
+        m.heap_mmap_bytes >= 64 << 20 && m.heap_mmap_bytes.abs_diff(hblkhd) <= HEAP_SLACK,
+        "hblkhd {m:?} vs the program's {hblkhd}"
+    );
+    assert!(
+        m.heap_arena_bytes >= 20_000_000 && m.heap_arena_bytes.abs_diff(arena) <= HEAP_SLACK,
+        "arena {m:?} vs the program's {arena}"
+    );
     assert!(m.heap_free_bytes <= m.heap_arena_bytes);
 
-    let e = &snaps.get("exit").cloned().unwrap_or_else(|| load(snap_path(&prefix, "exit")));
+    let e = &snaps
+        .get("exit")
+        .cloned()
+        .unwrap_or_else(|| load(snap_path(&prefix, "exit")));
     for (tag, s) in [("1", s), ("exit", e)] {
-        let t = s.run.timeline.as_ref().unwrap_or_else(|| panic!("{tag}: no TIMELINE"));
-        assert!(!t.points.is_empty() && t.points[0].time_ns >= t.start_ns, "{tag}: {t:?}");
-        assert!(t.points.windows(2).all(|w| w[0].time_ns <= w[1].time_ns), "{tag}: points out of order");
+        let t = s
+            .run
+            .timeline
+            .as_ref()
+            .unwrap_or_else(|| panic!("{tag}: no TIMELINE"));
+        assert!(
+            !t.points.is_empty() && t.points[0].time_ns >= t.start_ns,
+            "{tag}: {t:?}"
+        );
+        assert!(
+            t.points.windows(2).all(|w| w[0].time_ns <= w[1].time_ns),
+            "{tag}: points out of order"
+        );
         let last = t.points.last().unwrap();
-        assert_eq!(last.traced_bytes, s.header.traced_bytes, "{tag}: the last point is the snapshot's moment");
+        assert_eq!(
+            last.traced_bytes, s.header.traced_bytes,
+            "{tag}: the last point is the snapshot's moment"
+        );
         assert!(last.rss_bytes > 0, "{tag}: {last:?}");
-        assert!(t.start_ns <= s.header.time_ns && s.header.time_ns - t.start_ns < 60_000_000_000, "{tag}: start {}", t.start_ns);
+        assert!(
+            t.start_ns <= s.header.time_ns && s.header.time_ns - t.start_ns < 60_000_000_000,
+            "{tag}: start {}",
+            t.start_ns
+        );
     }
     let marks = &e.run.timeline.as_ref().unwrap().snapshots;
-    assert_eq!(marks.len(), 1, "the exit snapshot marks snapshot 1: {marks:?}");
+    assert_eq!(
+        marks.len(),
+        1,
+        "the exit snapshot marks snapshot 1: {marks:?}"
+    );
     assert_eq!((marks[0].index, marks[0].time_ns), (1, s.header.time_ns));
     assert!(s.run.timeline.as_ref().unwrap().snapshots.is_empty());
 }
@@ -282,16 +403,30 @@ fn memory_and_timeline_agree_with_proc() {
 #[test]
 fn a_fork_child_goes_on_from_its_parents_whole_run() {
     let dir = fresh_dir("peak-fork");
-    let out = Run::new(prog("forker", Opt::O2), &dir).out(dir.join("k.%p")).run();
+    let out = Run::new(prog("forker", Opt::O2), &dir)
+        .out(dir.join("k.%p"))
+        .run();
     out.assert_ok();
     let (pp, cp) = (out.value_u64("parent_pid"), out.value_u64("child_pid"));
     let snap = |pid: u64, tag: &str| load(dir.join(format!("k.{pid}.{tag}.snap")));
     let (c1, ce, p1) = (snap(cp, "1"), snap(cp, "exit"), snap(pp, "1"));
     let c = peak_by_size(&c1);
-    assert_eq!((c.get(&1000), c.get(&3003), c.get(&5005)), (Some(&1000), Some(&300), None), "child's peak: {c:?}");
-    assert_eq!(peak_by_size(&ce), c, "the child's exit snapshot has the same peak");
+    assert_eq!(
+        (c.get(&1000), c.get(&3003), c.get(&5005)),
+        (Some(&1000), Some(&300), None),
+        "child's peak: {c:?}"
+    );
+    assert_eq!(
+        peak_by_size(&ce),
+        c,
+        "the child's exit snapshot has the same peak"
+    );
     let p = peak_by_size(&p1);
-    assert_eq!((p.get(&1000), p.get(&3003), p.get(&5005)), (Some(&1000), None, Some(&50)), "parent's peak: {p:?}");
+    assert_eq!(
+        (p.get(&1000), p.get(&3003), p.get(&5005)),
+        (Some(&1000), None, Some(&50)),
+        "parent's peak: {p:?}"
+    );
     // The 1000-byte blocks: allocated by the parent (1000), 200 freed by the child.
     let exe = prog("forker", Opt::O2);
     let m = ce.module_named(&exe).expect("forker in the module map");
@@ -300,12 +435,32 @@ fn a_fork_child_goes_on_from_its_parents_whole_run() {
         .run
         .totals
         .iter()
-        .filter(|t| t.alloc_bytes == 1_000_000 && ce.stack(t.stack).frames.first().is_some_and(|&ra| in_function(m, main, ra)))
+        .filter(|t| {
+            t.alloc_bytes == 1_000_000
+                && ce
+                    .stack(t.stack)
+                    .frames
+                    .first()
+                    .is_some_and(|&ra| in_function(m, main, ra))
+        })
         .collect();
     assert_eq!(site.len(), 1, "{:?}", ce.run.totals);
-    assert_eq!((site[0].allocs, site[0].frees, site[0].freed_bytes), (1000, 200, 200_000));
-    let (tc, tp) = (ce.run.timeline.as_ref().unwrap(), p1.run.timeline.as_ref().unwrap());
-    assert_eq!(tc.start_ns, tp.start_ns, "the child's timeline starts at the parent's start");
-    assert_eq!(tc.snapshots.iter().map(|m| m.index).collect::<Vec<_>>(), [1], "the child marks its own snapshot 1 only");
+    assert_eq!(
+        (site[0].allocs, site[0].frees, site[0].freed_bytes),
+        (1000, 200, 200_000)
+    );
+    let (tc, tp) = (
+        ce.run.timeline.as_ref().unwrap(),
+        p1.run.timeline.as_ref().unwrap(),
+    );
+    assert_eq!(
+        tc.start_ns, tp.start_ns,
+        "the child's timeline starts at the parent's start"
+    );
+    assert_eq!(
+        tc.snapshots.iter().map(|m| m.index).collect::<Vec<_>>(),
+        [1],
+        "the child marks its own snapshot 1 only"
+    );
     assert!(c1.run.timeline.as_ref().unwrap().snapshots.is_empty());
 }

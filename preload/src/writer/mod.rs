@@ -510,7 +510,7 @@ impl State {
         let (live, run) = (&mut self.live, &mut self.run);
         let mut i = 0u32;
         let taken = self.deferred.take_below(s, |e| {
-            if i % 65_536 == 0 {
+            if i.is_multiple_of(65_536) {
                 beat();
             }
             i = i.wrapping_add(1);

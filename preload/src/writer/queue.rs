@@ -56,7 +56,10 @@ impl Deferred {
         if q.len() == q.capacity() {
             q.try_reserve(q.capacity().max(1024))?;
         }
-        debug_assert!(q.back().is_none_or(|b| b.seq <= e.seq), "a ring's keys never decrease");
+        debug_assert!(
+            q.back().is_none_or(|b| b.seq <= e.seq),
+            "a ring's keys never decrease"
+        );
         q.push_back(e);
         self.len += 1;
         Ok(())
@@ -64,7 +67,11 @@ impl Deferred {
 
     /// Calls `f` with every event with a key below `s`, in key order, and
     /// drops them from the queues. Returns how many there were.
-    pub fn take_below(&mut self, s: u64, mut f: impl FnMut(&Event)) -> Result<usize, TryReserveError> {
+    pub fn take_below(
+        &mut self,
+        s: u64,
+        mut f: impl FnMut(&Event),
+    ) -> Result<usize, TryReserveError> {
         let queues = &mut self.queues;
         self.active.clear();
         let mut n = 0;
@@ -124,7 +131,13 @@ mod tests {
     use super::*;
 
     fn ev(seq: u64, thread: u32) -> Event {
-        Event { seq, addr: seq * 16, size: 1, stack: 1, thread }
+        Event {
+            seq,
+            addr: seq * 16,
+            size: 1,
+            stack: 1,
+            thread,
+        }
     }
 
     fn merged(d: &mut Deferred, s: u64) -> Vec<(u64, u32)> {
@@ -137,11 +150,25 @@ mod tests {
     #[test]
     fn merges_rings_in_key_order_below_the_cut_only() {
         let mut d = Deferred::default();
-        for (seq, t) in [(1, 1), (4, 1), (4, 1), (9, 1), (3, 2), (5, 2), (6, 2), (7, 3), (8, 3), (11, 3)] {
+        for (seq, t) in [
+            (1, 1),
+            (4, 1),
+            (4, 1),
+            (9, 1),
+            (3, 2),
+            (5, 2),
+            (6, 2),
+            (7, 3),
+            (8, 3),
+            (11, 3),
+        ] {
             d.push(ev(seq, t)).unwrap();
         }
         assert_eq!(d.len(), 10);
-        assert_eq!(merged(&mut d, 8), [(1, 1), (3, 2), (4, 1), (4, 1), (5, 2), (6, 2), (7, 3)]);
+        assert_eq!(
+            merged(&mut d, 8),
+            [(1, 1), (3, 2), (4, 1), (4, 1), (5, 2), (6, 2), (7, 3)]
+        );
         assert_eq!(d.len(), 3);
         d.push(ev(13, 2)).unwrap();
         assert_eq!(merged(&mut d, 100), [(8, 3), (9, 1), (11, 3), (13, 2)]);
