@@ -74,7 +74,11 @@ pub struct Ring {
     /// The cut for which the writer found this ring's thread outside a hook
     /// (after the cut's barrier): its later events are all above that cut.
     pub c_done: UnsafeCell<u64>,
-    _pad3: [u8; 24],
+    /// 1 + the highest key drained when the writer gave up waiting for this
+    /// ring's thread to leave a hook (0: never): while its thread stays
+    /// inside that hook with nothing new published, cuts do not wait for it.
+    pub c_stuck: UnsafeCell<u64>,
+    _pad3: [u8; 16],
     // Rarely written.
     pub state: AtomicU32,
     pub next: AtomicPtr<Ring>,
@@ -200,7 +204,8 @@ fn acquire() -> *mut Ring {
                 c_max_seq: UnsafeCell::new(0),
                 c_thread: UnsafeCell::new(0),
                 c_done: UnsafeCell::new(0),
-                _pad3: [0; 24],
+                c_stuck: UnsafeCell::new(0),
+                _pad3: [0; 16],
                 state: AtomicU32::new(OWNED),
                 next: AtomicPtr::new(std::ptr::null_mut()),
                 data: mem.add(HEADER_BYTES),

@@ -103,6 +103,19 @@ const CUT_EVERY_NS: u64 = 1_000_000;
 /// So many events waiting make the writer take a point of its own after a
 /// quarter of `CUT_EVERY_NS` (a burst).
 const CUT_NOW_EVENTS: usize = 1 << 18;
+/// Drained events waiting beyond this many (a thread preempted inside a
+/// hook holds them back: 4 MB) make the writer stop draining the rings
+/// that have passed the current point: their threads wait for ring space,
+/// and give the preempted thread the CPU, instead of the writer's memory
+/// growing with the time it is preempted. Rings the point still needs are
+/// always drained (`progress`), so the held-back thread can always publish.
+const BACKLOG_LIMIT: usize = 1 << 17;
+/// A thread inside a hook for this long (since the point was taken) is
+/// given up on (`progress`): preemption, even on a loaded machine, is far
+/// shorter; a thread that left a hook by longjmp, or was stopped inside
+/// one, is not. Snapshots waited 5 s before; 2 s bounds how long the
+/// program's other threads can be held up by the backlog limit.
+const STUCK_NS: u64 = 2_000_000_000;
 /// How long the writer waits for a thread inside a hook to publish, for a
 /// point of its own that no snapshot waits for: a hook's worth of work many
 /// times over. A thread preempted there holds back only the events above
@@ -310,11 +323,18 @@ impl State {
         if self.oom {
             return;
         }
-        self.drain_all();
+        if self.deferred.len() < BACKLOG_LIMIT {
+            self.drain_all();
+        }
         requests::collect(&mut self.pending);
         let now = sys::now_ns(libc::CLOCK_MONOTONIC);
         let since = now.saturating_sub(self.last_cut_ns);
+        let backlog = self.deferred.len() >= BACKLOG_LIMIT;
+        // Over the backlog limit, a point of our own still pending is not
+        // superseded: a new one would drain every ring again.
+        let own_pending = self.pending.iter().any(|p| p.kind == Kind::Cut);
         if !self.deferred.is_empty()
+            && !(backlog && own_pending)
             && (since >= CUT_EVERY_NS || (self.deferred.len() >= CUT_NOW_EVENTS && since >= CUT_EVERY_NS / 4))
         {
             // Everything drained so far is below the new point. Snapshot
@@ -329,7 +349,7 @@ impl State {
             self.pending.retain(|p| p.kind != Kind::Cut);
             let time_ns = sys::now_ns(libc::CLOCK_REALTIME);
             requests::collect(&mut self.pending);
-            self.pending.push(Pending { seq: s, time_ns, kind: Kind::Cut, fenced: false });
+            self.pending.push(Pending { seq: s, time_ns, kind: Kind::Cut, fenced: false, since_ns: now });
             self.pending.sort_by_key(|p| p.seq);
         }
         while let Some(&p) = self.pending.first() {
@@ -341,7 +361,7 @@ impl State {
             // The writer's own point, alone: nobody waits for it. Behind it,
             // a snapshot waits for a higher point anyway.
             let patience = if p.kind == Kind::Cut && self.pending.len() == 1 { Patience::Briefly } else { Patience::Block };
-            let bound = self.complete(cut, patience);
+            let bound = self.complete(cut, patience, p.since_ns);
             if bound < cut {
                 // Every event below `bound` is here: apply those now, the
                 // rest when the point is complete (a later step).
@@ -437,13 +457,16 @@ impl State {
     /// outside a hook (`busy` = 0; read before draining); else the lowest of
     /// the highest keys shown by the rings whose thread is still inside a
     /// hook: the event it is publishing comes after those (a ring's keys
-    /// never decrease).
-    fn progress(&mut self, s: u64) -> u64 {
+    /// never decrease). With `give_up`, those rings are marked stuck
+    /// instead: until their thread publishes again, no cut waits for them
+    /// (a thread that left a hook by longjmp from a signal handler, or was
+    /// stopped inside one, would otherwise hold every cut back for ever).
+    fn progress(&mut self, s: u64, give_up: bool) -> u64 {
         let mut bound = s;
         let (d, oom) = (&mut self.deferred, &mut self.oom);
         ring::for_each(|r| {
-            // SAFETY: c_max_seq and c_done are the writer's own fields; we
-            // hold the lock.
+            // SAFETY: c_max_seq, c_done and c_stuck are the writer's own
+            // fields; we hold the lock.
             if unsafe { *r.c_max_seq.get() >= s || *r.c_done.get() == s } {
                 return;
             }
@@ -455,9 +478,15 @@ impl State {
             if seen >= s {
                 return;
             }
+            // SAFETY: as above.
+            let (done, stuck) = unsafe { (&mut *r.c_done.get(), &mut *r.c_stuck.get()) };
             if busy == 0 {
-                // SAFETY: as above.
-                unsafe { *r.c_done.get() = s };
+                *done = s;
+            } else if *stuck == seen + 1 {
+                // Still inside the hook it was given up on.
+            } else if give_up {
+                *stuck = seen + 1;
+                sys::log("a thread stayed inside an allocation call for seconds; the snapshots and whole-run figures may miss or misplace its event");
             } else {
                 bound = bound.min(seen);
             }
@@ -468,28 +497,30 @@ impl State {
     /// Drains until every event with a key below `s` is in `deferred`, and
     /// returns `s`; or, for `Patience::Briefly`, returns what `progress`
     /// reached after a short wait (a thread may be preempted inside a hook).
-    fn complete(&mut self, s: u64, patience: Patience) -> u64 {
+    /// A thread inside a hook since long before the point was taken
+    /// (`since_ns`, CLOCK_MONOTONIC) is not waited for any more (`progress`).
+    fn complete(&mut self, s: u64, patience: Patience, since_ns: u64) -> u64 {
         let start = sys::now_ns(libc::CLOCK_MONOTONIC);
         let mut spins = 0u32;
         loop {
-            let bound = self.progress(s);
+            let now = sys::now_ns(libc::CLOCK_MONOTONIC);
+            let give_up = match patience {
+                Patience::Block => now - start > STUCK_NS,
+                Patience::Briefly => now.saturating_sub(since_ns) > STUCK_NS,
+            };
+            let bound = self.progress(s, give_up);
             if bound >= s {
                 return s;
             }
             beat();
-            let waited = sys::now_ns(libc::CLOCK_MONOTONIC) - start;
             if patience == Patience::Briefly {
-                if waited > BRIEF_WAIT_NS {
+                if now - start > BRIEF_WAIT_NS {
                     return bound;
                 }
                 std::hint::spin_loop();
                 continue;
             }
             sys::backoff(&mut spins);
-            if waited > 5_000_000_000 {
-                sys::log("a thread stayed inside an allocation call for 5 s; snapshot may miss its event");
-                return s;
-            }
         }
     }
 
@@ -500,8 +531,8 @@ impl State {
         if self.deferred.is_empty() {
             return;
         }
-        // At most that many new addresses (the events above `s` too).
-        if self.live.reserve(self.deferred.len()).is_err() {
+        // At most that many new addresses.
+        if self.live.reserve(self.deferred.count_below(s)).is_err() {
             self.oom = true;
             return;
         }

@@ -16,6 +16,10 @@ use std::collections::{TryReserveError, VecDeque};
 /// scanning the heads for each event.
 const MERGE_AT_MOST: usize = 16;
 
+/// An emptied queue holding room for more events than this gives it back
+/// (a backlog while a thread was preempted inside a hook is not kept).
+const SHRINK_ABOVE: usize = 1 << 16;
+
 #[derive(Default)]
 pub struct Deferred {
     queues: Vec<VecDeque<Event>>,
@@ -63,6 +67,11 @@ impl Deferred {
         q.push_back(e);
         self.len += 1;
         Ok(())
+    }
+
+    /// How many events have a key below `s`.
+    pub fn count_below(&self, s: u64) -> usize {
+        self.queues.iter().map(|q| q.partition_point(|e| e.seq < s)).sum()
     }
 
     /// Calls `f` with every event with a key below `s`, in key order, and
@@ -119,6 +128,9 @@ impl Deferred {
                 q.pop_front();
             }
             if q.front().is_none_or(|e| e.seq >= s) {
+                if q.is_empty() && q.capacity() > SHRINK_ABOVE {
+                    q.shrink_to(1024);
+                }
                 active.swap_remove(best);
             }
         }
@@ -142,7 +154,9 @@ mod tests {
 
     fn merged(d: &mut Deferred, s: u64) -> Vec<(u64, u32)> {
         let mut out = Vec::new();
+        let below = d.count_below(s);
         let n = d.take_below(s, |e| out.push((e.seq, e.thread))).unwrap();
+        assert_eq!(n, below);
         assert_eq!(n, out.len());
         out
     }

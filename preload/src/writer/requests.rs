@@ -29,6 +29,8 @@ pub struct Pending {
     /// `seq::barrier` was called since the point was taken (a point of the
     /// writer's own may take several steps to complete; one barrier does).
     pub fenced: bool,
+    /// CLOCK_MONOTONIC when the writer took or collected it.
+    pub since_ns: u64,
 }
 
 // ---- the signal handler's side: a fixed queue of snapshot moments.
@@ -94,7 +96,7 @@ pub fn collect(pending: &mut Vec<Pending>) {
             let time_ns = s.time_ns.load(Ordering::Relaxed);
             let kind = if s.exit.load(Ordering::Relaxed) { Kind::Exit } else { Kind::Signal };
             s.state.store(SLOT_EMPTY, Ordering::Release);
-            pending.push(Pending { seq, time_ns, kind, fenced: false });
+            pending.push(Pending { seq, time_ns, kind, fenced: false, since_ns: sys::now_ns(libc::CLOCK_MONOTONIC) });
         }
     }
     pending.sort_by_key(|p| p.seq);
