@@ -115,7 +115,7 @@ fn peak_across_threads_holds_exactly_what_was_live_then() {
 #[test]
 fn handed_back_and_forth_never_both_in_the_peak() {
     // Applying each drained batch as it came (the writer before exact
-    // cuts) showed both blocks in 13 of 20 runs of this program.
+    // cuts) showed both blocks in 7 of 8 runs of this program.
     let exe = prog("peak_pingpong", Opt::O2);
     for round in 0..3 {
         let dir = fresh_dir("peak-pingpong");
