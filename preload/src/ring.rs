@@ -64,7 +64,21 @@ pub struct Ring {
     /// Highest key the writer has drained from this ring (keys of one ring
     /// never decrease).
     pub c_max_seq: UnsafeCell<u64>,
-    _pad3: [u8; 40],
+    /// The writer's number for the ring (1, 2, … in the order it first
+    /// drained them; 0: not yet), carried by every drained `Event` as the
+    /// thread that published it: a ring has one thread at a time, and the
+    /// writer learns from `try_recycle` when it changes hands (temporaries
+    /// are per thread, whole_run/totals.rs). Dense, so the writer indexes
+    /// arrays with it.
+    pub c_thread: UnsafeCell<u32>,
+    /// The cut for which the writer found this ring's thread outside a hook
+    /// (after the cut's barrier): its later events are all above that cut.
+    pub c_done: UnsafeCell<u64>,
+    /// 1 + the highest key drained when the writer gave up waiting for this
+    /// ring's thread to leave a hook (0: never): while its thread stays
+    /// inside that hook with nothing new published, cuts do not wait for it.
+    pub c_stuck: UnsafeCell<u64>,
+    _pad3: [u8; 16],
     // Rarely written.
     pub state: AtomicU32,
     pub next: AtomicPtr<Ring>,
@@ -80,6 +94,8 @@ const _: () = assert!(std::mem::offset_of!(Ring, state) == 256);
 unsafe impl Sync for Ring {}
 
 static RINGS: AtomicPtr<Ring> = AtomicPtr::new(std::ptr::null_mut());
+/// The next `c_thread` number (writer side only, under its lock).
+static NEXT_RING_NUMBER: AtomicU32 = AtomicU32::new(1);
 
 /// What a producer needs from whoever drains the rings (the writer, which
 /// registers itself with `set_consumer` before the first event): this
@@ -186,7 +202,10 @@ fn acquire() -> *mut Ring {
                 c_prev_seq: UnsafeCell::new(0),
                 c_prev_addr: UnsafeCell::new(0),
                 c_max_seq: UnsafeCell::new(0),
-                _pad3: [0; 40],
+                c_thread: UnsafeCell::new(0),
+                c_done: UnsafeCell::new(0),
+                c_stuck: UnsafeCell::new(0),
+                _pad3: [0; 16],
                 state: AtomicU32::new(OWNED),
                 next: AtomicPtr::new(std::ptr::null_mut()),
                 data: mem.add(HEADER_BYTES),
@@ -420,8 +439,13 @@ impl Ring {
         let mut pos = self.tail.load(Ordering::Relaxed);
         // SAFETY: the consumer cells are the writer's alone, and the caller
         // is the writer, holding its lock: nobody else references them.
-        let (ps, pa, maxs) =
-            unsafe { (&mut *self.c_prev_seq.get(), &mut *self.c_prev_addr.get(), &mut *self.c_max_seq.get()) };
+        let (ps, pa, maxs, thread) = unsafe {
+            (&mut *self.c_prev_seq.get(), &mut *self.c_prev_addr.get(), &mut *self.c_max_seq.get(), &mut *self.c_thread.get())
+        };
+        if *thread == 0 && pos < head {
+            *thread = NEXT_RING_NUMBER.fetch_add(1, Ordering::Relaxed);
+        }
+        let thread = *thread;
         let byte = |p: &mut u64| -> u8 {
             // SAFETY: the offset is masked into the ring's data; the bytes
             // below `head` were published (Acquire above) and stay until we
@@ -446,23 +470,30 @@ impl Ring {
                 TAG_ALLOC => {
                     let size = varint(&mut pos);
                     let stack = varint(&mut pos) as u32;
-                    f(Event { seq, addr, size, stack, alloc: true });
+                    f(Event { seq, addr, size, stack, thread });
                 }
-                _ => f(Event { seq, addr, size: 0, stack: 0, alloc: false }),
+                _ => f(Event { seq, addr, size: 0, stack: 0, thread }),
             }
         }
         self.tail.store(head, Ordering::Release);
     }
 
     /// Writer side: a FINISHED ring with nothing left to read goes back to
-    /// the pool. The delta state of both sides restarts from zero.
+    /// the pool. The delta state of both sides restarts from zero. Returns
+    /// the ring's number (`c_thread`) and the highest key its thread
+    /// published, if it published anything: that thread is gone.
     ///
     /// # Safety
     /// Only the writer may call this.
-    pub unsafe fn try_recycle(&self) {
+    pub unsafe fn try_recycle(&self) -> Option<(u32, u64)> {
         if self.state.load(Ordering::SeqCst) == FINISHED && self.tail.load(Ordering::Relaxed) == self.head.load(Ordering::Acquire) {
             // SAFETY: a FINISHED ring has no producer any more, and the
             // caller is the writer: nobody else touches either side's cells.
+            let gone = unsafe {
+                let t = *self.c_thread.get();
+                (t != 0).then(|| (t, *self.c_max_seq.get()))
+            };
+            // SAFETY: as above.
             unsafe {
                 *self.c_prev_seq.get() = 0;
                 *self.c_prev_addr.get() = 0;
@@ -472,7 +503,9 @@ impl Ring {
             }
             self.busy.store(0, Ordering::SeqCst);
             self.state.store(FREE, Ordering::SeqCst);
+            return gone;
         }
+        None
     }
 }
 
@@ -487,7 +520,19 @@ pub struct Event {
     pub addr: u64,
     pub size: u64,
     pub stack: u32,
-    pub alloc: bool,
+    /// The ring's number (`Ring::c_thread`), standing for the thread that
+    /// owns it: known to the writer at drain time, never written by the
+    /// program's threads.
+    pub thread: u32,
+}
+
+impl Event {
+    /// An allocation (else a free): allocation keys are odd, frees' even
+    /// (seq.rs). 32 bytes an event without a flag.
+    #[inline]
+    pub fn alloc(&self) -> bool {
+        self.seq & 1 == 1
+    }
 }
 
 /// Gives this thread a ring now, so that its thread-exit destructor runs

@@ -33,12 +33,16 @@ pub struct Allocated {
 /// A live block that was freed: what it was allocated as.
 #[derive(Clone, Copy, Debug)]
 pub struct Freed {
-    /// The key of the free.
+    /// The key of the free (for whoever follows frees in order; the
+    /// trackers here need only the allocation's).
+    #[allow(dead_code)]
     pub key: u64,
     /// The key of the allocation it frees.
     pub alloc_key: u64,
     pub stack: u32,
     pub size: u64,
+    /// The thread that allocated it (not necessarily the one freeing it).
+    pub thread: u32,
 }
 
 /// The peak, totals and timeline together, as the writer keeps them.
@@ -60,5 +64,12 @@ impl WholeRun {
     pub fn freed(&mut self, f: Freed) {
         self.totals.freed(f);
         self.peak.freed(f);
+    }
+
+    /// A fork child goes on from its parent's state (its memory is a copy
+    /// of the parent's, and so is its history); only the marks of the
+    /// parent's snapshots go, as the child numbers its own from 1.
+    pub fn fork_child(&mut self) {
+        self.timeline.forget_snapshots();
     }
 }

@@ -29,6 +29,9 @@ pub struct PeakTracker {
     changed_since_peak: Vec<GroupKey>,
     traced: u64,
     peak: Peak,
+    /// `groups.len()` after the last `compact`: compacting again once it has
+    /// doubled keeps the map bounded at O(1) amortized per event.
+    compacted_at: usize,
 }
 
 impl PeakTracker {
@@ -44,15 +47,18 @@ impl PeakTracker {
     #[inline]
     pub fn freed(&mut self, f: Freed) {
         self.change((f.stack, f.size), false);
-        self.traced -= f.size;
+        self.traced = self.traced.saturating_sub(f.size);
     }
 
     fn change(&mut self, key: GroupKey, up: bool) {
+        if up && self.groups.len() >= 2 * self.compacted_at.max(1024) && !self.groups.contains_key(&key) {
+            self.compact();
+        }
         let g = self.groups.entry(key).or_default();
         if up {
             g.now += 1;
         } else {
-            g.now -= 1;
+            g.now = g.now.saturating_sub(1);
         }
         if !g.listed {
             g.listed = true;
@@ -98,10 +104,20 @@ impl PeakTracker {
         Some(Peak { groups, ..self.peak.clone() })
     }
 
-    /// Drops groups that are empty now and were empty at the peak (left
-    /// behind when a group emptied after the peak and was not listed since).
+    /// Drops groups that are empty now and were empty at the peak (made
+    /// and emptied since the last peak), and their places in the list of
+    /// changed groups (a group made again is listed again). Called by
+    /// `change` when the map has doubled since the last time.
     pub fn compact(&mut self) {
-        self.groups.retain(|_, g| g.now > 0 || g.at_peak > 0 || g.listed);
+        self.groups.retain(|_, g| g.now > 0 || g.at_peak > 0);
+        let groups = &self.groups;
+        self.changed_since_peak.retain(|k| groups.contains_key(k));
+        self.compacted_at = self.groups.len();
+    }
+
+    /// Groups held (live now, at the peak, or changed since).
+    pub fn groups_held(&self) -> usize {
+        self.groups.len()
     }
 }
 
@@ -113,7 +129,7 @@ mod tests {
         t.allocated(Allocated { key, stack, size, thread: 0 }, || key * 10);
     }
     fn free(t: &mut PeakTracker, key: u64, stack: u32, size: u64) {
-        t.freed(Freed { key, alloc_key: 0, stack, size });
+        t.freed(Freed { key, alloc_key: 0, stack, size, thread: 0 });
     }
     fn groups(t: &PeakTracker) -> Vec<(u64, u64, u64)> {
         t.peak().unwrap().groups.iter().map(|g| (g.stack, g.size, g.count)).collect()

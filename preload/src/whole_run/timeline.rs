@@ -7,15 +7,10 @@ use memtrace_format::{SnapshotMark, TimePoint, Timeline, MAX_POINTS_IN_TIMELINE 
 /// The first interval: fine enough for a run of a few seconds.
 pub const FIRST_INTERVAL_NS: u64 = 10_000_000;
 
+#[derive(Default)]
 pub struct TimelineRecorder {
     timeline: Timeline,
     next_ns: u64,
-}
-
-impl Default for TimelineRecorder {
-    fn default() -> Self {
-        TimelineRecorder { timeline: Timeline::default(), next_ns: 0 }
-    }
 }
 
 impl TimelineRecorder {
@@ -58,6 +53,11 @@ impl TimelineRecorder {
             self.timeline.snapshots.remove(0);
         }
         self.timeline.snapshots.push(SnapshotMark { index, time_ns });
+    }
+
+    /// A fork child numbers its snapshots from 1: its parent's marks go.
+    pub fn forget_snapshots(&mut self) {
+        self.timeline.snapshots.clear();
     }
 
     /// The series so far, ending with a point at the snapshot moment.

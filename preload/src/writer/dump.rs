@@ -1,10 +1,12 @@
-//! A snapshot file: the live table grouped by (stack, size), the stacks
-//! those groups name, the module map, the header; encoded (format crate)
-//! and written under a temporary name, then linked to its final name.
+//! A snapshot file: the live table grouped by (stack, size), the whole run
+//! so far (peak, totals, timeline, memory now), the stacks all of those
+//! name, the module map, the header; encoded (format crate) and written
+//! under a temporary name, then linked to its final name.
 
 use super::live::LiveTable;
 use super::requests::beat;
 use crate::sys::{self, BuildMix};
+use crate::whole_run::{self as run_tracking, WholeRun};
 use crate::{config, intern, modules};
 use memtrace_format::{Header, Snapshot, SnapshotKind, Stack, TraceGroup};
 use std::collections::HashMap;
@@ -23,19 +25,21 @@ pub struct Moment {
 
 /// Builds and writes the snapshot of `live` at `moment`. A failure is
 /// reported on stderr once (`error_reported`), never fatal.
-pub fn write_snapshot(live: &LiveTable, moment: &Moment, error_reported: &mut bool) {
+pub fn write_snapshot(live: &LiveTable, run: &WholeRun, moment: &Moment, error_reported: &mut bool) {
     let pid = std::process::id();
-    let snap = build(live, moment, pid);
+    let snap = build(live, run, moment, pid);
     beat();
     let bytes = memtrace_format::encode(&snap);
     beat();
     let path = file_name(moment, pid);
     match write_file(&path, &bytes, pid) {
         Ok(()) => crate::verbose(&format!(
-            "wrote {} ({} live blocks, {} bytes)",
+            "wrote {} ({} live blocks, {} bytes; whole run: {} groups held for the peak, {} threads' latest blocks)",
             String::from_utf8_lossy(&path),
             live.live_count(),
-            live.traced_bytes()
+            live.traced_bytes(),
+            run.peak.groups_held(),
+            run.totals.threads()
         )),
         Err(why) => {
             if !*error_reported {
@@ -46,10 +50,17 @@ pub fn write_snapshot(live: &LiveTable, moment: &Moment, error_reported: &mut bo
     }
 }
 
-fn build(live: &LiveTable, moment: &Moment, pid: u32) -> Snapshot {
+fn build(live: &LiveTable, run: &WholeRun, moment: &Moment, pid: u32) -> Snapshot {
     let traces = trace_groups(live);
-    let stacks = stacks_of(&traces);
     let time_ns = if moment.time_ns != 0 { moment.time_ns } else { sys::now_ns(libc::CLOCK_REALTIME) };
+    let memory = run_tracking::memory_use();
+    let whole = memtrace_format::WholeRun {
+        peak: run.peak.peak(),
+        totals: run.totals.totals(),
+        timeline: Some(run.timeline.timeline_at(time_ns, live.traced_bytes(), memory.rss_bytes)),
+        memory: Some(memory),
+    };
+    let stacks = stacks_of(&traces, &whole);
     Snapshot {
         header: Header {
             kind: moment.kind,
@@ -70,7 +81,7 @@ fn build(live: &LiveTable, moment: &Moment, pid: u32) -> Snapshot {
         modules: modules::for_snapshot(&stacks),
         stacks,
         traces,
-        run: Default::default(),
+        run: whole,
     }
 }
 
@@ -86,9 +97,13 @@ fn trace_groups(live: &LiveTable) -> Vec<TraceGroup> {
     traces
 }
 
-/// The frames of every stack the (sorted) groups name, once each.
-fn stacks_of(traces: &[TraceGroup]) -> Vec<Stack> {
-    let mut ids: Vec<u32> = traces.iter().map(|t| t.stack as u32).collect();
+/// The frames of every stack the groups, the peak's groups and the totals
+/// name, once each, by id.
+fn stacks_of(traces: &[TraceGroup], run: &memtrace_format::WholeRun) -> Vec<Stack> {
+    let peak = run.peak.iter().flat_map(|p| p.groups.iter());
+    let mut ids: Vec<u32> =
+        traces.iter().chain(peak).map(|t| t.stack as u32).chain(run.totals.iter().map(|t| t.stack as u32)).collect();
+    ids.sort_unstable();
     ids.dedup();
     ids.iter()
         .map(|&id| match intern::get(id) {

@@ -13,11 +13,9 @@
 //! (`purge_tombstones`); the writer makes an internal sync point when they
 //! pile up.
 //!
-//! Peak bytes: the writer applies each drained batch in seq order, so the
-//! running maximum is exact except when an event reaches it in a later batch
-//! than events numbered after it (a thread preempted between taking its
-//! number and publishing): then the peak may be off by that block for a
-//! moment.
+//! Peak bytes: the writer applies events only below a completed cut, sorted
+//! (writer/mod.rs), so they come in the global key order and the running
+//! maximum is exact; the table itself would accept any order.
 //!
 //! `apply` returns what changed in the live set (`Change`), so that what is
 //! built on the table (counters, an exact peak, a history of the live set)
@@ -29,12 +27,14 @@ use crate::sys::BuildMix;
 use std::collections::hash_map::Entry as Slot;
 use std::collections::{HashMap, TryReserveError};
 
-/// A live block as the totals see it: the stack that allocated it and its
-/// size.
+/// A live block as the totals see it: the stack that allocated it, its
+/// size, and the thread that allocated it (the writer's number for it,
+/// `ring::Event::thread`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Block {
     pub stack: u32,
     pub size: u64,
+    pub thread: u32,
 }
 
 /// What an event did at its address.
@@ -53,27 +53,36 @@ pub enum Change {
     Nothing,
     /// A block became live.
     Allocated(Block),
-    /// The block live at the address is gone.
-    Freed(Block),
+    /// The block live at the address, allocated by the event with key
+    /// `alloc_key`, is gone.
+    Freed { freed: Block, alloc_key: u64 },
     /// A block became live over an older block of the same address whose
     /// free has not arrived yet (alloc 1 and alloc 3 applied before free 2):
-    /// the older block is no longer live.
-    Replaced { freed: Block, allocated: Block },
+    /// the older block is no longer live. Its free came first (its key is
+    /// between the two allocations'). Never returned when events are
+    /// applied in key order.
+    Replaced { freed: Block, alloc_key: u64, allocated: Block },
 }
 
 /// Per address: the highest-keyed event applied (a live block, or the
-/// tombstone of a free).
+/// tombstone of a free). Which of the two is the key's parity (seq.rs:
+/// allocations 2n + 1, frees 2n): 24 bytes an entry.
 #[derive(Clone, Copy)]
 struct Entry {
     seq: u64,
     size: u64,
     stack: u32,
-    live: bool,
+    thread: u32,
 }
 
 impl Entry {
+    #[inline]
+    fn live(self) -> bool {
+        self.seq & 1 == 1
+    }
+
     fn block(self) -> Block {
-        Block { stack: self.stack, size: self.size }
+        Block { stack: self.stack, size: self.size, thread: self.thread }
     }
 }
 
@@ -113,12 +122,14 @@ impl LiveTable {
     pub fn apply(&mut self, seq: u64, addr: u64, op: Op) -> Change {
         let new = match op {
             Op::Alloc(b) => {
+                debug_assert!(seq & 1 == 1, "allocation keys are odd");
                 self.allocs += 1;
-                Entry { seq, size: b.size, stack: b.stack, live: true }
+                Entry { seq, size: b.size, stack: b.stack, thread: b.thread }
             }
             Op::Free => {
+                debug_assert!(seq & 1 == 0, "free keys are even");
                 self.frees += 1;
-                Entry { seq, size: 0, stack: 0, live: false }
+                Entry { seq, size: 0, stack: 0, thread: 0 }
             }
         };
         let old = match self.by_addr.entry(addr) {
@@ -137,11 +148,11 @@ impl LiveTable {
             }
         };
         self.account(new, true);
-        match (old.filter(|e| e.live), new.live) {
+        match (old.filter(|e| e.live()), new.live()) {
             (None, false) => Change::Nothing,
             (None, true) => Change::Allocated(new.block()),
-            (Some(gone), false) => Change::Freed(gone.block()),
-            (Some(gone), true) => Change::Replaced { freed: gone.block(), allocated: new.block() },
+            (Some(gone), false) => Change::Freed { freed: gone.block(), alloc_key: gone.seq },
+            (Some(gone), true) => Change::Replaced { freed: gone.block(), alloc_key: gone.seq, allocated: new.block() },
         }
     }
 
@@ -149,7 +160,7 @@ impl LiveTable {
     /// bytes, or one tombstone.
     #[inline]
     fn account(&mut self, en: Entry, add: bool) {
-        match (en.live, add) {
+        match (en.live(), add) {
             (true, true) => {
                 self.traced_bytes += en.size;
                 self.peak_bytes = self.peak_bytes.max(self.traced_bytes);
@@ -169,7 +180,7 @@ impl LiveTable {
         }
         let mut removed = 0;
         self.by_addr.retain(|_, e| {
-            let keep = e.live || e.seq >= cut;
+            let keep = e.live() || e.seq >= cut;
             if !keep {
                 removed += 1;
             }
@@ -180,7 +191,7 @@ impl LiveTable {
 
     /// Every live block (any order).
     pub fn live_blocks(&self) -> impl Iterator<Item = Block> + '_ {
-        self.by_addr.values().filter(|e| e.live).map(|e| e.block())
+        self.by_addr.values().filter(|e| e.live()).map(|e| e.block())
     }
 
     pub fn live_count(&self) -> usize {
@@ -221,12 +232,12 @@ mod tests {
 
     const P: u64 = 0x1000;
     const Q: u64 = 0x2000;
-    const A: Block = Block { stack: 7, size: 16 };
-    const B: Block = Block { stack: 9, size: 48 };
+    const A: Block = Block { stack: 7, size: 16, thread: 1 };
+    const B: Block = Block { stack: 9, size: 48, thread: 2 };
 
     fn live(t: &LiveTable) -> Vec<Block> {
         let mut v: Vec<Block> = t.live_blocks().collect();
-        v.sort_by_key(|b| (b.stack, b.size));
+        v.sort_by_key(|b| (b.stack, b.size, b.thread));
         v
     }
 
@@ -239,7 +250,7 @@ mod tests {
         let mut t = LiveTable::new();
         assert_eq!(t.apply(1, P, Op::Alloc(A)), Change::Allocated(A));
         assert_eq!(t.traced_bytes(), 16);
-        assert_eq!(t.apply(4, P, Op::Free), Change::Freed(A));
+        assert_eq!(t.apply(4, P, Op::Free), Change::Freed { freed: A, alloc_key: 1 });
         assert_eq!(t.apply(3, P, Op::Alloc(B)), Change::Nothing);
         assert_eq!(t.apply(2, P, Op::Free), Change::Nothing);
         assert!(live(&t).is_empty());
@@ -266,7 +277,7 @@ mod tests {
     fn a_later_alloc_replaces_a_block_whose_free_is_still_to_come() {
         let mut t = LiveTable::new();
         assert_eq!(t.apply(1, P, Op::Alloc(A)), Change::Allocated(A));
-        assert_eq!(t.apply(3, P, Op::Alloc(B)), Change::Replaced { freed: A, allocated: B });
+        assert_eq!(t.apply(3, P, Op::Alloc(B)), Change::Replaced { freed: A, alloc_key: 1, allocated: B });
         assert_eq!(t.traced_bytes(), 48);
         assert_eq!(t.apply(2, P, Op::Free), Change::Nothing);
         assert_eq!(live(&t), vec![B]);
@@ -318,19 +329,19 @@ mod tests {
     }
 
     /// Every order of one address's alloc 1, free 2, alloc 3, free 4,
-    /// alloc 5 (and an alloc 6 elsewhere) ends in the same live set, and the
+    /// alloc 5 (and an alloc 7 elsewhere) ends in the same live set, and the
     /// changes returned add up to it: whoever follows `Change` sees the
     /// table's totals.
     #[test]
     fn any_order_ends_in_the_same_live_set_and_changes_add_up() {
-        let c = Block { stack: 3, size: 100 };
+        let c = Block { stack: 3, size: 100, thread: 1 };
         let events = [
             (1, P, Op::Alloc(A)),
             (2, P, Op::Free),
             (3, P, Op::Alloc(B)),
             (4, P, Op::Free),
             (5, P, Op::Alloc(c)),
-            (6, Q, Op::Alloc(A)),
+            (7, Q, Op::Alloc(A)),
         ];
         for order in permutations(events.len()) {
             let mut t = LiveTable::new();
@@ -340,8 +351,8 @@ mod tests {
                 match t.apply(seq, addr, op) {
                     Change::Nothing => {}
                     Change::Allocated(b) => followed += b.size as i64,
-                    Change::Freed(b) => followed -= b.size as i64,
-                    Change::Replaced { freed, allocated } => followed += allocated.size as i64 - freed.size as i64,
+                    Change::Freed { freed, .. } => followed -= freed.size as i64,
+                    Change::Replaced { freed, allocated, .. } => followed += allocated.size as i64 - freed.size as i64,
                 }
             }
             assert_eq!(live(&t), vec![c, A], "order {order:?}");

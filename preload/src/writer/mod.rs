@@ -10,12 +10,24 @@
 //!   in any order is argued there);
 //! - `dump.rs`: building and writing a snapshot file.
 //!
-//! A snapshot point (signal, exit, or an internal sync to purge tombstones)
-//! is complete when every ring has shown an event with a key at or above
-//! its cut, or is empty while its thread is not inside a hook (`busy`, read
-//! after `seq::barrier` and before draining). Then exactly the events below
-//! the cut are applied and the file is written; later events wait in
-//! `deferred`.
+//! A point (signal, exit, or one of the writer's own) is complete when
+//! every ring has shown an event with a key at or above its cut, or is
+//! empty while its thread is not inside a hook (`busy`, read after
+//! `seq::barrier` and before draining). Then exactly the events below the
+//! cut are applied and, for a snapshot point, the file is written; later
+//! events wait in `deferred`.
+//!
+//! Exact order. Events are applied only below a completed cut, sorted: each
+//! batch holds every event between the previous cut and this one, so the
+//! live table and the whole-run trackers (`whole_run`: the exact peak,
+//! totals, temporaries) see events in the global key order. Besides the
+//! snapshot points the writer takes points of its own (`Kind::Cut`): at most
+//! one every `CUT_EVERY_NS` of the writer's time, sooner when `deferred`
+//! is large. A thread preempted inside a hook holds a point back; nobody
+//! waits for the writer's own point, so it is not waited for long
+//! (`Patience::Briefly`): the events below the last key that thread's ring
+//! showed are applied (its pending event comes after them), the rest at a
+//! later step.
 //!
 //! All of the writer's state lives in `STATE` (not on its stack) under a
 //! lock, so that the fork child can take it over consistent.
@@ -27,6 +39,7 @@
 mod dump;
 mod lifecycle;
 mod live;
+mod queue;
 mod requests;
 
 pub use lifecycle::{at_exit, find_thread_count, fork_child, fork_parent, fork_prepare};
@@ -34,17 +47,19 @@ pub use lifecycle::{at_exit, find_thread_count, fork_child, fork_parent, fork_pr
 use crate::ring::{self, Event};
 use crate::seq;
 use crate::sys::{self, Locked};
+use crate::whole_run::{self, Allocated, Freed, WholeRun};
 use dump::Moment;
-use live::{Block, LiveTable, Op};
+use live::{Block, Change, LiveTable, Op};
+use queue::Deferred;
 use memtrace_format::SnapshotKind;
 use requests::{beat, Kind, Pending, Watch};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 struct State {
     live: LiveTable,
-    /// Drained events not yet applied: at or above the next point's cut,
-    /// or drained after the step's W (see `step`).
-    deferred: Vec<Event>,
+    /// Drained events not yet applied (at or above the last cut applied),
+    /// per ring.
+    deferred: Deferred,
     /// Points collected from the slots (and sync points), by number.
     pending: Vec<Pending>,
     /// The next signal snapshot's number.
@@ -54,6 +69,13 @@ struct State {
     /// The writer could not get memory: events were dropped, tracing is
     /// off, no more snapshots (see `out_of_memory`).
     oom: bool,
+    /// The peak, totals and timeline, fed in key order (`apply_below`).
+    run: WholeRun,
+    /// CLOCK_MONOTONIC when the writer last took a point of its own.
+    last_cut_ns: u64,
+    /// Threads whose ring was recycled, with the highest key they
+    /// published: `TotalsTracker::thread_gone` once a cut passed it.
+    gone: Vec<(u32, u64)>,
 }
 
 static STATE: sys::Line<Locked<Option<State>>> = sys::Line(Locked::new(None));
@@ -63,9 +85,52 @@ static WRITER: AtomicU32 = AtomicU32::new(0);
 /// Set by the writer thread once it has allocated (its glibc arena exists).
 static WRITER_ARENA: AtomicBool = AtomicBool::new(false);
 
-/// Tombstones piling up beyond this (and beyond half the table) make the
-/// writer take a sync point of its own to purge them.
-const TOMBSTONES_BEFORE_SYNC: usize = 65_536;
+/// Tombstones piling up beyond this (and beyond half the table) are purged
+/// at the next completed cut.
+const TOMBSTONES_BEFORE_PURGE: usize = 65_536;
+
+/// At most one point of the writer's own per this much time. Its cost is
+/// the `membarrier(PRIVATE_EXPEDITED)` that completing it needs: an IPI to
+/// each CPU running a thread of the process, each of which executes a full
+/// barrier in the interrupt (≈ 1–2 µs a CPU, measured as the cost of a
+/// context-switch-free interrupt), plus the syscall on the writer (a few
+/// µs). At 1,000 a second that is ≤ 0.2 % of each program thread's CPU;
+/// the exact order needs only that a cut is completed before the events
+/// below it are applied, so a longer interval costs nothing but a larger
+/// `deferred` (≈ 1 ms of events: 32 bytes each, ≤ 320 KB at 10M events/s,
+/// more while a thread preempted inside a hook holds them back).
+const CUT_EVERY_NS: u64 = 1_000_000;
+/// So many events waiting make the writer take a point of its own after a
+/// quarter of `CUT_EVERY_NS` (a burst).
+const CUT_NOW_EVENTS: usize = 1 << 18;
+/// Drained events waiting beyond this many (a thread preempted inside a
+/// hook holds them back: 4 MB) make the writer stop draining the rings
+/// that have passed the current point: their threads wait for ring space,
+/// and give the preempted thread the CPU, instead of the writer's memory
+/// growing with the time it is preempted. Rings the point still needs are
+/// always drained (`progress`), so the held-back thread can always publish.
+const BACKLOG_LIMIT: usize = 1 << 17;
+/// A thread inside a hook for this long (since the point was taken) is
+/// given up on (`progress`): preemption, even on a loaded machine, is far
+/// shorter; a thread that left a hook by longjmp, or was stopped inside
+/// one, is not. Snapshots waited 5 s before; 2 s bounds how long the
+/// program's other threads can be held up by the backlog limit.
+const STUCK_NS: u64 = 2_000_000_000;
+/// How long the writer waits for a thread inside a hook to publish, for a
+/// point of its own that no snapshot waits for: a hook's worth of work many
+/// times over. A thread preempted there holds back only the events above
+/// the last key its ring showed (`progress`); it is checked on again at the
+/// next step.
+const BRIEF_WAIT_NS: u64 = 20_000;
+
+/// How long `complete` waits for a thread inside a hook.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Patience {
+    /// A snapshot waits: up to 5 s, then write it anyway (and say so).
+    Block,
+    /// The writer's own point: `BRIEF_WAIT_NS`, then try again later.
+    Briefly,
+}
 
 /// What the rings get from the writer (see `ring::Consumer`).
 static AS_CONSUMER: ring::Consumer = ring::Consumer {
@@ -146,7 +211,7 @@ extern "C" fn writer_main(_: *mut libc::c_void) -> *mut libc::c_void {
     // (a 64 MiB reservation), which fails if the program has meanwhile
     // set a tight RLIMIT_AS. The queues' first blocks come with it.
     if let Some(st) = STATE.lock().as_mut() {
-        let _ = st.deferred.try_reserve(4096);
+        let _ = st.deferred.prepare();
         let _ = st.pending.try_reserve(16);
     }
     WRITER_ARENA.store(true, Ordering::Release);
@@ -202,85 +267,153 @@ fn wait_for_ring_space(has_space: &mut dyn FnMut() -> bool) -> bool {
 /// Queues a drained event; if there is no memory for it, drops it and sets
 /// `oom` (the allocation failure would otherwise abort the program).
 #[inline]
-fn defer(d: &mut Vec<Event>, e: Event, oom: &mut bool) {
-    if d.len() == d.capacity() && d.try_reserve(d.capacity().max(4096)).is_err() {
+fn defer(d: &mut Deferred, e: Event, oom: &mut bool) {
+    if d.push(e).is_err() {
         *oom = true;
-        return;
     }
-    d.push(e);
+}
+
+/// What one applied event changed, passed on to the whole-run trackers.
+#[inline]
+fn follow(run: &mut WholeRun, key: u64, change: Change, time_ns: u64) {
+    let allocated = |b: Block| Allocated { key, stack: b.stack, size: b.size, thread: b.thread };
+    let freed = |b: Block, alloc_key| Freed { key, alloc_key, stack: b.stack, size: b.size, thread: b.thread };
+    match change {
+        Change::Nothing => {}
+        Change::Allocated(b) => run.allocated(allocated(b), || time_ns),
+        Change::Freed { freed: b, alloc_key } => run.freed(freed(b, alloc_key)),
+        // Only out of key order (never here): the old block's free came
+        // first.
+        Change::Replaced { freed: b, alloc_key, allocated: a } => {
+            run.freed(freed(b, alloc_key));
+            run.allocated(allocated(a), || time_ns);
+        }
+    }
 }
 
 impl State {
     fn new() -> Self {
+        let mut run = WholeRun::default();
+        run.timeline.start(sys::now_ns(libc::CLOCK_REALTIME));
         State {
             live: LiveTable::new(),
-            deferred: Vec::new(),
+            deferred: Deferred::default(),
             pending: Vec::new(),
             next_index: 1,
             error_reported: false,
             oom: false,
+            run,
+            last_cut_ns: 0,
+            gone: Vec::new(),
         }
     }
 
     /// Fork child: the parent's pending points are not the child's, its
-    /// snapshots are numbered from 1 again; the live set is inherited.
+    /// snapshots are numbered from 1 again; the live set and the whole run
+    /// so far are inherited (docs/FORMAT.md, "The whole run").
     fn fork_child(&mut self) {
         self.pending.clear();
         self.next_index = 1;
         self.error_reported = false;
+        self.run.fork_child();
+        self.last_cut_ns = 0;
     }
 
     fn step(&mut self) {
         if self.oom {
             return;
         }
-        self.drain_all();
-        // Everything drained so far precedes point W (seq.rs: an allocation
-        // numbered below it, a free numbered up to it). Snapshot points
-        // below W have claimed their slot already (claim before number), so
-        // after collecting the slots, events before W are safe to apply
-        // even if no snapshot is pending; events drained later wait for the
-        // next step (a snapshot point may be taken between them).
-        let w = seq::now();
+        if self.deferred.len() < BACKLOG_LIMIT {
+            self.drain_all();
+        }
         requests::collect(&mut self.pending);
-        if self.live.tombstones() > TOMBSTONES_BEFORE_SYNC.max(self.live.entries() / 2) && self.pending.is_empty() {
-            // A point of its own (frees only read the counter: completing a
-            // point needs one that moved it), taken after W; a signal point
-            // between the two has claimed its slot: collect it too.
+        let now = sys::now_ns(libc::CLOCK_MONOTONIC);
+        let since = now.saturating_sub(self.last_cut_ns);
+        let backlog = self.deferred.len() >= BACKLOG_LIMIT;
+        // Over the backlog limit, a point of our own still pending is not
+        // superseded: a new one would drain every ring again.
+        let own_pending = self.pending.iter().any(|p| p.kind == Kind::Cut);
+        if !self.deferred.is_empty()
+            && !(backlog && own_pending)
+            && (since >= CUT_EVERY_NS || (self.deferred.len() >= CUT_NOW_EVENTS && since >= CUT_EVERY_NS / 4))
+        {
+            // Everything drained so far is below the new point. Snapshot
+            // points below it have claimed their slot already (claim before
+            // number, requests.rs): collect them too, so that the points are
+            // completed in order.
             let s = seq::point();
+            self.last_cut_ns = now;
+            // A point of our own still incomplete (a thread preempted inside
+            // a hook) is superseded: the new one covers it, and its barrier
+            // is taken afresh.
+            self.pending.retain(|p| p.kind != Kind::Cut);
+            let time_ns = sys::now_ns(libc::CLOCK_REALTIME);
             requests::collect(&mut self.pending);
-            self.pending.push(Pending { seq: s, time_ns: 0, kind: Kind::Sync });
+            self.pending.push(Pending { seq: s, time_ns, kind: Kind::Cut, fenced: false, since_ns: now });
             self.pending.sort_by_key(|p| p.seq);
         }
-        while !self.pending.is_empty() {
-            let p = self.pending.remove(0);
+        while let Some(&p) = self.pending.first() {
             let cut = seq::cut(p.seq);
-            self.complete(cut);
-            self.apply_below(cut);
+            if !p.fenced {
+                seq::barrier();
+                self.pending[0].fenced = true;
+            }
+            // The writer's own point, alone: nobody waits for it. Behind it,
+            // a snapshot waits for a higher point anyway.
+            let patience = if p.kind == Kind::Cut && self.pending.len() == 1 { Patience::Briefly } else { Patience::Block };
+            let bound = self.complete(cut, patience, p.since_ns);
+            if bound < cut {
+                // Every event below `bound` is here: apply those now, the
+                // rest when the point is complete (a later step).
+                self.apply_below(bound, p.time_ns);
+                break;
+            }
+            self.pending.remove(0);
+            self.apply_below(cut, p.time_ns);
             match p.kind {
                 Kind::Signal => {
                     let index = self.next_index;
                     self.next_index += 1;
                     self.write_snapshot(SnapshotKind::Signal, index, p);
+                    self.run.timeline.mark_snapshot(index, p.time_ns);
                 }
                 Kind::Exit => {
                     self.write_snapshot(SnapshotKind::Exit, 0, p);
                     lifecycle::exit_done();
                 }
-                Kind::Sync => {}
+                Kind::Cut => {}
             }
-            self.live.purge_tombstones(cut);
+            if p.kind != Kind::Cut || self.live.tombstones() > TOMBSTONES_BEFORE_PURGE.max(self.live.entries() / 2) {
+                self.live.purge_tombstones(cut);
+            }
+            let run = &mut self.run;
+            self.gone.retain(|&(thread, last_key)| {
+                let pending = last_key >= cut;
+                if !pending {
+                    run.totals.thread_gone(thread, last_key);
+                }
+                pending
+            });
         }
-        self.apply_below(seq::cut(w));
         self.recycle();
+        self.timeline_tick();
         if self.oom {
             self.out_of_memory();
         }
     }
 
+    /// A point of the timeline when one is due. Traced bytes are those after
+    /// the last completed cut: the live set at that point of the global order.
+    fn timeline_tick(&mut self) {
+        let now = sys::now_ns(libc::CLOCK_REALTIME);
+        if self.run.timeline.due(now) {
+            self.run.timeline.record(now, self.live.traced_bytes(), whole_run::rss_now());
+        }
+    }
+
     fn write_snapshot(&mut self, kind: SnapshotKind, index: u64, p: Pending) {
         let moment = Moment { kind, index, seq: p.seq, time_ns: p.time_ns };
-        dump::write_snapshot(&self.live, &moment, &mut self.error_reported);
+        dump::write_snapshot(&self.live, &self.run, &moment, &mut self.error_reported);
     }
 
     /// The writer ran out of memory (a program under a tight RLIMIT_AS, or
@@ -292,8 +425,9 @@ impl State {
     fn out_of_memory(&mut self) {
         sys::log("out of memory in the writer thread: events were lost; tracing stopped, no more snapshots");
         crate::disable();
-        self.deferred = Vec::new();
+        self.deferred = Deferred::default();
         self.live = LiveTable::new();
+        self.run = WholeRun::default();
         self.pending.clear();
         lifecycle::exit_done();
     }
@@ -305,68 +439,120 @@ impl State {
     }
 
     fn recycle(&mut self) {
-        // SAFETY: as above.
-        ring::for_each(|r| unsafe { r.try_recycle() });
+        let gone = &mut self.gone;
+        ring::for_each(|r| {
+            // SAFETY: as above.
+            if let Some(g) = unsafe { r.try_recycle() } {
+                if gone.try_reserve(1).is_ok() {
+                    gone.push(g);
+                }
+            }
+        });
     }
 
-    /// Drains until every event with a key below `s` is in `deferred`.
-    fn complete(&mut self, s: u64) {
-        seq::barrier();
+    /// One pass over the rings for cut `s` (`seq::barrier` was called since
+    /// its point was taken): drains them and returns a bound b ≤ s such that
+    /// every event with a key below b is in `deferred`. That is s once every
+    /// ring has shown an event at or above s or was found with its thread
+    /// outside a hook (`busy` = 0; read before draining); else the lowest of
+    /// the highest keys shown by the rings whose thread is still inside a
+    /// hook: the event it is publishing comes after those (a ring's keys
+    /// never decrease). With `give_up`, those rings are marked stuck
+    /// instead: until their thread publishes again, no cut waits for them
+    /// (a thread that left a hook by longjmp from a signal handler, or was
+    /// stopped inside one, would otherwise hold every cut back for ever).
+    fn progress(&mut self, s: u64, give_up: bool) -> u64 {
+        let mut bound = s;
+        let (d, oom) = (&mut self.deferred, &mut self.oom);
+        ring::for_each(|r| {
+            // SAFETY: c_max_seq, c_done and c_stuck are the writer's own
+            // fields; we hold the lock.
+            if unsafe { *r.c_max_seq.get() >= s || *r.c_done.get() == s } {
+                return;
+            }
+            let busy = r.busy.load(Ordering::SeqCst);
+            // SAFETY: we are the writer and hold the state lock.
+            unsafe { r.drain(|e| defer(d, e, oom)) };
+            // SAFETY: as for the first read.
+            let seen = unsafe { *r.c_max_seq.get() };
+            if seen >= s {
+                return;
+            }
+            // SAFETY: as above.
+            let (done, stuck) = unsafe { (&mut *r.c_done.get(), &mut *r.c_stuck.get()) };
+            if busy == 0 {
+                *done = s;
+            } else if *stuck == seen + 1 {
+                // Still inside the hook it was given up on.
+            } else if give_up {
+                *stuck = seen + 1;
+                sys::log("a thread stayed inside an allocation call for seconds; the snapshots and whole-run figures may miss or misplace its event");
+            } else {
+                bound = bound.min(seen);
+            }
+        });
+        bound
+    }
+
+    /// Drains until every event with a key below `s` is in `deferred`, and
+    /// returns `s`; or, for `Patience::Briefly`, returns what `progress`
+    /// reached after a short wait (a thread may be preempted inside a hook).
+    /// A thread inside a hook since long before the point was taken
+    /// (`since_ns`, CLOCK_MONOTONIC) is not waited for any more (`progress`).
+    fn complete(&mut self, s: u64, patience: Patience, since_ns: u64) -> u64 {
         let start = sys::now_ns(libc::CLOCK_MONOTONIC);
         let mut spins = 0u32;
         loop {
-            let mut done = true;
-            let (d, oom) = (&mut self.deferred, &mut self.oom);
-            ring::for_each(|r| {
-                // SAFETY: c_max_seq is the writer's own field; we hold the lock.
-                let seen = unsafe { *r.c_max_seq.get() };
-                if seen >= s {
-                    return;
-                }
-                let busy = r.busy.load(Ordering::SeqCst);
-                // SAFETY: we are the writer and hold the state lock.
-                unsafe { r.drain(|e| defer(d, e, oom)) };
-                // SAFETY: as for the first read.
-                let seen = unsafe { *r.c_max_seq.get() };
-                if seen < s && busy != 0 {
-                    done = false;
-                }
-            });
-            if done {
-                return;
+            let now = sys::now_ns(libc::CLOCK_MONOTONIC);
+            let give_up = match patience {
+                Patience::Block => now - start > STUCK_NS,
+                Patience::Briefly => now.saturating_sub(since_ns) > STUCK_NS,
+            };
+            let bound = self.progress(s, give_up);
+            if bound >= s {
+                return s;
             }
             beat();
-            sys::backoff(&mut spins);
-            if sys::now_ns(libc::CLOCK_MONOTONIC) - start > 5_000_000_000 {
-                sys::log("a thread stayed inside an allocation call for 5 s; snapshot may miss its event");
-                return;
+            if patience == Patience::Briefly {
+                if now - start > BRIEF_WAIT_NS {
+                    return bound;
+                }
+                std::hint::spin_loop();
+                continue;
             }
+            sys::backoff(&mut spins);
         }
     }
 
-    /// Applies, in key order, the deferred events with keys below `s`.
-    fn apply_below(&mut self, s: u64) {
+    /// Applies, in key order, the deferred events with keys below `s` (a
+    /// completed cut taken at `time_ns`, CLOCK_REALTIME), and passes what
+    /// they changed to the whole-run trackers.
+    fn apply_below(&mut self, s: u64, time_ns: u64) {
         if self.deferred.is_empty() {
             return;
         }
-        // Stable sort: `deferred` is a few runs already in seq order (one per
-        // ring drained), which the stable sort merges in about linear time.
-        self.deferred.sort_by_key(|e| e.seq);
-        let k = self.deferred.partition_point(|e| e.seq < s);
-        if self.live.reserve(k).is_err() {
+        // At most that many new addresses.
+        if self.live.reserve(self.deferred.count_below(s)).is_err() {
             self.oom = true;
             return;
         }
         // Borrowed apart: the compiler then knows that updating the table
-        // leaves the queue alone and keeps its pointer in a register.
-        let (live, ready) = (&mut self.live, &self.deferred[..k]);
-        for (i, e) in ready.iter().enumerate() {
-            if i % 65_536 == 0 {
+        // leaves the queues alone.
+        let (live, run) = (&mut self.live, &mut self.run);
+        let mut i = 0u32;
+        let taken = self.deferred.take_below(s, |e| {
+            if i.is_multiple_of(65_536) {
                 beat();
             }
-            let op = if e.alloc { Op::Alloc(Block { stack: e.stack, size: e.size }) } else { Op::Free };
-            live.apply(e.seq, e.addr, op);
+            i = i.wrapping_add(1);
+            let op = if e.alloc() { Op::Alloc(Block { stack: e.stack, size: e.size, thread: e.thread }) } else { Op::Free };
+            let change = live.apply(e.seq, e.addr, op);
+            follow(run, e.seq, change, time_ns);
+        });
+        if taken.is_err() {
+            self.oom = true;
+            return;
         }
-        self.deferred.drain(..k);
+        debug_assert_eq!(self.run.peak.traced(), self.live.traced_bytes());
     }
 }

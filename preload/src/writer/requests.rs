@@ -13,8 +13,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 pub enum Kind {
     Signal,
     Exit,
-    /// The writer's own point, to purge tombstones.
-    Sync,
+    /// The writer's own point: events below it are applied in key order
+    /// once it is complete (mod.rs, "Exact order").
+    Cut,
 }
 
 /// A snapshot point waiting to be completed.
@@ -22,9 +23,14 @@ pub enum Kind {
 pub struct Pending {
     /// The point's number (seq.rs); its events have keys below `seq::cut(seq)`.
     pub seq: u64,
-    /// CLOCK_REALTIME when it was taken; 0 for a sync point.
+    /// CLOCK_REALTIME when it was taken.
     pub time_ns: u64,
     pub kind: Kind,
+    /// `seq::barrier` was called since the point was taken (a point of the
+    /// writer's own may take several steps to complete; one barrier does).
+    pub fenced: bool,
+    /// CLOCK_MONOTONIC when the writer took or collected it.
+    pub since_ns: u64,
 }
 
 // ---- the signal handler's side: a fixed queue of snapshot moments.
@@ -90,7 +96,7 @@ pub fn collect(pending: &mut Vec<Pending>) {
             let time_ns = s.time_ns.load(Ordering::Relaxed);
             let kind = if s.exit.load(Ordering::Relaxed) { Kind::Exit } else { Kind::Signal };
             s.state.store(SLOT_EMPTY, Ordering::Release);
-            pending.push(Pending { seq, time_ns, kind });
+            pending.push(Pending { seq, time_ns, kind, fenced: false, since_ns: sys::now_ns(libc::CLOCK_MONOTONIC) });
         }
     }
     pending.sort_by_key(|p| p.seq);
