@@ -237,8 +237,9 @@ fn pprof_profiles_read_by_go_tool_pprof_equal_memtrace() {
         let raw = String::from_utf8_lossy(&out.stdout);
         assert!(raw.contains("PeriodType: space bytes"), "{}: {raw}", t.name);
         assert!(raw.contains("Period: 1\n"), "{}: {raw}", t.name);
+        // libtrace.so writes the whole run: the allocation totals come first.
         assert!(
-            raw.contains("Samples:\ninuse_objects/count inuse_space/bytes[dflt]"),
+            raw.contains("Samples:\nalloc_objects/count alloc_space/bytes inuse_objects/count inuse_space/bytes[dflt]"),
             "{}: {raw}",
             t.name
         );
@@ -735,9 +736,14 @@ fn flamegraph_of_the_whole_run_views() {
             "{}: --peak",
             t.name
         );
-        // A file without the whole run says so in one line, exit 1.
+        // A file without the whole run (written before format 1.2) says so
+        // in one line, exit 1.
+        let old = snap.parent().unwrap().join("before-1.2.snap");
+        let mut d = memtrace_format::decode(&std::fs::read(&snap).unwrap()).unwrap();
+        d.run = Default::default();
+        std::fs::write(&old, memtrace_format::encode(&d)).unwrap();
         let out = Command::new(memtrace_bin())
-            .args(["flamegraph", p(&snap), "--allocated", "-o", "-"])
+            .args(["flamegraph", p(&old), "--allocated", "-o", "-"])
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(1), "{}", t.name);
