@@ -15,6 +15,7 @@
 //! - [`filter`]: `Filter`, `Snapshot.filter_traces`;
 //! - [`stats`]: `Statistic`, `StatisticDiff`, grouping, sorting, `compare_to`;
 //! - [`display`]: the documentation's `display_top`, the sampling notes;
+//! - [`report`]: the memory chart (SVG) and the HTML report's page, flame graph data;
 //! - [`cli`]: the `memtrace` command line, one file per command.
 
 pub mod cli;
@@ -23,6 +24,7 @@ pub mod filter;
 pub mod format;
 pub mod frame;
 pub mod pattern;
+pub mod report;
 pub mod sampling;
 pub mod snapshot;
 pub mod stats;
