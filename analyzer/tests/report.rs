@@ -317,6 +317,11 @@ struct Browser {
 /// Runs headless Chromium on `file` with `extra` arguments, in a fresh
 /// profile, with console messages logged to stderr; killed after 90 s.
 fn browse(chrome: &Path, file: &Path, extra: &[String]) -> Browser {
+    browse_at(chrome, file, "", extra)
+}
+
+/// `browse` at `file` + `fragment` (`#…`).
+fn browse_at(chrome: &Path, file: &Path, fragment: &str, extra: &[String]) -> Browser {
     let profile = tmpdir(&format!(
         "chromium-profile-{}",
         file.file_name().unwrap().to_str().unwrap()
@@ -338,7 +343,7 @@ fn browse(chrome: &Path, file: &Path, extra: &[String]) -> Browser {
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(extra)
-        .arg(format!("file://{}", file.display()))
+        .arg(format!("file://{}{fragment}", file.display()))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -513,7 +518,7 @@ fn report_renders_in_chromium() {
         "<tr><th>Run time</th><td>4.000 s (from the start of tracing to this snapshot)</td></tr>"
     ));
     assert!(page.contains("<code class=\"src\">__attribute__((noinline)) void *make_buffer(size_t n) { return malloc(n); }</code>"));
-    assert!(page.contains("4 lines, the biggest 3 shown"));
+    assert!(page.contains("count 5063, in 4 lines, the biggest 3 shown"));
     for id in [
         "summary",
         "memory",
@@ -544,15 +549,58 @@ fn report_renders_in_chromium() {
     assert!(boxes >= 8, "{boxes} flame graph boxes");
     for name in [
         "all (Live now)",
-        ">main<",
-        ">load_table<",
-        ">parse_row<",
-        ">make_buffer<",
+        ">main (app.c:11)<",
+        ">main (app.c:12)<",
+        ">load_table (app.c:5)<",
+        ">parse_row (app.c:4)<",
+        ">make_buffer (app.c:3)<",
     ] {
         assert!(dom.contains(name), "{name} not drawn");
     }
     assert!(dom.contains("At the peak</button>"));
     assert!(dom.contains("Search functions and files"));
+    // Click to zoom and search, driven by the page's own self-test.
+    let b = browse_at(
+        &chrome,
+        &html,
+        "#fg-selftest",
+        &[
+            "--dump-dom".to_string(),
+            "--virtual-time-budget=5000".to_string(),
+            "--window-size=1280,1000".to_string(),
+        ],
+    );
+    assert!(console_lines(&b.stderr).is_empty(), "{}", b.stderr);
+    let st = b
+        .stdout
+        .split("id=\"fg-selftest\"")
+        .nth(1)
+        .expect("no self-test result")
+        .split('>')
+        .next()
+        .unwrap()
+        .to_string();
+    let attr = |name: &str| -> String {
+        let k = format!("{name}=\"");
+        let i = st.find(&k).unwrap_or_else(|| panic!("{name} in {st}")) + k.len();
+        st[i..].split('"').next().unwrap().to_string()
+    };
+    // load_table fills the width; root and main stay above it.
+    assert_eq!(attr("data-zoomed"), "load_table (app.c:5)");
+    let width: f64 = attr("data-zoomed-width")
+        .trim_end_matches("px")
+        .parse()
+        .unwrap();
+    assert!(width > 900.0, "{st}");
+    assert_eq!(attr("data-ancestors"), "2");
+    // "cache_" matches cache_entry's frame, 3906 KiB of the 11.8 MiB.
+    assert_eq!(attr("data-matches"), "1");
+    assert!(
+        attr("data-status").contains("1 matching frames: 3.8 MiB (32.3%)"),
+        "{st}"
+    );
+    assert_eq!(attr("data-after-reset"), "0");
+
     let shot = screenshot(&chrome, &html, 1280, 2600);
     eprintln!("report screenshot: {}", shot.display());
     assert!(std::fs::metadata(&shot).unwrap().len() > 50_000);

@@ -45,17 +45,22 @@ pub(super) fn snapshot_note(top: usize) -> String {
     )
 }
 
-/// The chart of a dump, or the one line saying why there is none.
-pub(super) fn chart_of(dump: &memtrace_format::Snapshot, top: usize) -> Result<ChartData, String> {
+/// The chart of a dump, or the one line saying why there is none; with
+/// `top`, the footnote saying why those lines are not drawn.
+pub(super) fn chart_of(
+    dump: &memtrace_format::Snapshot,
+    top: Option<usize>,
+) -> Result<ChartData, String> {
     let (title, sub) = titles(dump);
     let mut d = ChartData::of(dump, title, sub)?;
-    d.note = Some(snapshot_note(top));
+    d.note = top.map(snapshot_note);
     Ok(d)
 }
 
 pub(super) fn plot(path: &Path, output: &Path, top: usize) -> Result<(), Failure> {
     let dump = crate::snapshot::read_dump(path).map_err(|e| Failure::Input(e.to_string()))?;
-    let d = chart_of(&dump, top).map_err(|m| Failure::Input(format!("{}: {m}", path.display())))?;
+    let d = chart_of(&dump, Some(top))
+        .map_err(|m| Failure::Input(format!("{}: {m}", path.display())))?;
     write_output(output, chart::svg(&d).as_bytes())
 }
 

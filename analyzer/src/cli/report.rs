@@ -7,7 +7,7 @@ use super::plot::{chart_of, titles, write_output};
 use super::session::{missing_view, Session};
 use super::summary::{write_summary, VIEWS};
 use super::{CommonArgs, Failure};
-use crate::display::{sampling_note, view_note};
+use crate::display::sampling_note;
 use crate::format::LineCache;
 use crate::report::chart;
 use crate::report::flame::{FrameIndex, Tree};
@@ -34,17 +34,18 @@ fn meaning(view: View) -> &'static str {
 fn table(
     s: &Session,
     lc: &mut LineCache,
-    id: &'static str,
+    (id, nav): (&'static str, &'static str),
     title: &str,
     view: View,
     snap: Option<&Snapshot>,
     limit: usize,
 ) -> Table {
     let rate = snap.map(|x| x.sample_rate()).unwrap_or(0);
-    let title = format!("{title}{}{}", view_note(view), sampling_note(rate));
+    let title = format!("{title}{}", sampling_note(rate));
     let Some(snap) = snap else {
         return Table {
             id,
+            nav,
             title,
             note: String::new(),
             total: (0, 0),
@@ -74,6 +75,7 @@ fn table(
         .collect();
     Table {
         id,
+        nav,
         title,
         note: meaning(view).to_string(),
         total,
@@ -97,7 +99,7 @@ pub(super) fn report(
         .lines()
         .map(str::to_string)
         .collect();
-    let chart = chart_of(&dump, 5).map(|d| chart::svg(&d));
+    let chart = chart_of(&dump, None).map(|d| chart::svg(&d));
     let (peak, allocated, temporary, live) = (&snaps[0], &snaps[1], &snaps[2], &snaps[3]);
 
     // The flame graphs: the live blocks, and the peak's when recorded.
@@ -122,11 +124,11 @@ pub(super) fn report(
         table(
             &s,
             &mut lc,
-            "live",
+            ("live", "Live"),
             if exit {
-                "Live: never freed"
+                "Live at exit: never freed"
             } else {
-                "Live: now"
+                "Live now"
             },
             View::Live,
             live.as_ref(),
@@ -135,8 +137,8 @@ pub(super) fn report(
         table(
             &s,
             &mut lc,
-            "peak",
-            "Peak: at the peak",
+            ("peak", "Peak"),
+            "At the peak of traced memory",
             View::Peak,
             peak.as_ref(),
             limit,
@@ -144,8 +146,8 @@ pub(super) fn report(
         table(
             &s,
             &mut lc,
-            "allocated",
-            "Allocated: since the start",
+            ("allocated", "Allocated"),
+            "Allocated since the start, freed or not",
             View::Allocated,
             allocated.as_ref(),
             limit,
@@ -153,8 +155,8 @@ pub(super) fn report(
         table(
             &s,
             &mut lc,
-            "temporary",
-            "Temporary: since the start",
+            ("temporary", "Temporary"),
+            "Temporary allocations since the start",
             View::Temporary,
             temporary.as_ref(),
             limit,

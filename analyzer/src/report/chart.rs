@@ -383,7 +383,7 @@ pub fn svg(d: &ChartData) -> String {
             r##"<g transform="translate({lx:.1},{ly:.1})">{sym}<text x="26" y="4" font-size="12" fill="#2b313a">{}</text></g>"##,
             escape(text)
         );
-        lx += 34.0 + text.len() as f64 * 6.6;
+        lx += 44.0 + text.chars().count() as f64 * 7.3;
     };
     s.push_str("<g class=\"legend\">");
     item(

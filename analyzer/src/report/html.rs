@@ -26,6 +26,8 @@ pub struct Row {
 pub struct Table {
     /// The element id (`live`, `peak`, …).
     pub id: &'static str,
+    /// Its link in the page's navigation.
+    pub nav: &'static str,
     pub title: String,
     /// What size and count mean in this view.
     pub note: String,
@@ -110,7 +112,7 @@ fn table_html(t: &Table) -> String {
     let shown = t.rows.len();
     let _ = writeln!(
         s,
-        "<p class=\"note\">{} In all: {} in {} (count), {} line{}{}.</p>",
+        "<p class=\"note\">{} In all: {}, count {}, in {} line{}{}.</p>",
         escape(&t.note),
         escape(&format_size(t.total.0 as f64, false)),
         t.total.1,
@@ -194,8 +196,7 @@ pub fn render(p: &Page) -> String {
             .unwrap_or_default()
     );
     for t in &p.tables {
-        let short = t.title.split(':').next().unwrap_or(&t.title);
-        let _ = write!(s, "<a href=\"#{}\">{}</a>", t.id, escape(short));
+        let _ = write!(s, "<a href=\"#{}\">{}</a>", t.id, escape(t.nav));
     }
     s.push_str("</nav></header>\n<main>\n");
     let _ = writeln!(

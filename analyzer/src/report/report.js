@@ -87,6 +87,13 @@
     function name(n) {
       return n.f < 0 ? 'all (' + views[cur].meta.title + ')' : frames[n.f][0];
     }
+    // The box's text: the function, and its line (a function can appear
+    // once per line it calls from).
+    function label(n) {
+      if (n.f < 0) return name(n);
+      var loc = frames[n.f][1];
+      return frames[n.f][0] + ' (' + loc.slice(loc.lastIndexOf('/') + 1) + ')';
+    }
     function matches(n) {
       if (!term || n.f < 0) return false;
       var fr = frames[n.f];
@@ -115,7 +122,7 @@
         d.style.width = Math.max(w, 1).toFixed(1) + 'px';
         d.style.top = (n.depth * ROW) + 'px';
         d.style.background = n.f < 0 ? '#d8dce2' : hue(frames[n.f][0], frames[n.f][3]);
-        if (w > 28) d.textContent = name(n);
+        if (w > 28) d.textContent = label(n);
         d.addEventListener('mouseenter', function () { describe(n); });
         d.addEventListener('click', function () {
           zoom = (n === zoom || n.f < 0) ? (n.f < 0 ? null : n.parent) : n;
@@ -147,7 +154,10 @@
     function updateStatus() {
       var v = views[cur], total = v.root.b || 1;
       var parts = [bytes(v.root.b) + ' in ' + v.root.c + ' blocks'];
-      if (v.meta.dropped > 0) parts.push(v.meta.dropped + ' frames under 0.01% left out');
+      if (v.meta.dropped > 0) {
+        parts.push(v.meta.dropped + (v.meta.dropped === 1 ? ' frame' : ' frames') +
+          ' under 0.01% of the view left out');
+      }
       if (term) {
         var hit = 0, nhit = 0;
         (function walk(n) {
@@ -179,11 +189,44 @@
       pending = setTimeout(draw, 100);
     });
 
+    // Driven by the tests (report.html#fg-selftest): zoom into the first
+    // box under the root's widest child, zoom out, search, and record what
+    // the page showed in #fg-selftest.
+    function selftest() {
+      var out = el('div');
+      out.id = 'fg-selftest';
+      out.hidden = true;
+      var target = views[cur].root.kids[0] && views[cur].root.kids[0].kids[0];
+      var box = null;
+      Array.prototype.forEach.call(canvas.children, function (b) {
+        if (target && !box && b.textContent === label(target)) box = b;
+      });
+      if (box) {
+        box.dispatchEvent(new MouseEvent('click', { bubbles: true }));
+        var full = Array.prototype.filter.call(canvas.children, function (b) {
+          return !/\banc\b/.test(b.className) && b.textContent === label(target);
+        })[0];
+        out.setAttribute('data-zoomed', full ? full.textContent : '');
+        out.setAttribute('data-zoomed-width', full ? full.style.width : '');
+        out.setAttribute('data-ancestors', String(canvas.querySelectorAll('.fg-node.anc').length));
+      }
+      reset.click();
+      out.setAttribute('data-after-reset', String(canvas.querySelectorAll('.fg-node.anc').length));
+      search.value = 'cache_';
+      search.dispatchEvent(new Event('input'));
+      out.setAttribute('data-matches', String(canvas.querySelectorAll('.fg-node.match').length));
+      out.setAttribute('data-status', status.textContent);
+      search.value = '';
+      search.dispatchEvent(new Event('input'));
+      document.body.appendChild(out);
+    }
+
     if (views.length === 0) {
       canvas.appendChild(el('p', 'missing', 'No blocks to draw.'));
     } else {
       show(0);
     }
+    if (location.hash === '#fg-selftest') selftest();
     var ready = el('div');
     ready.id = 'report-ready';
     ready.hidden = true;
