@@ -452,7 +452,7 @@ mod tests {
         let labels: Vec<&str> = t.iter().map(|x| x.1.as_str()).collect();
         assert_eq!(labels, ["0", "1 MiB", "2 MiB", "3 MiB", "4 MiB"]);
         let (_, t) = byte_ticks(1.2 * 1048576.0);
-        assert_eq!(t[1].1, "0.2 MiB");
+        assert_eq!(t[1].1, "0.5 MiB");
         let (_, t) = byte_ticks(700.0);
         assert_eq!(t[1].1, "200 B");
         let (top, t) = time_ticks(2.5);
