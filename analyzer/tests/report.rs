@@ -596,7 +596,7 @@ fn report_renders_in_chromium() {
     // "cache_" matches cache_entry's frame, 3906 KiB of the 11.8 MiB.
     assert_eq!(attr("data-matches"), "1");
     assert!(
-        attr("data-status").contains("1 matching frames: 3.8 MiB (32.3%)"),
+        attr("data-status").contains("1 matching frame: 3.8 MiB (32.3%)"),
         "{st}"
     );
     assert_eq!(attr("data-after-reset"), "0");

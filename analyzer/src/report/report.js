@@ -164,7 +164,7 @@
           if (matches(n)) { hit += n.b; nhit++; return; }
           n.kids.forEach(walk);
         })(v.root);
-        parts.push(nhit + ' matching frames: ' + bytes(hit) + ' (' + (100 * hit / total).toFixed(1) + '%)');
+        parts.push(nhit + (nhit === 1 ? ' matching frame: ' : ' matching frames: ') + bytes(hit) + ' (' + (100 * hit / total).toFixed(1) + '%)');
       }
       status.textContent = parts.join(' · ');
     }
