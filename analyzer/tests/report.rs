@@ -421,6 +421,29 @@ fn plot_without_timeline_is_one_line() {
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("no memory timeline recorded"));
     assert!(!page.contains("id=\"memchart\""));
+
+    // A file without any whole-run section (as before format 1.2): the
+    // live blocks' table and flame graph, and why the rest is missing.
+    let mut old = snapshot(&f, false);
+    old.run = WholeRun::default();
+    let p = write(&f, "old.snap", &old);
+    let o = run(&["plot", &p, "-o", out.to_str().unwrap()]);
+    assert_eq!(o.code, 1);
+    assert_eq!(o.stderr.lines().count(), 1);
+    ok(&["report", &p, "-o", html.to_str().unwrap()]);
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains(
+        "no peak recorded: the whole-run sections need a newer libtrace.so (format 1.2)"
+    ));
+    assert!(page.contains(
+        "no allocation totals recorded: the whole-run sections need a newer libtrace.so (format 1.2)"
+    ));
+    assert!(
+        page.contains("<tr><th>Run time</th><td>needs a newer libtrace.so (format 1.2)</td></tr>")
+    );
+    assert!(page.contains("The blocks live at the snapshot moment"));
+    assert!(page.contains("\"title\":\"Live now\""));
+    assert!(!page.contains("\"title\":\"At the peak\""));
 }
 
 #[test]
