@@ -21,6 +21,7 @@ lint:
 
 # Unit tests, CPython golden tests and the end-to-end suite (tests/).
 test: build
+	@scripts/install-deps --test
 	$(CARGO) test --release --workspace
 
 # Real programs and their own test suites under libtrace.so (issue 4).

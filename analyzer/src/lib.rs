@@ -17,6 +17,7 @@
 //! - [`stats`]: `Statistic`, `StatisticDiff`, grouping, sorting, `compare_to`;
 //! - [`display`]: the documentation's `display_top`, the sampling notes;
 //! - [`export`]: pprof profiles, tracemalloc pickles, flame graphs;
+//! - [`report`]: the memory chart (SVG) and the HTML report's page, flame graph data;
 //! - [`cli`]: the `memtrace` command line, one file per command.
 
 pub mod cli;
@@ -27,6 +28,7 @@ pub mod format;
 pub mod frame;
 pub mod pattern;
 pub mod progress;
+pub mod report;
 pub mod sampling;
 pub mod snapshot;
 pub mod stats;

@@ -9,6 +9,8 @@ mod diff;
 mod export;
 mod flamegraph;
 mod json;
+mod plot;
+mod report;
 mod run;
 mod session;
 mod snapshot;
@@ -163,6 +165,35 @@ enum Command {
         limit: usize,
         #[command(flatten)]
         common: CommonArgs,
+    },
+    /// Memory over time as an SVG chart: traced bytes and RSS from the snapshot's timeline
+    /// (format 1.2), the snapshots and the peak marked.
+    Plot {
+        /// Snapshot file (format 1.2, with its timeline).
+        snapshot: PathBuf,
+        /// The SVG file to write (`-`: standard output).
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: PathBuf,
+        /// How many lines to stack over time (needs a history file: a snapshot has the live
+        /// blocks only now and at the peak, so its chart draws the totals).
+        #[arg(long, default_value_t = 5, value_name = "N")]
+        top: usize,
+    },
+    /// One self-contained HTML page: the summary, memory over time, an interactive flame graph
+    /// of the live blocks and the peak's, and the top lines live, at the peak, allocated and
+    /// temporary with their source lines.
+    Report {
+        /// Snapshot file (format 1.2 holds the whole run; an older one gives what it can).
+        snapshot: PathBuf,
+        /// The HTML file to write (`-`: standard output).
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: PathBuf,
+        /// How many lines each table shows.
+        #[arg(long, default_value_t = 50, value_name = "N")]
+        limit: usize,
+        /// Keep toolchain and system frames (operator new, malloc, std::, alloc::, libc ...).
+        #[arg(long, alias = "keep-system-frames")]
+        raw: bool,
     },
     /// Header facts: traced memory now and at peak, blocks, allocations, frees, process.
     Stats {
@@ -470,6 +501,30 @@ fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 },
             },
             &common,
+        ),
+        Command::Plot {
+            snapshot,
+            output,
+            top,
+        } => plot::plot(&snapshot, &output, top),
+        Command::Report {
+            snapshot,
+            output,
+            limit,
+            raw,
+        } => report::report(
+            &snapshot,
+            &output,
+            limit,
+            &CommonArgs {
+                include: Vec::new(),
+                exclude: Vec::new(),
+                all_frames: false,
+                raw,
+                user: Vec::new(),
+                system: Vec::new(),
+                json: false,
+            },
         ),
     }
 }

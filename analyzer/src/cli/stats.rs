@@ -41,7 +41,7 @@ fn shell_quote(arg: &[u8]) -> String {
 }
 
 /// Nanoseconds since the epoch → `YYYY-MM-DD HH:MM:SS.nnnnnnnnn UTC`.
-fn utc_time(ns: u64) -> String {
+pub(super) fn utc_time(ns: u64) -> String {
     let secs = ns / 1_000_000_000;
     let frac = ns % 1_000_000_000;
     let days = (secs / 86400) as i64;

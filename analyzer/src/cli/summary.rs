@@ -204,13 +204,30 @@ pub(super) fn summary(
     common: &CommonArgs,
 ) -> Result<(), Failure> {
     let mut s = Session::new(common.rules());
-    let views = [View::Peak, View::Allocated, View::Temporary, View::Live];
-    let (dump, snaps) = s.load_views(path, &views)?;
+    let (dump, snaps) = s.load_views(path, &VIEWS)?;
+    write_summary(out, &s, path, &dump, &snaps, limit, common)
+}
+
+/// The views `write_summary` reads, in its order.
+pub(super) const VIEWS: [View; 4] = [View::Peak, View::Allocated, View::Temporary, View::Live];
+
+/// The summary (text, or JSON with `common.json`) of a dump already loaded
+/// into `snaps`, one per view of [`VIEWS`] (`memtrace report` shows the same
+/// text).
+pub(super) fn write_summary(
+    out: &mut dyn Write,
+    s: &Session,
+    path: &Path,
+    dump: &memtrace_format::Snapshot,
+    snaps: &[Option<Snapshot>],
+    limit: usize,
+    common: &CommonArgs,
+) -> Result<(), Failure> {
     let h = &dump.header;
     let rate = h.sample_rate;
     let est = rate > 0;
-    let nums = RunNumbers::of(&dump);
-    let whole = has_whole_run(&dump);
+    let nums = RunNumbers::of(dump);
+    let whole = has_whole_run(dump);
     let live = snaps[3].as_ref().expect("the live view");
     let (now_bytes, now_blocks) = live.totals();
     // Calls: the totals when there are any; a 1.1 file's header count is
@@ -233,7 +250,7 @@ pub(super) fn summary(
         .as_ref()
         .map(|m| MemoryJson::new(m, now_bytes));
     let tops: Vec<Option<Vec<Statistic>>> =
-        snaps.iter().map(|v| top_of(v, &s, common, limit)).collect();
+        snaps.iter().map(|v| top_of(v, s, common, limit)).collect();
     let exit = h.kind == SnapshotKind::Exit;
     let name = path.display().to_string();
     let owner =

@@ -1,0 +1,478 @@
+//! The memory-over-time chart: traced bytes and RSS from a snapshot's
+//! TIMELINE (format 1.2), the earlier snapshots and this one marked, the
+//! peak of traced memory marked where PEAK puts it, as one self-contained
+//! SVG (hand-written: see the module above for why no plotting crate).
+
+use super::{escape, human_bytes, trim_number};
+use memtrace_format::SnapshotKind;
+use std::fmt::Write as _;
+
+/// What the chart draws, in seconds from the start of tracing and bytes.
+#[derive(Clone, Debug, Default)]
+pub struct ChartData {
+    pub title: String,
+    pub subtitle: String,
+    /// Traced bytes over time, in time order.
+    pub traced: Vec<(f64, u64)>,
+    /// RSS over time where it is known, in time order.
+    pub rss: Vec<(f64, u64)>,
+    /// The highest RSS of the run (VmHWM), when recorded.
+    pub rss_peak: Option<u64>,
+    /// Earlier snapshots: (time, label).
+    pub marks: Vec<(f64, String)>,
+    /// This snapshot: (time, label).
+    pub now: (f64, String),
+    /// The peak of traced memory: (time, bytes).
+    pub peak: Option<(f64, u64)>,
+    /// A footnote.
+    pub note: Option<String>,
+}
+
+/// Why a file cannot be plotted.
+pub const NO_TIMELINE: &str =
+    "no memory timeline recorded: plotting needs a snapshot of format 1.2 (a newer libtrace.so)";
+
+impl ChartData {
+    /// The chart of a dump's TIMELINE, with `title` and `subtitle`; `Err`
+    /// (the one line to print) when the file has no TIMELINE.
+    pub fn of(
+        dump: &memtrace_format::Snapshot,
+        title: String,
+        subtitle: String,
+    ) -> Result<ChartData, String> {
+        let tl = dump.run.timeline.as_ref().ok_or(NO_TIMELINE)?;
+        let secs = |t: u64| t.saturating_sub(tl.start_ns) as f64 / 1e9;
+        let h = &dump.header;
+        let now_t = secs(h.time_ns);
+        // Tracing starts at 0 traced bytes; the points; the exact peak (the
+        // points are samples and may miss it); the snapshot moment's bytes.
+        let mut traced: Vec<(f64, u64)> = vec![(0.0, 0)];
+        traced.extend(tl.points.iter().map(|p| (secs(p.time_ns), p.traced_bytes)));
+        let peak = dump
+            .run
+            .peak
+            .as_ref()
+            .map(|p| (secs(p.time_ns), p.traced_bytes));
+        if let Some(p) = peak {
+            traced.push(p);
+        }
+        if traced.last().is_none_or(|l| l.0 <= now_t) {
+            traced.push((now_t, h.traced_bytes));
+        }
+        traced.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut rss: Vec<(f64, u64)> = tl
+            .points
+            .iter()
+            .filter(|p| p.rss_bytes > 0)
+            .map(|p| (secs(p.time_ns), p.rss_bytes))
+            .collect();
+        if let Some(m) = dump.run.memory.as_ref().filter(|m| m.rss_bytes > 0) {
+            if rss.last().is_none_or(|l| l.0 <= now_t) {
+                rss.push((now_t, m.rss_bytes));
+            }
+        }
+        let now_label = match h.kind {
+            SnapshotKind::Exit => "exit".to_string(),
+            SnapshotKind::Signal => format!("#{}", h.index),
+        };
+        Ok(ChartData {
+            title,
+            subtitle,
+            traced,
+            rss,
+            rss_peak: dump
+                .run
+                .memory
+                .as_ref()
+                .map(|m| m.rss_peak_bytes)
+                .filter(|&b| b > 0),
+            marks: tl
+                .snapshots
+                .iter()
+                .map(|m| (secs(m.time_ns), format!("#{}", m.index)))
+                .collect(),
+            now: (now_t, now_label),
+            peak,
+            note: None,
+        })
+    }
+}
+
+/// A "nice" step (1, 2 or 5 × 10^k) giving about `n` intervals over `span`.
+pub fn nice_step(span: f64, n: f64) -> f64 {
+    if span <= 0.0 || !span.is_finite() {
+        return 1.0;
+    }
+    let raw = span / n;
+    let mag = 10f64.powf(raw.log10().floor());
+    let f = raw / mag;
+    let m = if f <= 1.0 {
+        1.0
+    } else if f <= 2.0 {
+        2.0
+    } else if f <= 5.0 {
+        5.0
+    } else {
+        10.0
+    };
+    m * mag
+}
+
+/// The y axis: ticks at nice values of a binary unit (`0, 512 KiB, 1 MiB`
+/// would mix units, so the unit is chosen once from the top value and the
+/// steps are nice in it: `0, 0.5 MiB, 1 MiB, 1.5 MiB`). Returns (top of the
+/// axis, ticks as (bytes, label)).
+pub fn byte_ticks(max: f64) -> (f64, Vec<(f64, String)>) {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let max = max.max(1.0);
+    let mut unit = 0;
+    while unit < UNITS.len() - 1 && max / 1024f64.powi(unit as i32) >= 1024.0 {
+        unit += 1;
+    }
+    let scale = 1024f64.powi(unit as i32);
+    let v = max / scale;
+    let mut step = nice_step(v, 5.0);
+    if unit == 0 {
+        step = step.max(1.0);
+    }
+    let top = (v / step).ceil().max(1.0) * step;
+    let digits = if step >= 1.0 {
+        0
+    } else {
+        (-step.log10().floor()) as usize
+    };
+    let n = (top / step).round() as usize;
+    let ticks = (0..=n)
+        .map(|i| {
+            let x = i as f64 * step;
+            let label = if i == 0 {
+                "0".to_string()
+            } else {
+                format!("{} {}", trim_number(x, digits), UNITS[unit])
+            };
+            (x * scale, label)
+        })
+        .collect();
+    (top * scale, ticks)
+}
+
+/// The x axis: seconds (or minutes, hours for long runs) at nice steps.
+pub fn time_ticks(max: f64) -> (f64, Vec<(f64, String)>) {
+    let max = if max > 0.0 { max } else { 1.0 };
+    let (scale, unit) = if max >= 3.0 * 3600.0 {
+        (3600.0, "h")
+    } else if max >= 180.0 {
+        (60.0, "min")
+    } else {
+        (1.0, "s")
+    };
+    let v = max / scale;
+    let step = nice_step(v, 8.0);
+    let top = (v / step).ceil().max(1.0) * step;
+    let digits = if step >= 1.0 {
+        0
+    } else {
+        (-step.log10().floor()) as usize
+    };
+    let n = (top / step).round() as usize;
+    let ticks = (0..=n)
+        .map(|i| {
+            let x = i as f64 * step;
+            (x * scale, format!("{} {unit}", trim_number(x, digits)))
+        })
+        .collect();
+    (top * scale, ticks)
+}
+
+const W: f64 = 960.0;
+const H: f64 = 500.0;
+const LEFT: f64 = 84.0;
+const RIGHT: f64 = 28.0;
+const TOP: f64 = 78.0;
+const BOTTOM: f64 = 104.0;
+const TRACED: &str = "#3b6ea8";
+const RSS: &str = "#e07b24";
+const PEAK: &str = "#c8283c";
+const MARK: &str = "#8a8f98";
+
+/// Seconds with the precision a label needs.
+fn secs_text(t: f64) -> String {
+    if t >= 100.0 {
+        format!("{t:.0} s")
+    } else if t >= 1.0 {
+        format!("{t:.2} s")
+    } else {
+        format!("{t:.3} s")
+    }
+}
+
+/// The chart as a standalone SVG document (also valid inline in HTML).
+pub fn svg(d: &ChartData) -> String {
+    let pw = W - LEFT - RIGHT;
+    let ph = H - TOP - BOTTOM;
+    let tmax = d
+        .traced
+        .iter()
+        .chain(&d.rss)
+        .map(|p| p.0)
+        .chain(d.marks.iter().map(|m| m.0))
+        .chain([d.now.0])
+        .fold(0.0f64, f64::max);
+    let bmax = d
+        .traced
+        .iter()
+        .chain(&d.rss)
+        .map(|p| p.1)
+        .chain(d.rss_peak)
+        .chain(d.peak.map(|p| p.1))
+        .max()
+        .unwrap_or(0) as f64;
+    let (xtop, xticks) = time_ticks(tmax);
+    let (ytop, yticks) = byte_ticks(bmax * 1.04);
+    let x = |t: f64| LEFT + t / xtop * pw;
+    let y = |b: f64| TOP + ph - b / ytop * ph;
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" id="memchart" class="memchart" viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" font-family="system-ui, -apple-system, 'Segoe UI', Roboto, 'DejaVu Sans', sans-serif">
+<title>{}</title>
+<rect width="{W}" height="{H}" fill="#ffffff"/>
+<text x="{LEFT}" y="28" font-size="17" font-weight="600" fill="#1d232b">{}</text>
+<text x="{LEFT}" y="50" font-size="12.5" fill="#5a6270">{}</text>
+"##,
+        escape(&d.title),
+        escape(&d.title),
+        escape(&d.subtitle)
+    );
+    // Grid and axes.
+    s.push_str("<g class=\"grid\" font-size=\"11.5\" fill=\"#5a6270\">\n");
+    for (b, label) in &yticks {
+        let yy = y(*b);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{LEFT}" x2="{:.1}" y1="{yy:.1}" y2="{yy:.1}" stroke="#e3e6ea"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
+            LEFT + pw,
+            LEFT - 8.0,
+            yy + 4.0,
+            escape(label)
+        );
+    }
+    for (t, label) in &xticks {
+        let xx = x(*t);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{xx:.1}" x2="{xx:.1}" y1="{TOP}" y2="{:.1}" stroke="#f0f2f4"/><line x1="{xx:.1}" x2="{xx:.1}" y1="{:.1}" y2="{:.1}" stroke="#9aa1ab"/><text x="{xx:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
+            TOP + ph,
+            TOP + ph,
+            TOP + ph + 5.0,
+            TOP + ph + 19.0,
+            escape(label)
+        );
+    }
+    let _ = writeln!(
+        s,
+        r##"<line x1="{LEFT}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="#9aa1ab"/><line x1="{LEFT}" x2="{LEFT}" y1="{TOP}" y2="{:.1}" stroke="#9aa1ab"/>
+<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="12" fill="#5a6270">time since the start of tracing</text>
+</g>"##,
+        LEFT + pw,
+        TOP + ph,
+        TOP + ph,
+        TOP + ph,
+        LEFT + pw / 2.0,
+        TOP + ph + 38.0
+    );
+    // Traced memory: a filled area under its line.
+    if !d.traced.is_empty() {
+        let pts: Vec<String> = d
+            .traced
+            .iter()
+            .map(|&(t, b)| format!("{:.1},{:.1}", x(t), y(b as f64)))
+            .collect();
+        let first = d.traced[0].0;
+        let last = d.traced[d.traced.len() - 1].0;
+        let _ = writeln!(
+            s,
+            r##"<path class="traced-area" d="M{:.1},{:.1} L{} L{:.1},{:.1} Z" fill="{TRACED}" fill-opacity="0.16"/>
+<polyline class="traced" points="{}" fill="none" stroke="{TRACED}" stroke-width="2.2" stroke-linejoin="round"/>"##,
+            x(first),
+            y(0.0),
+            pts.join(" "),
+            x(last),
+            y(0.0),
+            pts.join(" ")
+        );
+    }
+    if let Some(hwm) = d.rss_peak {
+        let yy = y(hwm as f64);
+        let _ = writeln!(
+            s,
+            r##"<line class="rss-peak" x1="{LEFT}" x2="{:.1}" y1="{yy:.1}" y2="{yy:.1}" stroke="{RSS}" stroke-width="1" stroke-dasharray="2 3"/><text x="{:.1}" y="{:.1}" text-anchor="end" font-size="11" fill="{RSS}">peak RSS {}</text>"##,
+            LEFT + pw,
+            LEFT + pw - 4.0,
+            yy - 5.0,
+            escape(&human_bytes(hwm as f64, 1))
+        );
+    }
+    if !d.rss.is_empty() {
+        let pts: Vec<String> = d
+            .rss
+            .iter()
+            .map(|&(t, b)| format!("{:.1},{:.1}", x(t), y(b as f64)))
+            .collect();
+        let _ = writeln!(
+            s,
+            r##"<polyline class="rss" points="{}" fill="none" stroke="{RSS}" stroke-width="2" stroke-linejoin="round"/>"##,
+            pts.join(" ")
+        );
+    }
+    // Snapshot moments: earlier ones dashed, this one solid; labels that
+    // would overlap the previous one are left out (the line stays).
+    let mut last_label = f64::NEG_INFINITY;
+    let mut marks: Vec<(f64, &str, bool)> = d
+        .marks
+        .iter()
+        .map(|(t, l)| (*t, l.as_str(), false))
+        .collect();
+    marks.push((d.now.0, d.now.1.as_str(), true));
+    for (t, label, now) in marks {
+        let xx = x(t);
+        let dash = if now {
+            ""
+        } else {
+            r#" stroke-dasharray="4 3""#
+        };
+        let _ = write!(
+            s,
+            r##"<g class="snapmark"><line x1="{xx:.1}" x2="{xx:.1}" y1="{:.1}" y2="{:.1}" stroke="{MARK}" stroke-width="1.2"{dash}/>"##,
+            TOP - 4.0,
+            TOP + ph
+        );
+        if xx - last_label >= 26.0 {
+            let _ = write!(
+                s,
+                r##"<text x="{xx:.1}" y="{:.1}" text-anchor="middle" font-size="11" fill="#4a505a">{}</text>"##,
+                TOP - 8.0,
+                escape(label)
+            );
+            last_label = xx;
+        }
+        s.push_str("</g>\n");
+    }
+    if let Some((t, b)) = d.peak {
+        let (px, py) = (x(t), y(b as f64));
+        let label = format!("peak {} at {}", human_bytes(b as f64, 1), secs_text(t));
+        // Put the label on the side with room.
+        let (anchor, lx) = if px > LEFT + pw * 0.62 {
+            ("end", px - 10.0)
+        } else {
+            ("start", px + 10.0)
+        };
+        let ly = (py - 8.0).max(TOP + 12.0);
+        let _ = writeln!(
+            s,
+            r##"<g class="peak"><circle cx="{px:.1}" cy="{py:.1}" r="5" fill="{PEAK}" stroke="#ffffff" stroke-width="1.5"/><text x="{lx:.1}" y="{ly:.1}" text-anchor="{anchor}" font-size="12" font-weight="600" fill="{PEAK}" paint-order="stroke" stroke="#ffffff" stroke-width="3">{}</text></g>"##,
+            escape(&label)
+        );
+    }
+    // Legend.
+    let ly = H - 42.0;
+    let mut lx = LEFT;
+    let mut item = |s: &mut String, sym: String, text: &str| {
+        let _ = write!(
+            s,
+            r##"<g transform="translate({lx:.1},{ly:.1})">{sym}<text x="26" y="4" font-size="12" fill="#2b313a">{}</text></g>"##,
+            escape(text)
+        );
+        lx += 44.0 + text.chars().count() as f64 * 7.3;
+    };
+    s.push_str("<g class=\"legend\">");
+    item(
+        &mut s,
+        format!(
+            r##"<rect x="0" y="-6" width="20" height="10" fill="{TRACED}" fill-opacity="0.16" stroke="{TRACED}" stroke-width="2"/>"##
+        ),
+        "traced memory",
+    );
+    if !d.rss.is_empty() {
+        item(
+            &mut s,
+            format!(r##"<line x1="0" x2="20" y1="0" y2="0" stroke="{RSS}" stroke-width="2"/>"##),
+            "RSS",
+        );
+    }
+    if d.rss_peak.is_some() {
+        item(
+            &mut s,
+            format!(
+                r##"<line x1="0" x2="20" y1="0" y2="0" stroke="{RSS}" stroke-dasharray="2 3"/>"##
+            ),
+            "peak RSS (VmHWM)",
+        );
+    }
+    if d.peak.is_some() {
+        item(
+            &mut s,
+            format!(r##"<circle cx="10" cy="0" r="5" fill="{PEAK}"/>"##),
+            "peak of traced memory",
+        );
+    }
+    item(
+        &mut s,
+        format!(
+            r##"<line x1="10" x2="10" y1="-7" y2="7" stroke="{MARK}" stroke-dasharray="4 3"/>"##
+        ),
+        "earlier snapshots",
+    );
+    item(
+        &mut s,
+        format!(r##"<line x1="10" x2="10" y1="-7" y2="7" stroke="{MARK}"/>"##),
+        "this snapshot",
+    );
+    s.push_str("</g>\n");
+    if let Some(note) = &d.note {
+        let _ = writeln!(
+            s,
+            r##"<text class="note" x="{LEFT}" y="{:.1}" font-size="11" fill="#6b7280">{}</text>"##,
+            H - 14.0,
+            escape(note)
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks() {
+        let (top, t) = byte_ticks(3.0 * 1048576.0 + 40000.0);
+        assert_eq!(top, 4.0 * 1048576.0);
+        let labels: Vec<&str> = t.iter().map(|x| x.1.as_str()).collect();
+        assert_eq!(labels, ["0", "1 MiB", "2 MiB", "3 MiB", "4 MiB"]);
+        let (_, t) = byte_ticks(1.2 * 1048576.0);
+        assert_eq!(t[1].1, "0.5 MiB");
+        let (_, t) = byte_ticks(700.0);
+        assert_eq!(t[1].1, "200 B");
+        let (top, t) = time_ticks(2.5);
+        assert_eq!(top, 2.5);
+        assert_eq!(t[1].1, "0.5 s");
+        let (_, t) = time_ticks(7200.0);
+        assert_eq!(t[1].1, "20 min");
+        assert_eq!(nice_step(0.0, 5.0), 1.0);
+    }
+
+    #[test]
+    fn escapes_labels() {
+        let d = ChartData {
+            title: "<a & \"b\">".into(),
+            traced: vec![(0.0, 0), (1.0, 100)],
+            now: (1.0, "exit".into()),
+            ..Default::default()
+        };
+        let s = svg(&d);
+        assert!(s.contains("&lt;a &amp; &quot;b&quot;&gt;"));
+        assert!(!s.contains("<a "));
+    }
+}
