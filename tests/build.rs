@@ -20,10 +20,17 @@ struct Job {
 }
 
 fn newer(src: &Path, deps: &[PathBuf], out: &Path) -> bool {
-    let Ok(o) = out.metadata().and_then(|m| m.modified()) else { return true };
+    let Ok(o) = out.metadata().and_then(|m| m.modified()) else {
+        return true;
+    };
     std::iter::once(src.to_path_buf())
         .chain(deps.iter().cloned())
-        .any(|p| p.metadata().and_then(|m| m.modified()).map(|t| t > o).unwrap_or(true))
+        .any(|p| {
+            p.metadata()
+                .and_then(|m| m.modified())
+                .map(|t| t > o)
+                .unwrap_or(true)
+        })
 }
 
 fn main() {
@@ -38,7 +45,11 @@ fn main() {
         .map(|e| e.unwrap().path())
         .collect();
     entries.sort();
-    let headers: Vec<PathBuf> = entries.iter().filter(|p| p.extension().is_some_and(|e| e == "h")).cloned().collect();
+    let headers: Vec<PathBuf> = entries
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "h"))
+        .cloned()
+        .collect();
 
     let mut jobs = Vec::new();
     for src in &entries {
@@ -61,7 +72,12 @@ fn main() {
             let out = out_dir.join(format!("{stem}.so"));
             let mut args = common.clone();
             args.extend(["-O1", "-fPIC", "-shared"].map(String::from));
-            jobs.push(Job { compiler, args, out, src: src.clone() });
+            jobs.push(Job {
+                compiler,
+                args,
+                out,
+                src: src.clone(),
+            });
         } else {
             for (variant, flags) in [
                 ("O0", ["-O0", "-fno-omit-frame-pointer"]),
@@ -75,15 +91,26 @@ fn main() {
                 if stem.starts_with("nopie_") {
                     args.extend(["-fno-pie", "-no-pie"].map(String::from));
                 }
-                jobs.push(Job { compiler, args, out, src: src.clone() });
+                jobs.push(Job {
+                    compiler,
+                    args,
+                    out,
+                    src: src.clone(),
+                });
             }
         }
     }
 
-    let jobs: Vec<Job> = jobs.into_iter().filter(|j| newer(&j.src, &headers, &j.out)).collect();
+    let jobs: Vec<Job> = jobs
+        .into_iter()
+        .filter(|j| newer(&j.src, &headers, &j.out))
+        .collect();
     let next = std::sync::atomic::AtomicUsize::new(0);
     let errors = std::sync::Mutex::new(Vec::new());
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(8);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .min(8);
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| loop {
@@ -105,7 +132,10 @@ fn main() {
                         j.src.display(),
                         String::from_utf8_lossy(&o.stderr)
                     )),
-                    Err(e) => errors.lock().unwrap().push(format!("cannot run {}: {e}", j.compiler)),
+                    Err(e) => errors
+                        .lock()
+                        .unwrap()
+                        .push(format!("cannot run {}: {e}", j.compiler)),
                 }
             });
         }

@@ -222,7 +222,12 @@ impl FrameTable {
             };
             (name, 0, false)
         };
-        let system = rules.is_system(&filename, has_line, f.function.as_deref(), f.module.as_deref());
+        let system = rules.is_system(
+            &filename,
+            has_line,
+            f.function.as_deref(),
+            f.module.as_deref(),
+        );
         let id = self.intern(
             &filename,
             lineno,
@@ -399,14 +404,22 @@ pub const SYSTEM_FRAMES: &[(&str, &[SystemMatch])] = {
 };
 
 impl SystemMatch {
-    fn hits(&self, filename: &str, has_line: bool, function: Option<&str>, module: Option<&str>) -> bool {
+    fn hits(
+        &self,
+        filename: &str,
+        has_line: bool,
+        function: Option<&str>,
+        module: Option<&str>,
+    ) -> bool {
         match *self {
             SystemMatch::Module(p) => module.is_some_and(|m| basename(m).starts_with(p)),
             SystemMatch::SourceDir(p) => has_line && filename.starts_with(p),
             SystemMatch::SourcePart(p) => has_line && filename.contains(p),
             SystemMatch::SourceFile(p) => has_line && basename(filename) == p,
             SystemMatch::Function(p) => function.is_some_and(|f| qualified_name(f) == p),
-            SystemMatch::FunctionPrefix(p) => function.is_some_and(|f| qualified_name(f).starts_with(p)),
+            SystemMatch::FunctionPrefix(p) => {
+                function.is_some_and(|f| qualified_name(f).starts_with(p))
+            }
         }
     }
 
@@ -489,11 +502,25 @@ fn pattern_hit(p: &Pattern, filename: &str, function: Option<&str>, module: Opti
 }
 
 impl FrameRules {
-    pub fn is_system(&self, filename: &str, has_line: bool, function: Option<&str>, module: Option<&str>) -> bool {
-        if self.user.iter().any(|p| pattern_hit(p, filename, function, module)) {
+    pub fn is_system(
+        &self,
+        filename: &str,
+        has_line: bool,
+        function: Option<&str>,
+        module: Option<&str>,
+    ) -> bool {
+        if self
+            .user
+            .iter()
+            .any(|p| pattern_hit(p, filename, function, module))
+        {
             return false;
         }
-        if self.system.iter().any(|p| pattern_hit(p, filename, function, module)) {
+        if self
+            .system
+            .iter()
+            .any(|p| pattern_hit(p, filename, function, module))
+        {
             return true;
         }
         SYSTEM_FRAMES
@@ -542,12 +569,7 @@ mod tests {
             Some("void std::vector<int>::_M_realloc_insert<int>(int&&)"),
             Some("/a/app")
         ));
-        assert!(!r.is_system(
-            "<x>",
-            false,
-            Some("make_names(int)"),
-            Some("/a/app")
-        ));
+        assert!(!r.is_system("<x>", false, Some("make_names(int)"), Some("/a/app")));
         // A line-less frame of a library of the program's is the program's
         // (issue 11: node's own frames have no lines).
         assert!(!r.is_system("<x>", false, Some("make_names(int)"), Some("/a/lib.so")));
@@ -597,8 +619,18 @@ mod tests {
         let f = "node::NodeArrayBufferAllocator::AllocateUninitialized(unsigned long)";
         assert!(!r.is_system("<x>", false, Some(f), node));
         assert!(!r.is_system("<x>", false, None, node));
-        assert!(r.is_system("<x>", false, Some("calloc"), Some("/usr/lib/x86_64-linux-gnu/libc.so.6")));
-        assert!(r.is_system("<x>", false, Some("anything"), Some("/usr/lib/x86_64-linux-gnu/libstdc++.so.6")));
+        assert!(r.is_system(
+            "<x>",
+            false,
+            Some("calloc"),
+            Some("/usr/lib/x86_64-linux-gnu/libc.so.6")
+        ));
+        assert!(r.is_system(
+            "<x>",
+            false,
+            Some("anything"),
+            Some("/usr/lib/x86_64-linux-gnu/libstdc++.so.6")
+        ));
     }
 
     #[test]
@@ -618,21 +650,43 @@ mod tests {
             "AllocSetAlloc",
             "hashbrown::raw::RawTable<T,A>::reserve_rehash",
         ] {
-            assert!(r.is_system("<x>", false, Some(f), Some("/usr/bin/app")), "{f}");
+            assert!(
+                r.is_system("<x>", false, Some(f), Some("/usr/bin/app")),
+                "{f}"
+            );
         }
-        assert!(r.is_system("/src/Objects/obmalloc.c", true, Some("f"), Some("/usr/bin/python3.11")));
-        assert!(!r.is_system("/src/Objects/listobject.c", true, Some("list_resize"), Some("/usr/bin/python3.11")));
-        assert!(!r.is_system("<x>", false, Some("xmalloc_wrapper_of_mine"), Some("/a/app")));
+        assert!(r.is_system(
+            "/src/Objects/obmalloc.c",
+            true,
+            Some("f"),
+            Some("/usr/bin/python3.11")
+        ));
+        assert!(!r.is_system(
+            "/src/Objects/listobject.c",
+            true,
+            Some("list_resize"),
+            Some("/usr/bin/python3.11")
+        ));
+        assert!(!r.is_system(
+            "<x>",
+            false,
+            Some("xmalloc_wrapper_of_mine"),
+            Some("/a/app")
+        ));
     }
 
     /// docs/CLI.md lists every entry of the one list.
     #[test]
     fn cli_doc_lists_every_system_entry() {
-        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/CLI.md")).unwrap();
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/CLI.md"))
+            .unwrap();
         for (_, entries) in SYSTEM_FRAMES {
             for e in entries.iter() {
                 let d = e.describe();
-                assert!(doc.contains(&format!("`{d}`")), "docs/CLI.md does not list `{d}`");
+                assert!(
+                    doc.contains(&format!("`{d}`")),
+                    "docs/CLI.md does not list `{d}`"
+                );
             }
         }
     }

@@ -23,14 +23,21 @@ pub struct Progress {
 impl Progress {
     /// `total` steps of `what` ("symbolizing stacks").
     pub fn new(what: &'static str, total: u64) -> Progress {
-        Progress { what, total, done: 0, started: Instant::now(), bar: None, wanted: std::io::stderr().is_terminal() }
+        Progress {
+            what,
+            total,
+            done: 0,
+            started: Instant::now(),
+            bar: None,
+            wanted: std::io::stderr().is_terminal(),
+        }
     }
 
     /// One step done. Cheap: looks at the clock every 256 steps.
     #[inline]
     pub fn step(&mut self) {
         self.done += 1;
-        if self.wanted && self.done % 256 == 0 {
+        if self.wanted && self.done.is_multiple_of(256) {
             self.update();
         }
     }
@@ -38,8 +45,9 @@ impl Progress {
     fn update(&mut self) {
         if self.bar.is_none() && self.started.elapsed() >= SHOW_AFTER {
             let bar = ProgressBar::with_draw_target(Some(self.total), ProgressDrawTarget::stderr());
-            let style = ProgressStyle::with_template("memtrace: {msg} [{bar:30}] {pos}/{len} ({eta} left)")
-                .unwrap_or_else(|_| ProgressStyle::default_bar());
+            let style =
+                ProgressStyle::with_template("memtrace: {msg} [{bar:30}] {pos}/{len} ({eta} left)")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style.progress_chars("=> "));
             bar.set_message(self.what);
             self.bar = Some(bar);

@@ -228,7 +228,11 @@ fn dynamic_program_status_and_snapshot() {
     // _exit writes the exit snapshot too (issue 11)
     let o = memtrace(&pre, &dir, &["run", "--", p, "_exit"]);
     assert_eq!(o.code, 0);
-    assert!(o.stderr.starts_with("memtrace: wrote memtrace.") && o.stderr.contains(".exit.snap"), "{}", o.stderr);
+    assert!(
+        o.stderr.starts_with("memtrace: wrote memtrace.") && o.stderr.contains(".exit.snap"),
+        "{}",
+        o.stderr
+    );
     // no snapshot at all: said once, with reasons, and the status still forwarded
     let o = memtrace(&pre, &dir, &["run", "--out", "nodir/x", "--", p]);
     assert_eq!(o.code, 0);
@@ -304,7 +308,15 @@ fn interrupt_sent_to_memtrace_reaches_cmd() {
     for sig in [libc::SIGINT, libc::SIGQUIT, libc::SIGHUP] {
         let never = dir.join("never");
         let mut child = Command::new(BIN)
-            .args(["run", "--out", "i", "--", p, "wait", never.to_str().unwrap()])
+            .args([
+                "run",
+                "--out",
+                "i",
+                "--",
+                p,
+                "wait",
+                never.to_str().unwrap(),
+            ])
             .current_dir(&dir)
             .env("MEMTRACE_PRELOAD", &pre)
             .stdout(Stdio::piped())
@@ -312,14 +324,24 @@ fn interrupt_sent_to_memtrace_reaches_cmd() {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         assert_eq!(line, "ready\n");
         let started = std::time::Instant::now();
         // SAFETY: plain kill(2) of our own child.
         unsafe { libc::kill(child.id() as i32, sig) };
         let o = child.wait_with_output().unwrap();
-        assert_eq!(o.status.code(), Some(128 + sig), "signal {sig}: {}", String::from_utf8_lossy(&o.stderr));
-        assert!(started.elapsed() < std::time::Duration::from_secs(5), "CMD did not get signal {sig}");
+        assert_eq!(
+            o.status.code(),
+            Some(128 + sig),
+            "signal {sig}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "CMD did not get signal {sig}"
+        );
     }
     let o = memtrace(&pre, &dir, &["run", "--signal", "KILL", "--", p]);
     assert_eq!(o.code, 2);

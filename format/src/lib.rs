@@ -22,7 +22,10 @@ pub mod whole_run;
 
 use std::fmt;
 use varint::{put_blob, put_u64, unzigzag, zigzag, Reader};
-pub use whole_run::{MemoryUse, Peak, SnapshotMark, StackTotals, TimePoint, Timeline, WholeRun, MAX_POINTS_IN_TIMELINE};
+pub use whole_run::{
+    MemoryUse, Peak, SnapshotMark, StackTotals, TimePoint, Timeline, WholeRun,
+    MAX_POINTS_IN_TIMELINE,
+};
 
 /// First eight bytes of every dump.
 pub const MAGIC: &[u8; 8] = b"MEMTRACE";
@@ -294,10 +297,18 @@ fn encode_whole_run(out: &mut Vec<u8>, run: &WholeRun) {
         section(out, whole_run::tag::PEAK, &whole_run::encode_peak(p));
     }
     if !run.totals.is_empty() {
-        section(out, whole_run::tag::TOTALS, &whole_run::encode_totals(&run.totals));
+        section(
+            out,
+            whole_run::tag::TOTALS,
+            &whole_run::encode_totals(&run.totals),
+        );
     }
     if let Some(t) = &run.timeline {
-        section(out, whole_run::tag::TIMELINE, &whole_run::encode_timeline(t));
+        section(
+            out,
+            whole_run::tag::TIMELINE,
+            &whole_run::encode_timeline(t),
+        );
     }
     if let Some(m) = &run.memory {
         section(out, whole_run::tag::MEMORY, &whole_run::encode_memory(m));
@@ -329,7 +340,11 @@ fn decode_header(r: &mut Reader) -> Result<Header, FormatError> {
     }
     let exe = r.blob()?.to_vec();
     // Fields added by minor versions are read only when present.
-    let malloc_owner = if r.is_empty() { Vec::new() } else { r.blob()?.to_vec() };
+    let malloc_owner = if r.is_empty() {
+        Vec::new()
+    } else {
+        r.blob()?.to_vec()
+    };
     Ok(Header {
         kind,
         index,
@@ -370,7 +385,13 @@ fn decode_modules(r: &mut Reader) -> Result<Vec<Module>, FormatError> {
                 flags: r.bounded(u32::MAX as u64, "segment flags out of range")? as u32,
             });
         }
-        mods.push(Module { path, base, build_id, unloaded, segments });
+        mods.push(Module {
+            path,
+            base,
+            build_id,
+            unloaded,
+            segments,
+        });
     }
     Ok(mods)
 }
@@ -392,7 +413,11 @@ fn decode_stacks(r: &mut Reader) -> Result<Vec<Stack>, FormatError> {
             prev = prev.wrapping_add(unzigzag(r.u64()?) as u64);
             frames.push(prev);
         }
-        stacks.push(Stack { id, frames, truncated });
+        stacks.push(Stack {
+            id,
+            frames,
+            truncated,
+        });
     }
     Ok(stacks)
 }
@@ -405,7 +430,11 @@ pub(crate) fn decode_trace_groups(r: &mut Reader) -> Result<Vec<TraceGroup>, For
     let n = r.count(3, "trace count past end")?;
     let mut traces = Vec::with_capacity(n);
     for _ in 0..n {
-        traces.push(TraceGroup { stack: r.u64()?, size: r.u64()?, count: r.u64()? });
+        traces.push(TraceGroup {
+            stack: r.u64()?,
+            size: r.u64()?,
+            count: r.u64()?,
+        });
     }
     Ok(traces)
 }
@@ -431,7 +460,12 @@ fn check_envelope(bytes: &[u8]) -> Result<&[u8], FormatError> {
     if bytes[end] != tag::END || bytes[end + 1] != 4 {
         return Err(FormatError::Truncated);
     }
-    let want = u32::from_le_bytes([bytes[end + 2], bytes[end + 3], bytes[end + 4], bytes[end + 5]]);
+    let want = u32::from_le_bytes([
+        bytes[end + 2],
+        bytes[end + 3],
+        bytes[end + 4],
+        bytes[end + 5],
+    ]);
     if crc32fast::hash(&bytes[..end]) != want {
         return Err(FormatError::BadChecksum);
     }
@@ -455,11 +489,18 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, FormatError> {
             tag::TRACES if traces.is_none() => traces = Some(decode_traces(&mut s)?),
             run::PEAK if peak.is_none() => peak = Some(whole_run::decode_peak(&mut s)?),
             run::TOTALS if totals.is_none() => totals = Some(whole_run::decode_totals(&mut s)?),
-            run::TIMELINE if timeline.is_none() => timeline = Some(whole_run::decode_timeline(&mut s)?),
-            run::MEMORY if memory.is_none() => memory = Some(whole_run::decode_memory(&mut s)?),
-            tag::HEADER | tag::MODULES | tag::STACKS | tag::TRACES | run::PEAK | run::TOTALS | run::TIMELINE | run::MEMORY => {
-                return Err(FormatError::Corrupt("section appears twice"))
+            run::TIMELINE if timeline.is_none() => {
+                timeline = Some(whole_run::decode_timeline(&mut s)?)
             }
+            run::MEMORY if memory.is_none() => memory = Some(whole_run::decode_memory(&mut s)?),
+            tag::HEADER
+            | tag::MODULES
+            | tag::STACKS
+            | tag::TRACES
+            | run::PEAK
+            | run::TOTALS
+            | run::TIMELINE
+            | run::MEMORY => return Err(FormatError::Corrupt("section appears twice")),
             tag::END => return Err(FormatError::Corrupt("END section before the end")),
             _ => continue, // a section from a newer minor version: skip it
         }
@@ -469,7 +510,12 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, FormatError> {
         modules: modules.unwrap_or_default(),
         stacks: stacks.ok_or(FormatError::Corrupt("no stacks section"))?,
         traces: traces.ok_or(FormatError::Corrupt("no traces section"))?,
-        run: WholeRun { peak, totals: totals.unwrap_or_default(), timeline, memory },
+        run: WholeRun {
+            peak,
+            totals: totals.unwrap_or_default(),
+            timeline,
+            memory,
+        },
     };
     validate(&snap)?;
     Ok(snap)
@@ -483,10 +529,16 @@ fn validate(s: &Snapshot) -> Result<(), FormatError> {
     if ids.windows(2).any(|w| w[0] == w[1]) {
         return Err(FormatError::Corrupt("duplicate stack id"));
     }
-    if s.stacks.iter().any(|st| st.frames.len() > s.header.frame_limit as usize) {
+    if s.stacks
+        .iter()
+        .any(|st| st.frames.len() > s.header.frame_limit as usize)
+    {
         return Err(FormatError::Corrupt("stack deeper than the frame limit"));
     }
-    if s.traces.iter().any(|t| ids.binary_search(&t.stack).is_err()) {
+    if s.traces
+        .iter()
+        .any(|t| ids.binary_search(&t.stack).is_err())
+    {
         return Err(FormatError::Corrupt("trace refers to an unknown stack"));
     }
     whole_run::validate(&s.run, &ids)
@@ -519,32 +571,84 @@ mod tests {
                 base: 0x5555_5555_4000,
                 build_id: vec![0xde, 0xad, 0xbe, 0xef],
                 unloaded: false,
-                segments: vec![Segment { vaddr: 0x1000, memsz: 0x2000, file_offset: 0x1000, flags: 5 }],
+                segments: vec![Segment {
+                    vaddr: 0x1000,
+                    memsz: 0x2000,
+                    file_offset: 0x1000,
+                    flags: 5,
+                }],
             }],
             stacks: vec![
-                Stack { id: 1, frames: vec![0x5555_5555_5123, 0x5555_5555_5001, 0x7fff_0000_0000], truncated: false },
-                Stack { id: 7, frames: vec![0x10], truncated: true },
+                Stack {
+                    id: 1,
+                    frames: vec![0x5555_5555_5123, 0x5555_5555_5001, 0x7fff_0000_0000],
+                    truncated: false,
+                },
+                Stack {
+                    id: 7,
+                    frames: vec![0x10],
+                    truncated: true,
+                },
             ],
-            traces: vec![TraceGroup { stack: 1, size: 1000, count: 2 }, TraceGroup { stack: 7, size: 1000, count: 1 }],
+            traces: vec![
+                TraceGroup {
+                    stack: 1,
+                    size: 1000,
+                    count: 2,
+                },
+                TraceGroup {
+                    stack: 7,
+                    size: 1000,
+                    count: 1,
+                },
+            ],
             run: WholeRun {
                 peak: Some(Peak {
                     time_ns: 1_700_000_000_100_000_000,
                     event: 77,
                     traced_bytes: 5000,
-                    groups: vec![TraceGroup { stack: 1, size: 1000, count: 5 }],
+                    groups: vec![TraceGroup {
+                        stack: 1,
+                        size: 1000,
+                        count: 5,
+                    }],
                 }),
                 totals: vec![
-                    StackTotals { stack: 1, allocs: 9, alloc_bytes: 9000, frees: 7, freed_bytes: 7000, temporary: 3, temporary_bytes: 3000 },
-                    StackTotals { stack: 7, allocs: 1, alloc_bytes: 1000, ..Default::default() },
+                    StackTotals {
+                        stack: 1,
+                        allocs: 9,
+                        alloc_bytes: 9000,
+                        frees: 7,
+                        freed_bytes: 7000,
+                        temporary: 3,
+                        temporary_bytes: 3000,
+                    },
+                    StackTotals {
+                        stack: 7,
+                        allocs: 1,
+                        alloc_bytes: 1000,
+                        ..Default::default()
+                    },
                 ],
                 timeline: Some(Timeline {
                     start_ns: 1_700_000_000_000_000_000,
                     interval_ns: 10_000_000,
                     points: vec![
-                        TimePoint { time_ns: 1_700_000_000_010_000_000, traced_bytes: 1000, rss_bytes: 3 << 20 },
-                        TimePoint { time_ns: 1_700_000_000_020_000_000, traced_bytes: 5000, rss_bytes: 4 << 20 },
+                        TimePoint {
+                            time_ns: 1_700_000_000_010_000_000,
+                            traced_bytes: 1000,
+                            rss_bytes: 3 << 20,
+                        },
+                        TimePoint {
+                            time_ns: 1_700_000_000_020_000_000,
+                            traced_bytes: 5000,
+                            rss_bytes: 4 << 20,
+                        },
                     ],
-                    snapshots: vec![SnapshotMark { index: 1, time_ns: 1_700_000_000_015_000_000 }],
+                    snapshots: vec![SnapshotMark {
+                        index: 1,
+                        time_ns: 1_700_000_000_015_000_000,
+                    }],
                 }),
                 memory: Some(MemoryUse {
                     rss_bytes: 4 << 20,
@@ -585,7 +689,10 @@ mod tests {
 
     #[test]
     fn foreign_and_future_files() {
-        assert_eq!(decode(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\0\0\0\0"), Err(FormatError::NotASnapshot));
+        assert_eq!(
+            decode(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\0\0\0\0"),
+            Err(FormatError::NotASnapshot)
+        );
         let mut b = encode(&sample());
         b[8] = 2;
         assert_eq!(decode(&b), Err(FormatError::UnsupportedVersion(2)));
@@ -610,13 +717,22 @@ mod tests {
     fn whole_run_cross_references_are_checked() {
         let mut s = sample();
         s.run.totals[1].stack = 8;
-        assert_eq!(decode(&encode(&s)), Err(FormatError::Corrupt("totals refer to an unknown stack")));
+        assert_eq!(
+            decode(&encode(&s)),
+            Err(FormatError::Corrupt("totals refer to an unknown stack"))
+        );
         let mut s = sample();
         s.run.peak.as_mut().unwrap().traced_bytes = 4999;
-        assert_eq!(decode(&encode(&s)), Err(FormatError::Corrupt("peak bytes differ from its groups")));
+        assert_eq!(
+            decode(&encode(&s)),
+            Err(FormatError::Corrupt("peak bytes differ from its groups"))
+        );
         let mut s = sample();
         s.run.totals[0].frees = 10;
-        assert_eq!(decode(&encode(&s)), Err(FormatError::Corrupt("totals: more frees than allocations")));
+        assert_eq!(
+            decode(&encode(&s)),
+            Err(FormatError::Corrupt("totals: more frees than allocations"))
+        );
     }
 
     #[test]

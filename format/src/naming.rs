@@ -164,10 +164,21 @@ mod tests {
     #[test]
     fn beacon_round_trip() {
         let name = beacon_name(12, b"/tmp/a dir/pg.%p");
-        let line = [&b"7f44-7f45 r--s 00000000 00:01 1073      /memfd:"[..], &name, b" (deleted)"].concat();
+        let line = [
+            &b"7f44-7f45 r--s 00000000 00:01 1073      /memfd:"[..],
+            &name,
+            b" (deleted)",
+        ]
+        .concat();
         assert_eq!(parse_beacon(&line), Some((12, &b"/tmp/a dir/pg.%p"[..])));
-        assert_eq!(parse_beacon(b"7f44-7f45 r--s 00000000 00:01 1073  /memfd:other (deleted)"), None);
-        assert_eq!(parse_beacon(b"7f44-7f45 r-xp 00000000 08:01 12  /usr/lib/libc.so.6"), None);
+        assert_eq!(
+            parse_beacon(b"7f44-7f45 r--s 00000000 00:01 1073  /memfd:other (deleted)"),
+            None
+        );
+        assert_eq!(
+            parse_beacon(b"7f44-7f45 r-xp 00000000 08:01 12  /usr/lib/libc.so.6"),
+            None
+        );
     }
 
     #[test]

@@ -104,7 +104,9 @@ pub fn snapshot_signal_refusal(v: &[u8]) -> Option<&'static str> {
             "SIGSEGV, SIGBUS, SIGILL and SIGFPE report the program's own faults and must reach it"
         }
         Some(_) => "not a signal number (1 to SIGRTMAX)",
-        None => "expected USR1, USR2, another signal name (SIGUSR1, RTMIN+3) or number, or off (or 0)",
+        None => {
+            "expected USR1, USR2, another signal name (SIGUSR1, RTMIN+3) or number, or off (or 0)"
+        }
     })
 }
 
@@ -138,11 +140,22 @@ mod tests {
     fn refusals_say_why() {
         assert_eq!(snapshot_signal_refusal(b"USR1"), None);
         assert_eq!(snapshot_signal_refusal(b"0"), None);
-        assert!(snapshot_signal_refusal(b"9").unwrap().starts_with("SIGKILL and SIGSTOP cannot be caught"));
-        assert!(snapshot_signal_refusal(b"STOP").unwrap().starts_with("SIGKILL and SIGSTOP"));
-        assert!(snapshot_signal_refusal(b"SEGV").unwrap().starts_with("SIGSEGV, SIGBUS"));
-        assert_eq!(snapshot_signal_refusal(b"99"), Some("not a signal number (1 to SIGRTMAX)"));
-        assert!(snapshot_signal_refusal(b"blah").unwrap().starts_with("expected USR1"));
+        assert!(snapshot_signal_refusal(b"9")
+            .unwrap()
+            .starts_with("SIGKILL and SIGSTOP cannot be caught"));
+        assert!(snapshot_signal_refusal(b"STOP")
+            .unwrap()
+            .starts_with("SIGKILL and SIGSTOP"));
+        assert!(snapshot_signal_refusal(b"SEGV")
+            .unwrap()
+            .starts_with("SIGSEGV, SIGBUS"));
+        assert_eq!(
+            snapshot_signal_refusal(b"99"),
+            Some("not a signal number (1 to SIGRTMAX)")
+        );
+        assert!(snapshot_signal_refusal(b"blah")
+            .unwrap()
+            .starts_with("expected USR1"));
     }
 
     #[test]

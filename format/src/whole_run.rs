@@ -126,7 +126,15 @@ pub(crate) fn encode_totals(totals: &[StackTotals]) -> Vec<u8> {
     let mut out = Vec::with_capacity(totals.len() * 12 + 8);
     put_u64(&mut out, totals.len() as u64);
     for t in totals {
-        for v in [t.stack, t.allocs, t.alloc_bytes, t.frees, t.freed_bytes, t.temporary, t.temporary_bytes] {
+        for v in [
+            t.stack,
+            t.allocs,
+            t.alloc_bytes,
+            t.frees,
+            t.freed_bytes,
+            t.temporary,
+            t.temporary_bytes,
+        ] {
             put_u64(&mut out, v);
         }
     }
@@ -157,7 +165,13 @@ pub(crate) fn encode_timeline(t: &Timeline) -> Vec<u8> {
 
 pub(crate) fn encode_memory(m: &MemoryUse) -> Vec<u8> {
     let mut out = Vec::with_capacity(40);
-    for v in [m.rss_bytes, m.rss_peak_bytes, m.heap_arena_bytes, m.heap_free_bytes, m.heap_mmap_bytes] {
+    for v in [
+        m.rss_bytes,
+        m.rss_peak_bytes,
+        m.heap_arena_bytes,
+        m.heap_free_bytes,
+        m.heap_mmap_bytes,
+    ] {
         put_u64(&mut out, v);
     }
     out
@@ -170,7 +184,12 @@ pub(crate) fn decode_peak(r: &mut Reader) -> Result<Peak, FormatError> {
     let event = r.u64()?;
     let traced_bytes = r.u64()?;
     let groups = crate::decode_trace_groups(r)?;
-    Ok(Peak { time_ns, event, traced_bytes, groups })
+    Ok(Peak {
+        time_ns,
+        event,
+        traced_bytes,
+        groups,
+    })
 }
 
 pub(crate) fn decode_totals(r: &mut Reader) -> Result<Vec<StackTotals>, FormatError> {
@@ -201,15 +220,29 @@ pub(crate) fn decode_timeline(r: &mut Reader) -> Result<Timeline, FormatError> {
     let mut points = Vec::with_capacity(n);
     let mut time_ns = start_ns;
     for _ in 0..n {
-        time_ns = time_ns.checked_add(r.u64()?).ok_or(FormatError::Corrupt("time point out of range"))?;
-        points.push(TimePoint { time_ns, traced_bytes: r.u64()?, rss_bytes: r.u64()? });
+        time_ns = time_ns
+            .checked_add(r.u64()?)
+            .ok_or(FormatError::Corrupt("time point out of range"))?;
+        points.push(TimePoint {
+            time_ns,
+            traced_bytes: r.u64()?,
+            rss_bytes: r.u64()?,
+        });
     }
     let n = r.count(2, "snapshot mark count past end")?;
     let mut snapshots = Vec::with_capacity(n);
     for _ in 0..n {
-        snapshots.push(SnapshotMark { index: r.u64()?, time_ns: r.u64()? });
+        snapshots.push(SnapshotMark {
+            index: r.u64()?,
+            time_ns: r.u64()?,
+        });
     }
-    Ok(Timeline { start_ns, interval_ns, points, snapshots })
+    Ok(Timeline {
+        start_ns,
+        interval_ns,
+        points,
+        snapshots,
+    })
 }
 
 pub(crate) fn decode_memory(r: &mut Reader) -> Result<MemoryUse, FormatError> {
@@ -229,7 +262,9 @@ pub(crate) fn validate(run: &WholeRun, sorted_ids: &[u64]) -> Result<(), FormatE
         if p.groups.iter().any(|g| !known(g.stack)) {
             return Err(FormatError::Corrupt("peak refers to an unknown stack"));
         }
-        let sum = p.groups.iter().try_fold(0u64, |acc, g| g.size.checked_mul(g.count).and_then(|b| acc.checked_add(b)));
+        let sum = p.groups.iter().try_fold(0u64, |acc, g| {
+            g.size.checked_mul(g.count).and_then(|b| acc.checked_add(b))
+        });
         if sum != Some(p.traced_bytes) {
             return Err(FormatError::Corrupt("peak bytes differ from its groups"));
         }

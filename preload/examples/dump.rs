@@ -23,18 +23,38 @@ fn main() {
     let h = &s.header;
     println!(
         "kind={:?} index={} pid={} seq={} frames={} traced={} peak={} allocs={} frees={}",
-        h.kind, h.index, h.pid, h.seq, h.frame_limit, h.traced_bytes, h.peak_bytes, h.alloc_count, h.free_count
+        h.kind,
+        h.index,
+        h.pid,
+        h.seq,
+        h.frame_limit,
+        h.traced_bytes,
+        h.peak_bytes,
+        h.alloc_count,
+        h.free_count
     );
-    let cmd: Vec<String> = h.cmdline.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+    let cmd: Vec<String> = h
+        .cmdline
+        .iter()
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
     println!("cmdline={cmd:?} exe={}", String::from_utf8_lossy(&h.exe));
-    println!("modules={} stacks={} groups={}", s.modules.len(), s.stacks.len(), s.traces.len());
+    println!(
+        "modules={} stacks={} groups={}",
+        s.modules.len(),
+        s.stacks.len(),
+        s.traces.len()
+    );
     if verbose {
         for m in &s.modules {
             println!(
                 "  module {} base={:#x} build_id={} unloaded={} segs={}",
                 String::from_utf8_lossy(&m.path),
                 m.base,
-                m.build_id.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+                m.build_id
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>(),
                 m.unloaded,
                 m.segments.len()
             );
@@ -49,7 +69,12 @@ fn main() {
                 for f in &st.frames {
                     let m = s.modules.iter().find(|m| m.contains(*f));
                     match m {
-                        Some(m) => println!("    {:#x} {}+{:#x}", f, String::from_utf8_lossy(&m.path), f - m.base),
+                        Some(m) => println!(
+                            "    {:#x} {}+{:#x}",
+                            f,
+                            String::from_utf8_lossy(&m.path),
+                            f - m.base
+                        ),
                         None => println!("    {f:#x} ?"),
                     }
                 }

@@ -27,7 +27,14 @@ pub fn publish() {
             return;
         }
         if libc::ftruncate(fd, 1) == 0 {
-            let at = libc::mmap(std::ptr::null_mut(), 1, libc::PROT_READ, libc::MAP_SHARED, fd, 0);
+            let at = libc::mmap(
+                std::ptr::null_mut(),
+                1,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            );
             if at != libc::MAP_FAILED {
                 retire_previous(at as usize);
             }

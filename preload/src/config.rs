@@ -117,18 +117,31 @@ pub fn parse_signal(v: &[u8]) -> Option<i32> {
 }
 
 pub fn load() {
-    VERBOSE.store(parse_bool("MEMTRACE_VERBOSE", env(c"MEMTRACE_VERBOSE")), Ordering::Relaxed);
-    FOLLOW_EXEC.store(parse_bool("MEMTRACE_FOLLOW_EXEC", env(c"MEMTRACE_FOLLOW_EXEC")), Ordering::Relaxed);
+    VERBOSE.store(
+        parse_bool("MEMTRACE_VERBOSE", env(c"MEMTRACE_VERBOSE")),
+        Ordering::Relaxed,
+    );
+    FOLLOW_EXEC.store(
+        parse_bool("MEMTRACE_FOLLOW_EXEC", env(c"MEMTRACE_FOLLOW_EXEC")),
+        Ordering::Relaxed,
+    );
 
     let mut frames = DEFAULT_FRAMES;
     if let Some(v) = env(c"MEMTRACE_FRAMES") {
-        match std::str::from_utf8(v).ok().and_then(|s| s.trim().parse::<u64>().ok()) {
+        match std::str::from_utf8(v)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+        {
             Some(n) if (1..=MAX_FRAMES as u64).contains(&n) => frames = n as usize,
             Some(n) if n > MAX_FRAMES as u64 => {
                 warn("MEMTRACE_FRAMES", v, "the maximum is 256, using 256");
                 frames = MAX_FRAMES;
             }
-            _ => warn("MEMTRACE_FRAMES", v, "expected a number from 1 to 256, using 32"),
+            _ => warn(
+                "MEMTRACE_FRAMES",
+                v,
+                "expected a number from 1 to 256, using 32",
+            ),
         }
     }
     FRAMES.store(frames, Ordering::Relaxed);
@@ -137,7 +150,11 @@ pub fn load() {
     if let Some(v) = env(c"MEMTRACE_SAMPLE") {
         match parse_sample(v) {
             Some(n) => sample = n,
-            None => warn("MEMTRACE_SAMPLE", v, "expected a byte count such as 512K, 1M or 4096; sampling off"),
+            None => warn(
+                "MEMTRACE_SAMPLE",
+                v,
+                "expected a byte count such as 512K, 1M or 4096; sampling off",
+            ),
         }
     }
     SAMPLE.store(sample, Ordering::Relaxed);
@@ -157,7 +174,11 @@ pub fn load() {
     let mut out: Vec<u8> = naming::DEFAULT_PREFIX.to_vec();
     if let Some(v) = env(c"MEMTRACE_OUT") {
         if !naming::is_valid_prefix(v) {
-            warn("MEMTRACE_OUT", v, "expected a file name prefix, using memtrace.%p");
+            warn(
+                "MEMTRACE_OUT",
+                v,
+                "expected a file name prefix, using memtrace.%p",
+            );
         } else {
             out = v.to_vec();
         }

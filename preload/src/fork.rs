@@ -23,7 +23,9 @@ pub fn install() {
     // SAFETY: registering plain extern "C" fns.
     let r = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
     if r != 0 {
-        crate::sys::log("cannot register fork handlers; forked children may not be traced correctly");
+        crate::sys::log(
+            "cannot register fork handlers; forked children may not be traced correctly",
+        );
     }
 }
 
@@ -49,7 +51,9 @@ extern "C" fn parent() {
         crate::modules::fork_parent();
         crate::writer::fork_parent();
     }
-    crate::tls::hot().in_hook.set(PREV_IN_HOOK.with(|p| p.get()));
+    crate::tls::hot()
+        .in_hook
+        .set(PREV_IN_HOOK.with(|p| p.get()));
 }
 
 extern "C" fn child() {
@@ -68,7 +72,9 @@ extern "C" fn child() {
         // Last: it starts the child's writer thread.
         crate::writer::fork_child();
     }
-    crate::tls::hot().in_hook.set(PREV_IN_HOOK.with(|p| p.get()));
+    crate::tls::hot()
+        .in_hook
+        .set(PREV_IN_HOOK.with(|p| p.get()));
 }
 
 extern "C" {
@@ -97,7 +103,10 @@ pub fn drop_self_from_ld_preload() {
             let bytes = std::slice::from_raw_parts_mut(s, len);
             if let Some(val) = bytes.strip_prefix(b"LD_PRELOAD=") {
                 let mut kept: Vec<u8> = Vec::with_capacity(val.len());
-                for tok in val.split(|&c| c == b':' || c == b' ' || c == b'\t').filter(|t| !t.is_empty()) {
+                for tok in val
+                    .split(|&c| c == b':' || c == b' ' || c == b'\t')
+                    .filter(|t| !t.is_empty())
+                {
                     let tb = tok.rsplit(|&c| c == b'/').next().unwrap_or(tok);
                     if tok == &me[..] || tb == base {
                         continue;

@@ -12,7 +12,9 @@ pub struct NoTrace {
 impl NoTrace {
     #[inline]
     pub fn new() -> Self {
-        NoTrace { prev: hot().in_hook.replace(true) }
+        NoTrace {
+            prev: hot().in_hook.replace(true),
+        }
     }
 }
 

@@ -13,8 +13,8 @@
 //! a new thread's first ring, waiting for space, waking the writer, and
 //! initialisation save it themselves), so the hot paths do not save it.
 
-use crate::ring::{with_ring, Ring};
 use crate::guard::{errno, set_errno};
+use crate::ring::{with_ring, Ring};
 use crate::unwind::Caller;
 use crate::{sample, seq, unwind};
 use libc::{c_int, c_void, size_t};
@@ -97,7 +97,11 @@ fn publish_free(r: &Ring, p: *mut c_void) {
 /// `caller` is the frame an entry stub passed (the unwinder reads the
 /// program's stack from it).
 #[inline(always)]
-unsafe fn traced_alloc(size: usize, caller: Caller, real: impl FnOnce() -> *mut c_void) -> *mut c_void {
+unsafe fn traced_alloc(
+    size: usize,
+    caller: Caller,
+    real: impl FnOnce() -> *mut c_void,
+) -> *mut c_void {
     let decided = crate::config::sample_rate() != 0 && crate::is_ready();
     if decided && !sample::take(size) {
         return real();
@@ -111,7 +115,12 @@ unsafe fn traced_alloc(size: usize, caller: Caller, real: impl FnOnce() -> *mut 
 /// # Safety
 /// As `traced_alloc`.
 #[inline(never)]
-unsafe fn traced_alloc_slow(size: usize, caller: Caller, sampled: bool, real: impl FnOnce() -> *mut c_void) -> *mut c_void {
+unsafe fn traced_alloc_slow(
+    size: usize,
+    caller: Caller,
+    sampled: bool,
+    real: impl FnOnce() -> *mut c_void,
+) -> *mut c_void {
     if !crate::ensure_ready() {
         return real();
     }
@@ -189,7 +198,10 @@ macro_rules! entry_stub {
 /// The caller's frame as an entry stub passes it.
 #[inline(always)]
 fn caller(at: *const usize, bp: usize) -> Caller {
-    Caller { at: at as usize, bp }
+    Caller {
+        at: at as usize,
+        bp,
+    }
 }
 
 entry_stub!(malloc(size: size_t) -> *mut c_void => malloc_at, "rsi", "rdx");
@@ -226,7 +238,12 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
     unsafe { __libc_free(p) };
 }
 
-unsafe extern "C" fn calloc_at(n: size_t, size: size_t, at: *const usize, bp: usize) -> *mut c_void {
+unsafe extern "C" fn calloc_at(
+    n: size_t,
+    size: size_t,
+    at: *const usize,
+    bp: usize,
+) -> *mut c_void {
     match n.checked_mul(size) {
         // SAFETY: as in malloc_at.
         Some(total) => unsafe { traced_alloc(total, caller(at, bp), || __libc_calloc(n, size)) },
@@ -236,7 +253,12 @@ unsafe extern "C" fn calloc_at(n: size_t, size: size_t, at: *const usize, bp: us
     }
 }
 
-unsafe extern "C" fn realloc_at(p: *mut c_void, size: size_t, at: *const usize, bp: usize) -> *mut c_void {
+unsafe extern "C" fn realloc_at(
+    p: *mut c_void,
+    size: size_t,
+    at: *const usize,
+    bp: usize,
+) -> *mut c_void {
     if p.is_null() {
         // SAFETY: realloc(NULL, size) is malloc(size); `at`, `bp` as in malloc_at.
         return unsafe { traced_alloc(size, caller(at, bp), || __libc_realloc(p, size)) };
@@ -256,7 +278,11 @@ unsafe extern "C" fn realloc_at(p: *mut c_void, size: size_t, at: *const usize, 
     // Sampling: a free of the old block if it was sampled, and an allocation
     // of the new one if this realloc is sampled; both unsampled = untouched.
     let sampling = crate::config::sample_rate() != 0;
-    let (old_traced, new_traced) = if sampling { (sample::remove(p as usize), sample::take(size)) } else { (true, true) };
+    let (old_traced, new_traced) = if sampling {
+        (sample::remove(p as usize), sample::take(size))
+    } else {
+        (true, true)
+    };
     if !old_traced && !new_traced {
         // SAFETY: as above.
         return unsafe { __libc_realloc(p, size) };
@@ -269,7 +295,11 @@ unsafe extern "C" fn realloc_at(p: *mut c_void, size: size_t, at: *const usize, 
         }
         return q;
     }
-    let id = if new_traced { with_ring(|r| stack_id(r, caller(at, bp))).unwrap_or(0) } else { 0 };
+    let id = if new_traced {
+        with_ring(|r| stack_id(r, caller(at, bp))).unwrap_or(0)
+    } else {
+        0
+    };
     // The free's number is taken before the real realloc (which may free the
     // old block and let another thread get its address), the allocation's
     // after it returned. A failed realloc leaves p live: record nothing.
@@ -307,7 +337,13 @@ unsafe extern "C" fn realloc_at(p: *mut c_void, size: size_t, at: *const usize, 
     }
 }
 
-unsafe extern "C" fn reallocarray_at(p: *mut c_void, n: size_t, size: size_t, at: *const usize, bp: usize) -> *mut c_void {
+unsafe extern "C" fn reallocarray_at(
+    p: *mut c_void,
+    n: size_t,
+    size: size_t,
+    at: *const usize,
+    bp: usize,
+) -> *mut c_void {
     match n.checked_mul(size) {
         // SAFETY: realloc's contract is reallocarray's; `at`, `bp` passed on.
         Some(total) => unsafe { realloc_at(p, total, at, bp) },
@@ -318,7 +354,13 @@ unsafe extern "C" fn reallocarray_at(p: *mut c_void, n: size_t, size: size_t, at
     }
 }
 
-unsafe extern "C" fn posix_memalign_at(memptr: *mut *mut c_void, align: size_t, size: size_t, at: *const usize, bp: usize) -> c_int {
+unsafe extern "C" fn posix_memalign_at(
+    memptr: *mut *mut c_void,
+    align: size_t,
+    size: size_t,
+    at: *const usize,
+    bp: usize,
+) -> c_int {
     const W: usize = std::mem::size_of::<usize>();
     if !align.is_multiple_of(W) || !(align / W).is_power_of_two() {
         return libc::EINVAL;
@@ -335,7 +377,12 @@ unsafe extern "C" fn posix_memalign_at(memptr: *mut *mut c_void, align: size_t, 
 
 /// aligned_alloc and memalign: glibc 2.36's aligned_alloc is an alias of
 /// memalign (no extra checks).
-unsafe extern "C" fn memalign_at(align: size_t, size: size_t, at: *const usize, bp: usize) -> *mut c_void {
+unsafe extern "C" fn memalign_at(
+    align: size_t,
+    size: size_t,
+    at: *const usize,
+    bp: usize,
+) -> *mut c_void {
     // SAFETY: the caller keeps the C contract of the function this hook
     // stands for; `at` and `bp` are its frame as the entry stub passed it.
     unsafe { traced_alloc(size, caller(at, bp), || __libc_memalign(align, size)) }

@@ -115,7 +115,12 @@ pub fn init() -> bool {
 #[inline]
 fn hash(frames: &[usize], truncated: bool) -> u64 {
     const K: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut l = [0x243f_6a88_85a3_08d3u64, 0x1319_8a2e_0370_7344, 0xa409_3822_299f_31d0, 0x082e_fa98_ec4e_6c89];
+    let mut l = [
+        0x243f_6a88_85a3_08d3u64,
+        0x1319_8a2e_0370_7344,
+        0xa409_3822_299f_31d0,
+        0x082e_fa98_ec4e_6c89,
+    ];
     let chunks = frames.chunks_exact(4);
     let rest = chunks.remainder();
     for c in chunks {
@@ -137,7 +142,14 @@ fn hash(frames: &[usize], truncated: bool) -> u64 {
 
 /// Looks `frames` up in level `k`; returns the id or None at the first
 /// empty slot.
-fn lookup(table: *mut AtomicU64, k: usize, h: u64, tag: u32, frames: &[usize], truncated: bool) -> Option<u32> {
+fn lookup(
+    table: *mut AtomicU64,
+    k: usize,
+    h: u64,
+    tag: u32,
+    frames: &[usize],
+    truncated: bool,
+) -> Option<u32> {
     let mask = level_slots(k) - 1;
     let mut i = h as usize & mask;
     loop {
@@ -162,7 +174,12 @@ fn insert_level() -> Option<usize> {
         let t = LEVELS[k].load(Ordering::Acquire);
         if t.is_null() {
             let m = crate::sys::mmap_anon(level_slots(k) * 8)?;
-            match LEVELS[k].compare_exchange(std::ptr::null_mut(), m.cast(), Ordering::AcqRel, Ordering::Acquire) {
+            match LEVELS[k].compare_exchange(
+                std::ptr::null_mut(),
+                m.cast(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
                 Ok(_) => return Some(k),
                 Err(_) => {
                     // Another thread opened it first.
@@ -291,7 +308,11 @@ fn entry(pos: usize) -> Option<(&'static [u64], bool, u32)> {
     unsafe {
         let len = (*e & 0xffff_ffff) as usize;
         let trunc = (*e >> 32) & 1 == 1;
-        Some((std::slice::from_raw_parts(e.add(2), len), trunc, *e.add(1) as u32))
+        Some((
+            std::slice::from_raw_parts(e.add(2), len),
+            trunc,
+            *e.add(1) as u32,
+        ))
     }
 }
 

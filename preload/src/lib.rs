@@ -149,7 +149,10 @@ pub(crate) fn disable() {
 /// loader locks. Other threads calling in meanwhile pass through unrecorded.
 #[cold]
 fn init() {
-    if STATE.compare_exchange(UNINIT, INITIALIZING, Ordering::AcqRel, Ordering::Acquire).is_err() {
+    if STATE
+        .compare_exchange(UNINIT, INITIALIZING, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
         return;
     }
     let _g = guard::NoTrace::new();

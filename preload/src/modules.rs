@@ -107,12 +107,21 @@ fn malloc_definition() -> Option<ModInfo> {
     let mods = current();
     let Some(holder) = mods.iter().find(|m| contains(m, found)) else {
         // Not in any module dl_iterate_phdr knows: name it as dladdr does.
-        return Some(ModInfo { path: dladdr_path(found), base: 0, build_id: Vec::new(), segments: Vec::new() });
+        return Some(ModInfo {
+            path: dladdr_path(found),
+            base: 0,
+            build_id: Vec::new(),
+            segments: Vec::new(),
+        });
     };
     if !is_plt_stub(found) {
         return Some(holder.clone());
     }
-    mods.iter().skip(1).find(|m| defines_malloc(m)).cloned().or_else(|| Some(holder.clone()))
+    mods.iter()
+        .skip(1)
+        .find(|m| defines_malloc(m))
+        .cloned()
+        .or_else(|| Some(holder.clone()))
 }
 
 /// glibc's `dladdr1` flag asking for the symbol table entry (dlfcn.h).
@@ -229,7 +238,8 @@ unsafe fn build_id(addr: usize, len: usize) -> Option<Vec<u8>> {
         }
         // SAFETY: name (namesz = 4 bytes) and desc (descsz bytes) end at or
         // before `next`, which is inside the mapped range (checked above).
-        let gnu = namesz == 4 && unsafe { std::slice::from_raw_parts(name as *const u8, 4) } == b"GNU\0";
+        let gnu =
+            namesz == 4 && unsafe { std::slice::from_raw_parts(name as *const u8, 4) } == b"GNU\0";
         if ty == NT_GNU_BUILD_ID && gnu {
             // SAFETY: as above.
             return Some(unsafe { std::slice::from_raw_parts(desc as *const u8, descsz) }.to_vec());
@@ -244,11 +254,19 @@ unsafe fn build_id(addr: usize, len: usize) -> Option<Vec<u8>> {
 /// # Safety
 /// `info` is the loader's, valid for the call; `data` is the `Vec<ModInfo>`
 /// that `current` passes.
-unsafe extern "C" fn callback(info: *mut libc::dl_phdr_info, _size: usize, data: *mut libc::c_void) -> libc::c_int {
+unsafe extern "C" fn callback(
+    info: *mut libc::dl_phdr_info,
+    _size: usize,
+    data: *mut libc::c_void,
+) -> libc::c_int {
     // SAFETY: this function's contract.
     let (out, info) = unsafe { (&mut *(data as *mut Vec<ModInfo>), &*info) };
-    // SAFETY: a non-NULL dlpi_name is a C string owned by the loader.
-    let name = if info.dlpi_name.is_null() { &b""[..] } else { unsafe { CStr::from_ptr(info.dlpi_name) }.to_bytes() };
+    let name = if info.dlpi_name.is_null() {
+        &b""[..]
+    } else {
+        // SAFETY: a non-NULL dlpi_name is a C string owned by the loader.
+        unsafe { CStr::from_ptr(info.dlpi_name) }.to_bytes()
+    };
     let path = if name.is_empty() {
         if out.is_empty() {
             EXE.lock().clone() // the main program comes first, nameless
@@ -266,7 +284,12 @@ unsafe extern "C" fn callback(info: *mut libc::dl_phdr_info, _size: usize, data:
         // SAFETY: the loader's program headers, dlpi_phnum of them.
         let ph = unsafe { &*info.dlpi_phdr.add(i) };
         if ph.p_type == libc::PT_LOAD {
-            segments.push(Segment { vaddr: ph.p_vaddr, memsz: ph.p_memsz, file_offset: ph.p_offset, flags: ph.p_flags });
+            segments.push(Segment {
+                vaddr: ph.p_vaddr,
+                memsz: ph.p_memsz,
+                file_offset: ph.p_offset,
+                flags: ph.p_flags,
+            });
         } else if ph.p_type == libc::PT_NOTE && bid.is_empty() {
             let addr = (info.dlpi_addr as usize).wrapping_add(ph.p_vaddr as usize);
             // SAFETY: a PT_NOTE segment of a loaded object is mapped.
@@ -275,7 +298,12 @@ unsafe extern "C" fn callback(info: *mut libc::dl_phdr_info, _size: usize, data:
             }
         }
     }
-    out.push(ModInfo { path, base: info.dlpi_addr, build_id: bid, segments });
+    out.push(ModInfo {
+        path,
+        base: info.dlpi_addr,
+        build_id: bid,
+        segments,
+    });
     0
 }
 
@@ -284,7 +312,12 @@ fn current() -> Vec<ModInfo> {
     let mut v: Vec<ModInfo> = Vec::new();
     // SAFETY: the callback only reads the loader's data for the duration of
     // the call and writes into `v`, passed through `data`.
-    unsafe { libc::dl_iterate_phdr(Some(callback), &mut v as *mut Vec<ModInfo> as *mut libc::c_void) };
+    unsafe {
+        libc::dl_iterate_phdr(
+            Some(callback),
+            &mut v as *mut Vec<ModInfo> as *mut libc::c_void,
+        )
+    };
     // dlopen("./lib.so") leaves a relative name: make it absolute (against
     // the current directory, as the loader did) for offline symbolization.
     for m in v.iter_mut() {
@@ -313,7 +346,13 @@ pub fn refresh() {
 }
 
 fn to_module(m: &ModInfo, unloaded: bool) -> Module {
-    Module { path: m.path.clone(), base: m.base, build_id: m.build_id.clone(), unloaded, segments: m.segments.clone() }
+    Module {
+        path: m.path.clone(),
+        base: m.base,
+        build_id: m.build_id.clone(),
+        unloaded,
+        segments: m.segments.clone(),
+    }
 }
 
 fn contains(m: &ModInfo, addr: u64) -> bool {
@@ -333,7 +372,10 @@ pub fn for_snapshot(stacks: &[memtrace_format::Stack]) -> Vec<Module> {
         if cur.iter().any(|c| c.base == m.base && c.path == m.path) {
             continue;
         }
-        if stacks.iter().any(|s| s.frames.iter().any(|&f| contains(m, f))) {
+        if stacks
+            .iter()
+            .any(|s| s.frames.iter().any(|&f| contains(m, f)))
+        {
             out.push(to_module(m, true));
         }
     }
@@ -362,7 +404,8 @@ pub unsafe extern "C" fn dlclose(handle: *mut libc::c_void) -> libc::c_int {
         refresh();
     }
     // SAFETY: `real` is libc's dlclose, found with dlsym(RTLD_NEXT).
-    let f: unsafe extern "C" fn(*mut libc::c_void) -> libc::c_int = unsafe { std::mem::transmute(real) };
+    let f: unsafe extern "C" fn(*mut libc::c_void) -> libc::c_int =
+        unsafe { std::mem::transmute(real) };
     drop(_g);
     // SAFETY: the real dlclose, with the caller's handle (our contract).
     let r = unsafe { f(handle) };

@@ -102,7 +102,11 @@ fn real_exec(which: usize) -> usize {
     if cached != 0 {
         return cached;
     }
-    let name = if which == FEXECVE { c"fexecve" } else { EXECS[which].0 };
+    let name = if which == FEXECVE {
+        c"fexecve"
+    } else {
+        EXECS[which].0
+    };
     let _g = NoTrace::new();
     // SAFETY: dlsym with a valid C string.
     let f = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
@@ -120,8 +124,16 @@ fn real_exec(which: usize) -> usize {
 extern "C" fn before_exec(first_arg: usize, which: usize) -> usize {
     let real = real_exec(which);
     let errno = crate::guard::errno();
-    let target = if which == FEXECVE { Target::Fd } else { EXECS[which].1 };
-    if !crate::config::follow_exec() && !in_vfork_child() && allocated_since_fork() && will_exec(first_arg, target) {
+    let target = if which == FEXECVE {
+        Target::Fd
+    } else {
+        EXECS[which].1
+    };
+    if !crate::config::follow_exec()
+        && !in_vfork_child()
+        && allocated_since_fork()
+        && will_exec(first_arg, target)
+    {
         exit_snapshot();
     }
     crate::guard::set_errno(errno);

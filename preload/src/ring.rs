@@ -85,7 +85,9 @@ pub struct Ring {
     data: *mut u8,
 }
 
-const _: () = assert!(std::mem::offset_of!(Ring, busy) == 128 && std::mem::offset_of!(Ring, c_prev_seq) == 192);
+const _: () = assert!(
+    std::mem::offset_of!(Ring, busy) == 128 && std::mem::offset_of!(Ring, c_prev_seq) == 192
+);
 const _: () = assert!(std::mem::offset_of!(Ring, state) == 256);
 
 // SAFETY: the atomics are shared; the producer-private cells are only touched
@@ -171,7 +173,11 @@ pub fn for_each(mut f: impl FnMut(&Ring)) {
 fn acquire() -> *mut Ring {
     let mut found: *mut Ring = std::ptr::null_mut();
     for_each(|r| {
-        if found.is_null() && r.state.compare_exchange(FREE, OWNED, Ordering::SeqCst, Ordering::Relaxed).is_ok() {
+        if found.is_null()
+            && r.state
+                .compare_exchange(FREE, OWNED, Ordering::SeqCst, Ordering::Relaxed)
+                .is_ok()
+        {
             found = r as *const Ring as *mut Ring;
         }
     });
@@ -331,7 +337,15 @@ impl Ring {
     }
 
     #[inline]
-    pub fn enc_alloc(&self, buf: &mut [u8; 64], n: &mut usize, seq: u64, addr: usize, size: usize, stack: u32) {
+    pub fn enc_alloc(
+        &self,
+        buf: &mut [u8; 64],
+        n: &mut usize,
+        seq: u64,
+        addr: usize,
+        size: usize,
+        stack: u32,
+    ) {
         self.encode_head(buf, n, TAG_ALLOC, seq, addr as u64);
         put_varint(buf, n, size as u64);
         put_varint(buf, n, stack as u64);
@@ -395,7 +409,11 @@ impl Ring {
         // split at the wrap point; only we write there.
         unsafe {
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.data.add(off), first);
-            std::ptr::copy_nonoverlapping(bytes.as_ptr().add(first), self.data, bytes.len() - first);
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr().add(first),
+                self.data,
+                bytes.len() - first,
+            );
         }
         self.head.store(head + len, Ordering::Release);
         if head + len - *cached > (RING_BYTES / 2) as u64 {
@@ -440,7 +458,12 @@ impl Ring {
         // SAFETY: the consumer cells are the writer's alone, and the caller
         // is the writer, holding its lock: nobody else references them.
         let (ps, pa, maxs, thread) = unsafe {
-            (&mut *self.c_prev_seq.get(), &mut *self.c_prev_addr.get(), &mut *self.c_max_seq.get(), &mut *self.c_thread.get())
+            (
+                &mut *self.c_prev_seq.get(),
+                &mut *self.c_prev_addr.get(),
+                &mut *self.c_max_seq.get(),
+                &mut *self.c_thread.get(),
+            )
         };
         if *thread == 0 && pos < head {
             *thread = NEXT_RING_NUMBER.fetch_add(1, Ordering::Relaxed);
@@ -470,9 +493,21 @@ impl Ring {
                 TAG_ALLOC => {
                     let size = varint(&mut pos);
                     let stack = varint(&mut pos) as u32;
-                    f(Event { seq, addr, size, stack, thread });
+                    f(Event {
+                        seq,
+                        addr,
+                        size,
+                        stack,
+                        thread,
+                    });
                 }
-                _ => f(Event { seq, addr, size: 0, stack: 0, thread }),
+                _ => f(Event {
+                    seq,
+                    addr,
+                    size: 0,
+                    stack: 0,
+                    thread,
+                }),
             }
         }
         self.tail.store(head, Ordering::Release);
@@ -486,7 +521,9 @@ impl Ring {
     /// # Safety
     /// Only the writer may call this.
     pub unsafe fn try_recycle(&self) -> Option<(u32, u64)> {
-        if self.state.load(Ordering::SeqCst) == FINISHED && self.tail.load(Ordering::Relaxed) == self.head.load(Ordering::Acquire) {
+        if self.state.load(Ordering::SeqCst) == FINISHED
+            && self.tail.load(Ordering::Relaxed) == self.head.load(Ordering::Acquire)
+        {
             // SAFETY: a FINISHED ring has no producer any more, and the
             // caller is the writer: nobody else touches either side's cells.
             let gone = unsafe {
@@ -562,7 +599,18 @@ mod tests {
     /// decodes to its value and takes LEB128's length.
     #[test]
     fn varints_round_trip_back_to_back() {
-        let mut vals = vec![0u64, 1, 127, 128, 300, 16383, 16384, u64::MAX, 1 << 56, (1 << 56) - 1];
+        let mut vals = vec![
+            0u64,
+            1,
+            127,
+            128,
+            300,
+            16383,
+            16384,
+            u64::MAX,
+            1 << 56,
+            (1 << 56) - 1,
+        ];
         for b in 0..64 {
             vals.push(1u64 << b);
             vals.push((1u64 << b).wrapping_sub(1));

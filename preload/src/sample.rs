@@ -129,7 +129,8 @@ struct Bucket {
     keys: [AtomicU64; KEYS],
 }
 
-static TABLES: [AtomicPtr<Bucket>; MAX_LEVELS] = [const { AtomicPtr::new(std::ptr::null_mut()) }; MAX_LEVELS];
+static TABLES: [AtomicPtr<Bucket>; MAX_LEVELS] =
+    [const { AtomicPtr::new(std::ptr::null_mut()) }; MAX_LEVELS];
 /// Keys per level, side by side so that a free checks them in one line.
 static COUNTS: [AtomicUsize; MAX_LEVELS] = [const { AtomicUsize::new(0) }; MAX_LEVELS];
 static NLEVELS: AtomicUsize = AtomicUsize::new(0);
@@ -214,7 +215,10 @@ pub fn insert(addr: usize) -> bool {
         for i in 0..MAX_PROBE {
             let b = bucket(t, lv, h + i);
             for k in &b.keys {
-                if k.load(Ordering::Relaxed) == 0 && k.compare_exchange(0, addr, Ordering::SeqCst, Ordering::Relaxed).is_ok() {
+                if k.load(Ordering::Relaxed) == 0
+                    && k.compare_exchange(0, addr, Ordering::SeqCst, Ordering::Relaxed)
+                        .is_ok()
+                {
                     return true;
                 }
             }

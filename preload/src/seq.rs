@@ -47,7 +47,10 @@ fn membarrier(cmd: libc::c_int) -> bool {
 /// works. Called at initialisation and in a fork child (the registration is
 /// the process's; the kernel keeps it across fork, but asking costs nothing).
 pub fn init() {
-    FREES_READ.store(membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED), Ordering::SeqCst);
+    FREES_READ.store(
+        membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED),
+        Ordering::SeqCst,
+    );
 }
 
 /// The key of an allocation whose real call has returned.

@@ -45,7 +45,9 @@ pub fn install() {
         let mut old: libc::sigaction = std::mem::zeroed();
         let mut g = PROG.lock();
         if __sigaction(sig, &sa, &mut old) != 0 {
-            crate::sys::log(&format!("cannot install the handler for signal {sig}; no snapshots on signal"));
+            crate::sys::log(&format!(
+                "cannot install the handler for signal {sig}; no snapshots on signal"
+            ));
             return;
         }
         PROG_FLAGS.store(old.sa_flags, Ordering::Relaxed);
@@ -81,7 +83,11 @@ const REQUEST_VALUE: usize = memtrace_format::signals::SNAPSHOT_REQUEST_VALUE as
 unsafe fn is_memtrace_request(info: *const siginfo_t) -> bool {
     // SAFETY: the kernel passes a valid siginfo; si_value is meaningful for
     // SI_QUEUE, the only code we accept.
-    unsafe { !info.is_null() && (*info).si_code == libc::SI_QUEUE && (*info).si_value().sival_ptr as usize == REQUEST_VALUE }
+    unsafe {
+        !info.is_null()
+            && (*info).si_code == libc::SI_QUEUE
+            && (*info).si_value().sival_ptr as usize == REQUEST_VALUE
+    }
 }
 
 /// Who a delivery of the snapshot signal is for. Programs that have a
@@ -130,7 +136,11 @@ fn ours(sig: c_int) -> bool {
 /// sigaction(2)'s contract: `act` and `old` are each NULL or valid for
 /// reading (`act`) and writing (`old`) a `struct sigaction`.
 #[no_mangle]
-pub unsafe extern "C" fn sigaction(sig: c_int, act: *const libc::sigaction, old: *mut libc::sigaction) -> c_int {
+pub unsafe extern "C" fn sigaction(
+    sig: c_int,
+    act: *const libc::sigaction,
+    old: *mut libc::sigaction,
+) -> c_int {
     if !ours(sig) {
         // SAFETY: the caller's arguments, as glibc's sigaction takes them.
         return unsafe { __sigaction(sig, act, old) };

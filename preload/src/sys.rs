@@ -38,7 +38,9 @@ pub struct SpinLock {
 
 impl SpinLock {
     pub const fn new() -> Self {
-        SpinLock { locked: AtomicBool::new(false) }
+        SpinLock {
+            locked: AtomicBool::new(false),
+        }
     }
 
     pub fn lock(&self) {
@@ -77,7 +79,10 @@ pub fn backoff(spins: &mut u32) {
 }
 
 pub fn sleep_ns(ns: u64) {
-    let ts = libc::timespec { tv_sec: (ns / 1_000_000_000) as _, tv_nsec: (ns % 1_000_000_000) as _ };
+    let ts = libc::timespec {
+        tv_sec: (ns / 1_000_000_000) as _,
+        tv_nsec: (ns % 1_000_000_000) as _,
+    };
     // SAFETY: valid timespec; an early wake-up by a signal is harmless.
     unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
 }
@@ -93,7 +98,10 @@ unsafe impl<T: Send> Sync for Locked<T> {}
 
 impl<T> Locked<T> {
     pub const fn new(v: T) -> Self {
-        Locked { lock: SpinLock::new(), data: UnsafeCell::new(v) }
+        Locked {
+            lock: SpinLock::new(),
+            data: UnsafeCell::new(v),
+        }
     }
 
     pub fn lock(&self) -> LockedGuard<'_, T> {
@@ -147,10 +155,15 @@ pub fn log(msg: &str) {
 }
 
 pub fn now_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid out pointer; clock_gettime is async-signal-safe.
     unsafe { libc::clock_gettime(clock, &mut ts) };
-    (ts.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(ts.tv_nsec as u64)
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
 }
 
 /// Anonymous private mapping straight from the kernel: the interning table,
@@ -194,7 +207,9 @@ impl std::hash::Hasher for MixHasher {
         }
     }
     fn write_u64(&mut self, v: u64) {
-        self.0 = (self.0 ^ v).wrapping_mul(0x9E3779B97F4A7C15).rotate_left(31);
+        self.0 = (self.0 ^ v)
+            .wrapping_mul(0x9E3779B97F4A7C15)
+            .rotate_left(31);
     }
     fn write_u32(&mut self, v: u32) {
         self.write_u64(v as u64)

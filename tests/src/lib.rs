@@ -27,7 +27,10 @@ pub const PROGRAMS_DIR: &str = env!("OUT_DIR");
 
 /// The workspace root (the parent of this package).
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// The workspace's target directory (honours CARGO_TARGET_DIR).
@@ -55,7 +58,14 @@ pub fn ensure_built() {
         }
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let out = Command::new(cargo)
-            .args(["build", "--release", "-p", "memtrace-preload", "-p", "memtrace"])
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "memtrace-preload",
+                "-p",
+                "memtrace",
+            ])
             .current_dir(workspace())
             .output()
             .map_err(|e| format!("cannot run cargo: {e}"))?;
@@ -107,7 +117,11 @@ fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
     let rd = std::fs::read_dir(dir).ok()?;
     for e in rd.flatten() {
         let p = e.path();
-        let t = if p.is_dir() { newest_mtime(&p) } else { e.metadata().ok().and_then(|m| m.modified().ok()) };
+        let t = if p.is_dir() {
+            newest_mtime(&p)
+        } else {
+            e.metadata().ok().and_then(|m| m.modified().ok())
+        };
         if let Some(t) = t {
             if best.is_none_or(|b| t > b) {
                 best = Some(t);
@@ -161,15 +175,25 @@ pub fn shared_lib(name: &str) -> PathBuf {
 
 /// The source of a test program, `tests/programs/<file>`.
 pub fn source(file: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("programs").join(file)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("programs")
+        .join(file)
 }
 
 /// 1-based line number of the only line of `file` containing `marker`.
 pub fn line_of(file: &str, marker: &str) -> u32 {
     let text = std::fs::read_to_string(source(file)).unwrap();
-    let hits: Vec<usize> =
-        text.lines().enumerate().filter(|(_, l)| l.contains(marker)).map(|(i, _)| i + 1).collect();
-    assert_eq!(hits.len(), 1, "marker {marker:?} must appear exactly once in {file}");
+    let hits: Vec<usize> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains(marker))
+        .map(|(i, _)| i + 1)
+        .collect();
+    assert_eq!(
+        hits.len(),
+        1,
+        "marker {marker:?} must appear exactly once in {file}"
+    );
     hits[0] as u32
 }
 
@@ -179,7 +203,9 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 /// the test passes and kept (its path printed) when it fails.
 pub fn fresh_dir(name: &str) -> TestDir {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    let d = target_dir().join("memtrace-tests").join(format!("{name}-{}-{n}", std::process::id()));
+    let d = target_dir()
+        .join("memtrace-tests")
+        .join(format!("{name}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     TestDir(d)
@@ -239,7 +265,11 @@ impl Output {
 
     /// Lines of stdout that are not EXPECT lines.
     pub fn plain_stdout(&self) -> String {
-        self.stdout.lines().filter(|l| !l.starts_with("EXPECT ")).map(|l| format!("{l}\n")).collect()
+        self.stdout
+            .lines()
+            .filter(|l| !l.starts_with("EXPECT "))
+            .map(|l| format!("{l}\n"))
+            .collect()
     }
 
     /// The value of the first `KEY=VALUE` word printed on stdout.
@@ -252,7 +282,12 @@ impl Output {
 
     pub fn value_u64(&self, key: &str) -> u64 {
         self.value(key)
-            .unwrap_or_else(|| panic!("the program printed no {key}=...; stdout:\n{}", tail(&self.stdout, 2000)))
+            .unwrap_or_else(|| {
+                panic!(
+                    "the program printed no {key}=...; stdout:\n{}",
+                    tail(&self.stdout, 2000)
+                )
+            })
             .parse()
             .unwrap()
     }
@@ -350,7 +385,11 @@ impl Run {
                 // LD_PRELOAD is set for the program only, not for sh: the
                 // preload does not follow exec by default.
                 let mut c = Command::new("/bin/sh");
-                let preload = if self.traced { libtrace().display().to_string() } else { String::new() };
+                let preload = if self.traced {
+                    libtrace().display().to_string()
+                } else {
+                    String::new()
+                };
                 c.arg("-c")
                     .arg(format!("{pre}; if [ -n \"$MT_PRELOAD\" ]; then export LD_PRELOAD=\"$MT_PRELOAD\"; fi; unset MT_PRELOAD; exec \"$0\" \"$@\""))
                     .arg(&self.program)
@@ -361,7 +400,9 @@ impl Run {
         };
         c.args(&self.args).current_dir(&self.dir);
         for (k, _) in std::env::vars_os() {
-            if k.to_str().is_some_and(|k| k.starts_with("MEMTRACE_") || k == "LD_PRELOAD") {
+            if k.to_str()
+                .is_some_and(|k| k.starts_with("MEMTRACE_") || k == "LD_PRELOAD")
+            {
                 c.env_remove(k);
             }
         }
@@ -377,8 +418,12 @@ impl Run {
     /// Starts the program; the caller drives it (stdin piped).
     pub fn spawn(&self) -> Running {
         let mut c = self.command();
-        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = c.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", self.program.display()));
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.program.display()));
         let mut out = child.stdout.take().unwrap();
         let mut err = child.stderr.take().unwrap();
         let (otx, orx) = std::sync::mpsc::channel::<String>();
@@ -491,7 +536,13 @@ impl Running {
         let elapsed = self.started.elapsed();
         let stdout = self.stdout_thread.take().unwrap().join().unwrap();
         let stderr = self.stderr_thread.take().unwrap().join().unwrap();
-        Output { status, stdout, stderr, pid: self.pid, elapsed }
+        Output {
+            status,
+            stdout,
+            stderr,
+            pid: self.pid,
+            elapsed,
+        }
     }
 }
 
@@ -501,7 +552,11 @@ impl Running {
 pub fn load(path: impl AsRef<Path>) -> Snapshot {
     let path = path.as_ref();
     let bytes = std::fs::read(path).unwrap_or_else(|e| {
-        panic!("cannot read snapshot {}: {e}\n(files there: {:?})", path.display(), list_dir(path.parent().unwrap()))
+        panic!(
+            "cannot read snapshot {}: {e}\n(files there: {:?})",
+            path.display(),
+            list_dir(path.parent().unwrap())
+        )
     });
     memtrace_format::decode(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -509,7 +564,11 @@ pub fn load(path: impl AsRef<Path>) -> Snapshot {
 /// File names in `dir`, sorted.
 pub fn list_dir(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
@@ -517,7 +576,10 @@ pub fn list_dir(dir: &Path) -> Vec<String> {
 
 /// Names in `dir` ending in `.snap`, sorted.
 pub fn snap_files(dir: &Path) -> Vec<String> {
-    list_dir(dir).into_iter().filter(|n| n.ends_with(".snap")).collect()
+    list_dir(dir)
+        .into_iter()
+        .filter(|n| n.ends_with(".snap"))
+        .collect()
 }
 
 /// Questions the tests ask of a snapshot.
@@ -554,10 +616,18 @@ pub fn same_file(a: &[u8], b: &Path) -> bool {
 
 impl SnapExt for Snapshot {
     fn count_of(&self, size: u64) -> u64 {
-        self.traces.iter().filter(|t| t.size == size).map(|t| t.count).sum()
+        self.traces
+            .iter()
+            .filter(|t| t.size == size)
+            .map(|t| t.count)
+            .sum()
     }
     fn bytes_of(&self, size: u64) -> u64 {
-        self.traces.iter().filter(|t| t.size == size).map(|t| t.size * t.count).sum()
+        self.traces
+            .iter()
+            .filter(|t| t.size == size)
+            .map(|t| t.size * t.count)
+            .sum()
     }
     fn total_bytes(&self) -> u64 {
         self.traces.iter().map(|t| t.size * t.count).sum()
@@ -566,10 +636,17 @@ impl SnapExt for Snapshot {
         self.traces.iter().map(|t| t.count).sum()
     }
     fn stack(&self, id: u64) -> &Stack {
-        self.stacks.iter().find(|s| s.id == id).expect("trace names an unknown stack")
+        self.stacks
+            .iter()
+            .find(|s| s.id == id)
+            .expect("trace names an unknown stack")
     }
     fn stacks_of_size(&self, size: u64) -> Vec<&Stack> {
-        self.traces.iter().filter(|t| t.size == size).map(|t| self.stack(t.stack)).collect()
+        self.traces
+            .iter()
+            .filter(|t| t.size == size)
+            .map(|t| self.stack(t.stack))
+            .collect()
     }
     fn module_of(&self, addr: u64) -> Option<&Module> {
         self.modules.iter().find(|m| m.contains(addr))
@@ -584,7 +661,12 @@ impl SnapExt for Snapshot {
             self.total_bytes(),
             "{what}: header traced_bytes differs from the sum of the live groups"
         );
-        assert!(h.peak_bytes >= h.traced_bytes, "{what}: peak_bytes {} < traced_bytes {}", h.peak_bytes, h.traced_bytes);
+        assert!(
+            h.peak_bytes >= h.traced_bytes,
+            "{what}: peak_bytes {} < traced_bytes {}",
+            h.peak_bytes,
+            h.traced_bytes
+        );
         assert!(
             self.total_count() <= h.alloc_count,
             "{what}: {} live blocks but only {} allocations counted",
@@ -592,7 +674,11 @@ impl SnapExt for Snapshot {
             h.alloc_count
         );
         for t in &self.traces {
-            assert!(t.count > 0, "{what}: a group with count 0 (size {})", t.size);
+            assert!(
+                t.count > 0,
+                "{what}: a group with count 0 (size {})",
+                t.size
+            );
         }
         // (stack, size) groups are unique.
         let mut keys: Vec<(u64, u64)> = self.traces.iter().map(|t| (t.stack, t.size)).collect();
@@ -653,7 +739,11 @@ pub fn snap_path(prefix: &Path, tag: &str) -> PathBuf {
 /// each snapshot named is internally consistent. Requires at least
 /// `min_expects` lines (so a program that printed nothing cannot pass).
 /// Returns the snapshots read, by tag.
-pub fn check_expects(prefix: &Path, out: &Output, min_expects: usize) -> BTreeMap<String, Snapshot> {
+pub fn check_expects(
+    prefix: &Path,
+    out: &Output,
+    min_expects: usize,
+) -> BTreeMap<String, Snapshot> {
     check_expects_with(out, min_expects, |tag| snap_path(prefix, tag))
 }
 
@@ -721,12 +811,20 @@ pub fn assert_stacks_in(snap: &Snapshot, size: u64, exe: &Path) {
 
 /// `(start, size)` of a function symbol of an ELF file, from `nm -S`.
 pub fn symbol(binary: &Path, name: &str) -> (u64, u64) {
-    let out = Command::new("nm").arg("-S").arg("--defined-only").arg(binary).output().expect("nm");
+    let out = Command::new("nm")
+        .arg("-S")
+        .arg("--defined-only")
+        .arg(binary)
+        .output()
+        .expect("nm");
     let text = String::from_utf8_lossy(&out.stdout);
     for l in text.lines() {
         let w: Vec<&str> = l.split_whitespace().collect();
         if w.len() == 4 && w[3] == name && (w[2] == "T" || w[2] == "t") {
-            return (u64::from_str_radix(w[0], 16).unwrap(), u64::from_str_radix(w[1], 16).unwrap());
+            return (
+                u64::from_str_radix(w[0], 16).unwrap(),
+                u64::from_str_radix(w[1], 16).unwrap(),
+            );
         }
     }
     panic!("no function symbol {name} in {}", binary.display());
@@ -756,9 +854,17 @@ pub fn failures_record_nothing(mode: &str) {
         "allocations counted between the snapshots (the program made {} failing calls and 5 good ones)",
         out.value_u64("failed")
     );
-    assert_eq!(h2.free_count.wrapping_sub(h1.free_count), out.value_u64("free_delta"), "frees counted between the snapshots");
+    assert_eq!(
+        h2.free_count.wrapping_sub(h1.free_count),
+        out.value_u64("free_delta"),
+        "frees counted between the snapshots"
+    );
     for (tag, s) in &snaps {
-        assert!(s.traces.iter().all(|t| t.size < (1 << 40)), "snapshot {tag}: {}", s.describe());
+        assert!(
+            s.traces.iter().all(|t| t.size < (1 << 40)),
+            "snapshot {tag}: {}",
+            s.describe()
+        );
     }
 }
 
@@ -770,7 +876,9 @@ pub fn failures_record_nothing(mode: &str) {
 /// snapshots for the caller's own checks.
 pub fn fork_stress_children(tag: &str, env: &[(&str, &str)]) -> Vec<(String, Snapshot)> {
     let dir = fresh_dir(tag);
-    let mut run = Run::new(prog("fork_stress", Opt::O2), &dir).out(dir.join("k.%p")).timeout(120);
+    let mut run = Run::new(prog("fork_stress", Opt::O2), &dir)
+        .out(dir.join("k.%p"))
+        .timeout(120);
     for (k, v) in env {
         run = run.env(k, *v);
     }
@@ -781,7 +889,11 @@ pub fn fork_stress_children(tag: &str, env: &[(&str, &str)]) -> Vec<(String, Sna
     let files = snap_files(&dir);
     assert!(files.contains(&parent), "{files:?}");
     let children: Vec<String> = files.into_iter().filter(|f| *f != parent).collect();
-    assert_eq!(children.len() as u64, out.value_u64("children_with_exit"), "child exit snapshots: {children:?}");
+    assert_eq!(
+        children.len() as u64,
+        out.value_u64("children_with_exit"),
+        "child exit snapshots: {children:?}"
+    );
     children
         .into_iter()
         .map(|f| {

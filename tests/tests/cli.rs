@@ -32,7 +32,10 @@ impl Cli {
 }
 
 fn memtrace<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(args: I) -> Cli {
-    let out = Command::new(memtrace_bin()).args(args).output().expect("run memtrace");
+    let out = Command::new(memtrace_bin())
+        .args(args)
+        .output()
+        .expect("run memtrace");
     Cli { out }
 }
 
@@ -50,7 +53,10 @@ fn snapshots(opt: Opt) -> (TestDir, PathBuf, PathBuf) {
 }
 
 fn stat_lines(text: &str) -> Vec<&str> {
-    text.lines().skip(1).filter(|l| !l.trim().is_empty()).collect()
+    text.lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .collect()
 }
 
 fn p(s: &Path) -> &str {
@@ -66,18 +72,24 @@ fn top_names_lines(opt: Opt) {
     assert_eq!(t1.lines().next(), Some("[ Top 10 ]"), "{t1}");
     let first = stat_lines(&t1)[0];
     assert!(
-        first.ends_with(&format!("cli_prog.c:{la}: size=977 KiB, count=1000, average=1000 B")),
+        first.ends_with(&format!(
+            "cli_prog.c:{la}: size=977 KiB, count=1000, average=1000 B"
+        )),
         "{opt:?}: the biggest line of snapshot 1 is not site A:\n{t1}"
     );
 
     let t2 = memtrace(["top", p(&s2)]).ok().stdout();
     let l = stat_lines(&t2);
     assert!(
-        l[0].ends_with(&format!("cli_prog.c:{lb}: size=1953 KiB, count=500, average=4000 B")),
+        l[0].ends_with(&format!(
+            "cli_prog.c:{lb}: size=1953 KiB, count=500, average=4000 B"
+        )),
         "{opt:?}: the biggest line of snapshot 2 is not site B:\n{t2}"
     );
     assert!(
-        l[1].ends_with(&format!("cli_prog.c:{la}: size=977 KiB, count=1000, average=1000 B")),
+        l[1].ends_with(&format!(
+            "cli_prog.c:{la}: size=977 KiB, count=1000, average=1000 B"
+        )),
         "{opt:?}: the second line of snapshot 2 is not site A:\n{t2}"
     );
 
@@ -106,11 +118,15 @@ fn diff_shows_growth() {
         assert_eq!(d.lines().next(), Some("[ Top 10 differences ]"), "{d}");
         let l = stat_lines(&d);
         assert!(
-            l[0].ends_with(&format!("cli_prog.c:{lb}: size=1953 KiB (+1953 KiB), count=500 (+500), average=4000 B")),
+            l[0].ends_with(&format!(
+                "cli_prog.c:{lb}: size=1953 KiB (+1953 KiB), count=500 (+500), average=4000 B"
+            )),
             "{opt:?}:\n{d}"
         );
         assert!(
-            l.iter().any(|x| x.ends_with(&format!("cli_prog.c:{la}: size=977 KiB (+0 B), count=1000 (+0), average=1000 B"))),
+            l.iter().any(|x| x.ends_with(&format!(
+                "cli_prog.c:{la}: size=977 KiB (+0 B), count=1000 (+0), average=1000 B"
+            ))),
             "{opt:?}: site A unchanged is missing:\n{d}"
         );
     }
@@ -126,23 +142,44 @@ fn traceback_prints_the_stack() {
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines[0], "500 memory blocks: 1953.1 KiB", "{opt:?}:\n{t}");
         assert!(
-            lines[1].starts_with("  File \"") && lines[1].ends_with(&format!("cli_prog.c\", line {lb}")),
+            lines[1].starts_with("  File \"")
+                && lines[1].ends_with(&format!("cli_prog.c\", line {lb}")),
             "{opt:?}: the most recent frame is not site B:\n{t}"
         );
-        assert_eq!(lines[2], "    site_b[i] = malloc(4000); /* MARK:site_b */", "{opt:?}: source line:\n{t}");
-        let call = lines.iter().position(|l| l.ends_with(&format!("cli_prog.c\", line {cb}")));
-        assert!(call.is_some(), "{opt:?}: main's call of alloc_b is missing:\n{t}");
+        assert_eq!(
+            lines[2], "    site_b[i] = malloc(4000); /* MARK:site_b */",
+            "{opt:?}: source line:\n{t}"
+        );
+        let call = lines
+            .iter()
+            .position(|l| l.ends_with(&format!("cli_prog.c\", line {cb}")));
+        assert!(
+            call.is_some(),
+            "{opt:?}: main's call of alloc_b is missing:\n{t}"
+        );
         assert_eq!(lines[call.unwrap() + 1], "    alloc_b(); /* MARK:call_b */");
 
         // --oldest-first: main's call comes before the allocation.
-        let o = memtrace(["traceback", p(&s2), "--oldest-first"]).ok().stdout();
-        let pa = o.lines().position(|l| l.ends_with(&format!("cli_prog.c\", line {cb}"))).expect(&o);
-        let pb = o.lines().position(|l| l.ends_with(&format!("cli_prog.c\", line {lb}"))).expect(&o);
+        let o = memtrace(["traceback", p(&s2), "--oldest-first"])
+            .ok()
+            .stdout();
+        let pa = o
+            .lines()
+            .position(|l| l.ends_with(&format!("cli_prog.c\", line {cb}")))
+            .expect(&o);
+        let pb = o
+            .lines()
+            .position(|l| l.ends_with(&format!("cli_prog.c\", line {lb}")))
+            .expect(&o);
         assert!(pa < pb, "--oldest-first order:\n{o}");
 
         // --rank 2 is site A.
         let r = memtrace(["traceback", p(&s2), "--rank", "2"]).ok().stdout();
-        assert_eq!(r.lines().next(), Some("1000 memory blocks: 976.6 KiB"), "{r}");
+        assert_eq!(
+            r.lines().next(),
+            Some("1000 memory blocks: 976.6 KiB"),
+            "{r}"
+        );
     }
 }
 
@@ -151,8 +188,14 @@ fn stats_and_json() {
     let (_d, s1, s2) = snapshots(Opt::O2);
     let s = load(&s2);
     let st = memtrace(["stats", p(&s2)]).ok().stdout();
-    assert!(st.contains(&s.header.pid.to_string()), "stats lacks the pid:\n{st}");
-    assert!(st.contains("cli_prog"), "stats lacks the command line:\n{st}");
+    assert!(
+        st.contains(&s.header.pid.to_string()),
+        "stats lacks the pid:\n{st}"
+    );
+    assert!(
+        st.contains("cli_prog"),
+        "stats lacks the command line:\n{st}"
+    );
     for args in [
         vec!["top", p(&s2), "--json"],
         vec!["diff", p(&s1), p(&s2), "--json"],
@@ -162,7 +205,10 @@ fn stats_and_json() {
         let out = memtrace(&args).ok().stdout();
         let v: Result<serde_json::Value, _> = serde_json::from_str(&out);
         assert!(v.is_ok(), "{args:?}: not JSON: {:?}\n{out}", v.err());
-        assert!(out.contains("cli_prog.c") || args[0] == "stats", "{args:?}: JSON names no line of cli_prog.c");
+        assert!(
+            out.contains("cli_prog.c") || args[0] == "stats",
+            "{args:?}: JSON names no line of cli_prog.c"
+        );
     }
 }
 
@@ -178,10 +224,22 @@ fn bad_input_exit_1() {
     flipped[good.len() / 3] ^= 0x10;
     std::fs::write(dir.join("flipped.snap"), &flipped).unwrap();
     std::fs::write(dir.join("elf.snap"), std::fs::read("/bin/true").unwrap()).unwrap();
-    for name in ["empty.snap", "trunc.snap", "flipped.snap", "elf.snap", "missing.snap", "."] {
+    for name in [
+        "empty.snap",
+        "trunc.snap",
+        "flipped.snap",
+        "elf.snap",
+        "missing.snap",
+        ".",
+    ] {
         let path = dir.join(name);
         let r = memtrace(["top", p(&path)]);
-        assert_eq!(r.out.status.code(), Some(1), "{name}: exit status; stderr {}", r.stderr());
+        assert_eq!(
+            r.out.status.code(),
+            Some(1),
+            "{name}: exit status; stderr {}",
+            r.stderr()
+        );
         let e = r.stderr();
         let lines: Vec<&str> = e.lines().collect();
         assert_eq!(lines.len(), 1, "{name}: want one line on stderr, got {e:?}");
@@ -209,12 +267,25 @@ fn cpp_top_names_the_program_lines() {
         let t = memtrace(["top", p(&s1)]).ok().stdout();
         let l = stat_lines(&t);
         let want = [
-            format!("cli_cpp.cpp:{}: size=1250 KiB, count=64, average=19.5 KiB", line_of("cli_cpp.cpp", "MARK:vector_reserve")),
-            format!("cli_cpp.cpp:{}: size=879 KiB, count=300, average=3000 B", line_of("cli_cpp.cpp", "MARK:new_array")),
-            format!("cli_cpp.cpp:{}: size=273 KiB, count=40, average=7000 B", line_of("cli_cpp.cpp", "MARK:string")),
+            format!(
+                "cli_cpp.cpp:{}: size=1250 KiB, count=64, average=19.5 KiB",
+                line_of("cli_cpp.cpp", "MARK:vector_reserve")
+            ),
+            format!(
+                "cli_cpp.cpp:{}: size=879 KiB, count=300, average=3000 B",
+                line_of("cli_cpp.cpp", "MARK:new_array")
+            ),
+            format!(
+                "cli_cpp.cpp:{}: size=273 KiB, count=40, average=7000 B",
+                line_of("cli_cpp.cpp", "MARK:string")
+            ),
         ];
         for (i, w) in want.iter().enumerate() {
-            assert!(l.len() > i && l[i].ends_with(w.as_str()), "{opt:?}: line {} should end with {w:?}:\n{t}", i + 1);
+            assert!(
+                l.len() > i && l[i].ends_with(w.as_str()),
+                "{opt:?}: line {} should end with {w:?}:\n{t}",
+                i + 1
+            );
         }
     }
 }
@@ -226,16 +297,36 @@ fn pretty_top() {
     let (_d, _, s2) = snapshots(Opt::O0);
     let la = line_of("cli_prog.c", "MARK:site_a");
     let lb = line_of("cli_prog.c", "MARK:site_b");
-    let t = memtrace(["top", p(&s2), "--pretty", "--limit", "2"]).ok().stdout();
+    let t = memtrace(["top", p(&s2), "--pretty", "--limit", "2"])
+        .ok()
+        .stdout();
     let lines: Vec<&str> = t.lines().collect();
     assert_eq!(lines[0], "Top 2 lines", "{t}");
-    assert_eq!(lines[1], format!("#1: programs/cli_prog.c:{lb}: 1953.1 KiB"), "{t}");
-    assert_eq!(lines[2], "    site_b[i] = malloc(4000); /* MARK:site_b */", "{t}");
-    assert_eq!(lines[3], format!("#2: programs/cli_prog.c:{la}: 976.6 KiB"), "{t}");
-    assert_eq!(lines[4], "    site_a[i] = malloc(1000); /* MARK:site_a */", "{t}");
+    assert_eq!(
+        lines[1],
+        format!("#1: programs/cli_prog.c:{lb}: 1953.1 KiB"),
+        "{t}"
+    );
+    assert_eq!(
+        lines[2], "    site_b[i] = malloc(4000); /* MARK:site_b */",
+        "{t}"
+    );
+    assert_eq!(
+        lines[3],
+        format!("#2: programs/cli_prog.c:{la}: 976.6 KiB"),
+        "{t}"
+    );
+    assert_eq!(
+        lines[4], "    site_a[i] = malloc(1000); /* MARK:site_a */",
+        "{t}"
+    );
     let total = load(&s2).total_bytes();
     let last = *lines.last().unwrap();
-    assert_eq!(last, format!("Total allocated size: {:.1} KiB", total as f64 / 1024.0), "{t}");
+    assert_eq!(
+        last,
+        format!("Total allocated size: {:.1} KiB", total as f64 / 1024.0),
+        "{t}"
+    );
 }
 
 /// Frames in a library unloaded by dlclose before the snapshot still
@@ -245,11 +336,20 @@ fn dlclosed_library_frames_symbolize() {
     let dir = fresh_dir("cli-dl");
     let prefix = dir.join("k");
     let lib = shared_lib("libdlalloc");
-    let out = Run::new(prog("dl_prog", Opt::O2), &dir).out(&prefix).arg(lib.to_str().unwrap()).run();
+    let out = Run::new(prog("dl_prog", Opt::O2), &dir)
+        .out(&prefix)
+        .arg(lib.to_str().unwrap())
+        .run();
     out.assert_ok();
     let s1 = snap_path(&prefix, "1");
     assert_eq!(load(&s1).count_of(7070), 100);
     let t = memtrace(["top", p(&s1)]).ok().stdout();
-    let want = format!("libdlalloc.c:{}: size=690 KiB, count=100, average=7070 B", line_of("libdlalloc.c", "MARK:dl_malloc"));
-    assert!(stat_lines(&t).first().is_some_and(|l| l.ends_with(&want)), "want a first line ending with {want:?}:\n{t}");
+    let want = format!(
+        "libdlalloc.c:{}: size=690 KiB, count=100, average=7070 B",
+        line_of("libdlalloc.c", "MARK:dl_malloc")
+    );
+    assert!(
+        stat_lines(&t).first().is_some_and(|l| l.ends_with(&want)),
+        "want a first line ending with {want:?}:\n{t}"
+    );
 }

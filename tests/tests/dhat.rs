@@ -37,7 +37,12 @@ fn totals_match_valgrind_dhat() {
     // DHAT, untraced, stdout piped exactly as in the traced run.
     let v = Run::new("valgrind", &dir)
         .untraced()
-        .args(["--tool=dhat", "--run-libc-freeres=no", "--dhat-out-file=/dev/null", exe.to_str().unwrap()])
+        .args([
+            "--tool=dhat",
+            "--run-libc-freeres=no",
+            "--dhat-out-file=/dev/null",
+            exe.to_str().unwrap(),
+        ])
         .timeout(120)
         .run();
     v.assert_ok();
@@ -45,7 +50,10 @@ fn totals_match_valgrind_dhat() {
     let (total_bytes, total_blocks) = parse_dhat(&v.stderr, "Total:");
     let (gmax_bytes, _) = parse_dhat(&v.stderr, "At t-gmax:");
     let (end_bytes, end_blocks) = parse_dhat(&v.stderr, "At t-end:");
-    assert!(total_blocks >= 5420 && total_bytes >= 5_127_000, "DHAT saw fewer than the program's 5420 calls");
+    assert!(
+        total_blocks >= 5420 && total_bytes >= 5_127_000,
+        "DHAT saw fewer than the program's 5420 calls"
+    );
 
     let prefix = dir.join("k");
     let out = Run::new(&exe, &dir).out(&prefix).run();
@@ -54,8 +62,16 @@ fn totals_match_valgrind_dhat() {
     let s = load(snap_path(&prefix, "exit"));
     s.check_consistent("exit");
     let h = &s.header;
-    assert_eq!(h.alloc_count, total_blocks, "allocations: memtrace {} vs DHAT {total_blocks}", h.alloc_count);
-    assert_eq!(h.peak_bytes, gmax_bytes, "peak: memtrace {} vs DHAT t-gmax {gmax_bytes}", h.peak_bytes);
+    assert_eq!(
+        h.alloc_count, total_blocks,
+        "allocations: memtrace {} vs DHAT {total_blocks}",
+        h.alloc_count
+    );
+    assert_eq!(
+        h.peak_bytes, gmax_bytes,
+        "peak: memtrace {} vs DHAT t-gmax {gmax_bytes}",
+        h.peak_bytes
+    );
     assert_eq!(
         (s.total_bytes(), s.total_count()),
         (end_bytes, end_blocks),

@@ -6,7 +6,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 fn stderr_lines(out: &Output) -> Vec<&str> {
-    out.stderr.lines().filter(|l| !l.trim().is_empty()).collect()
+    out.stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect()
 }
 
 /// The output cannot be written (the "directory" is a regular file, which
@@ -19,10 +22,20 @@ fn unwritable_output_dir() {
     let exe = prog("snap_basic", Opt::O2);
     let out = Run::new(&exe, &dir).out(dir.join("file").join("k")).run();
     let plain = Run::new(&exe, &dir).untraced().run();
-    assert_eq!(out.code(), plain.code(), "exit status changed; stderr: {}", out.stderr);
+    assert_eq!(
+        out.code(),
+        plain.code(),
+        "exit status changed; stderr: {}",
+        out.stderr
+    );
     assert_eq!(out.stdout, plain.stdout);
     let lines = stderr_lines(&out);
-    assert_eq!(lines.len(), 1, "want exactly one line on stderr, got: {:?}", out.stderr);
+    assert_eq!(
+        lines.len(),
+        1,
+        "want exactly one line on stderr, got: {:?}",
+        out.stderr
+    );
     assert_eq!(list_dir(&dir), ["file"]);
     assert_eq!(std::fs::read(dir.join("file")).unwrap(), b"not a directory");
 }
@@ -62,7 +75,11 @@ fn disk_full_tmpfs() {
     assert_eq!(out.code(), plain.code(), "stderr: {}", out.stderr);
     assert_eq!(out.stdout, plain.stdout);
     let lines = stderr_lines(&out);
-    assert!(lines.len() <= 1, "want at most one line on stderr, got: {:?}", out.stderr);
+    assert!(
+        lines.len() <= 1,
+        "want at most one line on stderr, got: {:?}",
+        out.stderr
+    );
     for f in snap_files(&mnt) {
         load(mnt.join(&f)); // decodes whole, or panics
     }
@@ -72,11 +89,23 @@ fn disk_full_tmpfs() {
 fn garbage(var: &str, value: &str) -> Output {
     let dir = fresh_dir("garbage");
     let prefix = dir.join("k");
-    let out = Run::new(prog("snap_basic", Opt::O2), &dir).out(&prefix).env(var, value).run();
+    let out = Run::new(prog("snap_basic", Opt::O2), &dir)
+        .out(&prefix)
+        .env(var, value)
+        .run();
     out.assert_ok();
     let lines = stderr_lines(&out);
-    assert_eq!(lines.len(), 1, "{var}={value:?}: want a one-line warning, got: {:?}", out.stderr);
-    assert!(lines[0].contains(var), "the warning does not name {var}: {:?}", lines[0]);
+    assert_eq!(
+        lines.len(),
+        1,
+        "{var}={value:?}: want a one-line warning, got: {:?}",
+        out.stderr
+    );
+    assert!(
+        lines[0].contains(var),
+        "the warning does not name {var}: {:?}",
+        lines[0]
+    );
     // The default is used: USR2 snapshots, 32 frames.
     assert_eq!(list_dir(&dir), ["k.1.snap", "k.2.snap", "k.exit.snap"]);
     let snaps = check_expects(&prefix, &out, 7);
@@ -120,8 +149,14 @@ fn never_clobbers_or_follows_symlinks() {
     assert_eq!(out.stdout, plain.stdout);
     assert_eq!(std::fs::read(dir.join("k.1.snap")).unwrap(), b"precious");
     assert_eq!(std::fs::read(dir.join("victim")).unwrap(), b"victim stays");
-    assert!(std::fs::symlink_metadata(dir.join("k.2.snap")).unwrap().file_type().is_symlink());
-    assert!(!dir.join("nowhere").exists(), "a symlink was followed to create its target");
+    assert!(std::fs::symlink_metadata(dir.join("k.2.snap"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(
+        !dir.join("nowhere").exists(),
+        "a symlink was followed to create its target"
+    );
 }
 
 /// Files are not world-writable even under umask 000.
@@ -129,12 +164,18 @@ fn never_clobbers_or_follows_symlinks() {
 fn files_not_world_writable() {
     let dir = fresh_dir("perms");
     let prefix = dir.join("k");
-    let out = Run::new(prog("snap_basic", Opt::O2), &dir).out(&prefix).shell_prefix("umask 000").run();
+    let out = Run::new(prog("snap_basic", Opt::O2), &dir)
+        .out(&prefix)
+        .shell_prefix("umask 000")
+        .run();
     out.assert_ok();
     let files = snap_files(&dir);
     assert_eq!(files.len(), 3, "{files:?}");
     for f in files {
-        let mode = std::fs::metadata(dir.join(&f)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.join(&f))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o002, 0, "{f} is world-writable (mode {mode:o})");
     }
 }
@@ -178,14 +219,20 @@ fn posix_spawn_vfork_longjmp() {
         assert_eq!(out.value(k).as_deref(), Some("ok"), "{k}");
     }
     check_expects(&prefix, &out, 2);
-    assert_eq!(list_dir(&dir), ["k.exit.snap"], "/bin/true was traced (exec is not followed by default)");
+    assert_eq!(
+        list_dir(&dir),
+        ["k.exit.snap"],
+        "/bin/true was traced (exec is not followed by default)"
+    );
 }
 
 fn abnormal(mode: &str, sig: i32) {
     let dir = fresh_dir(&format!("abnormal-{mode}"));
     let prefix = dir.join("k");
     let first = snap_path(&prefix, "1");
-    let r = Run::new(prog("exit_paths", Opt::O2), &dir).out(&prefix).args([mode, first.to_str().unwrap()]);
+    let r = Run::new(prog("exit_paths", Opt::O2), &dir)
+        .out(&prefix)
+        .args([mode, first.to_str().unwrap()]);
     let out = if mode == "kill" {
         let mut run = r.spawn();
         run.wait_for("READY");
@@ -195,8 +242,18 @@ fn abnormal(mode: &str, sig: i32) {
         r.run()
     };
     use std::os::unix::process::ExitStatusExt;
-    assert_eq!(out.status.signal(), Some(sig), "{mode}: {:?}; stderr {}", out.status, out.stderr);
-    assert_eq!(out.value("snapshot_seen").as_deref(), Some("yes"), "snapshot 1 never appeared");
+    assert_eq!(
+        out.status.signal(),
+        Some(sig),
+        "{mode}: {:?}; stderr {}",
+        out.status,
+        out.stderr
+    );
+    assert_eq!(
+        out.value("snapshot_seen").as_deref(),
+        Some("yes"),
+        "snapshot 1 never appeared"
+    );
     // Snapshot 1 is whole and exact; no other file under a final name is broken.
     let s1 = load(&first);
     s1.check_consistent("k.1.snap");

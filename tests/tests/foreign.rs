@@ -5,7 +5,6 @@
 
 use memtrace_tests::*;
 
-
 #[test]
 fn own_malloc_is_named_in_every_snapshot() {
     for opt in BOTH {
@@ -20,7 +19,11 @@ fn own_malloc_is_named_in_every_snapshot() {
             "memtrace: this program's malloc comes from {}, not glibc: its allocations are not traced",
             exe.canonicalize().unwrap().display()
         );
-        let lines: Vec<&str> = out.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        let lines: Vec<&str> = out
+            .stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
         assert_eq!(lines, [want.as_str()], "stderr: {}", out.stderr);
         assert_eq!(snap_files(&dir), ["k.1.snap", "k.exit.snap"]);
         for f in snap_files(&dir) {
@@ -45,7 +48,9 @@ fn own_malloc_is_named_in_every_snapshot() {
 fn glibc_malloc_leaves_malloc_owner_empty() {
     let dir = fresh_dir("glibc-malloc");
     let prefix = dir.join("k");
-    let out = Run::new(prog("snap_basic", Opt::O2), &dir).out(&prefix).run();
+    let out = Run::new(prog("snap_basic", Opt::O2), &dir)
+        .out(&prefix)
+        .run();
     out.assert_ok();
     assert_eq!(out.stderr, "");
     for f in snap_files(&dir) {

@@ -10,7 +10,9 @@ use std::path::Path;
 fn fork_child_has_its_own_files_percent_p() {
     for opt in BOTH {
         let dir = fresh_dir("fork-p");
-        let out = Run::new(prog("forker", opt), &dir).out(dir.join("k.%p")).run();
+        let out = Run::new(prog("forker", opt), &dir)
+            .out(dir.join("k.%p"))
+            .run();
         out.assert_ok();
         assert_eq!(out.value("child_status").as_deref(), Some("0"));
         let (pp, cp) = (out.value_u64("parent_pid"), out.value_u64("child_pid"));
@@ -42,7 +44,9 @@ fn fork_child_has_its_own_files_percent_p() {
 #[test]
 fn fork_child_prefix_without_percent_p() {
     let dir = fresh_dir("fork-nop");
-    let out = Run::new(prog("forker", Opt::O2), &dir).out(dir.join("k")).run();
+    let out = Run::new(prog("forker", Opt::O2), &dir)
+        .out(dir.join("k"))
+        .run();
     out.assert_ok();
     let cp = out.value_u64("child_pid");
     check_expects_with(&out, 10, |tag| {
@@ -53,8 +57,12 @@ fn fork_child_prefix_without_percent_p() {
             dir.join(format!("k.{cp}.{t}.snap"))
         }
     });
-    let mut want =
-        vec!["k.1.snap".to_string(), "k.exit.snap".into(), format!("k.{cp}.1.snap"), format!("k.{cp}.exit.snap")];
+    let mut want = vec![
+        "k.1.snap".to_string(),
+        "k.exit.snap".into(),
+        format!("k.{cp}.1.snap"),
+        format!("k.{cp}.exit.snap"),
+    ];
     want.sort();
     assert_eq!(list_dir(&dir), want);
 }
@@ -70,7 +78,11 @@ fn fork_exec(follow: bool) -> (TestDir, Output) {
     }
     let out = r.run();
     out.assert_ok();
-    assert_eq!(out.value("child_status").as_deref(), Some("0"), "the exec'd program failed");
+    assert_eq!(
+        out.value("child_status").as_deref(),
+        Some("0"),
+        "the exec'd program failed"
+    );
     assert_eq!(out.value_u64("exec_target_pid"), out.value_u64("child_pid"));
     (dir, out)
 }
@@ -82,7 +94,11 @@ fn check_parent(dir: &Path, out: &Output) {
         s.check_consistent(tag);
         assert_eq!(s.count_of(1000), 1000);
         assert_eq!(s.count_of(5005), 50);
-        assert_eq!(s.count_of(6006), 0, "the exec'd program's blocks in the parent's snapshot");
+        assert_eq!(
+            s.count_of(6006),
+            0,
+            "the exec'd program's blocks in the parent's snapshot"
+        );
     }
 }
 
@@ -91,10 +107,20 @@ fn check_parent(dir: &Path, out: &Output) {
 fn fork_exec_not_followed_by_default() {
     let (dir, out) = fork_exec(false);
     let cp = out.value_u64("child_pid");
-    assert_eq!(out.value("exec_target_preload").as_deref(), Some("no"), "LD_PRELOAD still names libtrace.so after exec");
+    assert_eq!(
+        out.value("exec_target_preload").as_deref(),
+        Some("no"),
+        "LD_PRELOAD still names libtrace.so after exec"
+    );
     check_parent(&dir, &out);
-    let child_files: Vec<_> = list_dir(&dir).into_iter().filter(|f| f.starts_with(&format!("k.{cp}."))).collect();
-    assert!(child_files.is_empty(), "the exec'd program was traced: {child_files:?}");
+    let child_files: Vec<_> = list_dir(&dir)
+        .into_iter()
+        .filter(|f| f.starts_with(&format!("k.{cp}.")))
+        .collect();
+    assert!(
+        child_files.is_empty(),
+        "the exec'd program was traced: {child_files:?}"
+    );
 }
 
 /// MEMTRACE_FOLLOW_EXEC=1: the exec'd program is traced into its own files.
@@ -107,7 +133,11 @@ fn fork_exec_followed_with_memtrace_follow_exec() {
     let s = load(dir.join(format!("k.{cp}.exit.snap")));
     s.check_consistent("exec'd program");
     assert_eq!(s.count_of(6006), 50, "{}", s.describe());
-    assert_eq!(s.count_of(1000), 0, "the exec'd program cannot hold the parent's blocks");
+    assert_eq!(
+        s.count_of(1000),
+        0,
+        "the exec'd program cannot hold the parent's blocks"
+    );
     assert_eq!(s.header.pid as u64, cp);
 }
 
@@ -120,14 +150,27 @@ fn dlopen_dlclose_module_kept_as_unloaded() {
         let dir = fresh_dir("dlopen");
         let prefix = dir.join("k");
         let lib = shared_lib("libdlalloc");
-        let out = Run::new(prog("dl_prog", opt), &dir).out(&prefix).arg(lib.to_str().unwrap()).run();
+        let out = Run::new(prog("dl_prog", opt), &dir)
+            .out(&prefix)
+            .arg(lib.to_str().unwrap())
+            .run();
         out.assert_ok();
-        assert_eq!(out.value("unloaded").as_deref(), Some("yes"), "the library did not unload (test setup)");
+        assert_eq!(
+            out.value("unloaded").as_deref(),
+            Some("yes"),
+            "the library did not unload (test setup)"
+        );
         let snaps = check_expects(&prefix, &out, 2);
         let s = &snaps["1"];
-        let m = s
-            .module_named(&lib)
-            .unwrap_or_else(|| panic!("the module map lacks the dlclose'd library: {:?}", s.modules.iter().map(|m| String::from_utf8_lossy(&m.path).into_owned()).collect::<Vec<_>>()));
+        let m = s.module_named(&lib).unwrap_or_else(|| {
+            panic!(
+                "the module map lacks the dlclose'd library: {:?}",
+                s.modules
+                    .iter()
+                    .map(|m| String::from_utf8_lossy(&m.path).into_owned())
+                    .collect::<Vec<_>>()
+            )
+        });
         assert!(m.unloaded, "the dlclose'd library is not marked unloaded");
         assert!(!m.segments.is_empty());
         let f = symbol(&lib, "dl_alloc_one");
@@ -144,8 +187,16 @@ fn dlopen_dlclose_module_kept_as_unloaded() {
 fn exit_mode(mode: &str, status: i32) {
     let dir = fresh_dir(&format!("exit-{mode}"));
     let prefix = dir.join("k");
-    let out = Run::new(prog("exit_paths", Opt::O2), &dir).out(&prefix).arg(mode).run();
-    assert_eq!(out.code(), Some(status), "exit status; stderr: {}", out.stderr);
+    let out = Run::new(prog("exit_paths", Opt::O2), &dir)
+        .out(&prefix)
+        .arg(mode)
+        .run();
+    assert_eq!(
+        out.code(),
+        Some(status),
+        "exit status; stderr: {}",
+        out.stderr
+    );
     assert_eq!(list_dir(&dir), ["k.exit.snap"]);
     check_expects(&prefix, &out, 1);
 }

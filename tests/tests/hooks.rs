@@ -12,7 +12,9 @@ fn hooks(opt: Opt) {
     let snaps = check_expects(&prefix, &out, 30);
     // Every hook's blocks were allocated by the program: their stacks pass through it.
     let s1 = &snaps["1"];
-    for size in [1000, 777, 5001, 3003, 60001, 2222, 221, 899, 1111, 1280, 1333, 1444, 1555] {
+    for size in [
+        1000, 777, 5001, 3003, 60001, 2222, 221, 899, 1111, 1280, 1333, 1444, 1555,
+    ] {
         assert_stacks_in(s1, size, &exe);
     }
     // The failed calls (calloc/realloc/reallocarray overflow) left no trace of
@@ -47,7 +49,10 @@ fn hooks_program_runs_as_untraced() {
     let b = Run::new(&exe, &dir).out(dir.join("t")).run();
     b.assert_ok();
     assert_eq!(a.stdout, b.stdout);
-    assert_eq!(b.stderr, "", "the preload printed on stderr without MEMTRACE_VERBOSE");
+    assert_eq!(
+        b.stderr, "",
+        "the preload printed on stderr without MEMTRACE_VERBOSE"
+    );
 }
 
 fn cpp(opt: Opt) {
@@ -66,7 +71,10 @@ fn cpp(opt: Opt) {
     // unwinder: output identical to an untraced run.
     let plain = Run::new(&exe, &dir).untraced().run();
     plain.assert_ok();
-    assert_eq!(traced.stdout, plain.stdout, "traced output differs from untraced");
+    assert_eq!(
+        traced.stdout, plain.stdout,
+        "traced output differs from untraced"
+    );
     assert_eq!(traced.value("caught").as_deref(), Some("100"));
     assert_eq!(traced.value("backtrace_frames_ok").as_deref(), Some("1"));
     assert_eq!(

@@ -14,13 +14,25 @@ fn main_thread_pthread_exit_ends_the_process() {
         let dir = fresh_dir("pthread-exit");
         let prefix = dir.join("k");
         let exe = prog("lifecycle", opt);
-        let out = Run::new(&exe, &dir).out(&prefix).arg("main_exit").timeout(20).run();
+        let out = Run::new(&exe, &dir)
+            .out(&prefix)
+            .arg("main_exit")
+            .timeout(20)
+            .run();
         out.assert_ok();
-        assert!(out.elapsed < Duration::from_secs(5), "took {:?} (the writer kept the process alive?)", out.elapsed);
+        assert!(
+            out.elapsed < Duration::from_secs(5),
+            "took {:?} (the writer kept the process alive?)",
+            out.elapsed
+        );
         let snaps = check_expects(&prefix, &out, 4);
         assert_stacks_in(&snaps["exit"], 777, &exe);
         assert_eq!(list_dir(&dir), ["k.1.snap", "k.exit.snap"]);
-        let plain = Run::new(&exe, &dir).untraced().arg("main_exit").timeout(20).run();
+        let plain = Run::new(&exe, &dir)
+            .untraced()
+            .arg("main_exit")
+            .timeout(20)
+            .run();
         assert_eq!(plain.code(), out.code());
     }
 }
@@ -31,16 +43,34 @@ fn main_thread_pthread_exit_ends_the_process() {
 fn child_forked_from_a_thread_ends_with_its_thread() {
     let dir = fresh_dir("fork-thread");
     let exe = prog("lifecycle", Opt::O2);
-    let out = Run::new(&exe, &dir).out(dir.join("k.%p")).arg("fork_thread").timeout(30).run();
+    let out = Run::new(&exe, &dir)
+        .out(dir.join("k.%p"))
+        .arg("fork_thread")
+        .timeout(30)
+        .run();
     out.assert_ok();
-    assert_eq!(out.value("child_exited").as_deref(), Some("1"), "stdout: {}", out.stdout);
+    assert_eq!(
+        out.value("child_exited").as_deref(),
+        Some("1"),
+        "stdout: {}",
+        out.stdout
+    );
     assert_eq!(out.value_u64("child_status"), 0);
-    assert!(out.value_u64("child_ms") < 5000, "the child took {} ms to end", out.value_u64("child_ms"));
+    assert!(
+        out.value_u64("child_ms") < 5000,
+        "the child took {} ms to end",
+        out.value_u64("child_ms")
+    );
     let child = out.value_u64("child_pid");
     let s = load(dir.join(format!("k.{child}.exit.snap")));
     s.check_consistent("child exit snapshot");
     assert_eq!(s.count_of(888), 1, "{}", s.describe());
-    assert_eq!(s.count_of(777), 1, "the live set inherited from the parent: {}", s.describe());
+    assert_eq!(
+        s.count_of(777),
+        1,
+        "the live set inherited from the parent: {}",
+        s.describe()
+    );
     let parent = load(dir.join(format!("k.{}.exit.snap", out.pid)));
     assert_eq!(parent.count_of(888), 0);
     assert_eq!(parent.count_of(777), 1);
@@ -53,7 +83,11 @@ fn child_forked_from_a_thread_ends_with_its_thread() {
 fn sigwait_gets_a_signal_blocked_by_all_program_threads() {
     let dir = fresh_dir("sigwait");
     let prefix = dir.join("k");
-    let mut r = Run::new(prog("lifecycle", Opt::O2), &dir).out(&prefix).arg("sigwait").timeout(20).spawn();
+    let mut r = Run::new(prog("lifecycle", Opt::O2), &dir)
+        .out(&prefix)
+        .arg("sigwait")
+        .timeout(20)
+        .spawn();
     r.wait_for("READY");
     // SAFETY: signalling our own child.
     assert_eq!(unsafe { libc::kill(r.pid as i32, libc::SIGTERM) }, 0);
@@ -71,7 +105,10 @@ fn last_thread_exit_handlers_stay_killable() {
     use std::os::unix::process::ExitStatusExt;
     for traced in [false, true] {
         let dir = fresh_dir("slow-atexit");
-        let mut run = Run::new(prog("lifecycle", Opt::O2), &dir).out(dir.join("k")).arg("slow_atexit").timeout(20);
+        let mut run = Run::new(prog("lifecycle", Opt::O2), &dir)
+            .out(dir.join("k"))
+            .arg("slow_atexit")
+            .timeout(20);
         if !traced {
             run = run.untraced();
         }
@@ -81,7 +118,16 @@ fn last_thread_exit_handlers_stay_killable() {
         // SAFETY: signalling our own child.
         assert_eq!(unsafe { libc::kill(r.pid as i32, libc::SIGTERM) }, 0);
         let out = r.wait();
-        assert_eq!(out.status.signal(), Some(libc::SIGTERM), "traced={traced}: {:?}", out.status);
-        assert!(t0.elapsed() < Duration::from_secs(5), "traced={traced}: SIGTERM took {:?}", t0.elapsed());
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGTERM),
+            "traced={traced}: {:?}",
+            out.status
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "traced={traced}: SIGTERM took {:?}",
+            t0.elapsed()
+        );
     }
 }

@@ -6,7 +6,10 @@ use memtrace_tests::*;
 /// Runs `process_ends MODE ARG` with the prefix `k`; returns the run.
 fn ends(tag: &str, mode: &str, arg: &str) -> (TestDir, Output) {
     let dir = fresh_dir(tag);
-    let out = Run::new(prog("process_ends", Opt::O2), &dir).out(dir.join("k")).args([mode, arg]).run();
+    let out = Run::new(prog("process_ends", Opt::O2), &dir)
+        .out(dir.join("k"))
+        .args([mode, arg])
+        .run();
     (dir, out)
 }
 
@@ -59,7 +62,10 @@ fn vfork_and_bare_fork_exec_children_write_nothing() {
         assert_eq!(out.value("child_status").as_deref(), Some("0"), "{mode}");
         let cp = out.value_u64("child_pid");
         let files = list_dir(&dir);
-        assert!(!files.iter().any(|f| f.contains(&cp.to_string())), "{mode}: {files:?}");
+        assert!(
+            !files.iter().any(|f| f.contains(&cp.to_string())),
+            "{mode}: {files:?}"
+        );
         exit_snapshot_exact(&dir, &out);
     }
 }
@@ -70,9 +76,16 @@ fn vfork_and_bare_fork_exec_children_write_nothing() {
 #[test]
 fn program_handler_keeps_its_signal() {
     let dir = fresh_dir("handler");
-    let out = Run::new(prog("process_ends", Opt::O2), &dir).out(dir.join("k")).arg("handler").run();
+    let out = Run::new(prog("process_ends", Opt::O2), &dir)
+        .out(dir.join("k"))
+        .arg("handler")
+        .run();
     out.assert_ok();
-    assert_eq!(out.value("handled").as_deref(), Some("1"), "the handler's deliveries");
+    assert_eq!(
+        out.value("handled").as_deref(),
+        Some("1"),
+        "the handler's deliveries"
+    );
     assert_eq!(list_dir(&dir), ["k.1.snap", "k.exit.snap"]);
     check_expects(&dir.join("k"), &out, 2);
 }
@@ -84,18 +97,32 @@ fn program_handler_keeps_its_signal() {
 #[test]
 fn memtrace_snapshot_pid() {
     let dir = fresh_dir("snapshot-pid");
-    let mut r = Run::new(prog("process_ends", Opt::O2), &dir).out(dir.join("k")).arg("serve").spawn();
+    let mut r = Run::new(prog("process_ends", Opt::O2), &dir)
+        .out(dir.join("k"))
+        .arg("serve")
+        .spawn();
     r.wait_for("READY");
-    let o = std::process::Command::new(memtrace_bin()).args(["snapshot", &r.pid.to_string()]).output().unwrap();
+    let o = std::process::Command::new(memtrace_bin())
+        .args(["snapshot", &r.pid.to_string()])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "memtrace snapshot: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "memtrace snapshot: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert_eq!(stdout.trim(), dir.join("k.1.snap").to_str().unwrap());
     // SAFETY: kill(2) on our own child.
     assert_eq!(unsafe { libc::kill(r.pid as i32, libc::SIGUSR2) }, 0);
     std::thread::sleep(std::time::Duration::from_millis(100));
     let out = r.wait();
     out.assert_ok();
-    assert_eq!(out.value("handled").as_deref(), Some("1"), "the program's handler: the plain kill only");
+    assert_eq!(
+        out.value("handled").as_deref(),
+        Some("1"),
+        "the program's handler: the plain kill only"
+    );
     assert_eq!(list_dir(&dir), ["k.1.snap", "k.exit.snap"]);
     check_expects(&dir.join("k"), &out, 2);
 }
@@ -104,9 +131,15 @@ fn memtrace_snapshot_pid() {
 #[test]
 fn memtrace_snapshot_refuses_an_untraced_process() {
     let dir = fresh_dir("snapshot-untraced");
-    let mut r = Run::new(prog("process_ends", Opt::O2), &dir).untraced().arg("serve").spawn();
+    let mut r = Run::new(prog("process_ends", Opt::O2), &dir)
+        .untraced()
+        .arg("serve")
+        .spawn();
     r.wait_for("READY");
-    let o = std::process::Command::new(memtrace_bin()).args(["snapshot", &r.pid.to_string()]).output().unwrap();
+    let o = std::process::Command::new(memtrace_bin())
+        .args(["snapshot", &r.pid.to_string()])
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr, format!("memtrace: process {} is not traced by memtrace (libtrace.so is not loaded in it; start it with `memtrace run` or LD_PRELOAD)\n", r.pid));
@@ -127,7 +160,10 @@ fn fatal_signal_is_reported_when_verbose() {
             .run();
         assert_eq!(out.status.signal(), Some(libc::SIGSEGV), "{}", out.stderr);
         assert!(list_dir(&dir).is_empty(), "{:?}", list_dir(&dir));
-        let said = format!("memtrace: pid {} ends by SIGSEGV: no exit snapshot", out.pid);
+        let said = format!(
+            "memtrace: pid {} ends by SIGSEGV: no exit snapshot",
+            out.pid
+        );
         assert_eq!(out.stderr.contains(&said), verbose == "1", "{}", out.stderr);
     }
 }

@@ -14,9 +14,11 @@ use std::path::Path;
 use std::process::Command;
 
 fn memtrace(args: &[&std::ffi::OsStr]) -> std::process::Output {
-    Command::new(memtrace_bin()).args(args).output().expect("run memtrace")
+    Command::new(memtrace_bin())
+        .args(args)
+        .output()
+        .expect("run memtrace")
 }
-
 
 /// ELF e_type: 2 = ET_EXEC (not PIE), 3 = ET_DYN.
 fn elf_type(p: &Path) -> u16 {
@@ -26,11 +28,19 @@ fn elf_type(p: &Path) -> u16 {
 
 /// `malloc`'s line in the dynamic symbol table (readelf), if readelf runs.
 fn dynsym_malloc(p: &Path) -> Option<String> {
-    let out = Command::new("readelf").args(["--dyn-syms", "-W"]).arg(p).output().ok()?;
+    let out = Command::new("readelf")
+        .args(["--dyn-syms", "-W"])
+        .arg(p)
+        .output()
+        .ok()?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     Some(
         text.lines()
-            .find(|l| l.split_whitespace().nth(7).is_some_and(|n| n == "malloc" || n.starts_with("malloc@")))
+            .find(|l| {
+                l.split_whitespace()
+                    .nth(7)
+                    .is_some_and(|n| n == "malloc" || n.starts_with("malloc@"))
+            })
             .unwrap_or("")
             .to_string(),
     )
@@ -43,7 +53,12 @@ fn nopie_programs_are_built_as_described() {
     for opt in BOTH {
         for name in ["nopie_malloc_addr", "nopie_own_malloc"] {
             let exe = prog(name, opt);
-            assert_eq!(elf_type(&exe), 2, "{} is not an ET_EXEC (non-PIE) executable", exe.display());
+            assert_eq!(
+                elf_type(&exe),
+                2,
+                "{} is not an ET_EXEC (non-PIE) executable",
+                exe.display()
+            );
         }
         let Some(stub) = dynsym_malloc(&prog("nopie_malloc_addr", opt)) else {
             eprintln!("readelf not found: symbol checks skipped");
@@ -56,7 +71,10 @@ fn nopie_programs_are_built_as_described() {
         );
         let own = dynsym_malloc(&prog("nopie_own_malloc", opt)).unwrap();
         let w: Vec<&str> = own.split_whitespace().collect();
-        assert!(w.len() >= 8 && w[6] != "UND", "nopie_own_malloc: want a defined malloc, got {own:?}");
+        assert!(
+            w.len() >= 8 && w[6] != "UND",
+            "nopie_own_malloc: want a defined malloc, got {own:?}"
+        );
     }
 }
 
@@ -77,12 +95,18 @@ fn nopie_malloc_address_allocations_are_traced() {
         assert!(out.stdout.contains("same=1\n"), "{}", out.stdout);
         check_expects(&prefix, &out, 4);
         let top = memtrace(&["top".as_ref(), snap_path(&prefix, "1").as_os_str()]);
-        assert!(top.status.success(), "memtrace top: {}", String::from_utf8_lossy(&top.stderr));
+        assert!(
+            top.status.success(),
+            "memtrace top: {}",
+            String::from_utf8_lossy(&top.stderr)
+        );
         let top = String::from_utf8_lossy(&top.stdout);
         for (line, size) in [(data, 3333), (code, 4444)] {
             let want = format!("nopie_malloc_addr.c:{line}: ");
             assert!(
-                top.lines().any(|l| l.contains(&want) && l.contains("count=32") && l.contains(&format!("average={size} B"))),
+                top.lines().any(|l| l.contains(&want)
+                    && l.contains("count=32")
+                    && l.contains(&format!("average={size} B"))),
                 "{opt:?}: memtrace top does not name {want} (32 blocks of {size} B):\n{top}"
             );
         }
@@ -97,9 +121,14 @@ fn nopie_malloc_address_gives_no_warning() {
     for opt in BOTH {
         let dir = fresh_dir("nopie-addr-warn");
         let prefix = dir.join("k");
-        let out = Run::new(prog("nopie_malloc_addr", opt), &dir).out(&prefix).run();
+        let out = Run::new(prog("nopie_malloc_addr", opt), &dir)
+            .out(&prefix)
+            .run();
         out.assert_ok();
-        assert_eq!(out.stderr, "", "{opt:?}: a warning for a non-PIE program whose malloc is glibc's (issue 11.1)");
+        assert_eq!(
+            out.stderr, "",
+            "{opt:?}: a warning for a non-PIE program whose malloc is glibc's (issue 11.1)"
+        );
         for f in snap_files(&dir) {
             let s = load(dir.join(&f));
             assert!(
@@ -110,7 +139,10 @@ fn nopie_malloc_address_gives_no_warning() {
             for cmd in ["stats", "top"] {
                 let o = memtrace(&[cmd.as_ref(), dir.join(&f).as_os_str()]);
                 let err = String::from_utf8_lossy(&o.stderr);
-                assert!(o.status.success() && err.is_empty(), "{opt:?}: memtrace {cmd} {f}: {err}");
+                assert!(
+                    o.status.success() && err.is_empty(),
+                    "{opt:?}: memtrace {cmd} {f}: {err}"
+                );
             }
         }
     }
@@ -133,7 +165,11 @@ fn nopie_own_malloc_is_warned() {
             "memtrace: this program's malloc comes from {}, not glibc: its allocations are not traced",
             exe.canonicalize().unwrap().display()
         );
-        let lines: Vec<&str> = out.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        let lines: Vec<&str> = out
+            .stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
         assert_eq!(lines, [want.as_str()], "{opt:?}: stderr: {}", out.stderr);
         assert_eq!(snap_files(&dir), ["k.1.snap", "k.exit.snap"]);
         for f in snap_files(&dir) {
@@ -147,7 +183,10 @@ fn nopie_own_malloc_is_warned() {
             assert_eq!(s.count_of(3333), 0, "{opt:?} {f}: {}", s.describe());
             let o = memtrace(&["stats".as_ref(), dir.join(&f).as_os_str()]);
             let stdout = String::from_utf8_lossy(&o.stdout);
-            assert!(stdout.contains("not glibc: its allocations were not traced"), "{opt:?}: memtrace stats {f}:\n{stdout}");
+            assert!(
+                stdout.contains("not glibc: its allocations were not traced"),
+                "{opt:?}: memtrace stats {f}:\n{stdout}"
+            );
         }
     }
 }

@@ -25,8 +25,15 @@ fn build(dir: &Path, opt: Opt) -> std::path::PathBuf {
 }
 
 fn memtrace(args: &[&str]) -> String {
-    let out = Command::new(memtrace_bin()).args(args).output().expect("run memtrace");
-    assert!(out.status.success(), "memtrace {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(memtrace_bin())
+        .args(args)
+        .output()
+        .expect("run memtrace");
+    assert!(
+        out.status.success(),
+        "memtrace {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -45,10 +52,16 @@ fn rust_program_top_and_diff_name_its_line() {
         let site = format!("{}:{line}", source("rust_prog.rs").display());
         let top = memtrace(&["top", a.to_str().unwrap()]);
         let want = format!("{site}: size=977 KiB, count=1000, average=1000 B");
-        assert!(top.lines().any(|l| l == want), "{opt:?}: no line {want:?} in\n{top}");
+        assert!(
+            top.lines().any(|l| l == want),
+            "{opt:?}: no line {want:?} in\n{top}"
+        );
         let diff = memtrace(&["diff", a.to_str().unwrap(), b.to_str().unwrap()]);
         // Both fills allocate at the same line: 1000 x 1000 + 500 x 4000 B.
         let want = format!("{site}: size=2930 KiB (+1953 KiB), count=1500 (+500), average=2000 B");
-        assert!(diff.lines().nth(1) == Some(want.as_str()), "{opt:?}: want {want:?} first in\n{diff}");
+        assert!(
+            diff.lines().nth(1) == Some(want.as_str()),
+            "{opt:?}: want {want:?} first in\n{diff}"
+        );
     }
 }

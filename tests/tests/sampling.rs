@@ -25,7 +25,12 @@ fn estimate_within_10_percent_per_line() {
     let dir = fresh_dir("sample-estimate");
     let prefix = dir.join("k");
     let exe = prog("sample_sizes", Opt::O2);
-    let out = Run::new(&exe, &dir).out(&prefix).env("MEMTRACE_SAMPLE", "512K").args(["estimate", "1024"]).timeout(180).run();
+    let out = Run::new(&exe, &dir)
+        .out(&prefix)
+        .env("MEMTRACE_SAMPLE", "512K")
+        .args(["estimate", "1024"])
+        .timeout(180)
+        .run();
     out.assert_ok();
     assert_eq!(out.stderr, "");
     let s = load(snap_path(&prefix, "1"));
@@ -53,15 +58,27 @@ fn estimate_within_10_percent_per_line() {
         assert!((est_count / count as f64 - 1.0).abs() <= 0.10 || bad.contains(&size));
     }
     eprint!("{report}");
-    assert!(bad.is_empty(), "estimates off by more than 10 % for sizes {bad:?}:\n{report}");
+    assert!(
+        bad.is_empty(),
+        "estimates off by more than 10 % for sizes {bad:?}:\n{report}"
+    );
     // Freed blocks (333 and 5555 bytes, sampled or not) are gone.
     assert_eq!(s.count_of(333), 0, "{}", s.describe());
     assert_eq!(s.count_of(5555), 0, "{}", s.describe());
     // Far fewer events than allocations: ~2 GiB allocated over 17M calls.
-    assert!(s.header.alloc_count < 20_000, "{} allocations recorded", s.header.alloc_count);
+    assert!(
+        s.header.alloc_count < 20_000,
+        "{} allocations recorded",
+        s.header.alloc_count
+    );
     // Every sampled block keeps its real requested size.
     let known = [64u64, 4000, 24576, 200000, 1 << 20, 333, 5555];
-    let program_sizes: u64 = s.traces.iter().filter(|t| known.contains(&t.size)).map(|t| t.count).sum();
+    let program_sizes: u64 = s
+        .traces
+        .iter()
+        .filter(|t| known.contains(&t.size))
+        .map(|t| t.count)
+        .sum();
     assert!(program_sizes > 2000, "{}", s.describe());
 }
 
@@ -83,11 +100,27 @@ fn sampled_frees_are_matched() {
         let s = load(snap_path(&prefix, "exit"));
         s.check_consistent("k.exit.snap");
         let left: Vec<_> = s.traces.iter().filter(|t| t.size % 16 == 13).collect();
-        assert!(left.is_empty(), "MEMTRACE_SAMPLE={rate}: blocks left: {left:?}\n{}", s.describe());
+        assert!(
+            left.is_empty(),
+            "MEMTRACE_SAMPLE={rate}: blocks left: {left:?}\n{}",
+            s.describe()
+        );
         let h = &s.header;
-        assert!(h.alloc_count > 1000, "MEMTRACE_SAMPLE={rate}: only {} sampled allocations", h.alloc_count);
-        assert!(h.free_count + 10 >= h.alloc_count, "{} allocations, {} frees", h.alloc_count, h.free_count);
-        eprintln!("MEMTRACE_SAMPLE={rate}: {} sampled allocations, {} frees matched", h.alloc_count, h.free_count);
+        assert!(
+            h.alloc_count > 1000,
+            "MEMTRACE_SAMPLE={rate}: only {} sampled allocations",
+            h.alloc_count
+        );
+        assert!(
+            h.free_count + 10 >= h.alloc_count,
+            "{} allocations, {} frees",
+            h.alloc_count,
+            h.free_count
+        );
+        eprintln!(
+            "MEMTRACE_SAMPLE={rate}: {} sampled allocations, {} frees matched",
+            h.alloc_count, h.free_count
+        );
     }
 }
 
@@ -114,20 +147,42 @@ fn rate_1_is_exact_under_cross_thread_reuse() {
 /// Accepted spellings, and garbage: one warning, sampling off (exact).
 #[test]
 fn sample_setting_spellings() {
-    for (v, want) in [("4096", 4096u64), ("512K", 524288), ("512k", 524288), ("1M", 1 << 20), ("2MiB", 2 << 20), ("off", 0), ("0", 0)] {
+    for (v, want) in [
+        ("4096", 4096u64),
+        ("512K", 524288),
+        ("512k", 524288),
+        ("1M", 1 << 20),
+        ("2MiB", 2 << 20),
+        ("off", 0),
+        ("0", 0),
+    ] {
         let dir = fresh_dir("sample-setting");
         let prefix = dir.join("k");
-        let out = Run::new(prog("snap_basic", Opt::O2), &dir).out(&prefix).env("MEMTRACE_SAMPLE", v).run();
+        let out = Run::new(prog("snap_basic", Opt::O2), &dir)
+            .out(&prefix)
+            .env("MEMTRACE_SAMPLE", v)
+            .run();
         out.assert_ok();
         assert_eq!(out.stderr, "", "MEMTRACE_SAMPLE={v}");
-        assert_eq!(load(snap_path(&prefix, "exit")).header.sample_rate, want, "MEMTRACE_SAMPLE={v}");
+        assert_eq!(
+            load(snap_path(&prefix, "exit")).header.sample_rate,
+            want,
+            "MEMTRACE_SAMPLE={v}"
+        );
     }
     for v in ["lots", "-5", "12X", "1.5M", "2T"] {
         let dir = fresh_dir("sample-garbage");
         let prefix = dir.join("k");
-        let out = Run::new(prog("snap_basic", Opt::O2), &dir).out(&prefix).env("MEMTRACE_SAMPLE", v).run();
+        let out = Run::new(prog("snap_basic", Opt::O2), &dir)
+            .out(&prefix)
+            .env("MEMTRACE_SAMPLE", v)
+            .run();
         out.assert_ok();
-        let lines: Vec<&str> = out.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        let lines: Vec<&str> = out
+            .stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
         assert_eq!(lines.len(), 1, "MEMTRACE_SAMPLE={v}: {:?}", out.stderr);
         assert!(lines[0].contains("MEMTRACE_SAMPLE"), "{:?}", lines[0]);
         // Off: every allocation recorded, the program's expectations hold exactly.
@@ -146,7 +201,10 @@ fn rate_1_every_hook_exact() {
     for opt in BOTH {
         let dir = fresh_dir("sample-hooks");
         let prefix = dir.join("k");
-        let out = Run::new(prog("hooks", opt), &dir).out(&prefix).env("MEMTRACE_SAMPLE", "1").run();
+        let out = Run::new(prog("hooks", opt), &dir)
+            .out(&prefix)
+            .env("MEMTRACE_SAMPLE", "1")
+            .run();
         out.assert_ok();
         let mut checked = 0;
         let mut snaps = std::collections::BTreeMap::new();
@@ -154,9 +212,18 @@ fn rate_1_every_hook_exact() {
             if e.size < 40 {
                 continue;
             }
-            let s = snaps.entry(e.snap.clone()).or_insert_with(|| load(snap_path(&prefix, &e.snap)));
+            let s = snaps
+                .entry(e.snap.clone())
+                .or_insert_with(|| load(snap_path(&prefix, &e.snap)));
             assert_eq!(s.header.sample_rate, 1);
-            assert_eq!(s.count_of(e.size), e.count, "{opt:?} snapshot {} size {}: {}", e.snap, e.size, s.describe());
+            assert_eq!(
+                s.count_of(e.size),
+                e.count,
+                "{opt:?} snapshot {} size {}: {}",
+                e.snap,
+                e.size,
+                s.describe()
+            );
             checked += 1;
         }
         assert!(checked >= 25, "{checked} expectations checked");

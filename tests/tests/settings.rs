@@ -5,15 +5,31 @@
 use memtrace_tests::*;
 
 fn one_warning(out: &Output, var: &str) {
-    let lines: Vec<&str> = out.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "{var}: want a one-line warning, got: {:?}", out.stderr);
-    assert!(lines[0].starts_with("memtrace: ") && lines[0].contains(var), "{:?}", lines[0]);
+    let lines: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{var}: want a one-line warning, got: {:?}",
+        out.stderr
+    );
+    assert!(
+        lines[0].starts_with("memtrace: ") && lines[0].contains(var),
+        "{:?}",
+        lines[0]
+    );
 }
 
 fn garbage_flag(var: &str, value: &str) {
     let dir = fresh_dir("garbage-flag");
     let prefix = dir.join("k");
-    let out = Run::new(prog("snap_basic", Opt::O2), &dir).out(&prefix).env(var, value).run();
+    let out = Run::new(prog("snap_basic", Opt::O2), &dir)
+        .out(&prefix)
+        .env(var, value)
+        .run();
     out.assert_ok();
     one_warning(&out, var);
     assert_eq!(list_dir(&dir), ["k.1.snap", "k.2.snap", "k.exit.snap"]);
@@ -36,11 +52,21 @@ fn garbage_memtrace_follow_exec() {
 fn garbage_memtrace_out() {
     for value in ["", "somewhere/"] {
         let dir = fresh_dir("garbage-out");
-        let out = Run::new(prog("snap_basic", Opt::O2), &dir).env("MEMTRACE_OUT", value).run();
+        let out = Run::new(prog("snap_basic", Opt::O2), &dir)
+            .env("MEMTRACE_OUT", value)
+            .run();
         out.assert_ok();
         one_warning(&out, "MEMTRACE_OUT");
         let p = format!("memtrace.{}", out.pid);
-        assert_eq!(list_dir(&dir), [format!("{p}.1.snap"), format!("{p}.2.snap"), format!("{p}.exit.snap")], "MEMTRACE_OUT={value:?}");
+        assert_eq!(
+            list_dir(&dir),
+            [
+                format!("{p}.1.snap"),
+                format!("{p}.2.snap"),
+                format!("{p}.exit.snap")
+            ],
+            "MEMTRACE_OUT={value:?}"
+        );
         check_expects(&dir.join(&p), &out, 7);
     }
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 fn storm(sample: Option<&str>, pause: Duration) -> (Output, TestDir) {
     let dir = fresh_dir("storm2");
     let prefix = dir.join("k");
-    let mut run = Run::new(prog("snap_storm", Opt::O2), &dir).out(&prefix).timeout(120);
+    let mut run = Run::new(prog("snap_storm", Opt::O2), &dir)
+        .out(&prefix)
+        .timeout(120);
     if let Some(s) = sample {
         run = run.env("MEMTRACE_SAMPLE", s);
     }
@@ -42,8 +44,14 @@ fn check_files(dir: &std::path::Path, exact: bool, rate: u64) -> usize {
         }
         n += 1;
     }
-    let leftovers: Vec<_> = list_dir(dir).into_iter().filter(|f| !f.ends_with(".snap")).collect();
-    assert!(leftovers.is_empty(), "temporary files left behind: {leftovers:?}");
+    let leftovers: Vec<_> = list_dir(dir)
+        .into_iter()
+        .filter(|f| !f.ends_with(".snap"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "temporary files left behind: {leftovers:?}"
+    );
     n
 }
 

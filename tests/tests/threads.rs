@@ -23,7 +23,10 @@ fn xfree(opt: Opt, tag: &str, base: u64, tunables: Option<&str>) {
     let s = &snaps["exit"];
     let live: u64 = (base..base + 4).map(|sz| s.count_of(sz)).sum();
     assert_eq!(live, kept);
-    eprintln!("xfree {tag}: cross-thread reuses seen by the program: {}", out.value_u64("cross_reuse"));
+    eprintln!(
+        "xfree {tag}: cross-thread reuses seen by the program: {}",
+        out.value_u64("cross_reuse")
+    );
 }
 
 /// 4 threads pass blocks round a ring and free each other's; glibc's tcache
@@ -54,7 +57,12 @@ fn cross_thread_free_address_reuse_shared_arena_fastbin() {
 #[test]
 fn cross_thread_free_address_reuse_shared_arena_unsorted() {
     for i in 0..3 {
-        xfree(Opt::O2, &format!("arena-2001-{i}"), 2001, Some(SHARED_ARENA));
+        xfree(
+            Opt::O2,
+            &format!("arena-2001-{i}"),
+            2001,
+            Some(SHARED_ARENA),
+        );
     }
 }
 
@@ -84,11 +92,22 @@ fn snapshot_while_other_threads_allocate() {
 fn two_thousand_short_lived_threads() {
     let dir = fresh_dir("many");
     let prefix = dir.join("k");
-    let out = Run::new(prog("threads_many", Opt::O2), &dir).out(&prefix).timeout(120).run();
+    let out = Run::new(prog("threads_many", Opt::O2), &dir)
+        .out(&prefix)
+        .timeout(120)
+        .run();
     out.assert_ok();
     assert_eq!(out.value_u64("threads"), 2000);
     let snaps = check_expects(&prefix, &out, 3);
     let h = &snaps["exit"].header;
-    assert!(h.alloc_count >= 3 * 2000, "alloc_count {} < the program's 6000", h.alloc_count);
-    assert!(h.free_count >= 2000 + 1333, "free_count {} < the program's 3333", h.free_count);
+    assert!(
+        h.alloc_count >= 3 * 2000,
+        "alloc_count {} < the program's 6000",
+        h.alloc_count
+    );
+    assert!(
+        h.free_count >= 2000 + 1333,
+        "free_count {} < the program's 3333",
+        h.free_count
+    );
 }

@@ -43,7 +43,11 @@ fn run_checked(name: &str, opt: Opt, args: &[String], min_expects: usize) -> (u6
         "{name} {opt:?}: the fast unwinder disagrees with libunwind:\n{}",
         tail(&out.stderr, 4000)
     );
-    assert!(!out.stderr.contains("unwind mismatch"), "{}", tail(&out.stderr, 4000));
+    assert!(
+        !out.stderr.contains("unwind mismatch"),
+        "{}",
+        tail(&out.stderr, 4000)
+    );
     assert!(captures > 0, "{name} {opt:?}: nothing captured");
     if min_expects > 0 {
         check_expects(&prefix, &out, min_expects);
@@ -92,14 +96,19 @@ fn check_mode_shadow_and_id_cache_stay_exact() {
         out.assert_ok();
         let (captures, mismatches, declined) = check_summary(&out.stderr);
         assert_eq!(mismatches, 0, "{opt:?}: {}", tail(&out.stderr, 4000));
-        assert_eq!(declined, 0, "{opt:?}: plain frames only, yet {declined} declined");
+        assert_eq!(
+            declined, 0,
+            "{opt:?}: plain frames only, yet {declined} declined"
+        );
         let cached = id_cache_answers(&out.stderr);
         assert!(
             captures >= 30_000 && cached * 2 > captures,
             "{opt:?}: {cached} of {captures} captures answered by the id cache"
         );
         check_expects(&prefix, &out, 3);
-        eprintln!("shadow_stress {opt:?}: {captures} captures, {cached} from the id cache, 0 mismatches");
+        eprintln!(
+            "shadow_stress {opt:?}: {captures} captures, {cached} from the id cache, 0 mismatches"
+        );
     }
 }
 
@@ -112,16 +121,30 @@ fn check_mode_shadow_and_id_cache_stay_exact() {
 fn entry_stubs_hand_over_the_callers_frame() {
     for opt in BOTH {
         let (captures, declined) = run_checked("hooks", opt, &[], 1);
-        assert_eq!(declined, 0, "{opt:?}: {declined} of {captures} captures declined");
+        assert_eq!(
+            declined, 0,
+            "{opt:?}: {declined} of {captures} captures declined"
+        );
     }
 }
 
 /// The id-cache count of the check summary ("…, N answered by its
 /// stack-id cache").
 fn id_cache_answers(stderr: &str) -> u64 {
-    let line = stderr.lines().find(|l| l.contains("unwind check:")).expect("check summary");
-    let before = line.split(" answered by its stack-id cache").next().unwrap();
-    before.rsplit(' ').next().unwrap().parse().unwrap_or_else(|_| panic!("cannot read {line:?}"))
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("unwind check:"))
+        .expect("check summary");
+    let before = line
+        .split(" answered by its stack-id cache")
+        .next()
+        .unwrap();
+    before
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("cannot read {line:?}"))
 }
 
 /// Signal handlers, sigaltstack and makecontext stacks are handed to
@@ -130,8 +153,14 @@ fn id_cache_answers(stderr: &str) -> u64 {
 fn check_mode_declines_signal_and_foreign_stacks_only() {
     for opt in BOTH {
         let (captures, declined) = run_checked("unwind_edge", opt, &[], 8);
-        assert!(declined >= 3, "{opt:?}: {declined} of {captures} declined, expected the 3 special stacks");
-        assert!(declined * 2 < captures, "{opt:?}: {declined} of {captures} declined");
+        assert!(
+            declined >= 3,
+            "{opt:?}: {declined} of {captures} declined, expected the 3 special stacks"
+        );
+        assert!(
+            declined * 2 < captures,
+            "{opt:?}: {declined} of {captures} declined"
+        );
     }
 }
 
@@ -160,9 +189,17 @@ fn fast_stacks_are_complete() {
                 1108 => "thread_main",
                 _ => "main",
             };
-            let f = if want == "main" { main } else { symbol(&exe, want) };
+            let f = if want == "main" {
+                main
+            } else {
+                symbol(&exe, want)
+            };
             for st in s.stacks_of_size(size) {
-                assert!(!st.truncated, "{opt:?} size {size}: truncated stack {:x?}", st.frames);
+                assert!(
+                    !st.truncated,
+                    "{opt:?} size {size}: truncated stack {:x?}",
+                    st.frames
+                );
                 assert!(
                     st.frames.iter().any(|&a| in_function(m, f, a)),
                     "{opt:?} size {size}: no frame in {want}: {:x?}",
@@ -185,8 +222,15 @@ fn fast_stacks_are_complete() {
         let m = s.module_named(&deep).expect("deep in the module map");
         let main = symbol(&deep, "main");
         for st in s.stacks_of_size(9999) {
-            assert!(!st.truncated && st.frames.len() > 200, "{opt:?}: {} frames", st.frames.len());
-            assert!(st.frames.iter().any(|&a| in_function(m, main, a)), "{opt:?}: deep stack misses main");
+            assert!(
+                !st.truncated && st.frames.len() > 200,
+                "{opt:?}: {} frames",
+                st.frames.len()
+            );
+            assert!(
+                st.frames.iter().any(|&a| in_function(m, main, a)),
+                "{opt:?}: deep stack misses main"
+            );
         }
     }
 }
@@ -219,7 +263,12 @@ fn check_mode_python3() {
         .run();
     out.assert_ok();
     let (captures, mismatches, declined) = check_summary(&out.stderr);
-    assert_eq!(mismatches, 0, "python3: mismatches:\n{}", tail(&out.stderr, 4000));
+    assert_eq!(
+        mismatches,
+        0,
+        "python3: mismatches:\n{}",
+        tail(&out.stderr, 4000)
+    );
     assert!(captures > 100_000, "python3: only {captures} captures");
     eprintln!("python3: {captures} captures, 0 mismatches, {declined} declined");
     let s = load(snap_path(&prefix, "exit"));
@@ -233,5 +282,8 @@ fn check_mode_python3() {
             through += t.count;
         }
     }
-    assert!(all > 100 && through * 10 >= all * 9, "python3: {through} of {all} live blocks have python frames");
+    assert!(
+        all > 100 && through * 10 >= all * 9,
+        "python3: {through} of {all} live blocks have python frames"
+    );
 }

@@ -110,7 +110,13 @@ mod tests {
     use super::*;
 
     fn header(exe: &str, pid: u32, kind: SnapshotKind, seq: u64) -> Header {
-        Header { exe: exe.as_bytes().to_vec(), pid, kind, seq, ..Header::default() }
+        Header {
+            exe: exe.as_bytes().to_vec(),
+            pid,
+            kind,
+            seq,
+            ..Header::default()
+        }
     }
 
     #[test]
@@ -127,7 +133,9 @@ mod tests {
         );
         assert_eq!(pairing_warnings(a, &exit, b, &one).len(), 1);
         // Two runs of one program: either order is a fair comparison.
-        assert!(pairing_warnings(a, &two, b, &header("/bin/x", 8, SnapshotKind::Signal, 1)).is_empty());
+        assert!(
+            pairing_warnings(a, &two, b, &header("/bin/x", 8, SnapshotKind::Signal, 1)).is_empty()
+        );
         assert_eq!(
             pairing_warnings(a, &one, b, &header("/bin/y", 7, SnapshotKind::Signal, 20)),
             ["a.snap and b.snap come from different programs (/bin/x and /bin/y): their lines need not correspond"]

@@ -45,8 +45,15 @@ pub struct RunError(pub String, pub i32);
 /// `memtrace run`: memtrace exits with CMD's status, or after one line
 /// saying why CMD did not run.
 pub(super) fn command(opts: RunOptions) -> Result<(), Failure> {
-    if let Some(why) = opts.signal.as_deref().and_then(|s| signals::snapshot_signal_refusal(s.as_bytes())) {
-        return Err(Failure::Usage(format!("--signal {}: {why}", opts.signal.as_deref().unwrap_or_default())));
+    if let Some(why) = opts
+        .signal
+        .as_deref()
+        .and_then(|s| signals::snapshot_signal_refusal(s.as_bytes()))
+    {
+        return Err(Failure::Usage(format!(
+            "--signal {}: {why}",
+            opts.signal.as_deref().unwrap_or_default()
+        )));
     }
     match run(opts) {
         Ok(code) => Err(Failure::Exit(code)),
@@ -544,8 +551,12 @@ impl Forwarder {
                     return;
                 }
                 // A terminal's ^C or ^\ reached CMD already (SI_KERNEL).
-                let from_terminal = TERMINAL_SIGNALS.contains(&sig) && info.si_code == libc::SI_KERNEL;
-                if fw.contains(&sig) && !from_terminal && !CHILD_DONE.load(std::sync::atomic::Ordering::SeqCst) {
+                let from_terminal =
+                    TERMINAL_SIGNALS.contains(&sig) && info.si_code == libc::SI_KERNEL;
+                if fw.contains(&sig)
+                    && !from_terminal
+                    && !CHILD_DONE.load(std::sync::atomic::Ordering::SeqCst)
+                {
                     libc::kill(pid, sig);
                 }
             }

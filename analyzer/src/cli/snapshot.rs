@@ -24,11 +24,15 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-
 /// `memtrace snapshot PID [--timeout S]`.
-pub(super) fn snapshot(out: &mut dyn std::io::Write, pid: u32, timeout_s: u64) -> Result<(), Failure> {
+pub(super) fn snapshot(
+    out: &mut dyn std::io::Write,
+    pid: u32,
+    timeout_s: u64,
+) -> Result<(), Failure> {
     let process = inspect(pid).map_err(Failure::Input)?;
-    let path = request_snapshot(&process, Duration::from_secs(timeout_s)).map_err(Failure::Input)?;
+    let path =
+        request_snapshot(&process, Duration::from_secs(timeout_s)).map_err(Failure::Input)?;
     writeln!(out, "{}", path.display())?;
     Ok(())
 }
@@ -49,7 +53,9 @@ pub fn inspect(pid: u32) -> Result<TracedProcess, String> {
     let proc_dir = PathBuf::from(format!("/proc/{pid}"));
     let maps = std::fs::read(proc_dir.join("maps")).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => format!("no process {pid}"),
-        std::io::ErrorKind::PermissionDenied => format!("cannot inspect process {pid}: permission denied"),
+        std::io::ErrorKind::PermissionDenied => {
+            format!("cannot inspect process {pid}: permission denied")
+        }
         _ => format!("cannot inspect process {pid}: {e}"),
     })?;
     let Some((signal, prefix)) = maps.split(|&c| c == b'\n').find_map(naming::parse_beacon) else {
@@ -59,14 +65,25 @@ pub fn inspect(pid: u32) -> Result<TracedProcess, String> {
     };
     let full = PathBuf::from(OsStr::from_bytes(&naming::expand_pid(prefix, pid)));
     let out_dir = full.parent().map(Path::to_path_buf).unwrap_or_default();
-    let name_prefix = full.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
-    Ok(TracedProcess { pid, signal, out_dir, name_prefix })
+    let name_prefix = full
+        .file_name()
+        .map(|n| n.as_bytes().to_vec())
+        .unwrap_or_default();
+    Ok(TracedProcess {
+        pid,
+        signal,
+        out_dir,
+        name_prefix,
+    })
 }
 
 /// Sends the request and waits up to `timeout` for the snapshot file.
 pub fn request_snapshot(p: &TracedProcess, timeout: Duration) -> Result<PathBuf, String> {
     if p.signal == 0 {
-        return Err(format!("process {} has snapshots on signal turned off (MEMTRACE_SIGNAL=off)", p.pid));
+        return Err(format!(
+            "process {} has snapshots on signal turned off (MEMTRACE_SIGNAL=off)",
+            p.pid
+        ));
     }
     let before = snapshot_files(p)?;
     send_request(p.pid, p.signal)?;
@@ -96,18 +113,27 @@ extern "C" {
 
 /// `sigqueue(pid, sig, SNAPSHOT_REQUEST_VALUE)`.
 fn send_request(pid: u32, sig: i32) -> Result<(), String> {
-    let value = libc::sigval { sival_ptr: signals::SNAPSHOT_REQUEST_VALUE as usize as *mut libc::c_void };
+    let value = libc::sigval {
+        sival_ptr: signals::SNAPSHOT_REQUEST_VALUE as usize as *mut libc::c_void,
+    };
     // SAFETY: a plain system call wrapper; the kernel checks the permission.
     if unsafe { sigqueue(pid as libc::pid_t, sig, value) } != 0 {
-        return Err(format!("cannot signal process {pid}: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "cannot signal process {pid}: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     Ok(())
 }
 
 /// The complete snapshot files under the process's prefix now.
 fn snapshot_files(p: &TracedProcess) -> Result<HashSet<PathBuf>, String> {
-    let entries = std::fs::read_dir(&p.out_dir)
-        .map_err(|e| format!("cannot read the snapshot directory {}: {e}", p.out_dir.display()))?;
+    let entries = std::fs::read_dir(&p.out_dir).map_err(|e| {
+        format!(
+            "cannot read the snapshot directory {}: {e}",
+            p.out_dir.display()
+        )
+    })?;
     Ok(entries
         .filter_map(|e| e.ok())
         .map(|e| e.path())
@@ -120,5 +146,8 @@ fn snapshot_files(p: &TracedProcess) -> Result<HashSet<PathBuf>, String> {
 
 /// True if `path` is a readable snapshot whose header names `pid`.
 fn written_by(path: &Path, pid: u32) -> bool {
-    std::fs::read(path).ok().and_then(|b| memtrace_format::decode(&b).ok()).is_some_and(|s| s.header.pid == pid)
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| memtrace_format::decode(&b).ok())
+        .is_some_and(|s| s.header.pid == pid)
 }

@@ -129,7 +129,8 @@ impl Stacks {
         let mut locations: Vec<Location> = Vec::new();
         let mut stacks = Vec::with_capacity(dump.stacks.len());
         let mut by_id = HashMap::default();
-        let mut progress = crate::progress::Progress::new("symbolizing stacks", dump.stacks.len() as u64);
+        let mut progress =
+            crate::progress::Progress::new("symbolizing stacks", dump.stacks.len() as u64);
         for st in &dump.stacks {
             progress.step();
             let mut locs: Vec<u32> = Vec::new();

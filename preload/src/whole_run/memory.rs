@@ -8,7 +8,8 @@ use memtrace_format::MemoryUse;
 /// RSS and glibc's heap now. Reads a small /proc file and walks glibc's
 /// arenas (their locks, briefly): for the writer thread, at a snapshot.
 pub fn memory_use() -> MemoryUse {
-    let (rss_bytes, rss_peak_bytes) = rss_from_status(&std::fs::read("/proc/self/status").unwrap_or_default());
+    let (rss_bytes, rss_peak_bytes) =
+        rss_from_status(&std::fs::read("/proc/self/status").unwrap_or_default());
     // SAFETY: mallinfo2 takes no arguments and only reads glibc's state
     // under its own arena locks; we hold none of them here.
     let mi = unsafe { libc::mallinfo2() };
@@ -25,7 +26,11 @@ pub fn memory_use() -> MemoryUse {
 /// for time points; 0 when unknown.
 pub fn rss_now() -> u64 {
     let statm = std::fs::read("/proc/self/statm").unwrap_or_default();
-    let resident_pages = statm.split(|&c| c == b' ').nth(1).and_then(parse_u64).unwrap_or(0);
+    let resident_pages = statm
+        .split(|&c| c == b' ')
+        .nth(1)
+        .and_then(parse_u64)
+        .unwrap_or(0);
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
     resident_pages * page
@@ -37,7 +42,11 @@ fn rss_from_status(status: &[u8]) -> (u64, u64) {
         status
             .split(|&c| c == b'\n')
             .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| rest.split(|&c| c == b' ' || c == b'\t').find(|w| !w.is_empty()).and_then(parse_u64))
+            .and_then(|rest| {
+                rest.split(|&c| c == b' ' || c == b'\t')
+                    .find(|w| !w.is_empty())
+                    .and_then(parse_u64)
+            })
             .map(|kb| kb * 1024)
             .unwrap_or(0)
     };

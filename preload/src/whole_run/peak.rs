@@ -51,7 +51,10 @@ impl PeakTracker {
     }
 
     fn change(&mut self, key: GroupKey, up: bool) {
-        if up && self.groups.len() >= 2 * self.compacted_at.max(1024) && !self.groups.contains_key(&key) {
+        if up
+            && self.groups.len() >= 2 * self.compacted_at.max(1024)
+            && !self.groups.contains_key(&key)
+        {
             self.compact();
         }
         let g = self.groups.entry(key).or_default();
@@ -98,10 +101,17 @@ impl PeakTracker {
             .groups
             .iter()
             .filter(|(_, g)| g.at_peak > 0)
-            .map(|(&(stack, size), g)| TraceGroup { stack: stack as u64, size, count: g.at_peak })
+            .map(|(&(stack, size), g)| TraceGroup {
+                stack: stack as u64,
+                size,
+                count: g.at_peak,
+            })
             .collect();
         groups.sort_unstable_by_key(|g| (g.stack, g.size));
-        Some(Peak { groups, ..self.peak.clone() })
+        Some(Peak {
+            groups,
+            ..self.peak.clone()
+        })
     }
 
     /// Drops groups that are empty now and were empty at the peak (made
@@ -126,13 +136,32 @@ mod tests {
     use super::*;
 
     fn alloc(t: &mut PeakTracker, key: u64, stack: u32, size: u64) {
-        t.allocated(Allocated { key, stack, size, thread: 0 }, || key * 10);
+        t.allocated(
+            Allocated {
+                key,
+                stack,
+                size,
+                thread: 0,
+            },
+            || key * 10,
+        );
     }
     fn free(t: &mut PeakTracker, key: u64, stack: u32, size: u64) {
-        t.freed(Freed { key, alloc_key: 0, stack, size, thread: 0 });
+        t.freed(Freed {
+            key,
+            alloc_key: 0,
+            stack,
+            size,
+            thread: 0,
+        });
     }
     fn groups(t: &PeakTracker) -> Vec<(u64, u64, u64)> {
-        t.peak().unwrap().groups.iter().map(|g| (g.stack, g.size, g.count)).collect()
+        t.peak()
+            .unwrap()
+            .groups
+            .iter()
+            .map(|g| (g.stack, g.size, g.count))
+            .collect()
     }
 
     #[test]

@@ -16,7 +16,11 @@ pub struct TimelineRecorder {
 impl TimelineRecorder {
     /// Starts the series at `start_ns` (wall clock).
     pub fn start(&mut self, start_ns: u64) {
-        self.timeline = Timeline { start_ns, interval_ns: FIRST_INTERVAL_NS, ..Default::default() };
+        self.timeline = Timeline {
+            start_ns,
+            interval_ns: FIRST_INTERVAL_NS,
+            ..Default::default()
+        };
         self.next_ns = start_ns;
     }
 
@@ -31,7 +35,11 @@ impl TimelineRecorder {
         if self.timeline.points.len() >= MAX_POINTS {
             self.halve();
         }
-        self.timeline.points.push(TimePoint { time_ns: now_ns, traced_bytes, rss_bytes });
+        self.timeline.points.push(TimePoint {
+            time_ns: now_ns,
+            traced_bytes,
+            rss_bytes,
+        });
         self.next_ns = now_ns + self.timeline.interval_ns;
     }
 
@@ -52,7 +60,9 @@ impl TimelineRecorder {
         if self.timeline.snapshots.len() >= MAX_POINTS {
             self.timeline.snapshots.remove(0);
         }
-        self.timeline.snapshots.push(SnapshotMark { index, time_ns });
+        self.timeline
+            .snapshots
+            .push(SnapshotMark { index, time_ns });
     }
 
     /// A fork child numbers its snapshots from 1: its parent's marks go.
@@ -64,7 +74,11 @@ impl TimelineRecorder {
     pub fn timeline_at(&self, now_ns: u64, traced_bytes: u64, rss_bytes: u64) -> Timeline {
         let mut t = self.timeline.clone();
         if t.points.last().is_none_or(|p| p.time_ns < now_ns) {
-            t.points.push(TimePoint { time_ns: now_ns, traced_bytes, rss_bytes });
+            t.points.push(TimePoint {
+                time_ns: now_ns,
+                traced_bytes,
+                rss_bytes,
+            });
         }
         t
     }
@@ -84,7 +98,14 @@ mod tests {
         assert!(r.due(1000 + FIRST_INTERVAL_NS));
         let t = r.timeline_at(2000, 7, 70);
         assert_eq!(t.points.len(), 2);
-        assert_eq!(t.points[1], TimePoint { time_ns: 2000, traced_bytes: 7, rss_bytes: 70 });
+        assert_eq!(
+            t.points[1],
+            TimePoint {
+                time_ns: 2000,
+                traced_bytes: 7,
+                rss_bytes: 70
+            }
+        );
     }
 
     #[test]

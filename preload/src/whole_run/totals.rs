@@ -64,8 +64,16 @@ impl TotalsTracker {
 
     /// Every stack that allocated, sorted by stack id.
     pub fn totals(&self) -> Vec<StackTotals> {
-        let with_id = |(id, t): (usize, &StackTotals)| StackTotals { stack: id as u64, ..t.clone() };
-        self.per_stack.iter().enumerate().filter(|(_, t)| t.allocs > 0).map(with_id).collect()
+        let with_id = |(id, t): (usize, &StackTotals)| StackTotals {
+            stack: id as u64,
+            ..t.clone()
+        };
+        self.per_stack
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.allocs > 0)
+            .map(with_id)
+            .collect()
     }
 
     /// The thread of ring `thread` is gone; `last_key` is the highest key it
@@ -91,14 +99,36 @@ mod tests {
     use super::*;
 
     fn alloc(t: &mut TotalsTracker, key: u64, stack: u32, size: u64, thread: u32) {
-        t.allocated(Allocated { key, stack, size, thread });
+        t.allocated(Allocated {
+            key,
+            stack,
+            size,
+            thread,
+        });
     }
     fn free(t: &mut TotalsTracker, key: u64, alloc_key: u64, stack: u32, size: u64, thread: u32) {
-        t.freed(Freed { key, alloc_key, stack, size, thread });
+        t.freed(Freed {
+            key,
+            alloc_key,
+            stack,
+            size,
+            thread,
+        });
     }
     fn row(t: &TotalsTracker, stack: u32) -> (u64, u64, u64, u64, u64, u64) {
-        let s = t.totals().into_iter().find(|s| s.stack == stack as u64).unwrap();
-        (s.allocs, s.alloc_bytes, s.frees, s.freed_bytes, s.temporary, s.temporary_bytes)
+        let s = t
+            .totals()
+            .into_iter()
+            .find(|s| s.stack == stack as u64)
+            .unwrap();
+        (
+            s.allocs,
+            s.alloc_bytes,
+            s.frees,
+            s.freed_bytes,
+            s.temporary,
+            s.temporary_bytes,
+        )
     }
 
     #[test]

@@ -25,7 +25,12 @@ pub struct Moment {
 
 /// Builds and writes the snapshot of `live` at `moment`. A failure is
 /// reported on stderr once (`error_reported`), never fatal.
-pub fn write_snapshot(live: &LiveTable, run: &WholeRun, moment: &Moment, error_reported: &mut bool) {
+pub fn write_snapshot(
+    live: &LiveTable,
+    run: &WholeRun,
+    moment: &Moment,
+    error_reported: &mut bool,
+) {
     let pid = std::process::id();
     let snap = build(live, run, moment, pid);
     beat();
@@ -52,12 +57,19 @@ pub fn write_snapshot(live: &LiveTable, run: &WholeRun, moment: &Moment, error_r
 
 fn build(live: &LiveTable, run: &WholeRun, moment: &Moment, pid: u32) -> Snapshot {
     let traces = trace_groups(live);
-    let time_ns = if moment.time_ns != 0 { moment.time_ns } else { sys::now_ns(libc::CLOCK_REALTIME) };
+    let time_ns = if moment.time_ns != 0 {
+        moment.time_ns
+    } else {
+        sys::now_ns(libc::CLOCK_REALTIME)
+    };
     let memory = run_tracking::memory_use();
     let whole = memtrace_format::WholeRun {
         peak: run.peak.peak(),
         totals: run.totals.totals(),
-        timeline: Some(run.timeline.timeline_at(time_ns, live.traced_bytes(), memory.rss_bytes)),
+        timeline: Some(
+            run.timeline
+                .timeline_at(time_ns, live.traced_bytes(), memory.rss_bytes),
+        ),
         memory: Some(memory),
     };
     let stacks = stacks_of(&traces, &whole);
@@ -91,8 +103,14 @@ fn trace_groups(live: &LiveTable) -> Vec<TraceGroup> {
     for b in live.live_blocks() {
         *groups.entry((b.stack, b.size)).or_insert(0) += 1;
     }
-    let mut traces: Vec<TraceGroup> =
-        groups.into_iter().map(|((stack, size), count)| TraceGroup { stack: stack as u64, size, count }).collect();
+    let mut traces: Vec<TraceGroup> = groups
+        .into_iter()
+        .map(|((stack, size), count)| TraceGroup {
+            stack: stack as u64,
+            size,
+            count,
+        })
+        .collect();
     traces.sort_unstable_by_key(|t| (t.stack, t.size));
     traces
 }
@@ -101,14 +119,26 @@ fn trace_groups(live: &LiveTable) -> Vec<TraceGroup> {
 /// name, once each, by id.
 fn stacks_of(traces: &[TraceGroup], run: &memtrace_format::WholeRun) -> Vec<Stack> {
     let peak = run.peak.iter().flat_map(|p| p.groups.iter());
-    let mut ids: Vec<u32> =
-        traces.iter().chain(peak).map(|t| t.stack as u32).chain(run.totals.iter().map(|t| t.stack as u32)).collect();
+    let mut ids: Vec<u32> = traces
+        .iter()
+        .chain(peak)
+        .map(|t| t.stack as u32)
+        .chain(run.totals.iter().map(|t| t.stack as u32))
+        .collect();
     ids.sort_unstable();
     ids.dedup();
     ids.iter()
         .map(|&id| match intern::get(id) {
-            Some((frames, truncated)) => Stack { id: id as u64, frames: frames.to_vec(), truncated },
-            None => Stack { id: id as u64, frames: Vec::new(), truncated: true },
+            Some((frames, truncated)) => Stack {
+                id: id as u64,
+                frames: frames.to_vec(),
+                truncated,
+            },
+            None => Stack {
+                id: id as u64,
+                frames: Vec::new(),
+                truncated: true,
+            },
         })
         .collect()
 }
@@ -128,7 +158,8 @@ fn os_err() -> String {
 fn write_file(path: &[u8], bytes: &[u8], pid: u32) -> Result<(), String> {
     let mut tmp = path.to_vec();
     tmp.extend_from_slice(format!(".tmp.{pid}").as_bytes());
-    let cpath = CString::new(path.to_vec()).map_err(|_| "file name contains a NUL byte".to_string())?;
+    let cpath =
+        CString::new(path.to_vec()).map_err(|_| "file name contains a NUL byte".to_string())?;
     let ctmp = CString::new(tmp).map_err(|_| "file name contains a NUL byte".to_string())?;
     // SAFETY: plain syscalls on valid NUL-terminated paths and buffers.
     unsafe {
@@ -159,7 +190,13 @@ fn write_file(path: &[u8], bytes: &[u8], pid: u32) -> Result<(), String> {
             libc::unlink(ctmp.as_ptr());
             return Err(e);
         }
-        let r = libc::renameat2(libc::AT_FDCWD, ctmp.as_ptr(), libc::AT_FDCWD, cpath.as_ptr(), libc::RENAME_NOREPLACE);
+        let r = libc::renameat2(
+            libc::AT_FDCWD,
+            ctmp.as_ptr(),
+            libc::AT_FDCWD,
+            cpath.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        );
         if r == 0 {
             return Ok(());
         }

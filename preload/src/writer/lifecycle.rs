@@ -136,14 +136,24 @@ impl LastThread {
 fn only_thread_in_proc() -> bool {
     // SAFETY: plain syscall.
     let me = unsafe { libc::syscall(libc::SYS_gettid) } as u64;
-    let Ok(rd) = std::fs::read_dir("/proc/self/task") else { return false };
+    let Ok(rd) = std::fs::read_dir("/proc/self/task") else {
+        return false;
+    };
     for e in rd.flatten() {
-        let Some(tid) = e.file_name().to_str().and_then(|s| s.parse::<u64>().ok()) else { continue };
+        let Some(tid) = e.file_name().to_str().and_then(|s| s.parse::<u64>().ok()) else {
+            continue;
+        };
         if tid == me {
             continue;
         }
-        let Ok(stat) = std::fs::read(format!("/proc/self/task/{tid}/stat")) else { continue };
-        let state = stat.iter().rposition(|&c| c == b')').and_then(|i| stat.get(i + 2)).copied();
+        let Ok(stat) = std::fs::read(format!("/proc/self/task/{tid}/stat")) else {
+            continue;
+        };
+        let state = stat
+            .iter()
+            .rposition(|&c| c == b')')
+            .and_then(|i| stat.get(i + 2))
+            .copied();
         match state {
             Some(b'Z') | Some(b'X') | Some(b'x') => {}
             _ => return false,

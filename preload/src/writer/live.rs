@@ -61,7 +61,11 @@ pub enum Change {
     /// the older block is no longer live. Its free came first (its key is
     /// between the two allocations'). Never returned when events are
     /// applied in key order.
-    Replaced { freed: Block, alloc_key: u64, allocated: Block },
+    Replaced {
+        freed: Block,
+        alloc_key: u64,
+        allocated: Block,
+    },
 }
 
 /// Per address: the highest-keyed event applied (a live block, or the
@@ -82,7 +86,11 @@ impl Entry {
     }
 
     fn block(self) -> Block {
-        Block { stack: self.stack, size: self.size, thread: self.thread }
+        Block {
+            stack: self.stack,
+            size: self.size,
+            thread: self.thread,
+        }
     }
 }
 
@@ -107,7 +115,14 @@ impl Default for LiveTable {
 
 impl LiveTable {
     pub fn new() -> Self {
-        LiveTable { by_addr: HashMap::default(), traced_bytes: 0, peak_bytes: 0, allocs: 0, frees: 0, tombstones: 0 }
+        LiveTable {
+            by_addr: HashMap::default(),
+            traced_bytes: 0,
+            peak_bytes: 0,
+            allocs: 0,
+            frees: 0,
+            tombstones: 0,
+        }
     }
 
     /// Makes room for `n` more addresses, or fails without aborting (the
@@ -124,12 +139,22 @@ impl LiveTable {
             Op::Alloc(b) => {
                 debug_assert!(seq & 1 == 1, "allocation keys are odd");
                 self.allocs += 1;
-                Entry { seq, size: b.size, stack: b.stack, thread: b.thread }
+                Entry {
+                    seq,
+                    size: b.size,
+                    stack: b.stack,
+                    thread: b.thread,
+                }
             }
             Op::Free => {
                 debug_assert!(seq & 1 == 0, "free keys are even");
                 self.frees += 1;
-                Entry { seq, size: 0, stack: 0, thread: 0 }
+                Entry {
+                    seq,
+                    size: 0,
+                    stack: 0,
+                    thread: 0,
+                }
             }
         };
         let old = match self.by_addr.entry(addr) {
@@ -151,8 +176,15 @@ impl LiveTable {
         match (old.filter(|e| e.live()), new.live()) {
             (None, false) => Change::Nothing,
             (None, true) => Change::Allocated(new.block()),
-            (Some(gone), false) => Change::Freed { freed: gone.block(), alloc_key: gone.seq },
-            (Some(gone), true) => Change::Replaced { freed: gone.block(), alloc_key: gone.seq, allocated: new.block() },
+            (Some(gone), false) => Change::Freed {
+                freed: gone.block(),
+                alloc_key: gone.seq,
+            },
+            (Some(gone), true) => Change::Replaced {
+                freed: gone.block(),
+                alloc_key: gone.seq,
+                allocated: new.block(),
+            },
         }
     }
 
@@ -191,7 +223,10 @@ impl LiveTable {
 
     /// Every live block (any order).
     pub fn live_blocks(&self) -> impl Iterator<Item = Block> + '_ {
-        self.by_addr.values().filter(|e| e.live()).map(|e| e.block())
+        self.by_addr
+            .values()
+            .filter(|e| e.live())
+            .map(|e| e.block())
     }
 
     pub fn live_count(&self) -> usize {
@@ -232,8 +267,16 @@ mod tests {
 
     const P: u64 = 0x1000;
     const Q: u64 = 0x2000;
-    const A: Block = Block { stack: 7, size: 16, thread: 1 };
-    const B: Block = Block { stack: 9, size: 48, thread: 2 };
+    const A: Block = Block {
+        stack: 7,
+        size: 16,
+        thread: 1,
+    };
+    const B: Block = Block {
+        stack: 9,
+        size: 48,
+        thread: 2,
+    };
 
     fn live(t: &LiveTable) -> Vec<Block> {
         let mut v: Vec<Block> = t.live_blocks().collect();
@@ -250,11 +293,25 @@ mod tests {
         let mut t = LiveTable::new();
         assert_eq!(t.apply(1, P, Op::Alloc(A)), Change::Allocated(A));
         assert_eq!(t.traced_bytes(), 16);
-        assert_eq!(t.apply(4, P, Op::Free), Change::Freed { freed: A, alloc_key: 1 });
+        assert_eq!(
+            t.apply(4, P, Op::Free),
+            Change::Freed {
+                freed: A,
+                alloc_key: 1
+            }
+        );
         assert_eq!(t.apply(3, P, Op::Alloc(B)), Change::Nothing);
         assert_eq!(t.apply(2, P, Op::Free), Change::Nothing);
         assert!(live(&t).is_empty());
-        assert_eq!((t.traced_bytes(), t.tombstones(), t.entries(), t.live_count()), (0, 1, 1, 0));
+        assert_eq!(
+            (
+                t.traced_bytes(),
+                t.tombstones(),
+                t.entries(),
+                t.live_count()
+            ),
+            (0, 1, 1, 0)
+        );
         assert_eq!((t.allocs(), t.frees()), (2, 2));
         assert_eq!(t.peak_bytes(), 16);
     }
@@ -268,7 +325,10 @@ mod tests {
         assert_eq!((t.tombstones(), t.live_count()), (1, 0));
         assert_eq!(t.apply(1, P, Op::Alloc(A)), Change::Nothing);
         assert!(live(&t).is_empty());
-        assert_eq!((t.traced_bytes(), t.peak_bytes(), t.tombstones()), (0, 0, 1));
+        assert_eq!(
+            (t.traced_bytes(), t.peak_bytes(), t.tombstones()),
+            (0, 0, 1)
+        );
     }
 
     /// Alloc 1 and alloc 3 of one address before free 2: the later block
@@ -277,7 +337,14 @@ mod tests {
     fn a_later_alloc_replaces_a_block_whose_free_is_still_to_come() {
         let mut t = LiveTable::new();
         assert_eq!(t.apply(1, P, Op::Alloc(A)), Change::Allocated(A));
-        assert_eq!(t.apply(3, P, Op::Alloc(B)), Change::Replaced { freed: A, alloc_key: 1, allocated: B });
+        assert_eq!(
+            t.apply(3, P, Op::Alloc(B)),
+            Change::Replaced {
+                freed: A,
+                alloc_key: 1,
+                allocated: B
+            }
+        );
         assert_eq!(t.traced_bytes(), 48);
         assert_eq!(t.apply(2, P, Op::Free), Change::Nothing);
         assert_eq!(live(&t), vec![B]);
@@ -334,7 +401,11 @@ mod tests {
     /// table's totals.
     #[test]
     fn any_order_ends_in_the_same_live_set_and_changes_add_up() {
-        let c = Block { stack: 3, size: 100, thread: 1 };
+        let c = Block {
+            stack: 3,
+            size: 100,
+            thread: 1,
+        };
         let events = [
             (1, P, Op::Alloc(A)),
             (2, P, Op::Free),
@@ -352,7 +423,9 @@ mod tests {
                     Change::Nothing => {}
                     Change::Allocated(b) => followed += b.size as i64,
                     Change::Freed { freed, .. } => followed -= freed.size as i64,
-                    Change::Replaced { freed, allocated, .. } => followed += allocated.size as i64 - freed.size as i64,
+                    Change::Replaced {
+                        freed, allocated, ..
+                    } => followed += allocated.size as i64 - freed.size as i64,
                 }
             }
             assert_eq!(live(&t), vec![c, A], "order {order:?}");

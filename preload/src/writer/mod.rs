@@ -50,8 +50,8 @@ use crate::sys::{self, Locked};
 use crate::whole_run::{self, Allocated, Freed, WholeRun};
 use dump::Moment;
 use live::{Block, Change, LiveTable, Op};
-use queue::Deferred;
 use memtrace_format::SnapshotKind;
+use queue::Deferred;
 use requests::{beat, Kind, Pending, Watch};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
@@ -159,7 +159,10 @@ pub fn ensure_started() {
     if WRITER.load(Ordering::Acquire) != 0 {
         return;
     }
-    if WRITER.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).is_err() {
+    if WRITER
+        .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
         return;
     }
     let _g = crate::guard::NoTrace::new();
@@ -188,7 +191,9 @@ pub fn ensure_started() {
         // tight RLIMIT_AS (see writer_main).
         let start = sys::now_ns(libc::CLOCK_MONOTONIC);
         let mut spins = 0;
-        while !WRITER_ARENA.load(Ordering::Acquire) && sys::now_ns(libc::CLOCK_MONOTONIC) - start < 1_000_000_000 {
+        while !WRITER_ARENA.load(Ordering::Acquire)
+            && sys::now_ns(libc::CLOCK_MONOTONIC) - start < 1_000_000_000
+        {
             sys::backoff(&mut spins);
         }
     } else {
@@ -216,7 +221,15 @@ extern "C" fn writer_main(_: *mut libc::c_void) -> *mut libc::c_void {
     }
     WRITER_ARENA.store(true, Ordering::Release);
     // SAFETY: naming our own thread; the name fits in 16 bytes.
-    unsafe { libc::prctl(libc::PR_SET_NAME, c"memtrace".as_ptr() as libc::c_ulong, 0, 0, 0) };
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_NAME,
+            c"memtrace".as_ptr() as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
     let mut last_thread = lifecycle::LastThread::new();
     loop {
         if last_thread.alone() && !lifecycle::exit_started() {
@@ -276,15 +289,33 @@ fn defer(d: &mut Deferred, e: Event, oom: &mut bool) {
 /// What one applied event changed, passed on to the whole-run trackers.
 #[inline]
 fn follow(run: &mut WholeRun, key: u64, change: Change, time_ns: u64) {
-    let allocated = |b: Block| Allocated { key, stack: b.stack, size: b.size, thread: b.thread };
-    let freed = |b: Block, alloc_key| Freed { key, alloc_key, stack: b.stack, size: b.size, thread: b.thread };
+    let allocated = |b: Block| Allocated {
+        key,
+        stack: b.stack,
+        size: b.size,
+        thread: b.thread,
+    };
+    let freed = |b: Block, alloc_key| Freed {
+        key,
+        alloc_key,
+        stack: b.stack,
+        size: b.size,
+        thread: b.thread,
+    };
     match change {
         Change::Nothing => {}
         Change::Allocated(b) => run.allocated(allocated(b), || time_ns),
-        Change::Freed { freed: b, alloc_key } => run.freed(freed(b, alloc_key)),
+        Change::Freed {
+            freed: b,
+            alloc_key,
+        } => run.freed(freed(b, alloc_key)),
         // Only out of key order (never here): the old block's free came
         // first.
-        Change::Replaced { freed: b, alloc_key, allocated: a } => {
+        Change::Replaced {
+            freed: b,
+            alloc_key,
+            allocated: a,
+        } => {
             run.freed(freed(b, alloc_key));
             run.allocated(allocated(a), || time_ns);
         }
@@ -334,8 +365,9 @@ impl State {
         // superseded: a new one would drain every ring again.
         let own_pending = self.pending.iter().any(|p| p.kind == Kind::Cut);
         if !self.deferred.is_empty()
-            && !(backlog && own_pending)
-            && (since >= CUT_EVERY_NS || (self.deferred.len() >= CUT_NOW_EVENTS && since >= CUT_EVERY_NS / 4))
+            && (!backlog || !own_pending)
+            && (since >= CUT_EVERY_NS
+                || (self.deferred.len() >= CUT_NOW_EVENTS && since >= CUT_EVERY_NS / 4))
         {
             // Everything drained so far is below the new point. Snapshot
             // points below it have claimed their slot already (claim before
@@ -349,7 +381,13 @@ impl State {
             self.pending.retain(|p| p.kind != Kind::Cut);
             let time_ns = sys::now_ns(libc::CLOCK_REALTIME);
             requests::collect(&mut self.pending);
-            self.pending.push(Pending { seq: s, time_ns, kind: Kind::Cut, fenced: false, since_ns: now });
+            self.pending.push(Pending {
+                seq: s,
+                time_ns,
+                kind: Kind::Cut,
+                fenced: false,
+                since_ns: now,
+            });
             self.pending.sort_by_key(|p| p.seq);
         }
         while let Some(&p) = self.pending.first() {
@@ -360,7 +398,11 @@ impl State {
             }
             // The writer's own point, alone: nobody waits for it. Behind it,
             // a snapshot waits for a higher point anyway.
-            let patience = if p.kind == Kind::Cut && self.pending.len() == 1 { Patience::Briefly } else { Patience::Block };
+            let patience = if p.kind == Kind::Cut && self.pending.len() == 1 {
+                Patience::Briefly
+            } else {
+                Patience::Block
+            };
             let bound = self.complete(cut, patience, p.since_ns);
             if bound < cut {
                 // Every event below `bound` is here: apply those now, the
@@ -383,7 +425,9 @@ impl State {
                 }
                 Kind::Cut => {}
             }
-            if p.kind != Kind::Cut || self.live.tombstones() > TOMBSTONES_BEFORE_PURGE.max(self.live.entries() / 2) {
+            if p.kind != Kind::Cut
+                || self.live.tombstones() > TOMBSTONES_BEFORE_PURGE.max(self.live.entries() / 2)
+            {
                 self.live.purge_tombstones(cut);
             }
             let run = &mut self.run;
@@ -407,12 +451,19 @@ impl State {
     fn timeline_tick(&mut self) {
         let now = sys::now_ns(libc::CLOCK_REALTIME);
         if self.run.timeline.due(now) {
-            self.run.timeline.record(now, self.live.traced_bytes(), whole_run::rss_now());
+            self.run
+                .timeline
+                .record(now, self.live.traced_bytes(), whole_run::rss_now());
         }
     }
 
     fn write_snapshot(&mut self, kind: SnapshotKind, index: u64, p: Pending) {
-        let moment = Moment { kind, index, seq: p.seq, time_ns: p.time_ns };
+        let moment = Moment {
+            kind,
+            index,
+            seq: p.seq,
+            time_ns: p.time_ns,
+        };
         dump::write_snapshot(&self.live, &self.run, &moment, &mut self.error_reported);
     }
 
@@ -545,7 +596,15 @@ impl State {
                 beat();
             }
             i = i.wrapping_add(1);
-            let op = if e.alloc() { Op::Alloc(Block { stack: e.stack, size: e.size, thread: e.thread }) } else { Op::Free };
+            let op = if e.alloc() {
+                Op::Alloc(Block {
+                    stack: e.stack,
+                    size: e.size,
+                    thread: e.thread,
+                })
+            } else {
+                Op::Free
+            };
             let change = live.apply(e.seq, e.addr, op);
             follow(run, e.seq, change, time_ns);
         });

@@ -71,7 +71,10 @@ impl Deferred {
 
     /// How many events have a key below `s`.
     pub fn count_below(&self, s: u64) -> usize {
-        self.queues.iter().map(|q| q.partition_point(|e| e.seq < s)).sum()
+        self.queues
+            .iter()
+            .map(|q| q.partition_point(|e| e.seq < s))
+            .sum()
     }
 
     /// Calls `f` with every event with a key below `s`, in key order, and

@@ -63,9 +63,18 @@ static SLOTS: [Slot; NSLOTS] = [EMPTY_SLOT; NSLOTS];
 /// taken.
 pub fn mark(exit: bool) -> bool {
     for s in SLOTS.iter() {
-        if s.state.compare_exchange(SLOT_EMPTY, SLOT_WRITING, Ordering::SeqCst, Ordering::Relaxed).is_ok() {
+        if s.state
+            .compare_exchange(
+                SLOT_EMPTY,
+                SLOT_WRITING,
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+        {
             let seq = seq::point();
-            s.time_ns.store(sys::now_ns(libc::CLOCK_REALTIME), Ordering::Relaxed);
+            s.time_ns
+                .store(sys::now_ns(libc::CLOCK_REALTIME), Ordering::Relaxed);
             s.seq.store(seq, Ordering::Relaxed);
             s.exit.store(exit, Ordering::Relaxed);
             s.state.store(SLOT_READY, Ordering::Release);
@@ -94,16 +103,28 @@ pub fn collect(pending: &mut Vec<Pending>) {
         if st == SLOT_READY {
             let seq = s.seq.load(Ordering::Relaxed);
             let time_ns = s.time_ns.load(Ordering::Relaxed);
-            let kind = if s.exit.load(Ordering::Relaxed) { Kind::Exit } else { Kind::Signal };
+            let kind = if s.exit.load(Ordering::Relaxed) {
+                Kind::Exit
+            } else {
+                Kind::Signal
+            };
             s.state.store(SLOT_EMPTY, Ordering::Release);
-            pending.push(Pending { seq, time_ns, kind, fenced: false, since_ns: sys::now_ns(libc::CLOCK_MONOTONIC) });
+            pending.push(Pending {
+                seq,
+                time_ns,
+                kind,
+                fenced: false,
+                since_ns: sys::now_ns(libc::CLOCK_MONOTONIC),
+            });
         }
     }
     pending.sort_by_key(|p| p.seq);
 }
 
 fn any_marked() -> bool {
-    SLOTS.iter().any(|s| s.state.load(Ordering::SeqCst) != SLOT_EMPTY)
+    SLOTS
+        .iter()
+        .any(|s| s.state.load(Ordering::SeqCst) != SLOT_EMPTY)
 }
 
 // ---- waking the writer.
@@ -118,7 +139,14 @@ static SLEEPING: sys::Line<AtomicBool> = sys::Line(AtomicBool::new(false));
 pub fn wake() {
     WAKE_WORD.fetch_add(1, Ordering::SeqCst);
     // SAFETY: FUTEX_WAKE on a static word; no memory is written by the kernel.
-    unsafe { libc::syscall(libc::SYS_futex, WAKE_WORD.as_ptr(), libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, 1) };
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            WAKE_WORD.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            1,
+        )
+    };
 }
 
 /// Called by producers whose ring is getting full: wakes the writer if it
@@ -137,7 +165,10 @@ pub fn wait_for_work() {
     let v = WAKE_WORD.load(Ordering::SeqCst);
     SLEEPING.store(true, Ordering::SeqCst);
     if !any_marked() {
-        let ts = libc::timespec { tv_sec: 0, tv_nsec: 10_000_000 };
+        let ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 10_000_000,
+        };
         // SAFETY: FUTEX_WAIT on a static word with a relative timeout; it
         // returns at once if the word changed since we read `v`.
         unsafe {
@@ -183,7 +214,10 @@ pub struct Watch {
 
 impl Watch {
     pub fn new() -> Self {
-        Watch { last: HEARTBEAT.load(Ordering::Relaxed), since: sys::now_ns(libc::CLOCK_MONOTONIC) }
+        Watch {
+            last: HEARTBEAT.load(Ordering::Relaxed),
+            since: sys::now_ns(libc::CLOCK_MONOTONIC),
+        }
     }
 
     /// True if the writer has not moved for `STALL_NS`.
