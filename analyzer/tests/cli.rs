@@ -969,3 +969,45 @@ fn rust_program_names_the_users_line() {
     assert!(o.stdout.contains("/rustc/"), "{}", o.stdout);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Symbolizing a big snapshot shows a progress bar on a terminal (after a
+/// second), and nothing when stderr is a pipe. The snapshot comes from the
+/// `synth` example (built with the tests); the terminal from script(1).
+#[test]
+fn progress_bar_on_a_terminal_only() {
+    let synth = std::path::Path::new(BIN)
+        .parent()
+        .unwrap()
+        .join("examples/synth");
+    if !synth.is_file() {
+        eprintln!("SKIPPED: {} is not built", synth.display());
+        return;
+    }
+    let dir = tmpdir("progress");
+    let snap = dir.join("big.snap");
+    let made = std::process::Command::new(&synth)
+        .arg(BIN)
+        .arg(&snap)
+        .args(["300000", "600000"])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let piped = run(&["top", snap.to_str().unwrap()]);
+    assert_eq!(piped.code, 0);
+    assert_eq!(piped.stderr, "", "a bar on a pipe");
+    let shown = std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!("{BIN} top {} >/dev/null", snap.display()),
+            "/dev/null",
+        ])
+        .output()
+        .unwrap();
+    let tty = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        tty.contains("memtrace: symbolizing stacks ["),
+        "no bar on the terminal: {tty:?}"
+    );
+    assert!(tty.contains("/300000"), "{tty:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}

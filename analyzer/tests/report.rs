@@ -698,3 +698,93 @@ fn report_on_50k_stacks() {
         assert!(dom.contains("id=\"report-ready\""));
     }
 }
+
+/// The report of real traced C++ and Rust programs (memtrace run with the
+/// libtrace.so built beside memtrace) renders in Chromium, and its flame
+/// graph names each program's own allocating function, demangled.
+#[test]
+fn report_of_real_cpp_and_rust_programs() {
+    let dir = tmpdir("report-real");
+    let cpp = dir.join("names.cpp");
+    std::fs::write(
+        &cpp,
+        "#include <string>\n#include <vector>\n\
+         __attribute__((noinline)) std::vector<std::string> *make_names(int n) {\n\
+           auto *v = new std::vector<std::string>;\n\
+           for (int i = 0; i < n; i++) v->push_back(std::string(100, 'x') + std::to_string(i));\n\
+           return v;\n}\n\
+         int main() { auto *keep = make_names(2000); return keep->size() == 2000 ? 0 : 1; }\n",
+    )
+    .unwrap();
+    let rs = dir.join("blocks.rs");
+    std::fs::write(
+        &rs,
+        "#[inline(never)]\nfn rust_alloc_site(n: usize) -> Vec<Vec<u8>> { (0..n).map(|i| vec![i as u8; 4096]).collect() }\n\
+         fn main() { let v = rust_alloc_site(500); std::mem::forget(v); }\n",
+    )
+    .unwrap();
+    let programs = [
+        (
+            "C++",
+            Command::new("g++")
+                .args(["-g", "-O2", "-o"])
+                .arg(dir.join("names"))
+                .arg(&cpp)
+                .status(),
+            dir.join("names"),
+            "make_names",
+        ),
+        (
+            "Rust",
+            Command::new("rustc")
+                .args(["-g", "-C", "opt-level=1", "-o"])
+                .arg(dir.join("blocks"))
+                .arg(&rs)
+                .status(),
+            dir.join("blocks"),
+            "blocks::rust_alloc_site",
+        ),
+    ];
+    let chrome = chromium();
+    for (lang, built, exe, function) in programs {
+        assert!(built.unwrap().success(), "{lang}: the compiler failed");
+        let prefix = dir.join(format!("{lang}-k"));
+        let o = run(&[
+            "run",
+            "--out",
+            prefix.to_str().unwrap(),
+            "--",
+            exe.to_str().unwrap(),
+        ]);
+        assert_eq!(o.code, 0, "{lang}: {}", o.stderr);
+        let snap = format!("{}.exit.snap", prefix.display());
+        let html = dir.join(format!("{lang}.html"));
+        ok(&["report", &snap, "-o", html.to_str().unwrap()]);
+        let svg = dir.join(format!("{lang}.svg"));
+        ok(&["plot", &snap, "-o", svg.to_str().unwrap()]);
+        let page = std::fs::read_to_string(&html).unwrap();
+        assert!(
+            page.contains(function),
+            "{lang}: the page never names {function}"
+        );
+        let Some(chrome) = &chrome else {
+            eprintln!("SKIPPED: {lang}'s report was not rendered: chromium is missing");
+            continue;
+        };
+        let dom = rendered_dom(chrome, &html);
+        assert!(
+            dom.contains("id=\"report-ready\""),
+            "{lang}: the script did not finish"
+        );
+        assert!(
+            !dom.contains("id=\"report-error\""),
+            "{lang}: the script failed"
+        );
+        let boxes: Vec<&str> = dom.split("class=\"fg-node").skip(1).collect();
+        assert!(
+            boxes.iter().any(|b| b.contains(&format!(">{function}"))),
+            "{lang}: no flame graph box for {function}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
