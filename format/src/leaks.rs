@@ -92,7 +92,7 @@ fn decode_payload(r: &mut Reader, snap: &Snapshot) -> Result<LeakCheck, FormatEr
     let scan_ns = r.u64()?;
     let root_bytes = r.u64()?;
     let heap_bytes = r.u64()?;
-    let n = r.count(6, "leak record count past end of section")?;
+    let n = r.count(5, "leak record count past end of section")?;
     let mut ids: Vec<u64> = snap.stacks.iter().map(|s| s.id).collect();
     ids.sort_unstable();
     let mut records = Vec::with_capacity(n);

@@ -9,6 +9,7 @@ mod diff;
 mod export;
 mod flamegraph;
 mod json;
+mod leaks;
 mod plot;
 mod report;
 mod run;
@@ -144,6 +145,22 @@ enum Command {
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD",
               value_parser = clap::value_parser!(std::ffi::OsString))]
         command: Vec<std::ffi::OsString>,
+    },
+    /// The exit snapshot's leak check as valgrind's memcheck prints it: loss records (definitely,
+    /// indirectly, possibly lost, still reachable), each with its traceback, then LEAK SUMMARY.
+    #[command(after_help = system_help())]
+    Leaks {
+        /// An exit snapshot (format 1.3, leak check on: MEMTRACE_LEAK_CHECK not off).
+        snapshot: PathBuf,
+        /// Which loss records to print (memcheck's --show-leak-kinds): definite, indirect,
+        /// possible, reachable, all or none, comma-separated.
+        #[arg(long, default_value = leaks::DEFAULT_SHOW, value_name = "KINDS")]
+        show: String,
+        /// LeakSanitizer suppressions (`leak:PATTERN` lines): matching records count as suppressed.
+        #[arg(long, value_name = "FILE")]
+        suppressions: Option<PathBuf>,
+        #[command(flatten)]
+        common: CommonArgs,
     },
     /// Ask a traced process (memtrace run or LD_PRELOAD) for a snapshot now, whatever signal it
     /// uses; waits until the file is complete and prints its path.
@@ -463,6 +480,12 @@ fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             follow_exec,
             command,
         }),
+        Command::Leaks {
+            snapshot,
+            show,
+            suppressions,
+            common,
+        } => leaks::leaks(out, &snapshot, &show, suppressions.as_deref(), &common),
         Command::Snapshot { pid, timeout } => snapshot::snapshot(out, pid, timeout),
         Command::Summary {
             snapshot,
