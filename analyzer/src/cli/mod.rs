@@ -141,6 +141,17 @@ enum Command {
         /// Trace the programs CMD starts with exec too (MEMTRACE_FOLLOW_EXEC=1).
         #[arg(long)]
         follow_exec: bool,
+        /// When CMD ends, print the exit snapshot's leak check on stderr as memcheck does (loss
+        /// records definitely and possibly lost, then LEAK SUMMARY).
+        #[arg(long)]
+        leak_check: bool,
+        /// With --leak-check: exit N when anything is definitely or indirectly lost after
+        /// suppressions, or when there is no leak check to read (else CMD's status).
+        #[arg(long, value_name = "N", requires = "leak_check")]
+        error_exitcode: Option<i32>,
+        /// With --leak-check: LeakSanitizer suppressions (`leak:PATTERN` lines).
+        #[arg(long, value_name = "FILE", requires = "leak_check")]
+        suppressions: Option<PathBuf>,
         /// The command and its arguments (after `--`).
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD",
               value_parser = clap::value_parser!(std::ffi::OsString))]
@@ -472,6 +483,9 @@ fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             signal,
             frames,
             follow_exec,
+            leak_check,
+            error_exitcode,
+            suppressions,
             command,
         } => run::command(run::RunOptions {
             out: o,
@@ -479,6 +493,10 @@ fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             frames,
             follow_exec,
             command,
+            leak_check: leak_check.then_some(run::LeakCheckOptions {
+                error_exitcode,
+                suppressions,
+            }),
         }),
         Command::Leaks {
             snapshot,
