@@ -11,7 +11,7 @@ pub mod scan;
 use memtrace_format::leaks::{LeakCheck, LeakClass, LeakRecord, LeakStatus};
 use scan::{Block, Class, Params, Reader};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 static OFF: AtomicBool = AtomicBool::new(false);
 
@@ -21,6 +21,55 @@ const BOUND_NS: u64 = 20_000_000_000;
 const RED_ZONE: u64 = 128;
 /// glibc's non-main arenas are heaps of HEAP_MAX_SIZE aligned to it.
 const ARENA_HEAP_ALIGN: u64 = 64 << 20;
+
+/// memtrace's own mappings (`sys::mmap_anon`: rings, intern tables, rule
+/// cache): not roots. Fixed slots, no allocation (called from any thread).
+const OWN_SLOTS: usize = 256;
+static OWN: [AtomicU64; 2 * OWN_SLOTS] = [const { AtomicU64::new(0) }; 2 * OWN_SLOTS];
+static OWN_COUNT: AtomicUsize = AtomicUsize::new(0);
+
+pub fn own_mapping(start: u64, len: u64) {
+    let i = OWN_COUNT.fetch_add(1, Ordering::AcqRel);
+    if i < OWN_SLOTS {
+        OWN[2 * i + 1].store(start + len, Ordering::Release);
+        OWN[2 * i].store(start, Ordering::Release);
+    }
+}
+
+fn own_mappings() -> Vec<(u64, u64)> {
+    let n = OWN_COUNT.load(Ordering::Acquire).min(OWN_SLOTS);
+    (0..n)
+        .map(|i| {
+            (
+                OWN[2 * i].load(Ordering::Acquire),
+                OWN[2 * i + 1].load(Ordering::Acquire),
+            )
+        })
+        .filter(|&(s, e)| s != 0 && e > s)
+        .collect()
+}
+
+/// `ranges` minus every range of `holes`.
+fn subtract(ranges: Vec<(u64, u64)>, holes: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut out = ranges;
+    for &(hs, he) in holes {
+        let mut next = Vec::with_capacity(out.len() + 1);
+        for (s, e) in out {
+            if he <= s || e <= hs {
+                next.push((s, e));
+                continue;
+            }
+            if s < hs {
+                next.push((s, hs));
+            }
+            if he < e {
+                next.push((he, e));
+            }
+        }
+        out = next;
+    }
+    out
+}
 
 /// Reads `MEMTRACE_LEAK_CHECK` (at start, as every setting).
 pub fn load_config() {
@@ -223,7 +272,7 @@ fn roots(mem: &mut SelfMem, exclude: &[u64]) -> Vec<(u64, u64)> {
             roots.push((start, m.end));
         }
     }
-    roots
+    subtract(roots, &own_mappings())
 }
 
 /// A non-main arena's heap starts with its `heap_info`: `ar_ptr` (the
@@ -333,5 +382,18 @@ impl Reader for &mut SelfMem {
     }
     fn out_of_time(&mut self) -> bool {
         (**self).out_of_time()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subtract;
+
+    #[test]
+    fn subtract_holes() {
+        assert_eq!(
+            subtract(vec![(0, 100), (200, 300)], &[(50, 60), (250, 400), (0, 10)]),
+            vec![(10, 50), (60, 100), (200, 250)]
+        );
     }
 }
