@@ -109,10 +109,14 @@ fn decode_payload(r: &mut Reader, snap: &Snapshot) -> Result<LeakCheck, FormatEr
         let bytes = r.u64()?;
         let indirect_bytes = r.u64()?;
         if ids.binary_search(&stack).is_err() {
-            return Err(FormatError::Corrupt("leak record refers to an unknown stack"));
+            return Err(FormatError::Corrupt(
+                "leak record refers to an unknown stack",
+            ));
         }
         if indirect_bytes != 0 && class != LeakClass::Definite {
-            return Err(FormatError::Corrupt("indirect bytes outside a definite record"));
+            return Err(FormatError::Corrupt(
+                "indirect bytes outside a definite record",
+            ));
         }
         if let Some(prev) = records.last() {
             let prev: &LeakRecord = prev;

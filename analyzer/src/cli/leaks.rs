@@ -103,7 +103,9 @@ impl Suppressions {
                 Some(f.filename.as_str()),
                 f.module.as_deref(),
             ];
-            self.0.iter().any(|(_, p)| names.iter().flatten().any(|n| p.matches(n)))
+            self.0
+                .iter()
+                .any(|(_, p)| names.iter().flatten().any(|n| p.matches(n)))
         })
     }
 }
@@ -204,9 +206,8 @@ pub(super) fn report(
     opts: &Options,
     common: &CommonArgs,
 ) -> Result<Summary, Failure> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        Failure::Input(format!("{}: {}", path.display(), crate::util::io_msg(&e)))
-    })?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| Failure::Input(format!("{}: {}", path.display(), crate::util::io_msg(&e))))?;
     let dump = memtrace_format::decode(&bytes)
         .map_err(|e| Failure::Input(format!("{}: {e}", path.display())))?;
     let check: LeakCheck = match memtrace_format::leaks::decode_leaks(&bytes, &dump) {

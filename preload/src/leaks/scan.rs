@@ -148,8 +148,7 @@ impl<R: Reader> Scanner<'_, R> {
                     Class::Possible as u8
                 };
                 let s = self.state[i];
-                if s == UNREACHED || (s == Class::Possible as u8 && via == Class::Reachable as u8)
-                {
+                if s == UNREACHED || (s == Class::Possible as u8 && via == Class::Reachable as u8) {
                     self.state[i] = via;
                     self.stack.push(i as u32);
                 }
