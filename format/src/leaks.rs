@@ -17,6 +17,8 @@ pub enum LeakStatus {
     TimedOut,
     /// Could not read memory (process_vm_readv refused): no records.
     Unavailable,
+    /// No memory for the scan's tables: no records.
+    NoMemory,
 }
 
 /// memcheck's classes, in its order (loss records sort by it at equal bytes).
@@ -67,6 +69,7 @@ pub fn encode_leaks(l: &LeakCheck) -> Vec<u8> {
         LeakStatus::Complete => 0,
         LeakStatus::TimedOut => 1,
         LeakStatus::Unavailable => 2,
+        LeakStatus::NoMemory => 3,
     });
     put_u64(&mut p, l.scan_ns);
     put_u64(&mut p, l.root_bytes);
@@ -87,6 +90,7 @@ fn decode_payload(r: &mut Reader, snap: &Snapshot) -> Result<LeakCheck, FormatEr
         0 => LeakStatus::Complete,
         1 => LeakStatus::TimedOut,
         2 => LeakStatus::Unavailable,
+        3 => LeakStatus::NoMemory,
         _ => return Err(FormatError::Corrupt("unknown leak check status")),
     };
     let scan_ns = r.u64()?;

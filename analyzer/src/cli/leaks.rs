@@ -236,6 +236,12 @@ pub(super) fn report(
                 path.display()
             )))
         }
+        LeakStatus::NoMemory => {
+            return Err(Failure::Input(format!(
+                "{}: the leak check found no memory for its tables: no result",
+                path.display()
+            )))
+        }
     }
     // The records as the groups of a view: one group each, told apart by
     // its size (the record's index + 1), so they are never merged.

@@ -315,13 +315,20 @@ pub fn check(
             ..Default::default()
         });
     }
-    let mut blocks: Vec<(u64, u64, u32)> = live.collect();
+    let no_memory = || LeakCheck {
+        status: LeakStatus::NoMemory,
+        ..Default::default()
+    };
+    let mut blocks: Vec<(u64, u64, u32)> = Vec::new();
+    let mut scan_blocks: Vec<Block> = Vec::new();
+    let n = live.size_hint().0;
+    if blocks.try_reserve_exact(n).is_err() || scan_blocks.try_reserve_exact(n).is_err() {
+        return Some(no_memory());
+    }
+    blocks.extend(live);
     blocks.sort_unstable_by_key(|b| b.0);
     blocks.dedup_by_key(|b| b.0);
-    let scan_blocks: Vec<Block> = blocks
-        .iter()
-        .map(|&(addr, size, _)| Block { addr, size })
-        .collect();
+    scan_blocks.extend(blocks.iter().map(|&(addr, size, _)| Block { addr, size }));
     let mut exclude = vec![blocks.as_ptr() as u64, scan_blocks.as_ptr() as u64];
     exclude.extend_from_slice(storage);
     let roots = roots(&mut mem, &exclude);
@@ -330,12 +337,18 @@ pub fn check(
     };
     let outcome = scan::classify(&scan_blocks, &roots, &mut mem, params);
     let scan_ns = crate::sys::now_ns(libc::CLOCK_MONOTONIC) - t0;
-    let Ok(o) = outcome else {
-        return Some(LeakCheck {
-            status: LeakStatus::TimedOut,
-            scan_ns,
-            ..Default::default()
-        });
+    let o = match outcome {
+        Ok(o) => o,
+        Err(why) => {
+            return Some(LeakCheck {
+                status: match why {
+                    scan::Incomplete::OutOfTime => LeakStatus::TimedOut,
+                    scan::Incomplete::NoMemory => LeakStatus::NoMemory,
+                },
+                scan_ns,
+                ..Default::default()
+            })
+        }
     };
     let mut per: HashMap<(u32, u8), LeakRecord, crate::sys::BuildMix> = HashMap::default();
     for (i, &(_, size, stack)) in blocks.iter().enumerate() {

@@ -72,7 +72,12 @@ pub struct Outcome {
 }
 
 #[derive(Debug, PartialEq, Eq)]
-pub struct Incomplete;
+pub enum Incomplete {
+    /// `Reader::out_of_time` said so.
+    OutOfTime,
+    /// No memory for the scan's tables.
+    NoMemory,
+}
 
 /// The usable size glibc gives a request of `size` bytes (non-mmapped
 /// chunks): chunk = max(32, align16(size + 8)), usable = chunk − 8.
@@ -188,7 +193,7 @@ impl<R: Reader> Scanner<'_, R> {
                 self.words = 0;
                 if self.reader.out_of_time() {
                     self.buf = buf;
-                    return Err(Incomplete);
+                    return Err(Incomplete::OutOfTime);
                 }
             }
         }
@@ -215,14 +220,28 @@ pub fn classify<R: Reader>(
     params: Params,
 ) -> Result<Outcome, Incomplete> {
     debug_assert!(blocks.windows(2).all(|w| w[0].addr < w[1].addr));
+    let n = blocks.len();
+    // The program's memory is not ours to exhaust: no room, no scan.
+    let (mut state, mut indirect, mut stack, mut buf) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    if state.try_reserve_exact(n).is_err()
+        || indirect.try_reserve_exact(n).is_err()
+        || stack.try_reserve_exact(n).is_err()
+        || buf.try_reserve_exact(CHUNK_WORDS).is_err()
+    {
+        return Err(Incomplete::NoMemory);
+    }
+    state.resize(n, UNREACHED);
+    indirect.resize(n, 0);
+    buf.resize(CHUNK_WORDS, 0);
     let mut s = Scanner {
         blocks,
         reader,
         params,
-        state: vec![UNREACHED; blocks.len()],
-        indirect: vec![0; blocks.len()],
-        stack: Vec::new(),
-        buf: vec![0; CHUNK_WORDS],
+        state,
+        indirect,
+        stack,
+        buf,
         words: 0,
         root_bytes: 0,
         heap_bytes: 0,
@@ -430,7 +449,7 @@ mod tests {
         }
         assert_eq!(
             classify(&blocks, &[], Never(&mem), Params::default()),
-            Err(Incomplete)
+            Err(Incomplete::OutOfTime)
         );
     }
 }
