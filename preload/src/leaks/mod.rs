@@ -236,13 +236,13 @@ fn roots(mem: &mut SelfMem, exclude: &[u64]) -> Vec<(u64, u64)> {
     let sps = thread_sps();
     let here = &own as *const _ as u64; // this thread's stack: the scanner's
     let mut roots = Vec::new();
+    let mut holes = Vec::new();
     for m in rw_private_mappings() {
         let inside = |a: u64| a >= m.start && a < m.end;
         if m.path == b"[heap]"
             || m.path.starts_with(b"[anon:glibc: malloc")
             || m.path.starts_with(b"/dev/")
             || inside(here)
-            || exclude.iter().any(|&a| inside(a))
             || own.iter().any(|&(s, e)| s < m.end && m.start < e)
         {
             continue;
@@ -271,8 +271,35 @@ fn roots(mem: &mut SelfMem, exclude: &[u64]) -> Vec<(u64, u64)> {
         if start < m.end {
             roots.push((start, m.end));
         }
+        // The writer's own big tables (the live table holds every live
+        // address): the chunk glibc mmapped for each, wherever it sits in
+        // a mapping merged with its neighbours.
+        for &a in exclude.iter().filter(|&&a| inside(a)) {
+            holes.push(mmapped_chunk_around(mem, a, m.start).unwrap_or((m.start, m.end)));
+        }
     }
-    subtract(roots, &own_mappings())
+    holes.extend(own_mappings());
+    subtract(roots, &holes)
+}
+
+/// The chunk glibc mmapped that holds `addr`: its header sits at the start
+/// of a page at or below it (prev_size, then size with IS_MMAPPED), no lower
+/// than `floor`.
+fn mmapped_chunk_around(mem: &mut SelfMem, addr: u64, floor: u64) -> Option<(u64, u64)> {
+    let mut page = addr & !4095;
+    loop {
+        let mut h = [0u64; 2];
+        if mem.read(page, &mut h) == 2 {
+            let size = h[1] & !7;
+            if h[1] & 2 != 0 && size >= 4096 && size % 4096 == 0 && page.checked_add(size)? > addr {
+                return Some((page, page + size));
+            }
+        }
+        if page < floor + 4096 {
+            return None;
+        }
+        page -= 4096;
+    }
 }
 
 /// A non-main arena's heap starts with its `heap_info`: `ar_ptr` (the
