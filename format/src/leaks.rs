@@ -15,7 +15,8 @@ pub enum LeakStatus {
     Complete,
     /// Stopped at its time bound: no records.
     TimedOut,
-    /// Could not read memory (process_vm_readv refused): no records.
+    /// Could not read memory (process_vm_readv refused) or find the roots
+    /// (/proc/self/maps unreadable): no records.
     Unavailable,
     /// No memory for the scan's tables: no records.
     NoMemory,

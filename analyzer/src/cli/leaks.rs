@@ -232,7 +232,7 @@ pub(super) fn report(
         }
         LeakStatus::Unavailable => {
             return Err(Failure::Input(format!(
-                "{}: the leak check could not read the process's memory (process_vm_readv refused)",
+                "{}: the leak check could not read the process's memory or its map (process_vm_readv refused, or no /proc)",
                 path.display()
             )))
         }

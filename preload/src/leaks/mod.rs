@@ -143,10 +143,13 @@ struct Mapping {
     path: Vec<u8>,
 }
 
-fn rw_private_mappings() -> Vec<Mapping> {
-    let Ok(text) = std::fs::read("/proc/self/maps") else {
-        return Vec::new();
-    };
+/// None when /proc/self/maps cannot be read (no /proc): without the
+/// roots every block would look lost, so there is no check then.
+fn rw_private_mappings() -> Option<Vec<Mapping>> {
+    let text = std::fs::read("/proc/self/maps").ok()?;
+    if text.is_empty() {
+        return None;
+    }
     let mut out = Vec::new();
     for line in text.split(|&c| c == b'\n') {
         let mut f = line
@@ -170,7 +173,7 @@ fn rw_private_mappings() -> Vec<Mapping> {
         };
         out.push(Mapping { start, end, path });
     }
-    out
+    Some(out)
 }
 
 /// The stack pointers of the threads blocked in a system call, or stopped
@@ -231,13 +234,13 @@ fn own_ranges() -> Vec<(u64, u64)> {
 /// .bss, thread stacks and their TLS, the program's anonymous memory)
 /// except malloc's heaps, memtrace's own memory, and chunks glibc mmapped
 /// for single blocks (the traced ones are scanned as blocks).
-fn roots(mem: &mut SelfMem, exclude: &[u64]) -> Vec<(u64, u64)> {
+fn roots(mem: &mut SelfMem, exclude: &[u64]) -> Option<Vec<(u64, u64)>> {
     let own = own_ranges();
     let sps = thread_sps();
     let here = &own as *const _ as u64; // this thread's stack: the scanner's
     let mut roots = Vec::new();
     let mut holes = Vec::new();
-    for m in rw_private_mappings() {
+    for m in rw_private_mappings()? {
         let inside = |a: u64| a >= m.start && a < m.end;
         if m.path == b"[heap]"
             || m.path.starts_with(b"[anon:glibc: malloc")
@@ -279,7 +282,7 @@ fn roots(mem: &mut SelfMem, exclude: &[u64]) -> Vec<(u64, u64)> {
         }
     }
     holes.extend(own_mappings());
-    subtract(roots, &holes)
+    Some(subtract(roots, &holes))
 }
 
 /// The chunk glibc mmapped that holds `addr`: its header sits at the start
@@ -358,7 +361,12 @@ pub fn check(
     scan_blocks.extend(blocks.iter().map(|&(addr, size, _)| Block { addr, size }));
     let mut exclude = vec![blocks.as_ptr() as u64, scan_blocks.as_ptr() as u64];
     exclude.extend_from_slice(storage);
-    let roots = roots(&mut mem, &exclude);
+    let Some(roots) = roots(&mut mem, &exclude) else {
+        return Some(LeakCheck {
+            status: LeakStatus::Unavailable,
+            ..Default::default()
+        });
+    };
     let params = Params {
         glibc_chunk_headers: true,
     };
