@@ -428,6 +428,30 @@ impl Reader for &mut SelfMem {
     fn read(&mut self, addr: u64, out: &mut [u64]) -> usize {
         (**self).read(addr, out)
     }
+    fn read_many(&mut self, ranges: &[(u64, usize)], out: &mut [u64]) -> usize {
+        let remote: Vec<libc::iovec> = ranges
+            .iter()
+            .map(|&(a, n)| libc::iovec {
+                iov_base: a as *mut libc::c_void,
+                iov_len: n * 8,
+            })
+            .collect();
+        let local = libc::iovec {
+            iov_base: out.as_mut_ptr().cast(),
+            iov_len: out.len() * 8,
+        };
+        // SAFETY: `local` is our buffer, as long as the ranges together;
+        // the remote ranges are only read by the kernel (EFAULT where
+        // unmapped: the transfer stops there).
+        let n = unsafe {
+            libc::process_vm_readv(self.pid, &local, 1, remote.as_ptr(), remote.len() as _, 0)
+        };
+        if n < 0 {
+            0
+        } else {
+            n as usize / 8
+        }
+    }
     fn out_of_time(&mut self) -> bool {
         (**self).out_of_time()
     }
