@@ -15,6 +15,7 @@
 //! Besides the format, the conventions libtrace.so and the analyzer share:
 //! [`naming`] (snapshot file names, `%p`) and [`signals`] (signal names).
 
+pub mod leaks;
 pub mod naming;
 pub mod signals;
 pub mod varint;
@@ -32,7 +33,7 @@ pub const MAGIC: &[u8; 8] = b"MEMTRACE";
 /// Files with another major version are refused; minor versions only add
 /// sections or trailing fields.
 pub const VERSION_MAJOR: u16 = 1;
-pub const VERSION_MINOR: u16 = 2;
+pub const VERSION_MINOR: u16 = 3;
 /// Deepest stack a dump may hold (`MEMTRACE_FRAMES` is capped at 256).
 pub const MAX_FRAMES: usize = 256;
 
@@ -276,6 +277,11 @@ pub(crate) fn encode_trace_groups(p: &mut Vec<u8>, groups: &[TraceGroup]) {
 /// Encodes a whole snapshot. The caller writes the bytes to a temporary file
 /// and renames it, so a reader never sees a half-written dump under its name.
 pub fn encode(s: &Snapshot) -> Vec<u8> {
+    encode_with_leaks(s, None)
+}
+
+/// `encode`, with the exit snapshot's LEAKS section (1.3) when given.
+pub fn encode_with_leaks(s: &Snapshot, leak_check: Option<&leaks::LeakCheck>) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION_MAJOR.to_le_bytes());
@@ -285,6 +291,9 @@ pub fn encode(s: &Snapshot) -> Vec<u8> {
     section(&mut out, tag::STACKS, &encode_stacks(&s.stacks));
     section(&mut out, tag::TRACES, &encode_traces(&s.traces));
     encode_whole_run(&mut out, &s.run);
+    if let Some(l) = leak_check {
+        section(&mut out, leaks::TAG, &leaks::encode_leaks(l));
+    }
     let crc = crc32fast::hash(&out);
     out.push(tag::END);
     put_blob(&mut out, &crc.to_le_bytes());
@@ -441,7 +450,7 @@ pub(crate) fn decode_trace_groups(r: &mut Reader) -> Result<Vec<TraceGroup>, For
 
 /// Checks the framing: magic, version, and that the END section's CRC covers
 /// everything before it. Returns the sections' bytes (without the END).
-fn check_envelope(bytes: &[u8]) -> Result<&[u8], FormatError> {
+pub(crate) fn check_envelope(bytes: &[u8]) -> Result<&[u8], FormatError> {
     if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
         return Err(FormatError::NotASnapshot);
     }

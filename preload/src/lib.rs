@@ -24,6 +24,7 @@ mod fork;
 mod guard;
 mod hooks;
 mod intern;
+mod leaks;
 mod modules;
 mod process_end;
 mod ring;
@@ -158,6 +159,7 @@ fn init() {
     let _g = guard::NoTrace::new();
     let e = guard::errno();
     config::load();
+    leaks::load_config();
     unwind::init();
     seq::init();
     writer::init();

@@ -184,6 +184,7 @@ pub fn mmap_anon(bytes: usize) -> Option<*mut u8> {
     if p == libc::MAP_FAILED {
         None
     } else {
+        crate::leaks::own_mapping(p as u64, bytes as u64);
         Some(p.cast())
     }
 }

@@ -9,6 +9,7 @@ mod diff;
 mod export;
 mod flamegraph;
 mod json;
+mod leaks;
 mod plot;
 mod report;
 mod run;
@@ -140,10 +141,37 @@ enum Command {
         /// Trace the programs CMD starts with exec too (MEMTRACE_FOLLOW_EXEC=1).
         #[arg(long)]
         follow_exec: bool,
+        /// When CMD ends, print the exit snapshot's leak check on stderr as memcheck does (loss
+        /// records definitely and possibly lost, then LEAK SUMMARY).
+        #[arg(long)]
+        leak_check: bool,
+        /// With --leak-check: exit N when anything is definitely or indirectly lost after
+        /// suppressions, or when there is no leak check to read (else CMD's status).
+        #[arg(long, value_name = "N", requires = "leak_check")]
+        error_exitcode: Option<i32>,
+        /// With --leak-check: LeakSanitizer suppressions (`leak:PATTERN` lines).
+        #[arg(long, value_name = "FILE", requires = "leak_check")]
+        suppressions: Option<PathBuf>,
         /// The command and its arguments (after `--`).
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD",
               value_parser = clap::value_parser!(std::ffi::OsString))]
         command: Vec<std::ffi::OsString>,
+    },
+    /// The exit snapshot's leak check as valgrind's memcheck prints it: loss records (definitely,
+    /// indirectly, possibly lost, still reachable), each with its traceback, then LEAK SUMMARY.
+    #[command(after_help = system_help())]
+    Leaks {
+        /// An exit snapshot (format 1.3, leak check on: MEMTRACE_LEAK_CHECK not off).
+        snapshot: PathBuf,
+        /// Which loss records to print (memcheck's --show-leak-kinds): definite, indirect,
+        /// possible, reachable, all or none, comma-separated.
+        #[arg(long, default_value = leaks::DEFAULT_SHOW, value_name = "KINDS")]
+        show: String,
+        /// LeakSanitizer suppressions (`leak:PATTERN` lines): matching records count as suppressed.
+        #[arg(long, value_name = "FILE")]
+        suppressions: Option<PathBuf>,
+        #[command(flatten)]
+        common: CommonArgs,
     },
     /// Ask a traced process (memtrace run or LD_PRELOAD) for a snapshot now, whatever signal it
     /// uses; waits until the file is complete and prints its path.
@@ -455,6 +483,9 @@ fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             signal,
             frames,
             follow_exec,
+            leak_check,
+            error_exitcode,
+            suppressions,
             command,
         } => run::command(run::RunOptions {
             out: o,
@@ -462,7 +493,17 @@ fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             frames,
             follow_exec,
             command,
+            leak_check: leak_check.then_some(run::LeakCheckOptions {
+                error_exitcode,
+                suppressions,
+            }),
         }),
+        Command::Leaks {
+            snapshot,
+            show,
+            suppressions,
+            common,
+        } => leaks::leaks(out, &snapshot, &show, suppressions.as_deref(), &common),
         Command::Snapshot { pid, timeout } => snapshot::snapshot(out, pid, timeout),
         Command::Summary {
             snapshot,

@@ -37,6 +37,14 @@ pub struct RunOptions {
     pub frames: Option<u32>,
     pub follow_exec: bool,
     pub command: Vec<OsString>,
+    /// `--leak-check`: print the exit snapshot's leak check on stderr.
+    pub leak_check: Option<LeakCheckOptions>,
+}
+
+pub struct LeakCheckOptions {
+    /// Exit with this when anything is definitely or indirectly lost.
+    pub error_exitcode: Option<i32>,
+    pub suppressions: Option<PathBuf>,
 }
 
 /// An error before CMD ran: the message (without `memtrace: `) and the exit code.
@@ -467,7 +475,64 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
             eprintln!("memtrace: wrote {}{}", shown_dir, n.to_string_lossy());
         }
     }
+    if let Some(lc) = &opts.leak_check {
+        let pid_s = pid.to_string();
+        let exit_snap = new
+            .iter()
+            .filter(|n| n.as_bytes().ends_with(b".exit.snap"))
+            .max_by_key(|n| n.to_string_lossy().contains(&pid_s));
+        let lost = match exit_snap {
+            Some(n) => leak_report(&scan.join(n), lc),
+            None => {
+                eprintln!("memtrace: --leak-check: {shown} wrote no exit snapshot: no leak check");
+                None
+            }
+        };
+        if let Some(n) = lc.error_exitcode {
+            // No result at all fails too: a CI job must not pass unchecked.
+            if lost != Some(false) {
+                return Ok(n);
+            }
+        }
+    }
     Ok(code)
+}
+
+/// Prints the leak check of `path` on stderr; whether anything is
+/// definitely or indirectly lost (None: no result).
+fn leak_report(path: &Path, lc: &LeakCheckOptions) -> Option<bool> {
+    let sup = match &lc.suppressions {
+        Some(p) => match super::leaks::Suppressions::read(p) {
+            Ok(s) => s,
+            Err(m) => {
+                eprintln!("memtrace: --suppressions {m}");
+                return None;
+            }
+        },
+        None => super::leaks::Suppressions::none(),
+    };
+    let common = super::CommonArgs {
+        include: Vec::new(),
+        exclude: Vec::new(),
+        all_frames: false,
+        raw: false,
+        user: Vec::new(),
+        system: Vec::new(),
+        json: false,
+    };
+    let opts = super::leaks::Options {
+        show: super::leaks::parse_show(super::leaks::DEFAULT_SHOW).unwrap_or_default(),
+        suppressions: &sup,
+    };
+    let mut err = std::io::stderr().lock();
+    match super::leaks::report(&mut err, path, &opts, &common) {
+        Ok(summary) => Some(summary.lost()),
+        Err(Failure::Input(m)) | Err(Failure::Usage(m)) => {
+            eprintln!("memtrace: {m}");
+            None
+        }
+        Err(_) => None,
+    }
 }
 
 fn prefix_has_pid_in_dir(prefix: &[u8]) -> bool {

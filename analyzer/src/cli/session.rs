@@ -52,6 +52,18 @@ impl Session {
         views: &[View],
     ) -> Result<(memtrace_format::Snapshot, Vec<Option<Snapshot>>), Failure> {
         let dump = snapshot::read_dump(path).map_err(|e| Failure::Input(e.to_string()))?;
+        let snaps = self.symbolize_dump(path, &dump, views);
+        Ok((dump, snaps))
+    }
+
+    /// Symbolizes a dump already read into each of `views`; prints its
+    /// warnings on stderr.
+    pub fn symbolize_dump(
+        &mut self,
+        path: &Path,
+        dump: &memtrace_format::Snapshot,
+        views: &[View],
+    ) -> Vec<Option<Snapshot>> {
         let name = path.display().to_string();
         if !dump.header.malloc_owner.is_empty() {
             let owner = String::from_utf8_lossy(&dump.header.malloc_owner);
@@ -62,7 +74,7 @@ impl Session {
         }
         let snaps = snapshot::symbolize_views(
             &name,
-            &dump,
+            dump,
             &mut self.table,
             &mut self.sym,
             &self.rules,
@@ -71,7 +83,7 @@ impl Session {
         for w in self.sym.warnings.drain(..) {
             eprintln!("memtrace: warning: {w}");
         }
-        Ok((dump, snaps))
+        snaps
     }
 }
 

@@ -34,7 +34,16 @@ pub fn write_snapshot(
     let pid = std::process::id();
     let snap = build(live, run, moment, pid);
     beat();
-    let bytes = memtrace_format::encode(&snap);
+    let leaks = match moment.kind {
+        SnapshotKind::Exit => crate::leaks::check(
+            live.live_with_addr().map(|(a, b)| (a, b.size, b.stack)),
+            &live.storage_addr().into_iter().collect::<Vec<_>>(),
+            beat,
+        ),
+        SnapshotKind::Signal => None,
+    };
+    beat();
+    let bytes = memtrace_format::encode_with_leaks(&snap, leaks.as_ref());
     beat();
     let path = file_name(moment, pid);
     match write_file(&path, &bytes, pid) {

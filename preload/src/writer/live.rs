@@ -229,6 +229,20 @@ impl LiveTable {
             .map(|e| e.block())
     }
 
+    /// Every live block with its address (any order): the leak check's.
+    pub fn live_with_addr(&self) -> impl Iterator<Item = (u64, Block)> + '_ {
+        self.by_addr
+            .iter()
+            .filter(|(_, e)| e.live())
+            .map(|(&a, e)| (a, e.block()))
+    }
+
+    /// An address inside the table's storage (which holds every live
+    /// address): the leak check does not take it for a root.
+    pub fn storage_addr(&self) -> Option<u64> {
+        self.by_addr.keys().next().map(|k| k as *const u64 as u64)
+    }
+
     pub fn live_count(&self) -> usize {
         self.by_addr.len() - self.tombstones
     }
