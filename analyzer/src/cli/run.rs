@@ -374,6 +374,11 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
     if opts.follow_exec {
         c.env("MEMTRACE_FOLLOW_EXEC", "1");
     }
+    // A history on disk from the start (issue 13): what is left after a
+    // SIGKILL. The user's MEMTRACE_HISTORY (`off` too) wins.
+    if std::env::var_os("MEMTRACE_HISTORY").is_none() {
+        c.env("MEMTRACE_HISTORY", "1s");
+    }
 
     // Names present before the run are not the run's (libtrace.so never
     // replaces a file). The pid is not known yet: scan with %p as a wildcard.
