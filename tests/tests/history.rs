@@ -69,8 +69,8 @@ fn sigkill_leaves_the_last_point() {
         let grew: u64 = out
             .stdout
             .lines()
-            .filter_map(|l| l.strip_prefix("GREW "))
-            .last()
+            .rev()
+            .find_map(|l| l.strip_prefix("GREW "))
             .unwrap()
             .parse()
             .unwrap();
