@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Plain LD_PRELOAD: no history unless MEMTRACE_HISTORY asks
-/// (`memtrace run` asks for 1 s). See docs/BENCHMARKS.md, "History".
+/// (`memtrace run` asks for 1 s). Why: docs/ARCHITECTURE.md, "The history file".
 pub const DEFAULT_NS: u64 = 0;
 /// Shortest period accepted: 10 ms.
 pub const MIN_NS: u64 = 10_000_000;

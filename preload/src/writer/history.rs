@@ -224,30 +224,44 @@ impl HistoryWriter {
     /// Opens `<prefix>.history` (never an existing file, never through a
     /// symlink) and writes its header and start record.
     fn open(&mut self, pid: u32, run: &WholeRun) -> bool {
-        let mut path = config::expand(&config::out_prefix(), pid);
-        path.extend_from_slice(b".history");
-        let shown = String::from_utf8_lossy(&path).into_owned();
-        let Ok(cpath) = CString::new(path) else {
-            self.fail("cannot write the history: file name contains a NUL byte");
-            return false;
-        };
-        // SAFETY: open and fstat on a valid path and a local struct.
-        let (fd, st) = unsafe {
-            let fd = libc::open(
-                cpath.as_ptr(),
-                libc::O_CREAT
-                    | libc::O_EXCL
-                    | libc::O_WRONLY
-                    | libc::O_APPEND
-                    | libc::O_NOFOLLOW
-                    | libc::O_CLOEXEC,
-                0o640 as libc::c_uint,
-            );
-            let mut st: libc::stat = std::mem::zeroed();
-            if fd >= 0 && libc::fstat(fd, &mut st) != 0 {
-                st.st_ino = 0;
+        let base = config::expand(&config::out_prefix(), pid);
+        // With MEMTRACE_FOLLOW_EXEC an exec'd image goes on under the same
+        // pid: its history is `<prefix>.exec<k>.history`, the first free k.
+        let tries = if config::follow_exec() { 16 } else { 1 };
+        let mut k = 0;
+        let (fd, st, shown) = loop {
+            let mut path = base.clone();
+            if k > 0 {
+                path.extend_from_slice(format!(".exec{k}").as_bytes());
             }
-            (fd, st)
+            path.extend_from_slice(b".history");
+            let shown = String::from_utf8_lossy(&path).into_owned();
+            let Ok(cpath) = CString::new(path) else {
+                self.fail("cannot write the history: file name contains a NUL byte");
+                return false;
+            };
+            // SAFETY: open and fstat on a valid path and a local struct.
+            let (fd, st) = unsafe {
+                let fd = libc::open(
+                    cpath.as_ptr(),
+                    libc::O_CREAT
+                        | libc::O_EXCL
+                        | libc::O_WRONLY
+                        | libc::O_APPEND
+                        | libc::O_NOFOLLOW
+                        | libc::O_CLOEXEC,
+                    0o640 as libc::c_uint,
+                );
+                let mut st: libc::stat = std::mem::zeroed();
+                if fd >= 0 && libc::fstat(fd, &mut st) != 0 {
+                    st.st_ino = 0;
+                }
+                (fd, st)
+            };
+            k += 1;
+            if fd >= 0 || crate::guard::errno() != libc::EEXIST || k >= tries {
+                break (fd, st, shown);
+            }
         };
         if fd < 0 {
             let e = std::io::Error::last_os_error();
