@@ -263,3 +263,55 @@ fn off_by_default_and_with_off() {
         );
     }
 }
+
+#[test]
+fn read_while_being_written_and_truncated_anywhere_in_the_last_record() {
+    let dir = fresh_dir("history_live");
+    let prefix = dir.join("hl.%p");
+    let mut r = Run::new(prog("history_kill", Opt::O2), &dir)
+        .out(&prefix)
+        .env("MEMTRACE_HISTORY", "10ms")
+        .spawn();
+    r.wait_for("GREW 150\n");
+    // The program is still running: its history so far reads as it stands.
+    let files: Vec<String> = list_dir(&dir)
+        .into_iter()
+        .filter(|n| n.ends_with(".history"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let path = dir.join(&files[0]);
+    let mut last = 0;
+    for _ in 0..20 {
+        let s = read_history(&path, None);
+        assert_eq!(s.count_of(3001), 10, "{}", s.describe());
+        let n = s.count_of(1003);
+        assert!(n >= last && n <= 400, "{n} after {last}");
+        last = n;
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = r.wait();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(libc::SIGKILL)
+    );
+    // The whole file, then cut at every byte of its last record: the points
+    // before it, never an error.
+    let bytes = std::fs::read(&path).unwrap();
+    let full = read_at(&bytes[..], None).unwrap();
+    let mut offsets = vec![];
+    let mut off = memtrace_format::history::FILE_HEADER_LEN;
+    while off + 8 <= bytes.len() {
+        offsets.push(off);
+        let len = u32::from_le_bytes(bytes[off..off + 4].try_into().unwrap()) as usize;
+        off += 8 + len;
+    }
+    assert_eq!(off, bytes.len());
+    let last_start = *offsets.last().unwrap();
+    let before = read_at(&bytes[..last_start], None).unwrap();
+    assert!(before.header.time_ns < full.header.time_ns);
+    for cut in last_start..bytes.len() {
+        let s = read_at(&bytes[..cut], None).unwrap();
+        assert_eq!(s.traces, before.traces, "cut at {cut}");
+        assert_eq!(s.header.time_ns, before.header.time_ns);
+    }
+}
