@@ -9,6 +9,8 @@ use super::{Allocated, Freed};
 pub struct HistoryChanges {
     /// Follow the events (MEMTRACE_HISTORY is on and writing works).
     pub on: bool,
+    /// No memory for a change: the history cannot be exact any more.
+    pub lost: bool,
     /// (stack, size) → change of count since the last point; 0 entries stay
     /// until the point (their stack's totals changed).
     groups: std::collections::HashMap<(u32, u64), i64, crate::sys::BuildMix>,
@@ -17,16 +19,29 @@ pub struct HistoryChanges {
 impl HistoryChanges {
     #[inline]
     pub fn allocated(&mut self, a: &Allocated) {
-        if self.on {
+        if self.on && self.room() {
             *self.groups.entry((a.stack, a.size)).or_insert(0) += 1;
         }
     }
 
     #[inline]
     pub fn freed(&mut self, f: &Freed) {
-        if self.on {
+        if self.on && self.room() {
             *self.groups.entry((f.stack, f.size)).or_insert(0) -= 1;
         }
+    }
+
+    /// Room for one more group, else the history stops (`lost`) rather
+    /// than the allocation failure aborting the program.
+    #[inline]
+    fn room(&mut self) -> bool {
+        if self.groups.try_reserve(1).is_err() {
+            self.on = false;
+            self.lost = true;
+            self.groups = Default::default();
+            return false;
+        }
+        true
     }
 
     /// The changes since the last call, sorted by (stack, size); the map is

@@ -132,6 +132,10 @@ impl HistoryWriter {
         if !self.on() {
             return;
         }
+        if run.history.lost {
+            self.fail("out of memory in the writer thread for the history");
+            return;
+        }
         let pid = std::process::id();
         if self.fd < 0 && !self.open(pid, run) {
             run.history.on = false;
