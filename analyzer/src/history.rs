@@ -62,3 +62,58 @@ pub fn read(path: &Path) -> Result<Snapshot, String> {
         _ => e.to_string(),
     })
 }
+
+/// History files in `dir` written under the prefix whose file-name part is
+/// `base` (`%p` unexpanded): `<base>.history`, a fork child's
+/// `<base>.<pid>.history` when `base` has no `%p`, and
+/// `<…>.exec<k>.history` (docs/FORMAT.md, "The history file"). Sorted.
+pub fn history_names(dir: &Path, base: &[u8]) -> Vec<std::ffi::OsString> {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut v: Vec<std::ffi::OsString> = rd
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .filter(|n| is_history_name(base, n.as_bytes()))
+        .collect();
+    v.sort();
+    v
+}
+
+fn is_history_name(base: &[u8], name: &[u8]) -> bool {
+    let Some(mut rest) = name.strip_suffix(b".history") else {
+        return false;
+    };
+    // `.exec<k>`
+    if let Some(i) = rest.windows(5).rposition(|w| w == b".exec") {
+        let k = &rest[i + 5..];
+        if !k.is_empty() && k.iter().all(|c| c.is_ascii_digit()) {
+            rest = &rest[..i];
+        }
+    }
+    // The snapshot naming rules say which prefixes are this run's: the same
+    // name as an exit snapshot's.
+    let mut as_snap = rest.to_vec();
+    as_snap.extend_from_slice(b".exit.snap");
+    memtrace_format::naming::is_snapshot_name(base, &as_snap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_history_name;
+
+    #[test]
+    fn history_names() {
+        assert!(is_history_name(b"memtrace.%p", b"memtrace.12.history"));
+        assert!(is_history_name(
+            b"memtrace.%p",
+            b"memtrace.12.exec1.history"
+        ));
+        assert!(is_history_name(b"run", b"run.history"));
+        assert!(is_history_name(b"run", b"run.77.history"));
+        assert!(!is_history_name(b"run", b"other.history"));
+        assert!(!is_history_name(b"run", b"run.1.snap"));
+        assert!(!is_history_name(b"memtrace.%p", b"memtrace.x.history"));
+    }
+}

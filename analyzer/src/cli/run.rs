@@ -386,7 +386,10 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
     let before: std::collections::HashSet<OsString> = if prefix_has_pid_in_dir(&prefix) {
         Default::default()
     } else {
-        snapshot_names(&scan0, &base).into_iter().collect()
+        snapshot_names(&scan0, &base)
+            .into_iter()
+            .chain(crate::history::history_names(&scan0, &base))
+            .collect()
     };
 
     // Block the forwarded signals before CMD exists, so that one sent as
@@ -470,6 +473,15 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
     } else {
         for n in &new {
             eprintln!("memtrace: wrote {}{}", shown_dir, n.to_string_lossy());
+        }
+    }
+    for n in crate::history::history_names(&scan, &base) {
+        if !before.contains(&n) {
+            eprintln!(
+                "memtrace: wrote {}{} (history)",
+                shown_dir,
+                n.to_string_lossy()
+            );
         }
     }
     Ok(code)
