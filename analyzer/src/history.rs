@@ -29,6 +29,15 @@ fn next_selection() -> Option<f64> {
     s.pop_front().flatten()
 }
 
+/// A snapshot file is being read: a moment picked for it (`--at`, `--from`,
+/// `--to`) is an error, not silently ignored.
+pub fn check_no_selection() -> Result<(), String> {
+    match next_selection() {
+        Some(_) => Err("--at, --from and --to pick a moment of a history file (<prefix>.history); this is a snapshot".into()),
+        None => Ok(()),
+    }
+}
+
 /// Does the file start with the history's magic?
 pub fn is_history(path: &Path) -> bool {
     let mut m = [0u8; 8];

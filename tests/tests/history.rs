@@ -168,6 +168,22 @@ fn at_gives_each_phase_exactly() {
             }
         }
     }
+    // A moment is for a history file; --from/--to for diff; diff of one file needs them.
+    let snap = dir.join(format!("hp.{}.exit.snap", out.pid));
+    for (args, code) in [
+        (vec!["top", "--at", "1", snap.to_str().unwrap()], 1),
+        (vec!["top", "--from", "1", path.to_str().unwrap()], 2),
+        (vec!["diff", path.to_str().unwrap()], 2),
+    ] {
+        let o = Command::new(memtrace_bin()).args(&args).output().unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(code),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&o.stderr).lines().count(), 1);
+    }
     // diff --from phase 1 --to phase 3.
     let secs = |t: u64| format!("{:.6}", (t - start.start_ns) as f64 / 1e9);
     let d = memtrace(&[
