@@ -26,6 +26,7 @@ pub mod export;
 pub mod filter;
 pub mod format;
 pub mod frame;
+pub mod history;
 pub mod pattern;
 pub mod progress;
 pub mod report;

@@ -240,6 +240,10 @@ pub fn read_dump(path: &Path) -> Result<memtrace_format::Snapshot, LoadError> {
     if !meta.is_file() {
         return Err(err("not a regular file".into()));
     }
+    if crate::history::is_history(path) {
+        return crate::history::read(path).map_err(err);
+    }
+    crate::history::check_no_selection().map_err(err)?;
     let bytes = std::fs::read(path).map_err(|e| err(crate::util::io_msg(&e)))?;
     if bytes.is_empty() {
         return Err(err("empty file (not a memtrace snapshot)".into()));

@@ -127,7 +127,10 @@ fn dynamic_program_status_and_snapshot() {
         ],
     );
     assert_eq!(o.code, 7, "{}", o.stderr);
-    assert_eq!(o.stderr, "memtrace: wrote out/app.exit.snap\n");
+    assert_eq!(
+        o.stderr,
+        "memtrace: wrote out/app.exit.snap\nmemtrace: wrote out/app.history (history)\n"
+    );
     let o = memtrace(&pre, &dir, &["top", "out/app.exit.snap"]);
     assert_eq!(o.code, 0, "{}", o.stderr);
     let src = dir.join("prog.c");
@@ -167,8 +170,18 @@ fn dynamic_program_status_and_snapshot() {
     let (code, err2) = run_path(&["run", "--", "prog", "exit", "3"]);
     assert_eq!(code, 3);
     for e in [&err1, &err2] {
-        assert_eq!(e.lines().count(), 1, "{e}");
-        let name = e.strip_prefix("memtrace: wrote ").unwrap().trim_end();
+        // The exit snapshot, then the history `memtrace run` turns on.
+        assert_eq!(e.lines().count(), 2, "{e}");
+        assert!(
+            e.lines().nth(1).unwrap().ends_with(".history (history)"),
+            "{e}"
+        );
+        let name = e
+            .lines()
+            .next()
+            .unwrap()
+            .strip_prefix("memtrace: wrote ")
+            .unwrap();
         assert!(
             name.starts_with("memtrace.") && name.ends_with(".exit.snap"),
             "{e}"
@@ -291,7 +304,7 @@ fn signals_forwarded_as_128_plus_n() {
     assert_eq!(o.status.code(), Some(0));
     assert_eq!(
         String::from_utf8_lossy(&o.stderr),
-        "memtrace: wrote w.1.snap\nmemtrace: wrote w.exit.snap\n"
+        "memtrace: wrote w.1.snap\nmemtrace: wrote w.exit.snap\nmemtrace: wrote w.history (history)\n"
     );
     std::fs::remove_dir_all(&dir).ok();
 }

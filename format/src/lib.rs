@@ -15,6 +15,7 @@
 //! Besides the format, the conventions libtrace.so and the analyzer share:
 //! [`naming`] (snapshot file names, `%p`) and [`signals`] (signal names).
 
+pub mod history;
 pub mod leaks;
 pub mod naming;
 pub mod signals;
@@ -221,7 +222,7 @@ fn encode_header(h: &Header) -> Vec<u8> {
     p
 }
 
-fn encode_modules(mods: &[Module]) -> Vec<u8> {
+pub(crate) fn encode_modules(mods: &[Module]) -> Vec<u8> {
     let mut p = Vec::new();
     put_u64(&mut p, mods.len() as u64);
     for m in mods {
@@ -242,7 +243,7 @@ fn encode_modules(mods: &[Module]) -> Vec<u8> {
 
 /// Frames are delta-coded against the previous frame of the same stack:
 /// neighbouring frames usually sit in the same module, so deltas are short.
-fn encode_stacks(stacks: &[Stack]) -> Vec<u8> {
+pub(crate) fn encode_stacks(stacks: &[Stack]) -> Vec<u8> {
     let mut p = Vec::new();
     put_u64(&mut p, stacks.len() as u64);
     for s in stacks {
@@ -372,7 +373,7 @@ fn decode_header(r: &mut Reader) -> Result<Header, FormatError> {
     })
 }
 
-fn decode_modules(r: &mut Reader) -> Result<Vec<Module>, FormatError> {
+pub(crate) fn decode_modules(r: &mut Reader) -> Result<Vec<Module>, FormatError> {
     let n = r.count(5, "module count past end")?;
     let mut mods = Vec::with_capacity(n);
     for _ in 0..n {
@@ -405,7 +406,7 @@ fn decode_modules(r: &mut Reader) -> Result<Vec<Module>, FormatError> {
     Ok(mods)
 }
 
-fn decode_stacks(r: &mut Reader) -> Result<Vec<Stack>, FormatError> {
+pub(crate) fn decode_stacks(r: &mut Reader) -> Result<Vec<Stack>, FormatError> {
     let n = r.count(3, "stack count past end")?;
     let mut stacks = Vec::with_capacity(n);
     for _ in 0..n {

@@ -20,6 +20,7 @@ static SIGNAL: AtomicI32 = AtomicI32::new(libc::SIGUSR2);
 /// The output prefix as given (`%p` not yet expanded), made absolute at init
 /// so that a later chdir() of the program does not move our files.
 static OUT: Locked<Vec<u8>> = Locked::new(Vec::new());
+static HISTORY_NS: AtomicU64 = AtomicU64::new(crate::history_config::DEFAULT_NS);
 
 #[inline]
 pub fn frames() -> usize {
@@ -38,6 +39,10 @@ pub fn sample_rate() -> u64 {
 }
 pub fn signal() -> i32 {
     SIGNAL.load(Ordering::Relaxed)
+}
+/// MEMTRACE_HISTORY's period in ns; 0 = no history file (`writer/history.rs`).
+pub fn history_ns() -> u64 {
+    HISTORY_NS.load(Ordering::Relaxed)
 }
 pub fn out_prefix() -> Vec<u8> {
     OUT.lock().clone()
@@ -158,6 +163,7 @@ pub fn load() {
         }
     }
     SAMPLE.store(sample, Ordering::Relaxed);
+    crate::history_config::load(&HISTORY_NS, env(c"MEMTRACE_HISTORY"), warn);
 
     let mut sig = libc::SIGUSR2;
     if let Some(v) = env(c"MEMTRACE_SIGNAL") {

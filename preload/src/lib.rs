@@ -22,6 +22,7 @@ mod config;
 mod fatal;
 mod fork;
 mod guard;
+mod history_config;
 mod hooks;
 mod intern;
 mod leaks;

@@ -54,6 +54,7 @@ pub(super) fn flamegraph(
             h.time_ns,
             match h.kind {
                 SnapshotKind::Exit => "exit snapshot".to_string(),
+                SnapshotKind::Signal if h.index == 0 => "history point".to_string(),
                 SnapshotKind::Signal => format!("snapshot #{}", h.index),
             },
         ),

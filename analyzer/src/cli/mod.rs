@@ -75,6 +75,16 @@ EXIT STATUS: CMD's exit code, or 128+N when signal N ended it; 127 CMD not found
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// For a history file (`<prefix>.history`): the point at or before SECONDS from the
+    /// program's start, instead of the last point on disk.
+    #[arg(long, global = true, value_name = "SECONDS")]
+    at: Option<f64>,
+    /// `diff` of one history file: the older moment, seconds from the program's start.
+    #[arg(long, global = true, value_name = "SECONDS")]
+    from: Option<f64>,
+    /// `diff` of one history file: the newer moment (default: the last point).
+    #[arg(long, global = true, value_name = "SECONDS")]
+    to: Option<f64>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -99,8 +109,8 @@ enum Command {
     Diff {
         /// The older snapshot.
         old: PathBuf,
-        /// The newer snapshot.
-        new: PathBuf,
+        /// The newer snapshot (for `--from T1 --to T2` on one history file: omitted).
+        new: Option<PathBuf>,
         #[command(flatten)]
         stat: StatArgs,
         #[command(flatten)]
@@ -448,6 +458,21 @@ pub fn main() -> i32 {
 }
 
 fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
+    if cli.from.is_some() || cli.to.is_some() {
+        if let Command::Diff { new: None, .. } = &cli.command {
+        } else {
+            return Err(Failure::Usage(
+                "--from and --to are for `memtrace diff HISTORY --from T1 --to T2`".into(),
+            ));
+        }
+        crate::history::select(&[cli.from, cli.to]);
+    } else if let Command::Diff { new: None, .. } = &cli.command {
+        return Err(Failure::Usage(
+            "diff needs two snapshots, or one history file with --from and --to".into(),
+        ));
+    } else {
+        crate::history::select(&[cli.at, cli.at]);
+    }
     match cli.command {
         Command::Top {
             snapshot,
@@ -461,7 +486,10 @@ fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             new,
             stat,
             common,
-        } => diff::diff(out, &old, &new, &stat, &common),
+        } => {
+            let new = new.unwrap_or_else(|| old.clone());
+            diff::diff(out, &old, &new, &stat, &common)
+        }
         Command::Traceback {
             snapshot,
             rank,

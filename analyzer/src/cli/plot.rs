@@ -24,6 +24,7 @@ pub(super) fn titles(dump: &memtrace_format::Snapshot) -> (String, String) {
     };
     let what = match h.kind {
         SnapshotKind::Exit => "exit snapshot".to_string(),
+        SnapshotKind::Signal if h.index == 0 => "history".to_string(),
         SnapshotKind::Signal => format!("snapshot #{}", h.index),
     };
     let time = utc_time(h.time_ns);
@@ -54,6 +55,13 @@ pub(super) fn chart_of(
     let (title, sub) = titles(dump);
     let mut d = ChartData::of(dump, title, sub)?;
     d.note = top.map(snapshot_note);
+    if dump.header.kind == SnapshotKind::Signal && dump.header.index == 0 {
+        // A history point (analyzer/src/history.rs): the lines over time
+        // are in the file but not drawn yet.
+        d.note = top.map(|n| {
+            format!("The top {n} lines over time are not drawn from a history yet; traced memory and RSS are.")
+        });
+    }
     Ok(d)
 }
 

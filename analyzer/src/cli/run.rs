@@ -382,6 +382,11 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
     if opts.follow_exec {
         c.env("MEMTRACE_FOLLOW_EXEC", "1");
     }
+    // A history on disk from the start (issue 13): what is left after a
+    // SIGKILL. The user's MEMTRACE_HISTORY (`off` too) wins.
+    if std::env::var_os("MEMTRACE_HISTORY").is_none() {
+        c.env("MEMTRACE_HISTORY", "1s");
+    }
 
     // Names present before the run are not the run's (libtrace.so never
     // replaces a file). The pid is not known yet: scan with %p as a wildcard.
@@ -389,7 +394,10 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
     let before: std::collections::HashSet<OsString> = if prefix_has_pid_in_dir(&prefix) {
         Default::default()
     } else {
-        snapshot_names(&scan0, &base).into_iter().collect()
+        snapshot_names(&scan0, &base)
+            .into_iter()
+            .chain(crate::history::history_names(&scan0, &base))
+            .collect()
     };
 
     // Block the forwarded signals before CMD exists, so that one sent as
@@ -473,6 +481,15 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
     } else {
         for n in &new {
             eprintln!("memtrace: wrote {}{}", shown_dir, n.to_string_lossy());
+        }
+    }
+    for n in crate::history::history_names(&scan, &base) {
+        if !before.contains(&n) {
+            eprintln!(
+                "memtrace: wrote {}{} (history)",
+                shown_dir,
+                n.to_string_lossy()
+            );
         }
     }
     if let Some(lc) = &opts.leak_check {

@@ -189,6 +189,7 @@ fn print_stats(
     }
     let fs = |v: u64| format_size(v as f64, false);
     let what = match h.kind {
+        SnapshotKind::Signal if h.index == 0 => "history point".to_string(),
         SnapshotKind::Signal => format!("snapshot #{} (on signal)", h.index),
         SnapshotKind::Exit => "exit snapshot (blocks never freed)".to_string(),
     };

@@ -312,6 +312,8 @@ pub(super) fn write_summary(
     let e = if est { " (estimated)" } else { "" };
     let what = if exit {
         "exit snapshot".to_string()
+    } else if h.index == 0 {
+        "history point".to_string()
     } else {
         format!("snapshot #{}", h.index)
     };

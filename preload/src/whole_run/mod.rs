@@ -9,11 +9,13 @@
 //! its live table makes, in key order (only below a completed cut, so that
 //! the order is the global one and the peak is exact).
 
+mod history;
 mod memory;
 mod peak;
 mod timeline;
 mod totals;
 
+pub use history::HistoryChanges;
 pub use memory::{memory_use, rss_now};
 pub use peak::PeakTracker;
 pub use timeline::TimelineRecorder;
@@ -51,18 +53,21 @@ pub struct WholeRun {
     pub peak: PeakTracker,
     pub totals: TotalsTracker,
     pub timeline: TimelineRecorder,
+    pub history: HistoryChanges,
 }
 
 impl WholeRun {
     #[inline]
     pub fn allocated(&mut self, a: Allocated, now_ns: impl Fn() -> u64) {
         self.totals.allocated(a);
+        self.history.allocated(&a);
         self.peak.allocated(a, now_ns);
     }
 
     #[inline]
     pub fn freed(&mut self, f: Freed) {
         self.totals.freed(f);
+        self.history.freed(&f);
         self.peak.freed(f);
     }
 

@@ -62,6 +62,19 @@ impl TotalsTracker {
         }
     }
 
+    /// One stack's totals (the history's changed stacks).
+    pub fn of(&self, stack: u32) -> StackTotals {
+        let t = self
+            .per_stack
+            .get(stack as usize)
+            .cloned()
+            .unwrap_or_default();
+        StackTotals {
+            stack: stack as u64,
+            ..t
+        }
+    }
+
     /// Every stack that allocated, sorted by stack id.
     pub fn totals(&self) -> Vec<StackTotals> {
         let with_id = |(id, t): (usize, &StackTotals)| StackTotals {

@@ -37,6 +37,7 @@
 //! policy for a full ring, the news of a thread's exit).
 
 mod dump;
+mod history;
 mod lifecycle;
 mod live;
 mod queue;
@@ -76,6 +77,8 @@ struct State {
     /// Threads whose ring was recycled, with the highest key they
     /// published: `TotalsTracker::thread_gone` once a cut passed it.
     gone: Vec<(u32, u64)>,
+    /// The history file (MEMTRACE_HISTORY).
+    history: history::HistoryWriter,
 }
 
 static STATE: sys::Line<Locked<Option<State>>> = sys::Line(Locked::new(None));
@@ -326,7 +329,10 @@ impl State {
     fn new() -> Self {
         let mut run = WholeRun::default();
         run.timeline.start(sys::now_ns(libc::CLOCK_REALTIME));
+        let history = history::HistoryWriter::new();
+        run.history.on = history.on();
         State {
+            history,
             live: LiveTable::new(),
             deferred: Deferred::default(),
             pending: Vec::new(),
@@ -348,6 +354,9 @@ impl State {
         self.error_reported = false;
         self.run.fork_child();
         self.last_cut_ns = 0;
+        // SAFETY: getppid has no preconditions.
+        let parent = unsafe { libc::getppid() } as u32;
+        self.history.fork_child(&mut self.run, parent);
     }
 
     fn step(&mut self) {
@@ -412,6 +421,9 @@ impl State {
             }
             self.pending.remove(0);
             self.apply_below(cut, p.time_ns);
+            let (live, run) = (&self.live, &mut self.run);
+            self.history
+                .at_cut(live, run, p.seq, p.time_ns, p.kind == Kind::Exit);
             match p.kind {
                 Kind::Signal => {
                     let index = self.next_index;
@@ -438,6 +450,9 @@ impl State {
                 }
                 pending
             });
+        }
+        if self.pending.is_empty() && self.deferred.is_empty() {
+            self.history.idle(&self.live, &mut self.run);
         }
         self.recycle();
         self.timeline_tick();
