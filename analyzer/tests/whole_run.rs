@@ -5,10 +5,9 @@
 //! `file:line`), sampled and not, and on a 1.1 file without those sections.
 
 use memtrace_format::{
-    encode, Header, MemoryUse, Module, Peak, Segment, SnapshotKind, Stack, StackTotals, TimePoint,
-    Timeline, TraceGroup, WholeRun,
+    encode, Header, MemoryUse, Peak, SnapshotKind, Stack, StackTotals, TimePoint, Timeline,
+    TraceGroup, WholeRun,
 };
-use object::{Object, ObjectSegment};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,66 +37,6 @@ int main(int argc, char **argv) {
     return l == 0 && argv != 0;
 }
 "#;
-
-/// Return addresses of the calls to `target` made in `func`, in address order.
-fn rets(binary: &Path, func: &str, target: &str) -> Vec<u64> {
-    let o = Command::new("objdump")
-        .args(["-d", "-C", "-w", "--no-show-raw-insn"])
-        .arg(binary)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&o.stdout);
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut pending = false;
-    for line in text.lines() {
-        if let Some(rest) = line.strip_suffix(">:") {
-            if let Some((_, name)) = rest.split_once(" <") {
-                cur = name.to_string();
-                pending = false;
-                continue;
-            }
-        }
-        let Some((addr, insn)) = line.trim_start().split_once(":\t") else {
-            continue;
-        };
-        let Ok(addr) = u64::from_str_radix(addr, 16) else {
-            continue;
-        };
-        if pending {
-            out.push(addr);
-            pending = false;
-        }
-        if cur == func && insn.starts_with("call") && insn.contains(target) {
-            pending = true;
-        }
-    }
-    assert!(!out.is_empty(), "no call to {target} in {func}");
-    out
-}
-
-fn module_of(path: &Path) -> Module {
-    let data = std::fs::read(path).unwrap();
-    let obj = object::File::parse(&*data).unwrap();
-    Module {
-        path: path.to_str().unwrap().as_bytes().to_vec(),
-        base: 0,
-        build_id: obj.build_id().unwrap().unwrap_or(&[]).to_vec(),
-        unloaded: false,
-        segments: obj
-            .segments()
-            .map(|s| Segment {
-                vaddr: s.address(),
-                memsz: s.size(),
-                file_offset: s.file_range().0,
-                flags: match s.flags() {
-                    object::SegmentFlags::Elf { p_flags, .. } => p_flags.0,
-                    _ => 0,
-                },
-            })
-            .collect(),
-    }
-}
 
 struct Fixture {
     dir: PathBuf,

@@ -2,7 +2,9 @@
 //! scratch directories, and running it.
 #![allow(dead_code)] // each test file uses its own subset
 
-use std::path::PathBuf;
+use memtrace_format::{Module, Segment};
+use object::{Object, ObjectSegment};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_memtrace");
@@ -52,5 +54,67 @@ impl Rng {
     }
     pub fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
         &v[self.index(v.len())]
+    }
+}
+
+/// Return addresses of the calls to `target` made in `func`, in address order.
+pub fn rets(binary: &Path, func: &str, target: &str) -> Vec<u64> {
+    let o = Command::new("objdump")
+        .args(["-d", "-C", "-w", "--no-show-raw-insn"])
+        .arg(binary)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut pending = false;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_suffix(">:") {
+            if let Some((_, name)) = rest.split_once(" <") {
+                cur = name.to_string();
+                pending = false;
+                continue;
+            }
+        }
+        let Some((addr, insn)) = line.trim_start().split_once(":\t") else {
+            continue;
+        };
+        let Ok(addr) = u64::from_str_radix(addr, 16) else {
+            continue;
+        };
+        if pending {
+            out.push(addr);
+            pending = false;
+        }
+        if cur == func && insn.starts_with("call") && insn.contains(target) {
+            pending = true;
+        }
+    }
+    assert!(!out.is_empty(), "no call to {target} in {func}");
+    out
+}
+
+/// The module map entry of an ELF file loaded at base 0: its path, build id
+/// and PT_LOAD segments (synthetic snapshots point into real binaries).
+pub fn module_of(path: &Path) -> Module {
+    let data = std::fs::read(path).unwrap();
+    let obj = object::File::parse(&*data).unwrap();
+    Module {
+        path: path.to_str().unwrap().as_bytes().to_vec(),
+        base: 0,
+        build_id: obj.build_id().unwrap().unwrap_or(&[]).to_vec(),
+        unloaded: false,
+        segments: obj
+            .segments()
+            .map(|s| Segment {
+                vaddr: s.address(),
+                memsz: s.size(),
+                file_offset: s.file_range().0,
+                flags: match s.flags() {
+                    object::SegmentFlags::Elf { p_flags, .. } => p_flags.0,
+                    _ => 0,
+                },
+            })
+            .collect(),
     }
 }
