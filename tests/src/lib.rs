@@ -904,3 +904,41 @@ pub fn fork_stress_children(tag: &str, env: &[(&str, &str)]) -> Vec<(String, Sna
         })
         .collect()
 }
+
+// ------------------------------------------------------------ valgrind DHAT
+
+/// `exe` run untraced under `valgrind --tool=dhat` in `dir` (stdout piped as
+/// in a traced run), or None when valgrind is not installed.
+pub fn run_dhat(exe: &Path, dir: &Path) -> Option<Output> {
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        return None;
+    }
+    let v = Run::new("valgrind", dir)
+        .untraced()
+        .args([
+            "--tool=dhat",
+            "--run-libc-freeres=no",
+            "--dhat-out-file=/dev/null",
+            exe.to_str().unwrap(),
+        ])
+        .timeout(120)
+        .run();
+    v.assert_ok();
+    Some(v)
+}
+
+/// The two numbers DHAT prints after `label` (`Total:`, `At t-gmax:`):
+/// bytes and blocks.
+pub fn parse_dhat(text: &str, label: &str) -> (u64, u64) {
+    let line = text
+        .lines()
+        .find(|l| l.contains(label))
+        .unwrap_or_else(|| panic!("DHAT printed no {label:?} line:\n{text}"));
+    let rest = &line[line.find(label).unwrap() + label.len()..];
+    let nums: Vec<u64> = rest
+        .split_whitespace()
+        .filter_map(|w| w.replace(',', "").parse().ok())
+        .collect();
+    assert!(nums.len() >= 2, "cannot read {line:?}");
+    (nums[0], nums[1])
+}

@@ -10,42 +10,15 @@
 //!   not free its buffers after the program's end, as it does not natively).
 
 use memtrace_tests::*;
-use std::process::Command;
-
-fn parse_dhat(text: &str, label: &str) -> (u64, u64) {
-    let line = text
-        .lines()
-        .find(|l| l.contains(label))
-        .unwrap_or_else(|| panic!("DHAT printed no {label:?} line:\n{text}"));
-    let rest = &line[line.find(label).unwrap() + label.len()..];
-    let nums: Vec<u64> = rest
-        .split_whitespace()
-        .filter_map(|w| w.replace(',', "").parse().ok())
-        .collect();
-    assert!(nums.len() >= 2, "cannot read {line:?}");
-    (nums[0], nums[1])
-}
 
 #[test]
 fn totals_match_valgrind_dhat() {
-    if Command::new("valgrind").arg("--version").output().is_err() {
-        eprintln!("SKIPPED totals_match_valgrind_dhat: valgrind is not installed (apt-get install valgrind)");
-        return;
-    }
     let exe = prog("dhat_prog", Opt::O2);
     let dir = fresh_dir("dhat");
-    // DHAT, untraced, stdout piped exactly as in the traced run.
-    let v = Run::new("valgrind", &dir)
-        .untraced()
-        .args([
-            "--tool=dhat",
-            "--run-libc-freeres=no",
-            "--dhat-out-file=/dev/null",
-            exe.to_str().unwrap(),
-        ])
-        .timeout(120)
-        .run();
-    v.assert_ok();
+    let Some(v) = run_dhat(&exe, &dir) else {
+        eprintln!("SKIPPED totals_match_valgrind_dhat: valgrind is not installed (apt-get install valgrind)");
+        return;
+    };
     assert_eq!(v.stdout, "done\n");
     let (total_bytes, total_blocks) = parse_dhat(&v.stderr, "Total:");
     let (gmax_bytes, _) = parse_dhat(&v.stderr, "At t-gmax:");

@@ -9,7 +9,6 @@ use memtrace_format::{Snapshot, StackTotals};
 use memtrace_tests::*;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 /// The peak's blocks by size: size → count.
 fn peak_by_size(s: &Snapshot) -> BTreeMap<u64, u64> {
@@ -249,41 +248,16 @@ fn a_growing_program_passes_its_peak_millions_of_times() {
     assert!(held < 100, "the peak tracker holds {held} groups");
 }
 
-fn parse_dhat(text: &str, label: &str) -> (u64, u64) {
-    let line = text
-        .lines()
-        .find(|l| l.contains(label))
-        .unwrap_or_else(|| panic!("DHAT printed no {label:?} line:\n{text}"));
-    let rest = &line[line.find(label).unwrap() + label.len()..];
-    let nums: Vec<u64> = rest
-        .split_whitespace()
-        .filter_map(|w| w.replace(',', "").parse().ok())
-        .collect();
-    assert!(nums.len() >= 2, "cannot read {line:?}");
-    (nums[0], nums[1])
-}
-
 /// The peak's bytes and blocks equal DHAT's t-gmax, and the totals its
 /// "Total", on the deterministic program of tests/dhat.rs.
 #[test]
 fn peak_and_totals_match_valgrind_dhat() {
-    if Command::new("valgrind").arg("--version").output().is_err() {
-        eprintln!("SKIPPED peak_and_totals_match_valgrind_dhat: valgrind is not installed");
-        return;
-    }
     let exe = prog("dhat_prog", Opt::O2);
     let dir = fresh_dir("peak-dhat");
-    let v = Run::new("valgrind", &dir)
-        .untraced()
-        .args([
-            "--tool=dhat",
-            "--run-libc-freeres=no",
-            "--dhat-out-file=/dev/null",
-            exe.to_str().unwrap(),
-        ])
-        .timeout(120)
-        .run();
-    v.assert_ok();
+    let Some(v) = run_dhat(&exe, &dir) else {
+        eprintln!("SKIPPED peak_and_totals_match_valgrind_dhat: valgrind is not installed");
+        return;
+    };
     let (total_bytes, total_blocks) = parse_dhat(&v.stderr, "Total:");
     let (gmax_bytes, gmax_blocks) = parse_dhat(&v.stderr, "At t-gmax:");
     let prefix = dir.join("k");
