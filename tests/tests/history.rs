@@ -184,6 +184,17 @@ fn at_gives_each_phase_exactly() {
         );
         assert_eq!(String::from_utf8_lossy(&o.stderr).lines().count(), 1);
     }
+    // A history has the peak's bytes, not its blocks: said so, not "update libtrace.so".
+    let o = Command::new(memtrace_bin())
+        .args(["top", "--peak", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no peak blocks in a history"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     // diff --from phase 1 --to phase 3.
     let secs = |t: u64| format!("{:.6}", (t - start.start_ns) as f64 / 1e9);
     let d = memtrace(&[

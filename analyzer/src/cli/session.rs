@@ -38,10 +38,13 @@ impl Session {
     /// sections it needs is bad input (one line).
     pub fn load_view(&mut self, path: &Path, view: View) -> Result<Snapshot, Failure> {
         let (_, mut snaps) = self.load_views(path, &[view])?;
-        snaps
-            .pop()
-            .flatten()
-            .ok_or_else(|| Failure::Input(format!("{}: {}", path.display(), missing_view(view))))
+        snaps.pop().flatten().ok_or_else(|| {
+            Failure::Input(format!(
+                "{}: {}",
+                path.display(),
+                missing_view_in(path, view)
+            ))
+        })
     }
 
     /// Reads a snapshot and symbolizes it once into each of `views` (`None`
@@ -95,6 +98,18 @@ pub(super) fn missing_view(view: View) -> String {
         View::Allocated | View::Temporary => "no allocation totals recorded",
     };
     format!("{what}: the whole-run sections need a newer libtrace.so (format 1.2)")
+}
+
+/// `missing_view` for the file at `path`: a history holds the peak's bytes
+/// but not its blocks (each point records changes of the live set, not the
+/// set at the peak), which a newer libtrace.so would not change.
+pub(super) fn missing_view_in(path: &Path, view: View) -> String {
+    if view == View::Peak && crate::history::is_history(path) {
+        return "no peak blocks in a history (it holds the peak's bytes, not its blocks): \
+                use `top --peak` on a snapshot of the same run"
+            .to_string();
+    }
+    missing_view(view)
 }
 
 /// The warning for a snapshot whose program's malloc is not libtrace.so's.

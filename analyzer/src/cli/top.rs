@@ -4,7 +4,7 @@
 
 use super::json::PeakJson;
 use super::json::{write_json, OtherGroups, StatisticJson, TopJson, Total};
-use super::session::{missing_view, Session};
+use super::session::{missing_view_in, Session};
 use super::{CommonArgs, Failure, StatArgs};
 use crate::display::{display_top, notes, total_count, total_size};
 use crate::snapshot::View;
@@ -26,7 +26,13 @@ pub(super) fn top(
     let snap = snaps
         .pop()
         .flatten()
-        .ok_or_else(|| Failure::Input(format!("{}: {}", path.display(), missing_view(view))))?
+        .ok_or_else(|| {
+            Failure::Input(format!(
+                "{}: {}",
+                path.display(),
+                missing_view_in(path, view)
+            ))
+        })?
         .filter_traces(&s.table, &mut common.filters());
     let stats = stats::statistics(&snap, &s.table, key, stat.cumulative)
         .map_err(|e| Failure::Usage(e.0))?;
