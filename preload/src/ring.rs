@@ -452,7 +452,20 @@ impl Ring {
     ///
     /// # Safety
     /// Only the writer (holding its state lock) may call this.
-    pub unsafe fn drain(&self, mut f: impl FnMut(Event)) {
+    pub unsafe fn drain(&self, f: impl FnMut(Event)) {
+        // SAFETY: the caller's contract.
+        unsafe { self.drain_until(u64::MAX, f) }
+    }
+
+    /// `drain`, stopping after the first event whose key is at or above
+    /// `stop_at`: completing a point needs each ring read only that far, and
+    /// what lies beyond stays in the ring (its thread waits when it fills)
+    /// instead of piling up in the writer while another thread is
+    /// preempted inside a hook.
+    ///
+    /// # Safety
+    /// Only the writer (holding its state lock) may call this.
+    pub unsafe fn drain_until(&self, stop_at: u64, mut f: impl FnMut(Event)) {
         let head = self.head.load(Ordering::Acquire);
         let mut pos = self.tail.load(Ordering::Relaxed);
         // SAFETY: the consumer cells are the writer's alone, and the caller
@@ -509,8 +522,11 @@ impl Ring {
                     thread,
                 }),
             }
+            if seq >= stop_at {
+                break;
+            }
         }
-        self.tail.store(head, Ordering::Release);
+        self.tail.store(pos, Ordering::Release);
     }
 
     /// Writer side: a FINISHED ring with nothing left to read goes back to

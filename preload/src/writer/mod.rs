@@ -538,7 +538,8 @@ impl State {
             }
             let busy = r.busy.load(Ordering::SeqCst);
             // SAFETY: we are the writer and hold the state lock.
-            unsafe { r.drain(|e| defer(d, e, oom)) };
+            // Only up to the point: see `Ring::drain_until`.
+            unsafe { r.drain_until(s, |e| defer(d, e, oom)) };
             // SAFETY: as for the first read.
             let seen = unsafe { *r.c_max_seq.get() };
             if seen >= s {
