@@ -7,8 +7,8 @@
 //! copied from its PT_LOAD headers, and its stacks hold the real return
 //! addresses of its call instructions (found with `objdump -d`).
 
-use memtrace_format::{encode, Header, Module, Segment, SnapshotKind, Stack, TraceGroup};
-use object::{Object, ObjectSegment, ObjectSymbol};
+use memtrace_format::{encode, Header, Module, SnapshotKind, Stack, TraceGroup};
+use object::{Object, ObjectSymbol};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,53 +32,6 @@ fn compile(dir: &Path, name: &str, src: &str, compiler: &str, flags: &[&str]) ->
     out
 }
 
-/// A call instruction: the function containing it, its return address and its target text.
-#[derive(Debug)]
-struct Call {
-    func: String,
-    ret: u64,
-    target: String,
-}
-
-fn calls(binary: &Path) -> Vec<Call> {
-    let o = Command::new("objdump")
-        .args(["-d", "-C", "-w", "--no-show-raw-insn"])
-        .arg(binary)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&o.stdout);
-    let mut out = Vec::new();
-    let mut func = String::new();
-    let mut pending: Option<(String, String)> = None;
-    for line in text.lines() {
-        if let Some(rest) = line.strip_suffix(">:") {
-            if let Some((_, name)) = rest.split_once(" <") {
-                func = name.to_string();
-                pending = None;
-                continue;
-            }
-        }
-        let t = line.trim_start();
-        let Some((addr, insn)) = t.split_once(":\t") else {
-            continue;
-        };
-        let Ok(addr) = u64::from_str_radix(addr, 16) else {
-            continue;
-        };
-        if let Some((f, target)) = pending.take() {
-            out.push(Call {
-                func: f,
-                ret: addr,
-                target,
-            });
-        }
-        if insn.starts_with("call") {
-            pending = Some((func.clone(), insn.to_string()));
-        }
-    }
-    out
-}
-
 fn ret_of(calls: &[Call], func: &str, target: &str) -> u64 {
     calls
         .iter()
@@ -90,30 +43,6 @@ fn ret_of(calls: &[Call], func: &str, target: &str) -> u64 {
             )
         })
         .ret
-}
-
-fn module_of(path: &Path, base: u64) -> Module {
-    let data = std::fs::read(path).unwrap();
-    let obj = object::File::parse(&*data).unwrap();
-    let segments = obj
-        .segments()
-        .map(|s| Segment {
-            vaddr: s.address(),
-            memsz: s.size(),
-            file_offset: s.file_range().0,
-            flags: match s.flags() {
-                object::SegmentFlags::Elf { p_flags, .. } => p_flags.0,
-                _ => 0,
-            },
-        })
-        .collect();
-    Module {
-        path: path.to_str().unwrap().as_bytes().to_vec(),
-        base,
-        build_id: obj.build_id().unwrap().unwrap_or(&[]).to_vec(),
-        unloaded: false,
-        segments,
-    }
 }
 
 fn symbol_addr(path: &Path, name: &str) -> u64 {

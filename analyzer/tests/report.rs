@@ -161,7 +161,7 @@ fn snapshot(f: &Fixture, with_timeline: bool) -> memtrace_format::Snapshot {
         };
     memtrace_format::Snapshot {
         header: header(f, now, peak),
-        modules: vec![module_of(&f.exe)],
+        modules: vec![module_of(&f.exe, 0)],
         stacks: f
             .stacks
             .iter()

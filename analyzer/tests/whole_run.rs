@@ -177,7 +177,7 @@ fn whole_run() -> WholeRun {
 fn write(f: &Fixture, name: &str, rate: u64, kind: SnapshotKind, run: WholeRun) -> String {
     let s = memtrace_format::Snapshot {
         header: header(f, rate, kind),
-        modules: vec![module_of(&f.exe)],
+        modules: vec![module_of(&f.exe, 0)],
         stacks: f
             .stacks
             .iter()
@@ -922,7 +922,7 @@ fn stats_text_and_json() {
 #[test]
 fn only_the_views_stacks_are_symbolized() {
     let f = fixture("needed");
-    let mut m = module_of(&f.exe);
+    let mut m = module_of(&f.exe, 0);
     let gone = f.dir.join("libgone.so");
     m.path = gone.to_str().unwrap().as_bytes().to_vec();
     let base = 0x7f00_0000_0000u64;
@@ -954,7 +954,7 @@ fn only_the_views_stacks_are_symbolized() {
     });
     let s = memtrace_format::Snapshot {
         header: header(&f, 0, SnapshotKind::Signal),
-        modules: vec![module_of(&f.exe), m],
+        modules: vec![module_of(&f.exe, 0), m],
         stacks,
         traces: vec![TraceGroup {
             stack: 4,

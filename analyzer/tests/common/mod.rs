@@ -57,8 +57,16 @@ impl Rng {
     }
 }
 
-/// Return addresses of the calls to `target` made in `func`, in address order.
-pub fn rets(binary: &Path, func: &str, target: &str) -> Vec<u64> {
+/// A call instruction: the function containing it, its return address and its target text.
+#[derive(Debug)]
+pub struct Call {
+    pub func: String,
+    pub ret: u64,
+    pub target: String,
+}
+
+/// Every call instruction of `binary` (`objdump -d`), in address order.
+pub fn calls(binary: &Path) -> Vec<Call> {
     let o = Command::new("objdump")
         .args(["-d", "-C", "-w", "--no-show-raw-insn"])
         .arg(binary)
@@ -66,55 +74,70 @@ pub fn rets(binary: &Path, func: &str, target: &str) -> Vec<u64> {
         .unwrap();
     let text = String::from_utf8_lossy(&o.stdout);
     let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut pending = false;
+    let mut func = String::new();
+    let mut pending: Option<(String, String)> = None;
     for line in text.lines() {
         if let Some(rest) = line.strip_suffix(">:") {
             if let Some((_, name)) = rest.split_once(" <") {
-                cur = name.to_string();
-                pending = false;
+                func = name.to_string();
+                pending = None;
                 continue;
             }
         }
-        let Some((addr, insn)) = line.trim_start().split_once(":\t") else {
+        let t = line.trim_start();
+        let Some((addr, insn)) = t.split_once(":\t") else {
             continue;
         };
         let Ok(addr) = u64::from_str_radix(addr, 16) else {
             continue;
         };
-        if pending {
-            out.push(addr);
-            pending = false;
+        if let Some((f, target)) = pending.take() {
+            out.push(Call {
+                func: f,
+                ret: addr,
+                target,
+            });
         }
-        if cur == func && insn.starts_with("call") && insn.contains(target) {
-            pending = true;
+        if insn.starts_with("call") {
+            pending = Some((func.clone(), insn.to_string()));
         }
     }
+    out
+}
+
+/// Return addresses of the calls to `target` made in `func`, in address order.
+pub fn rets(binary: &Path, func: &str, target: &str) -> Vec<u64> {
+    let out: Vec<u64> = calls(binary)
+        .into_iter()
+        .filter(|c| c.func == func && c.target.contains(target))
+        .map(|c| c.ret)
+        .collect();
     assert!(!out.is_empty(), "no call to {target} in {func}");
     out
 }
 
-/// The module map entry of an ELF file loaded at base 0: its path, build id
-/// and PT_LOAD segments (synthetic snapshots point into real binaries).
-pub fn module_of(path: &Path) -> Module {
+/// The module map entry of an ELF file loaded at `base`: its path, build
+/// id and PT_LOAD segments (synthetic snapshots point into real binaries).
+pub fn module_of(path: &Path, base: u64) -> Module {
     let data = std::fs::read(path).unwrap();
     let obj = object::File::parse(&*data).unwrap();
+    let segments = obj
+        .segments()
+        .map(|s| Segment {
+            vaddr: s.address(),
+            memsz: s.size(),
+            file_offset: s.file_range().0,
+            flags: match s.flags() {
+                object::SegmentFlags::Elf { p_flags, .. } => p_flags.0,
+                _ => 0,
+            },
+        })
+        .collect();
     Module {
         path: path.to_str().unwrap().as_bytes().to_vec(),
-        base: 0,
+        base,
         build_id: obj.build_id().unwrap().unwrap_or(&[]).to_vec(),
         unloaded: false,
-        segments: obj
-            .segments()
-            .map(|s| Segment {
-                vaddr: s.address(),
-                memsz: s.size(),
-                file_offset: s.file_range().0,
-                flags: match s.flags() {
-                    object::SegmentFlags::Elf { p_flags, .. } => p_flags.0,
-                    _ => 0,
-                },
-            })
-            .collect(),
+        segments,
     }
 }
