@@ -7,6 +7,7 @@
 //! says what the roots are and where they fall short.
 
 pub mod scan;
+mod threads;
 
 use memtrace_format::leaks::{LeakCheck, LeakClass, LeakRecord, LeakStatus};
 use scan::{Block, Class, Params, Reader};
@@ -176,30 +177,6 @@ fn rw_private_mappings() -> Option<Vec<Mapping>> {
     Some(out)
 }
 
-/// The stack pointers of the threads blocked in a system call, or stopped
-/// outside one (`/proc/self/task/*/syscall`; "running" threads give none).
-fn thread_sps() -> Vec<u64> {
-    let mut sps = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
-        return sps;
-    };
-    for e in dir.flatten() {
-        let mut p = e.path();
-        p.push("syscall");
-        let Ok(t) = std::fs::read_to_string(&p) else {
-            continue;
-        };
-        let w: Vec<&str> = t.split_whitespace().collect();
-        if w.len() >= 3 {
-            let sp = w[w.len() - 2];
-            if let Ok(v) = u64::from_str_radix(sp.trim_start_matches("0x"), 16) {
-                sps.push(v);
-            }
-        }
-    }
-    sps
-}
-
 /// libtrace.so's own loaded segments: not roots.
 fn own_ranges() -> Vec<(u64, u64)> {
     unsafe extern "C" fn cb(
@@ -232,12 +209,14 @@ fn own_ranges() -> Vec<(u64, u64)> {
 
 /// The root ranges: every private writable mapping (modules' data and
 /// .bss, thread stacks and their TLS, the program's anonymous memory)
-/// except malloc's heaps, memtrace's own memory, and chunks glibc mmapped
-/// for single blocks (the traced ones are scanned as blocks).
+/// except malloc's heaps, memtrace's own memory, the scanning thread's
+/// stack, and chunks glibc mmapped for single blocks (the traced ones are
+/// scanned as blocks).
 fn roots(mem: &mut SelfMem, exclude: &[u64]) -> Option<Vec<(u64, u64)>> {
     let own = own_ranges();
-    let sps = thread_sps();
+    let threads = threads::threads();
     let here = &own as *const _ as u64; // this thread's stack: the scanner's
+    let own_stack = threads::own_stack().filter(|&(lo, hi)| lo <= here && here < hi);
     let mut roots = Vec::new();
     let mut holes = Vec::new();
     for m in rw_private_mappings()? {
@@ -245,30 +224,23 @@ fn roots(mem: &mut SelfMem, exclude: &[u64]) -> Option<Vec<(u64, u64)>> {
         if m.path == b"[heap]"
             || m.path.starts_with(b"[anon:glibc: malloc")
             || m.path.starts_with(b"/dev/")
-            || inside(here)
+            || (own_stack.is_none() && inside(here))
             || own.iter().any(|&(s, e)| s < m.end && m.start < e)
         {
             continue;
         }
         let mut start = m.start;
-        if let Some(&sp) = sps.iter().find(|&&sp| inside(sp)) {
-            start = sp.saturating_sub(RED_ZONE).max(m.start);
+        if let Some(sp) = threads.lowest_sp_in(m.start, m.end) {
+            if threads.unknown == 0 && is_thread_stack(mem, &m) {
+                start = sp.saturating_sub(RED_ZONE).max(m.start);
+            }
         } else if m.path.is_empty() {
             if m.start % ARENA_HEAP_ALIGN == 0 && is_arena_heap(mem, m.start) {
                 continue;
             }
             // Chunks glibc mmapped for one block each, from the start.
-            while start < m.end {
-                let mut h = [0u64; 2];
-                if mem.read(start, &mut h) < 2 {
-                    break;
-                }
-                let size = h[1] & !7;
-                if h[1] & 2 != 0 && size >= 4096 && size % 4096 == 0 && size <= m.end - start {
-                    start += size;
-                } else {
-                    break;
-                }
+            while let Some(size) = mmapped_chunk_at(mem, start, m.end) {
+                start += size;
             }
         }
         if start < m.end {
@@ -276,27 +248,75 @@ fn roots(mem: &mut SelfMem, exclude: &[u64]) -> Option<Vec<(u64, u64)>> {
         }
         // The writer's own big tables (the live table holds every live
         // address): the chunk glibc mmapped for each, wherever it sits in
-        // a mapping merged with its neighbours.
+        // a mapping merged with its neighbours. None found: no hole (the
+        // table's words can only keep blocks reachable; a hole too big
+        // would drop the program's roots and report their blocks lost).
         for &a in exclude.iter().filter(|&&a| inside(a)) {
-            holes.push(mmapped_chunk_around(mem, a, m.start).unwrap_or((m.start, m.end)));
+            holes.extend(mmapped_chunk_around(mem, a, m.start, m.end));
         }
     }
+    holes.extend(own_stack);
     holes.extend(own_mappings());
     Some(subtract(roots, &holes))
 }
 
+/// Whether memory below a stack pointer in `m` may be left out: the main
+/// thread's `[stack]`, or an anonymous mapping topped by a glibc thread's
+/// TCB (which pthread_create puts at the top of every stack, its own or
+/// the program's): not a coroutine's stack carved out of a bigger mapping
+/// whose other memory holds roots.
+fn is_thread_stack<R: Reader>(mem: &mut R, m: &Mapping) -> bool {
+    if m.path == b"[stack]" {
+        return true;
+    }
+    m.path.is_empty() && tcb_near_top(mem, m.start, m.end)
+}
+
+/// Where glibc looks for a TCB: its struct pthread (≈ 2.3 KiB) and the
+/// padding that aligns it sit in the last two pages of the stack block.
+const TCB_SEARCH: u64 = 8192;
+
+/// A TCB's first words: `tcb` (the thread pointer, its own address),
+/// `dtv`, `self` (its own address again).
+fn tcb_near_top<R: Reader>(mem: &mut R, start: u64, end: u64) -> bool {
+    let from = end.saturating_sub(TCB_SEARCH).max(start);
+    let mut w = [0u64; (TCB_SEARCH / 8) as usize];
+    let n = ((end - from) / 8) as usize;
+    let got = mem.read(from, &mut w[..n]);
+    (0..got.saturating_sub(2)).any(|i| {
+        let a = from + 8 * i as u64;
+        w[i] == a && w[i + 2] == a
+    })
+}
+
+/// The size of the chunk glibc mmapped for one block whose header is at
+/// `page`, if there is one that ends by `end`: prev_size 0 (glibc sets it so
+/// for a chunk at the start of its mapping), then the size, a page
+/// multiple, with IS_MMAPPED and no other flag. Words of the program or of
+/// our tables rarely pass all of that; when they do, the chunk still ends
+/// inside the mapping.
+fn mmapped_chunk_at<R: Reader>(mem: &mut R, page: u64, end: u64) -> Option<u64> {
+    let mut h = [0u64; 2];
+    if page >= end || mem.read(page, &mut h) < 2 {
+        return None;
+    }
+    let size = h[1] & !7;
+    let ok = h[0] == 0 && h[1] & 7 == 2 && size >= 4096 && size % 4096 == 0;
+    (ok && size <= end - page).then_some(size)
+}
+
 /// The chunk glibc mmapped that holds `addr`: its header sits at the start
-/// of a page at or below it (prev_size, then size with IS_MMAPPED), no lower
-/// than `floor`.
-fn mmapped_chunk_around(mem: &mut SelfMem, addr: u64, floor: u64) -> Option<(u64, u64)> {
+/// of a page at or below it, within `[floor, end)`.
+fn mmapped_chunk_around<R: Reader>(
+    mem: &mut R,
+    addr: u64,
+    floor: u64,
+    end: u64,
+) -> Option<(u64, u64)> {
     let mut page = addr & !4095;
     loop {
-        let mut h = [0u64; 2];
-        if mem.read(page, &mut h) == 2 {
-            let size = h[1] & !7;
-            if h[1] & 2 != 0 && size >= 4096 && size % 4096 == 0 && page.checked_add(size)? > addr {
-                return Some((page, page + size));
-            }
+        if let Some(size) = mmapped_chunk_at(mem, page, end).filter(|&s| page + s > addr) {
+            return Some((page, page + size));
         }
         if page < floor + 4096 {
             return None;
@@ -308,7 +328,7 @@ fn mmapped_chunk_around(mem: &mut SelfMem, addr: u64, floor: u64) -> Option<(u64
 /// A non-main arena's heap starts with its `heap_info`: `ar_ptr` (the
 /// arena, inside this heap or another), `prev`, `size`, `mprotect_size`
 /// (size ≤ mprotect_size ≤ 64 MiB, page multiples).
-fn is_arena_heap(mem: &mut SelfMem, start: u64) -> bool {
+fn is_arena_heap<R: Reader>(mem: &mut R, start: u64) -> bool {
     let mut h = [0u64; 4];
     if mem.read(start, &mut h) < 4 {
         return false;
@@ -459,7 +479,87 @@ impl Reader for &mut SelfMem {
 
 #[cfg(test)]
 mod tests {
-    use super::subtract;
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// Memory as a map of words (absent: unreadable).
+    struct Words(BTreeMap<u64, u64>);
+
+    impl Reader for Words {
+        fn read(&mut self, addr: u64, out: &mut [u64]) -> usize {
+            for (i, o) in out.iter_mut().enumerate() {
+                match self.0.get(&(addr + 8 * i as u64)) {
+                    Some(&w) => *o = w,
+                    None => return i,
+                }
+            }
+            out.len()
+        }
+    }
+
+    /// A mapping of `pages` zeroed pages at 0x10000.
+    fn mapping(pages: u64) -> Words {
+        Words((0..pages * 512).map(|i| (0x10000 + 8 * i, 0)).collect())
+    }
+
+    #[test]
+    fn the_chunk_around_a_table_is_its_own_not_a_bucket_that_looks_like_one() {
+        // A 16-page chunk at 0x10000 in a 32-page mapping; inside it, at a
+        // page start, the words of one live-table bucket (size 1000, stack 3
+        // of thread 2: 0x2_0000_0003), which once made an 8 GiB hole.
+        let mut m = mapping(32);
+        m.0.insert(0x10008, 0x10000 | 2);
+        m.0.insert(0x15000, 1000);
+        m.0.insert(0x15008, 0x2_0000_0003);
+        let (end, addr) = (0x30000, 0x17f00);
+        assert_eq!(
+            mmapped_chunk_around(&mut m, addr, 0x10000, end),
+            Some((0x10000, 0x20000))
+        );
+        // Even with prev_size 0 and IS_MMAPPED alone, a size past the end
+        // of the mapping is no chunk.
+        m.0.insert(0x15000, 0);
+        m.0.insert(0x15008, 0x2_0000_0002);
+        assert_eq!(
+            mmapped_chunk_around(&mut m, addr, 0x10000, end),
+            Some((0x10000, 0x20000))
+        );
+        // No header at all: no hole (never the whole mapping).
+        m.0.insert(0x10008, 0);
+        assert_eq!(mmapped_chunk_around(&mut m, addr, 0x10000, end), None);
+    }
+
+    #[test]
+    fn mmapped_chunk_flags() {
+        let mut m = mapping(4);
+        m.0.insert(0x10008, 0x2000 | 2);
+        assert_eq!(mmapped_chunk_at(&mut m, 0x10000, 0x14000), Some(0x2000));
+        assert_eq!(mmapped_chunk_at(&mut m, 0x10000, 0x11000), None);
+        for bad in [0x2000 | 3, 0x2000 | 6, 0x2000, 0x2100 | 2] {
+            m.0.insert(0x10008, bad);
+            assert_eq!(mmapped_chunk_at(&mut m, 0x10000, 0x14000), None, "{bad:#x}");
+        }
+        m.0.insert(0x10008, 0x2000 | 2);
+        m.0.insert(0x10000, 16);
+        assert_eq!(mmapped_chunk_at(&mut m, 0x10000, 0x14000), None);
+    }
+
+    #[test]
+    fn thread_stacks_by_their_tcb() {
+        let mut m = mapping(8);
+        let (start, end) = (0x10000, 0x18000);
+        assert!(!tcb_near_top(&mut m, start, end));
+        let tcb = end - 0x900;
+        m.0.insert(tcb, tcb);
+        m.0.insert(tcb + 8, 0x5000);
+        assert!(!tcb_near_top(&mut m, start, end));
+        m.0.insert(tcb + 16, tcb);
+        assert!(tcb_near_top(&mut m, start, end));
+        // Lower in the mapping: a coroutine's, not the top of a stack.
+        let mut big = mapping(12);
+        big.0.extend(m.0);
+        assert!(!tcb_near_top(&mut big, start, end + 0x4000));
+    }
 
     #[test]
     fn subtract_holes() {
