@@ -6,13 +6,15 @@
  *   indirectly lost: the tree's two children, the cycle's other block
  *   possibly lost:   200 bytes pointed to only at +40 (interior)
  *   still reachable: a global chain 100 -> 100, and 300 bytes held only
- *                    on the stack of a thread blocked in read()
+ *                    on the stack of a thread blocked in read() (main
+ *                    makes sure it is in read(), not about to enter it)
  *
  * A pointer dropped by the program must not survive as a stale copy: the
  * work happens in noinline functions and main scrubs the stack below it
  * before it returns.
  */
 #include "common.h"
+#include "leak_blocked.h"
 #include <pthread.h>
 
 struct node {
@@ -23,7 +25,7 @@ struct node {
 static void *volatile g_root;
 static char *volatile g_interior;
 static int g_pipe[2];
-static volatile int g_thread_ready;
+static volatile pid_t g_blocked_tid;
 
 __attribute__((noinline)) static void lose_many(void) {
     for (int i = 0; i < 10; i++) {
@@ -81,7 +83,7 @@ static void *blocked(void *arg) {
     (void)arg;
     char *volatile held = malloc(300);
     memset(held, 0, 300);
-    g_thread_ready = 1;
+    g_blocked_tid = leak_gettid();
     char c;
     while (read(g_pipe[0], &c, 1) < 0 && errno == EINTR) {
     }
@@ -99,8 +101,9 @@ int main(void) {
     CHECK(pipe(g_pipe) == 0);
     pthread_t t;
     CHECK(pthread_create(&t, NULL, blocked, NULL) == 0);
-    while (!g_thread_ready)
+    while (!g_blocked_tid)
         usleep(1000);
+    leak_wait_blocked(g_blocked_tid, SYS_read);
     lose_many();
     make_tree();
     cycle();
