@@ -9,6 +9,8 @@
 pub mod scan;
 mod threads;
 
+pub use threads::note_exiting_thread;
+
 use memtrace_format::leaks::{LeakCheck, LeakClass, LeakRecord, LeakStatus};
 use scan::{Block, Class, Params, Reader};
 use std::collections::HashMap;
@@ -235,9 +237,6 @@ fn roots(mem: &mut SelfMem, exclude: &[u64]) -> Option<Vec<(u64, u64)>> {
                 start = sp.saturating_sub(RED_ZONE).max(m.start);
             }
         } else if m.path.is_empty() {
-            if m.start % ARENA_HEAP_ALIGN == 0 && is_arena_heap(mem, m.start) {
-                continue;
-            }
             // Chunks glibc mmapped for one block each, from the start.
             while let Some(size) = mmapped_chunk_at(mem, start, m.end) {
                 start += size;
@@ -245,6 +244,9 @@ fn roots(mem: &mut SelfMem, exclude: &[u64]) -> Option<Vec<(u64, u64)>> {
         }
         if start < m.end {
             roots.push((start, m.end));
+        }
+        if m.path.is_empty() {
+            holes.extend(arena_heaps(mem, m.start, m.end));
         }
         // The writer's own big tables (the live table holds every live
         // address): the chunk glibc mmapped for each, wherever it sits in
@@ -325,16 +327,38 @@ fn mmapped_chunk_around<R: Reader>(
     }
 }
 
-/// A non-main arena's heap starts with its `heap_info`: `ar_ptr` (the
-/// arena, inside this heap or another), `prev`, `size`, `mprotect_size`
-/// (size ≤ mprotect_size ≤ 64 MiB, page multiples).
-fn is_arena_heap<R: Reader>(mem: &mut R, start: u64) -> bool {
-    let mut h = [0u64; 4];
-    if mem.read(start, &mut h) < 4 {
-        return false;
+/// The non-main arenas' heaps in `[start, end)`: each where a heap starts
+/// (64 MiB aligned), its read-write part `[heap, heap + mprotect_size)`.
+/// Not the whole mapping: the kernel merges a heap grown to 64 MiB, or
+/// one whose start a later mapping touches, with its neighbours, which
+/// may be the program's memory.
+fn arena_heaps<R: Reader>(mem: &mut R, start: u64, end: u64) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut at = start.next_multiple_of(ARENA_HEAP_ALIGN);
+    while at < end {
+        if let Some(len) = arena_heap_at(mem, at) {
+            out.push((at, (at + len).min(end)));
+        }
+        at += ARENA_HEAP_ALIGN;
     }
-    let (size, mprot) = (h[2], h[3]);
-    size != 0 && size % 4096 == 0 && size <= mprot && mprot <= ARENA_HEAP_ALIGN && h[0] != 0
+    out
+}
+
+/// A heap starts with its `heap_info`: `ar_ptr` (its arena, just after the
+/// `heap_info` of the arena's first heap: a few words past a 64 MiB
+/// boundary), `prev` (none, or the previous heap: 64 MiB aligned), `size`,
+/// `mprotect_size` (size ≤ mprotect_size ≤ 64 MiB, page multiples): the
+/// read-write length, `mprotect_size`.
+fn arena_heap_at<R: Reader>(mem: &mut R, at: u64) -> Option<u64> {
+    let mut h = [0u64; 4];
+    if mem.read(at, &mut h) < 4 {
+        return None;
+    }
+    let [ar_ptr, prev, size, mprot] = h;
+    let arena_ok = ar_ptr != 0 && ar_ptr % ARENA_HEAP_ALIGN < 4096 && ar_ptr % 16 == 0;
+    let prev_ok = prev % ARENA_HEAP_ALIGN == 0;
+    let size_ok = size != 0 && size % 4096 == 0 && size <= mprot && mprot <= ARENA_HEAP_ALIGN;
+    (arena_ok && prev_ok && size_ok && mprot % 4096 == 0).then_some(mprot)
 }
 
 /// The leak check of the exit snapshot, or None when it is off
@@ -542,6 +566,45 @@ mod tests {
         m.0.insert(0x10008, 0x2000 | 2);
         m.0.insert(0x10000, 16);
         assert_eq!(mmapped_chunk_at(&mut m, 0x10000, 0x14000), None);
+    }
+
+    /// A heap_info of glibc 2.36 at `at`: its arena 48 bytes in.
+    fn heap_info(m: &mut Words, at: u64, prev: u64, len: u64) {
+        for (i, w) in [at + 48, prev, len, len].into_iter().enumerate() {
+            m.0.insert(at + 8 * i as u64, w);
+        }
+    }
+
+    #[test]
+    fn arena_heaps_inside_merged_mappings() {
+        const A: u64 = ARENA_HEAP_ALIGN;
+        let mut m = Words(BTreeMap::new());
+        // The program's memory, then a heap of 0x21000 bytes.
+        heap_info(&mut m, 2 * A, 0, 0x21000);
+        assert_eq!(
+            arena_heaps(&mut m, 2 * A - 0x10000, 2 * A + 0x21000),
+            vec![(2 * A, 2 * A + 0x21000)]
+        );
+        // A full heap merged with the next one and the program's memory
+        // after it.
+        heap_info(&mut m, 4 * A, 0, A);
+        heap_info(&mut m, 5 * A, 4 * A, 0x8000);
+        assert_eq!(
+            arena_heaps(&mut m, 4 * A, 5 * A + 0x20000),
+            vec![(4 * A, 5 * A), (5 * A, 5 * A + 0x8000)]
+        );
+        // Words of the program at a boundary: ar_ptr far from a boundary,
+        // prev not a heap, size zero.
+        for (ar, prev, size) in [
+            (6 * A + 0x10000, 0, 0x1000),
+            (6 * A + 48, 0x1000, 0x1000),
+            (6 * A + 48, 0, 0),
+        ] {
+            for (i, w) in [ar, prev, size, 0x1000].into_iter().enumerate() {
+                m.0.insert(6 * A + 8 * i as u64, w);
+            }
+            assert_eq!(arena_heaps(&mut m, 6 * A, 6 * A + 0x1000), vec![]);
+        }
     }
 
     #[test]

@@ -214,6 +214,7 @@ pub extern "C" fn at_exit() {
     if !crate::is_ready() {
         return;
     }
+    crate::leaks::note_exiting_thread();
     let mut spins = 0;
     while !requests::mark(true) {
         sys::backoff(&mut spins);
