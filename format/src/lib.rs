@@ -302,6 +302,9 @@ pub fn encode_with_leaks(s: &Snapshot, leak_check: Option<&leaks::LeakCheck>) ->
     encode_whole_run(&mut out, &s.run);
     if let Some(l) = leak_check {
         section(&mut out, leaks::TAG, &leaks::encode_leaks(l));
+        if let Some(d) = leaks::encode_domain_leaks(l) {
+            section(&mut out, leaks::DOMAIN_TAG, &d);
+        }
     }
     let crc = crc32fast::hash(&out);
     out.push(tag::END);

@@ -39,7 +39,15 @@ pub fn write_snapshot(
     let leaks = match moment.kind {
         SnapshotKind::Exit => crate::leaks::check(
             live.live_with_addr().map(|(a, b)| (a, b.size, b.stack)),
-            &live.storage_addr().into_iter().collect::<Vec<_>>(),
+            domains
+                .live()
+                .map(|(d, a, b)| (a, b.size, b.stack, d))
+                .collect(),
+            &live
+                .storage_addr()
+                .into_iter()
+                .chain(domains.storage_addrs())
+                .collect::<Vec<_>>(),
             beat,
         ),
         SnapshotKind::Signal => None,
