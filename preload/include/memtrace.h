@@ -41,12 +41,15 @@
  * inline functions: at -O0 a function would be a frame of its own, and the
  * innermost line of every object would be this header's.
  *
- * Build rule: compile as position-independent code (gcc's default on Debian
- * 12 and most distributions: -fPIE -pie, or -fPIC for a shared library).
- * There the weak reference is resolved by the dynamic loader through the
- * GOT, which LD_PRELOAD fills. In a non-PIE executable (-no-pie) GNU ld
- * resolves an undefined weak function to 0 at link time, without a dynamic
- * relocation: the calls then never reach memtrace, even under LD_PRELOAD.
+ * Build rule: compile the files that use these macros as position-
+ * independent code, -fPIE or -fPIC (gcc's default on Debian 12 and most
+ * distributions). The weak reference is then a load from the GOT with a
+ * dynamic relocation, which the loader fills from libtrace.so under
+ * LD_PRELOAD (also in an executable linked -no-pie). Code compiled with
+ * -fno-pie references the function directly, and GNU ld resolves an
+ * undefined weak function to 0 at link time without a dynamic relocation
+ * (-z dynamic-undefined-weak does not change that): the macros then always
+ * give -2, even under LD_PRELOAD (tests/programs/nopie_track.c).
  */
 #ifndef MEMTRACE_H
 #define MEMTRACE_H

@@ -344,8 +344,9 @@ pub fn build(stacks: &Stacks, table: &FrameTable, p: &HeapProfile) -> Profile {
         }
         value.push(saturate(ic));
         value.push(saturate(ib));
-        // Go's label: the mean size of the stack's blocks.
-        let (b, c) = if p.allocated.is_some() {
+        // Go's label: the mean size of the stack's blocks (a domain's
+        // objects have no totals: their live ones).
+        let (b, c) = if p.allocated.is_some() && ac > 0 {
             (ab, ac)
         } else {
             (ib, ic)
