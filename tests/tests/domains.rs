@@ -15,7 +15,9 @@
 //!   code built -fno-pie cannot be reached (the header's build rule);
 //! * the leak check: the dropped object is definitely lost, in domain 7;
 //! * exports: CPython's `DomainFilter` on the pickle, `go tool pprof
-//!   -tagfocus=domain=7` on the profile.
+//!   -tagfocus=domain=7` on the profile;
+//! * track_churn.c: a program whose events are all tracks and untracks
+//!   (the writer must take its cuts for them too) ends, exact.
 
 use memtrace_tests::*;
 use std::collections::BTreeMap;
@@ -270,4 +272,19 @@ fn exports_carry_the_domain() {
         text.contains(&format!("make_names {}", at("SITE names"))),
         "{text}"
     );
+}
+
+#[test]
+fn a_program_that_only_tracks_runs_through_and_is_exact() {
+    ensure_built();
+    let dir = fresh_dir("domains_churn");
+    let prefix = dir.join("c");
+    let out = Run::new(prog("track_churn", Opt::O2), &dir)
+        .out(&prefix)
+        .timeout(50)
+        .run();
+    out.assert_ok();
+    assert_eq!(out.plain_stdout().trim(), "done");
+    let by = groups_by_domain(&snap_path(&prefix, "exit"));
+    assert_eq!(by.get(&3), Some(&BTreeMap::from([(12, 1000)])));
 }

@@ -380,24 +380,32 @@ impl State {
         self.history.fork_child(&mut self.run, parent);
     }
 
+    /// Drained events not applied yet: the heap's and the custom
+    /// allocators'. Both wait for a cut, so both make the writer take one
+    /// (a program that only tracks objects would otherwise never see its
+    /// events applied, and its rings would fill for good).
+    fn waiting(&self) -> usize {
+        self.deferred.len() + self.domains.pending()
+    }
+
     fn step(&mut self) {
         if self.oom {
             return;
         }
-        if self.deferred.len() + self.domains.pending() < BACKLOG_LIMIT {
+        if self.waiting() < BACKLOG_LIMIT {
             self.drain_all();
         }
         requests::collect(&mut self.pending);
         let now = sys::now_ns(libc::CLOCK_MONOTONIC);
         let since = now.saturating_sub(self.last_cut_ns);
-        let backlog = self.deferred.len() >= BACKLOG_LIMIT;
+        let backlog = self.waiting() >= BACKLOG_LIMIT;
         // Over the backlog limit, a point of our own still pending is not
         // superseded: a new one would drain every ring again.
         let own_pending = self.pending.iter().any(|p| p.kind == Kind::Cut);
-        if !self.deferred.is_empty()
+        if self.waiting() > 0
             && (!backlog || !own_pending)
             && (since >= CUT_EVERY_NS
-                || (self.deferred.len() >= CUT_NOW_EVENTS && since >= CUT_EVERY_NS / 4))
+                || (self.waiting() >= CUT_NOW_EVENTS && since >= CUT_EVERY_NS / 4))
         {
             // Everything drained so far is below the new point. Snapshot
             // points below it have claimed their slot already (claim before
@@ -473,7 +481,7 @@ impl State {
                 pending
             });
         }
-        if self.pending.is_empty() && self.deferred.is_empty() {
+        if self.pending.is_empty() && self.waiting() == 0 {
             self.history.idle(&self.live, &mut self.run);
         }
         self.recycle();
