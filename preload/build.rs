@@ -5,6 +5,31 @@
 //! ahead of libgcc_s. So libtrace.so links neither: `unwind.rs` dlopen()s
 //! libunwind.so.8 with RTLD_LOCAL at start-up (its symbols stay out of the
 //! global scope) and looks up `unw_backtrace` with dlsym.
+//!
+//! memtrace.h: programs with their own allocators include it (track.rs), and
+//! look for it beside libtrace.so (`target/<profile>/`, where `memtrace run`
+//! and LD_PRELOAD users take the library from). Cargo has no step that
+//! installs a file next to a cdylib, so the build script copies it there:
+//! OUT_DIR is `target/<profile>/build/<crate>-<hash>/out`.
+use std::path::{Path, PathBuf};
+
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=include/memtrace.h");
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
+    if let Some(profile_dir) = out.ancestors().nth(3) {
+        copy_header(profile_dir);
+    }
+}
+
+/// Copies include/memtrace.h into `dir`, unless an identical copy is there.
+fn copy_header(dir: &Path) {
+    let src = Path::new("include/memtrace.h");
+    let dst = dir.join("memtrace.h");
+    let want = std::fs::read(src).expect("preload/include/memtrace.h");
+    if std::fs::read(&dst).ok().as_deref() != Some(&want[..]) {
+        if let Err(e) = std::fs::write(&dst, &want) {
+            println!("cargo:warning=cannot place memtrace.h beside libtrace.so: {e}");
+        }
+    }
 }

@@ -39,6 +39,7 @@ fn main() {
     let progs = manifest.join("programs");
     println!("cargo:rerun-if-changed=programs");
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=../preload/include");
 
     let mut entries: Vec<PathBuf> = std::fs::read_dir(&progs)
         .expect("tests/programs")
@@ -49,6 +50,7 @@ fn main() {
         .iter()
         .filter(|p| p.extension().is_some_and(|e| e == "h"))
         .cloned()
+        .chain([manifest.join("../preload/include/memtrace.h")])
         .collect();
 
     let mut jobs = Vec::new();
@@ -67,6 +69,8 @@ fn main() {
             "-Wno-deprecated-declarations".into(),
             "-pthread".into(),
             format!("-I{}", progs.display()),
+            // memtrace.h (custom allocators: pool_track.c).
+            format!("-I{}", manifest.join("../preload/include").display()),
         ];
         if stem.starts_with("lib") {
             let out = out_dir.join(format!("{stem}.so"));

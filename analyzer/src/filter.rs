@@ -92,38 +92,90 @@ impl Filter {
     }
 }
 
+/// `tracemalloc.DomainFilter(inclusive, domain)`: passes a trace iff
+/// `(trace.domain == domain) XOR (not inclusive)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DomainFilter {
+    pub inclusive: bool,
+    pub domain: u32,
+}
+
+impl DomainFilter {
+    pub fn pass(&self, domain: u32) -> bool {
+        (domain == self.domain) ^ !self.inclusive
+    }
+}
+
 /// `Snapshot._filter_trace` for a set of filters: the trace passes at least
-/// one inclusive filter (if any) and every exclusive one.
+/// one inclusive filter (if any) and every exclusive one. Domain filters
+/// take part as tracemalloc's do: an inclusive one is one more way to pass
+/// the inclusive test (`--domain 7 --include a.c` keeps domain 7 *or* a.c),
+/// an exclusive one one more test to pass.
 pub struct FilterSet {
     include: Vec<(Filter, HashMap<FrameId, bool>)>,
     exclude: Vec<(Filter, HashMap<FrameId, bool>)>,
+    domains: Vec<DomainFilter>,
+}
+
+/// What a set's frame filters say of one traceback (the part of the
+/// verdict that does not depend on the trace's domain).
+#[derive(Clone, Copy, Debug)]
+pub struct FramesPass {
+    /// Some inclusive frame filter lets it through.
+    any_include: bool,
+    /// Every exclusive frame filter lets it through.
+    all_exclude: bool,
 }
 
 impl FilterSet {
     pub fn new(filters: Vec<Filter>) -> FilterSet {
+        FilterSet::with_domains(filters, Vec::new())
+    }
+
+    pub fn with_domains(filters: Vec<Filter>, domains: Vec<DomainFilter>) -> FilterSet {
         let (inc, exc): (Vec<_>, Vec<_>) = filters.into_iter().partition(|f| f.inclusive);
         FilterSet {
             include: inc.into_iter().map(|f| (f, HashMap::new())).collect(),
             exclude: exc.into_iter().map(|f| (f, HashMap::new())).collect(),
+            domains,
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.include.is_empty() && self.exclude.is_empty()
+        self.include.is_empty() && self.exclude.is_empty() && self.domains.is_empty()
     }
 
+    /// `_filter_trace` of a trace of domain 0 (the malloc heap's).
     pub fn keep(&mut self, table: &FrameTable, frames: &[FrameId]) -> bool {
-        if !self.include.is_empty()
-            && !self
+        let p = self.frames_pass(table, frames);
+        self.combine(p, 0)
+    }
+
+    pub fn frames_pass(&mut self, table: &FrameTable, frames: &[FrameId]) -> FramesPass {
+        FramesPass {
+            any_include: self
                 .include
                 .iter_mut()
-                .any(|(f, c)| f.match_traceback(table, frames, c))
-        {
-            return false;
+                .any(|(f, c)| f.match_traceback(table, frames, c)),
+            all_exclude: self
+                .exclude
+                .iter_mut()
+                .all(|(f, c)| f.match_traceback(table, frames, c)),
         }
-        self.exclude
-            .iter_mut()
-            .all(|(f, c)| f.match_traceback(table, frames, c))
+    }
+
+    /// The verdict for a trace of `domain` whose frames gave `p`.
+    pub fn combine(&self, p: FramesPass, domain: u32) -> bool {
+        let mut inc = self.domains.iter().filter(|d| d.inclusive).peekable();
+        let has_include = !self.include.is_empty() || inc.peek().is_some();
+        let included = !has_include || p.any_include || inc.any(|d| d.pass(domain));
+        included
+            && p.all_exclude
+            && self
+                .domains
+                .iter()
+                .filter(|d| !d.inclusive)
+                .all(|d| d.pass(domain))
     }
 }
 
@@ -133,16 +185,16 @@ impl Snapshot {
         if filters.is_empty() {
             return self.clone();
         }
-        let keep: Vec<bool> = self
+        let pass: Vec<FramesPass> = self
             .tracebacks
             .iter()
-            .map(|tb| filters.keep(table, &tb.frames))
+            .map(|tb| filters.frames_pass(table, &tb.frames))
             .collect();
         Snapshot {
             traces: self
                 .traces
                 .iter()
-                .filter(|t| keep[t.traceback as usize])
+                .filter(|t| filters.combine(pass[t.traceback as usize], t.domain))
                 .copied()
                 .collect(),
             ..self.clone()
@@ -153,6 +205,37 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// tracemalloc's combination: inclusive domain filters are or-ed with
+    /// the inclusive frame filters, exclusive ones and-ed.
+    #[test]
+    fn domain_filters_combine_as_tracemalloc() {
+        let d = |inclusive, domain| DomainFilter { inclusive, domain };
+        let all = FramesPass {
+            any_include: false,
+            all_exclude: true,
+        };
+        let only7 = FilterSet::with_domains(vec![], vec![d(true, 7)]);
+        assert!(only7.combine(all, 7));
+        assert!(!only7.combine(all, 0));
+        let not7 = FilterSet::with_domains(vec![], vec![d(false, 7)]);
+        assert!(!not7.combine(all, 7));
+        assert!(not7.combine(all, 0));
+        let either =
+            FilterSet::with_domains(vec![Filter::parse(true, "a.c", false)], vec![d(true, 7)]);
+        let a = FramesPass {
+            any_include: true,
+            all_exclude: true,
+        };
+        assert!(either.combine(a, 0), "frame filter passes it");
+        assert!(either.combine(all, 7), "domain filter passes it");
+        assert!(!either.combine(all, 3));
+        let excluded = FramesPass {
+            any_include: true,
+            all_exclude: false,
+        };
+        assert!(!only7.combine(excluded, 7));
+    }
 
     #[test]
     fn parse_lineno() {

@@ -40,6 +40,10 @@ pub struct Trace {
     /// Bytes of the whole group: `size × count` (saturating) for blocks of
     /// one size; in a totals view the exact sum the file records.
     pub bytes: u64,
+    /// tracemalloc's `Trace.domain`: 0 the malloc heap, other a custom
+    /// allocator's objects (`memtrace_track`, format 1.4 DOMAINS). The
+    /// whole-run views are the heap's alone.
+    pub domain: u32,
 }
 
 impl Trace {
@@ -50,6 +54,7 @@ impl Trace {
             count,
             traceback,
             bytes: size.saturating_mul(count),
+            domain: 0,
         }
     }
 
@@ -65,6 +70,7 @@ impl Trace {
             count,
             traceback,
             bytes,
+            domain: 0,
         }
     }
 }
@@ -121,7 +127,16 @@ impl View {
     fn groups(self, dump: &memtrace_format::Snapshot) -> Vec<(u64, Trace)> {
         let live = |g: &memtrace_format::TraceGroup| (g.stack, Trace::blocks(g.size, g.count, 0));
         match self {
-            View::Live => dump.traces.iter().map(live).collect(),
+            View::Live => dump
+                .traces
+                .iter()
+                .enumerate()
+                .map(|(i, g)| {
+                    let (stack, t) = live(g);
+                    let domain = dump.domains.get(i).copied().unwrap_or(0);
+                    (stack, Trace { domain, ..t })
+                })
+                .collect(),
             View::Peak => dump
                 .run
                 .peak
@@ -142,6 +157,54 @@ impl View {
                 .collect(),
         }
     }
+}
+
+/// What the live groups of a custom allocator's domain (format 1.4,
+/// `memtrace_track`) add up to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct DomainTotal {
+    pub blocks: u64,
+    pub domain: u32,
+    pub size: u64,
+    /// Distinct stacks of its groups.
+    pub stacks: usize,
+}
+
+/// The live groups per domain other than 0, by domain. These objects sit
+/// inside blocks of the malloc heap (the pool's chunks), which count their
+/// bytes already: `stats` and `summary` list them apart, never added to
+/// the heap's.
+pub fn domain_totals(dump: &memtrace_format::Snapshot) -> Vec<DomainTotal> {
+    let mut by: std::collections::BTreeMap<u32, (u64, u64, Vec<u64>)> = Default::default();
+    for (g, &d) in dump.traces.iter().zip(&dump.domains) {
+        if d != 0 && g.count > 0 {
+            let e = by.entry(d).or_default();
+            e.0 = e.0.saturating_add(g.count);
+            e.1 = e.1.saturating_add(g.size.saturating_mul(g.count));
+            e.2.push(g.stack);
+        }
+    }
+    by.into_iter()
+        .map(|(domain, (blocks, size, mut stacks))| {
+            stacks.sort_unstable();
+            stacks.dedup();
+            DomainTotal {
+                domain,
+                blocks,
+                size,
+                stacks: stacks.len(),
+            }
+        })
+        .collect()
+}
+
+/// The live groups of the malloc heap (domain 0) as (size, count).
+pub fn heap_groups(dump: &memtrace_format::Snapshot) -> impl Iterator<Item = (u64, u64)> + '_ {
+    dump.traces
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| dump.domains.get(i).copied().unwrap_or(0) == 0)
+        .map(|(_, t)| (t.size, t.count))
 }
 
 /// Whether the dump has any whole-run section (format 1.2).
@@ -207,6 +270,18 @@ impl Snapshot {
     pub fn totals(&self) -> (u64, u64) {
         sampling::totals_of(
             self.traces.iter().map(|t| (t.size, t.count, t.bytes)),
+            self.sample_rate(),
+        )
+    }
+
+    /// `totals` of the malloc heap's traces (domain 0) alone: the objects
+    /// of custom allocators lie inside heap blocks already counted.
+    pub fn heap_totals(&self) -> (u64, u64) {
+        sampling::totals_of(
+            self.traces
+                .iter()
+                .filter(|t| t.domain == 0)
+                .map(|t| (t.size, t.count, t.bytes)),
             self.sample_rate(),
         )
     }

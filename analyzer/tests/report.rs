@@ -173,6 +173,7 @@ fn snapshot(f: &Fixture, with_timeline: bool) -> memtrace_format::Snapshot {
             })
             .collect(),
         traces: live,
+        domains: Vec::new(),
         run: WholeRun {
             peak: Some(Peak {
                 time_ns: T0 + 2_013_000_000,

@@ -188,6 +188,7 @@ fn write(f: &Fixture, name: &str, rate: u64, kind: SnapshotKind, run: WholeRun) 
                 truncated: false,
             })
             .collect(),
+        domains: Vec::new(),
         traces: vec![
             TraceGroup {
                 stack: 1,
@@ -956,6 +957,7 @@ fn only_the_views_stacks_are_symbolized() {
         header: header(&f, 0, SnapshotKind::Signal),
         modules: vec![module_of(&f.exe, 0), m],
         stacks,
+        domains: Vec::new(),
         traces: vec![TraceGroup {
             stack: 4,
             size: 1000,

@@ -538,6 +538,8 @@ impl HistoryState {
             modules: self.modules.clone(),
             stacks,
             traces,
+            // History keeps the malloc heap (domain 0) only (docs/HISTORY.md).
+            domains: Vec::new(),
             run: WholeRun {
                 peak: None,
                 totals,

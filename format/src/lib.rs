@@ -15,6 +15,7 @@
 //! Besides the format, the conventions libtrace.so and the analyzer share:
 //! [`naming`] (snapshot file names, `%p`) and [`signals`] (signal names).
 
+pub mod domains;
 pub mod history;
 pub mod leaks;
 pub mod naming;
@@ -34,7 +35,7 @@ pub const MAGIC: &[u8; 8] = b"MEMTRACE";
 /// Files with another major version are refused; minor versions only add
 /// sections or trailing fields.
 pub const VERSION_MAJOR: u16 = 1;
-pub const VERSION_MINOR: u16 = 3;
+pub const VERSION_MINOR: u16 = 4;
 /// Deepest stack a dump may hold (`MEMTRACE_FRAMES` is capped at 256).
 pub const MAX_FRAMES: usize = 256;
 
@@ -151,6 +152,10 @@ pub struct Snapshot {
     /// Every stack a trace, the peak or the totals name.
     pub stacks: Vec<Stack>,
     pub traces: Vec<TraceGroup>,
+    /// (1.4) The domain of each trace group, parallel to `traces` (0: the
+    /// malloc heap; other: a custom allocator's objects, `memtrace_track`);
+    /// empty when every group is the heap's.
+    pub domains: Vec<u32>,
     /// (1.2) The whole run up to this moment; empty in older files.
     pub run: WholeRun,
 }
@@ -291,9 +296,15 @@ pub fn encode_with_leaks(s: &Snapshot, leak_check: Option<&leaks::LeakCheck>) ->
     section(&mut out, tag::MODULES, &encode_modules(&s.modules));
     section(&mut out, tag::STACKS, &encode_stacks(&s.stacks));
     section(&mut out, tag::TRACES, &encode_traces(&s.traces));
+    if let Some(d) = domains::encode_domains(&s.domains) {
+        section(&mut out, domains::TAG, &d);
+    }
     encode_whole_run(&mut out, &s.run);
     if let Some(l) = leak_check {
         section(&mut out, leaks::TAG, &leaks::encode_leaks(l));
+        if let Some(d) = leaks::encode_domain_leaks(l) {
+            section(&mut out, leaks::DOMAIN_TAG, &d);
+        }
     }
     let crc = crc32fast::hash(&out);
     out.push(tag::END);
@@ -488,6 +499,7 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, FormatError> {
     let mut r = Reader::new(body);
     let (mut header, mut modules, mut stacks, mut traces) = (None, None, None, None);
     let (mut peak, mut totals, mut timeline, mut memory) = (None, None, None, None);
+    let mut domain_pairs = None;
     while !r.is_empty() {
         let t = r.u8()?;
         let mut s = Reader::new(r.blob()?);
@@ -503,6 +515,9 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, FormatError> {
                 timeline = Some(whole_run::decode_timeline(&mut s)?)
             }
             run::MEMORY if memory.is_none() => memory = Some(whole_run::decode_memory(&mut s)?),
+            domains::TAG if domain_pairs.is_none() => {
+                domain_pairs = Some(domains::decode_domains(&mut s)?)
+            }
             tag::HEADER
             | tag::MODULES
             | tag::STACKS
@@ -510,16 +525,22 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, FormatError> {
             | run::PEAK
             | run::TOTALS
             | run::TIMELINE
-            | run::MEMORY => return Err(FormatError::Corrupt("section appears twice")),
+            | run::MEMORY
+            | domains::TAG => return Err(FormatError::Corrupt("section appears twice")),
             tag::END => return Err(FormatError::Corrupt("END section before the end")),
             _ => continue, // a section from a newer minor version: skip it
         }
     }
+    let header = header.ok_or(FormatError::Corrupt("no header section"))?;
+    let stacks = stacks.ok_or(FormatError::Corrupt("no stacks section"))?;
+    let traces: Vec<TraceGroup> = traces.ok_or(FormatError::Corrupt("no traces section"))?;
+    let domains = domains::expand(&domain_pairs.unwrap_or_default(), traces.len())?;
     let snap = Snapshot {
-        header: header.ok_or(FormatError::Corrupt("no header section"))?,
+        header,
         modules: modules.unwrap_or_default(),
-        stacks: stacks.ok_or(FormatError::Corrupt("no stacks section"))?,
-        traces: traces.ok_or(FormatError::Corrupt("no traces section"))?,
+        stacks,
+        traces,
+        domains,
         run: WholeRun {
             peak,
             totals: totals.unwrap_or_default(),
@@ -612,6 +633,8 @@ mod tests {
                     count: 1,
                 },
             ],
+            // The second group is a custom allocator's (1.4 DOMAINS).
+            domains: vec![0, 9],
             run: WholeRun {
                 peak: Some(Peak {
                     time_ns: 1_700_000_000_100_000_000,

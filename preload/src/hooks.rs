@@ -41,7 +41,7 @@ fn enter() -> bool {
 
 /// `enter()` for callers that have just checked `ensure_ready()` themselves.
 #[inline(always)]
-fn enter_ready() -> bool {
+pub(crate) fn enter_ready() -> bool {
     let f = &crate::tls::hot().in_hook;
     if f.get() {
         false
@@ -52,7 +52,7 @@ fn enter_ready() -> bool {
 }
 
 #[inline(always)]
-fn leave() {
+pub(crate) fn leave() {
     crate::tls::hot().in_hook.set(false);
 }
 
@@ -60,7 +60,7 @@ fn leave() {
 /// scratch (the unwinder's record of the thread's previous capture).
 /// errno is preserved.
 #[inline(always)]
-fn stack_id(r: &Ring, caller: Caller) -> u32 {
+pub(crate) fn stack_id(r: &Ring, caller: Caller) -> u32 {
     let e = errno();
     let id = unwind::stack_id(caller, r.scratch());
     set_errno(e);
@@ -197,7 +197,7 @@ macro_rules! entry_stub {
 
 /// The caller's frame as an entry stub passes it.
 #[inline(always)]
-fn caller(at: *const usize, bp: usize) -> Caller {
+pub(crate) fn caller(at: *const usize, bp: usize) -> Caller {
     Caller {
         at: at as usize,
         bp,

@@ -34,6 +34,7 @@ mod seq;
 mod signal;
 mod sys;
 mod tls;
+mod track;
 mod unwind;
 mod whole_run;
 mod writer;

@@ -7,7 +7,10 @@
 //! thread takes it. Memory is thus bounded by the peak number of threads.
 //!
 //! Events: a tag byte and varints. Alloc {seq, addr, size, stack},
-//! Free {seq, addr}, where seq is the event's key (seq.rs); seq and addr
+//! Free {seq, addr}, Track {seq, addr, size, stack, domain} and Untrack
+//! {seq, addr, domain} (`memtrace_track`, track.rs: an object of a custom
+//! allocator, keyed by domain and address), where seq is the event's key
+//! (seq.rs); seq and addr
 //! are zigzag deltas against the previous event of the same ring (both
 //! sides keep the previous values; they are reset together when the ring is
 //! recycled).
@@ -35,6 +38,8 @@ pub const FINISHED: u32 = 2;
 
 pub const TAG_ALLOC: u8 = 1;
 pub const TAG_FREE: u8 = 2;
+pub const TAG_TRACK: u8 = 3;
+pub const TAG_UNTRACK: u8 = 4;
 
 /// Each group of fields on its own cache line, by who writes it: a line
 /// written by both threads would move between their cores on every event
@@ -356,6 +361,20 @@ impl Ring {
         self.encode_head(buf, n, TAG_FREE, seq, addr as u64);
     }
 
+    /// `memtrace_track`: at most 1 + 4 × 10 + 5 bytes, within the 64.
+    pub fn enc_track(&self, buf: &mut [u8; 64], n: &mut usize, seq: u64, t: &Tracked) {
+        self.encode_head(buf, n, TAG_TRACK, seq, t.addr);
+        put_varint(buf, n, t.size);
+        put_varint(buf, n, t.stack as u64);
+        put_varint(buf, n, t.domain as u64);
+    }
+
+    /// `memtrace_untrack`.
+    pub fn enc_untrack(&self, buf: &mut [u8; 64], n: &mut usize, seq: u64, domain: u32, addr: u64) {
+        self.encode_head(buf, n, TAG_UNTRACK, seq, addr);
+        put_varint(buf, n, domain as u64);
+    }
+
     /// Publishes the bytes `enc` encodes (at most 64). Where the ring has
     /// 64 free bytes before its wrap point and is below half full (nearly
     /// always), `enc` writes straight into the ring: no staging buffer, no
@@ -447,14 +466,14 @@ impl Ring {
         got
     }
 
-    /// Writer side: calls `f` with every complete event published since the
+    /// Writer side: gives `sink` every complete event published since the
     /// last drain, then frees the space.
     ///
     /// # Safety
     /// Only the writer (holding its state lock) may call this.
-    pub unsafe fn drain(&self, f: impl FnMut(Event)) {
+    pub unsafe fn drain(&self, sink: &mut impl Sink) {
         // SAFETY: the caller's contract.
-        unsafe { self.drain_until(u64::MAX, f) }
+        unsafe { self.drain_until(u64::MAX, sink) }
     }
 
     /// `drain`, stopping after the first event whose key is at or above
@@ -465,7 +484,7 @@ impl Ring {
     ///
     /// # Safety
     /// Only the writer (holding its state lock) may call this.
-    pub unsafe fn drain_until(&self, stop_at: u64, mut f: impl FnMut(Event)) {
+    pub unsafe fn drain_until(&self, stop_at: u64, sink: &mut impl Sink) {
         let head = self.head.load(Ordering::Acquire);
         let mut pos = self.tail.load(Ordering::Relaxed);
         // SAFETY: the consumer cells are the writer's alone, and the caller
@@ -506,7 +525,7 @@ impl Ring {
                 TAG_ALLOC => {
                     let size = varint(&mut pos);
                     let stack = varint(&mut pos) as u32;
-                    f(Event {
+                    sink.event(Event {
                         seq,
                         addr,
                         size,
@@ -514,7 +533,33 @@ impl Ring {
                         thread,
                     });
                 }
-                _ => f(Event {
+                TAG_TRACK => {
+                    let size = varint(&mut pos);
+                    let stack = varint(&mut pos) as u32;
+                    let domain = varint(&mut pos) as u32;
+                    sink.tracked(
+                        seq,
+                        Tracked {
+                            addr,
+                            size,
+                            stack,
+                            domain,
+                        },
+                    );
+                }
+                TAG_UNTRACK => {
+                    let domain = varint(&mut pos) as u32;
+                    sink.tracked(
+                        seq,
+                        Tracked {
+                            addr,
+                            size: 0,
+                            stack: 0,
+                            domain,
+                        },
+                    );
+                }
+                _ => sink.event(Event {
                     seq,
                     addr,
                     size: 0,
@@ -565,6 +610,26 @@ impl Ring {
 #[inline]
 fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// Where `drain` puts the events: the malloc family's (`Event`) and the
+/// custom allocators' (`Tracked`, with its key: odd for a track, even for
+/// an untrack, as for allocations and frees) go their own ways in the
+/// writer.
+pub trait Sink {
+    fn event(&mut self, e: Event);
+    fn tracked(&mut self, seq: u64, t: Tracked);
+}
+
+/// An object of a custom allocator (`memtrace_track`): `size` bytes at
+/// `addr` in `domain` (never 0: the malloc heap's), allocated at `stack`.
+/// An untrack has size and stack 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tracked {
+    pub addr: u64,
+    pub size: u64,
+    pub stack: u32,
+    pub domain: u32,
 }
 
 #[derive(Clone, Copy, Debug)]

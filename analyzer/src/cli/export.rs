@@ -5,6 +5,7 @@
 use super::session::malloc_owner_warning;
 use super::{CommonArgs, Failure};
 use crate::export::{pickle, pprof, Group, Stacks, View};
+use crate::filter::FilterSet;
 use crate::frame::FrameTable;
 use crate::snapshot::read_dump;
 use crate::symbolize::Symbolizer;
@@ -20,12 +21,20 @@ pub(super) enum ExportFormat {
     Tracemalloc,
 }
 
-/// A dump with its stacks symbolized, what the filters keep, and the frame table.
+/// A dump with its stacks symbolized, the filters, and the frame table.
 pub(super) struct Loaded {
     pub dump: memtrace_format::Snapshot,
     pub stacks: Stacks,
     pub table: FrameTable,
-    pub kept: Vec<bool>,
+    pub filters: std::cell::RefCell<FilterSet>,
+}
+
+impl Loaded {
+    /// The groups the filters let through.
+    pub fn filter(&self, groups: Vec<Group>) -> Vec<Group> {
+        self.stacks
+            .filter(&self.table, &mut self.filters.borrow_mut(), groups)
+    }
 }
 
 /// Reads and symbolizes one snapshot for an export; prints its warnings.
@@ -53,24 +62,25 @@ pub(super) fn load(path: &Path, common: &CommonArgs) -> Result<Loaded, Failure> 
     // The symbolizer's parsed modules are not needed any more; freeing
     // them piece by piece would cost time for nothing.
     std::mem::forget(sym);
-    let kept = stacks.kept(&table, &mut common.filters());
     Ok(Loaded {
         dump,
         stacks,
         table,
-        kept,
+        filters: std::cell::RefCell::new(common.filters()),
     })
 }
 
-/// The groups of `view` (refused, with one line, for a file without it).
+/// The groups of `view` the filters let through (refused, with one line,
+/// for a file without the view).
 pub(super) fn groups(l: &Loaded, path: &Path, view: View) -> Result<Vec<Group>, Failure> {
-    l.stacks.view(&l.dump, view).ok_or_else(|| {
+    let all = l.stacks.view(&l.dump, view).ok_or_else(|| {
         Failure::Input(format!(
             "{}: no {} blocks in this snapshot: it was written before format 1.2 (no whole-run sections)",
             path.display(),
             view.describe()
         ))
-    })
+    })?;
+    Ok(l.filter(all))
 }
 
 /// Creates FILE (`-` is stdout) and writes into it.
@@ -102,7 +112,7 @@ pub(super) fn export(
     let h = &l.dump.header;
     match format {
         ExportFormat::Pprof => {
-            let allocated = l.stacks.allocated(&l.dump);
+            let allocated = l.stacks.allocated(&l.dump).map(|g| l.filter(g));
             let time_ns = match (&l.dump.run.peak, peak) {
                 (Some(p), true) => p.time_ns,
                 _ => h.time_ns,
@@ -134,7 +144,6 @@ pub(super) fn export(
                 &pprof::HeapProfile {
                     allocated: allocated.as_deref(),
                     inuse: &inuse,
-                    kept: &l.kept,
                     sample_rate: h.sample_rate,
                     time_ns,
                     duration_ns,
@@ -150,7 +159,6 @@ pub(super) fn export(
                 &l.table,
                 &pickle::PickleSnapshot {
                     groups: &inuse,
-                    kept: &l.kept,
                     sample_rate: h.sample_rate,
                     traceback_limit: h.frame_limit as u64,
                 },

@@ -28,14 +28,7 @@ pub(super) fn flamegraph(
     // Each view is a list of groups: (stack, bytes, count).
     let groups = groups(&l, a.path, a.view)?;
     let h = &l.dump.header;
-    let lines = flame::folded(
-        &l.stacks,
-        &l.table,
-        &groups,
-        &l.kept,
-        h.sample_rate,
-        a.count,
-    );
+    let lines = flame::folded(&l.stacks, &l.table, &groups, h.sample_rate, a.count);
     if a.collapsed {
         return write_to(a.output, out, |w| flame::write_folded(&lines, w));
     }

@@ -314,6 +314,9 @@ pub(super) struct StatsJson<'a> {
     pub alloc_count: u64,
     pub cmdline: Vec<String>,
     pub command: &'static str,
+    /// Custom allocators' objects per domain (format 1.4), apart from `live`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub domains: Vec<crate::snapshot::DomainTotal>,
     pub estimated: bool,
     pub exe: String,
     pub frame_limit: u32,
@@ -476,6 +479,12 @@ mod tests {
             alloc_count: 1,
             cmdline: vec!["a".into()],
             command: "stats",
+            domains: vec![crate::snapshot::DomainTotal {
+                blocks: 2,
+                domain: 7,
+                size: 96,
+                stacks: 1,
+            }],
             estimated: false,
             exe: "a".into(),
             frame_limit: 32,

@@ -165,6 +165,8 @@ fn json_name(c: LeakClass) -> &'static str {
 }
 
 struct Record {
+    /// 0: heap blocks; other: a custom allocator's objects (memtrace_track).
+    domain: u32,
     class: LeakClass,
     blocks: u64,
     bytes: u64,
@@ -177,6 +179,9 @@ struct RecordJson<'a> {
     record: usize,
     of: usize,
     kind: &'static str,
+    /// Only for a custom allocator's objects (format 1.4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    domain: Option<u32>,
     bytes: u64,
     direct_bytes: u64,
     indirect_bytes: u64,
@@ -256,6 +261,8 @@ pub(super) fn report(
             count: 1,
         })
         .collect();
+    // Each record's domain, so that --domain filters the records.
+    d.domains = check.records.iter().map(|r| r.domain).collect();
     d.run = Default::default();
     let mut s = Session::new(common.rules());
     let snap = s
@@ -283,6 +290,7 @@ pub(super) fn report(
         tot.bytes += r.bytes;
         tot.blocks += r.blocks;
         records.push(Record {
+            domain: r.domain,
             class: r.class,
             blocks: r.blocks,
             bytes: r.bytes,
@@ -306,6 +314,7 @@ pub(super) fn report(
                     record: i + 1,
                     of: n,
                     kind: json_name(r.class),
+                    domain: (r.domain != 0).then_some(r.domain),
                     bytes: r.bytes + r.indirect,
                     direct_bytes: r.bytes,
                     indirect_bytes: r.indirect,
@@ -338,9 +347,14 @@ pub(super) fn report(
         } else {
             commas(r.bytes)
         };
+        // memcheck's line; a custom allocator's objects say their domain.
+        let domain = match r.domain {
+            0 => String::new(),
+            d => format!(" (domain {d})"),
+        };
         writeln!(
             out,
-            "{amount} bytes in {} blocks are {} in loss record {} of {n}",
+            "{amount} bytes in {} blocks are {} in loss record {} of {n}{domain}",
             commas(r.blocks),
             words(r.class),
             i + 1

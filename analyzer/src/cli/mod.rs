@@ -20,7 +20,7 @@ mod summary;
 mod top;
 mod traceback;
 
-use crate::filter::{Filter, FilterSet, Pattern};
+use crate::filter::{DomainFilter, Filter, FilterSet, Pattern};
 use crate::frame::FrameRules;
 use crate::snapshot::View;
 use crate::stats::KeyType;
@@ -357,6 +357,13 @@ struct CommonArgs {
     /// Drop traces matching PATTERN (Filter(False, ...)); every --exclude must let a trace through.
     #[arg(long, value_name = "PATTERN")]
     exclude: Vec<String>,
+    /// Keep the traces of domain N (tracemalloc DomainFilter(True, N)): 0 is the malloc heap,
+    /// other numbers custom allocators' objects (memtrace.h). Or-ed with --include.
+    #[arg(long, value_name = "N")]
+    domain: Vec<u32>,
+    /// Drop the traces of domain N (DomainFilter(False, N)).
+    #[arg(long, value_name = "N")]
+    exclude_domain: Vec<u32>,
     /// Filters test every kept frame of the traceback, not only the most recent (Filter's all_frames).
     #[arg(long)]
     all_frames: bool,
@@ -404,7 +411,19 @@ impl CommonArgs {
                 .iter()
                 .map(|p| Filter::parse(false, p, self.all_frames)),
         );
-        FilterSet::new(v)
+        let domains = self
+            .domain
+            .iter()
+            .map(|&domain| DomainFilter {
+                inclusive: true,
+                domain,
+            })
+            .chain(self.exclude_domain.iter().map(|&domain| DomainFilter {
+                inclusive: false,
+                domain,
+            }))
+            .collect();
+        FilterSet::with_domains(v, domains)
     }
 }
 
@@ -588,6 +607,8 @@ fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             &CommonArgs {
                 include: Vec::new(),
                 exclude: Vec::new(),
+                domain: Vec::new(),
+                exclude_domain: Vec::new(),
                 all_frames: false,
                 raw,
                 user: Vec::new(),

@@ -531,6 +531,8 @@ fn leak_report(path: &Path, lc: &LeakCheckOptions) -> Option<bool> {
     let common = super::CommonArgs {
         include: Vec::new(),
         exclude: Vec::new(),
+        domain: Vec::new(),
+        exclude_domain: Vec::new(),
         all_frames: false,
         raw: false,
         user: Vec::new(),

@@ -73,7 +73,9 @@ fn print_stats(
 ) -> Result<(), Failure> {
     let h = &d.header;
     let rate = h.sample_rate;
-    let groups = || d.traces.iter().map(|t| (t.size, t.count));
+    // The malloc heap's; custom allocators' objects (domains) apart.
+    let groups = || crate::snapshot::heap_groups(d);
+    let domains = crate::snapshot::domain_totals(d);
     // what the file holds, and (sampled) what it stands for
     let (bytes, blocks) = sampling::totals(groups(), 0);
     let (est_bytes, est_blocks) = sampling::totals(groups(), rate);
@@ -85,8 +87,9 @@ fn print_stats(
     let live_stacks = if has_whole_run(d) {
         d.traces
             .iter()
-            .filter(|t| t.count > 0)
-            .map(|t| t.stack)
+            .enumerate()
+            .filter(|&(i, t)| t.count > 0 && d.domains.get(i).copied().unwrap_or(0) == 0)
+            .map(|(_, t)| t.stack)
             .collect::<std::collections::HashSet<u64>>()
             .len()
     } else {
@@ -110,6 +113,7 @@ fn print_stats(
                     .map(|a| String::from_utf8_lossy(a).into_owned())
                     .collect(),
                 command: "stats",
+                domains: domains.clone(),
                 estimated: rate > 0,
                 exe: String::from_utf8_lossy(&h.exe).into_owned(),
                 frame_limit: h.frame_limit,
@@ -228,6 +232,19 @@ fn print_stats(
             fs(bytes),
             bytes,
             live_stacks
+        )?;
+    }
+    for t in &domains {
+        writeln!(
+            out,
+            "Domain {}:{:w$}{} objects ({}, {} B) from {} stacks, tracked inside heap blocks (not added to them)",
+            t.domain,
+            "",
+            t.blocks,
+            fs(t.size),
+            t.size,
+            t.stacks,
+            w = 8usize.saturating_sub(t.domain.to_string().len()),
         )?;
     }
     writeln!(out, "Allocations:    {} seen", h.alloc_count)?;

@@ -158,6 +158,9 @@ struct SummaryJson<'a> {
     calls_per_second: Option<f64>,
     cmdline: Vec<String>,
     command: &'static str,
+    /// Custom allocators' objects per domain, not in `traced_now`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    domains: Vec<crate::snapshot::DomainTotal>,
     estimated: bool,
     freed: Option<SizeCount>,
     kind: &'static str,
@@ -229,7 +232,8 @@ pub(super) fn write_summary(
     let nums = RunNumbers::of(dump);
     let whole = has_whole_run(dump);
     let live = snaps[3].as_ref().expect("the live view");
-    let (now_bytes, now_blocks) = live.totals();
+    let (now_bytes, now_blocks) = live.heap_totals();
+    let domains = crate::snapshot::domain_totals(dump);
     // Calls: the totals when there are any; a 1.1 file's header count is
     // exact only when every allocation was recorded.
     let calls = nums
@@ -271,6 +275,7 @@ pub(super) fn write_summary(
                     .map(|a| String::from_utf8_lossy(a).into_owned())
                     .collect(),
                 command: "summary",
+                domains,
                 estimated: est,
                 freed: nums.freed.map(|(size, count)| SizeCount { count, size }),
                 kind: if exit { "exit" } else { "signal" },
@@ -398,6 +403,16 @@ pub(super) fn write_summary(
         fs(now_bytes),
         if exit { ", never freed" } else { "" }
     )?;
+    for t in &domains {
+        writeln!(
+            out,
+            "  domain {}: {} objects, {} ({} B): a custom allocator's (memtrace_track), inside the blocks above",
+            t.domain,
+            t.blocks,
+            fs(t.size),
+            t.size
+        )?;
+    }
     match &memory {
         Some(m) => {
             writeln!(out, "RSS now:                {}, of which", fs(m.rss))?;

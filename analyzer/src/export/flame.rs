@@ -34,7 +34,6 @@ pub fn folded(
     stacks: &Stacks,
     table: &FrameTable,
     groups: &[Group],
-    kept: &[bool],
     sample_rate: u64,
     count: bool,
 ) -> Vec<(String, u64)> {
@@ -42,9 +41,6 @@ pub fn folded(
     let mut lines: HashMap<String, f64> = HashMap::default();
     let mut by_stack: HashMap<usize, f64> = HashMap::default();
     for g in groups {
-        if !kept[g.stack] {
-            continue;
-        }
         let (b, c) = g.estimate(sample_rate);
         *by_stack.entry(g.stack).or_default() += if count { c } else { b };
     }

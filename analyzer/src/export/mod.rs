@@ -7,14 +7,15 @@
 //! frames dropped, so every figure equals `memtrace top`'s), but keeping
 //! what pprof needs and a `Snapshot` flattens away: each return address as
 //! a location with its inline frames. The exporters take lists of
-//! [`Group`]s — (stack, bytes, count) — so any view of a dump (live blocks,
-//! the peak, the totals since the start) exports the same way.
+//! [`Group`]s — (stack, bytes, count, domain) — so any view of a dump (live
+//! blocks, the peak, the totals since the start) exports the same way; the
+//! filters are applied to the lists before (`Stacks::filter`).
 
 pub mod flame;
 pub mod pickle;
 pub mod pprof;
 
-use crate::filter::FilterSet;
+use crate::filter::{FilterSet, FramesPass};
 use crate::frame::{FrameId, FrameRules, FrameTable};
 use crate::sampling::sample_probability;
 use crate::symbolize::Symbolizer;
@@ -62,6 +63,9 @@ pub struct Group {
     pub size: u64,
     pub count: u64,
     pub bytes: u64,
+    /// tracemalloc's `Trace.domain` (0: the malloc heap; other: objects
+    /// of a custom allocator, format 1.4).
+    pub domain: u32,
 }
 
 impl Group {
@@ -72,6 +76,7 @@ impl Group {
             size,
             count,
             bytes: size.saturating_mul(count),
+            domain: 0,
         }
     }
 
@@ -88,6 +93,7 @@ impl Group {
             size,
             count,
             bytes,
+            domain: 0,
         }
     }
 
@@ -204,9 +210,21 @@ impl Stacks {
         }
     }
 
-    /// The live blocks (TRACES): one group per (stack, size).
+    /// The live blocks (TRACES): one group per (domain, stack, size).
     pub fn live(&self, dump: &memtrace_format::Snapshot) -> Vec<Group> {
-        self.groups_of(&dump.traces)
+        let domain = |i: usize| dump.domains.get(i).copied().unwrap_or(0);
+        dump.traces
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| g.count > 0)
+            .filter_map(|(i, g)| {
+                let stack = *self.by_id.get(&g.stack)?;
+                Some(Group {
+                    domain: domain(i),
+                    ..Group::blocks(stack, g.size, g.count)
+                })
+            })
+            .collect()
     }
 
     /// The live blocks at the peak (PEAK, format 1.2), if the file has it.
@@ -266,11 +284,25 @@ impl Stacks {
             .collect()
     }
 
-    /// Which stacks `filters` let through (`Snapshot.filter_traces`).
-    pub fn kept(&self, table: &FrameTable, filters: &mut FilterSet) -> Vec<bool> {
-        self.stacks
+    /// The groups `filters` let through (`Snapshot.filter_traces`: by
+    /// the stack's kept frames and the group's domain).
+    pub fn filter(
+        &self,
+        table: &FrameTable,
+        filters: &mut FilterSet,
+        groups: Vec<Group>,
+    ) -> Vec<Group> {
+        if filters.is_empty() {
+            return groups;
+        }
+        let pass: Vec<FramesPass> = self
+            .stacks
             .iter()
-            .map(|s| filters.is_empty() || filters.keep(table, &s.frames))
+            .map(|s| filters.frames_pass(table, &s.frames))
+            .collect();
+        groups
+            .into_iter()
+            .filter(|g| filters.combine(pass[g.stack], g.domain))
             .collect()
     }
 }

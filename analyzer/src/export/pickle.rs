@@ -121,7 +121,6 @@ impl Pickler {
 /// bytes (a sampled snapshot's groups scaled to their rounded estimates).
 pub struct PickleSnapshot<'a> {
     pub groups: &'a [Group],
-    pub kept: &'a [bool],
     pub sample_rate: u64,
     /// `traceback_limit`: the frame limit the snapshot was taken with.
     pub traceback_limit: u64,
@@ -150,9 +149,6 @@ pub fn write(stacks: &Stacks, table: &FrameTable, s: &PickleSnapshot) -> Vec<u8>
     let mut pending = 0usize;
     p.out.push(op::MARK);
     for g in s.groups {
-        if !s.kept[g.stack] {
-            continue;
-        }
         let count = if s.sample_rate > 0 {
             super::round(g.estimate(s.sample_rate).1)
         } else {
@@ -164,7 +160,7 @@ pub fn write(stacks: &Stacks, table: &FrameTable, s: &PickleSnapshot) -> Vec<u8>
         let st = &stacks.stacks[g.stack];
         // One trace tuple, then `count - 1` references to it.
         p.out.push(op::MARK);
-        p.int(0); // domain
+        p.int(g.domain as u64);
         p.int(g.size);
         match frame_tuples.get(&g.stack) {
             Some(&i) => p.get(i),
@@ -273,7 +269,6 @@ mod tests {
             &table,
             &PickleSnapshot {
                 groups: &groups,
-                kept: &[true, true],
                 sample_rate: 0,
                 traceback_limit: 16,
             },

@@ -4,7 +4,10 @@
 //! bytes), default `inuse_space`, period type `space`/`bytes` and period the
 //! sampling rate (1 when every allocation was recorded, as Go's
 //! `MemProfileRate = 1`), values already scaled to unsampled estimates, one
-//! sample per stack with Go's `bytes` label (the mean block size).
+//! sample per stack with Go's `bytes` label (the mean block size). The
+//! objects of a custom allocator (format 1.4 domains) are samples of their
+//! own with a numeric `domain` label (`go tool pprof -tags`,
+//! `-tagfocus=domain=7`); the heap's (domain 0) carry none, as before.
 //!
 //! The few messages of `profile.proto` are derived by hand with prost
 //! (field numbers from pprof's `proto/profile.proto`): no protoc, no build
@@ -148,8 +151,6 @@ pub struct HeapProfile<'a> {
     pub allocated: Option<&'a [Group]>,
     /// The live blocks (`inuse_*`).
     pub inuse: &'a [Group],
-    /// Stacks the filters let through.
-    pub kept: &'a [bool],
     /// The header's sample_rate (0: every allocation recorded).
     pub sample_rate: u64,
     pub time_ns: u64,
@@ -204,20 +205,35 @@ pub fn build(stacks: &Stacks, table: &FrameTable, p: &HeapProfile) -> Profile {
     let period_type = Some(vt("space", "bytes", &mut strings));
     let default_sample_type = strings.id("inuse_space");
     let bytes_key = strings.id("bytes");
+    let domain_key = strings.id("domain");
 
     // Per stack: unrounded estimates (alloc bytes, alloc count, inuse bytes, inuse count).
+    // Domain 0 per stack; other domains' groups per (stack, domain).
     let mut per_stack: Vec<[f64; 4]> = vec![[0.0; 4]; stacks.stacks.len()];
+    let mut per_domain: std::collections::BTreeMap<(usize, u32), [f64; 4]> = Default::default();
     let rate = p.sample_rate;
-    for g in p.allocated.unwrap_or(&[]) {
+    let mut add = |g: &Group, at: usize| {
         let (b, c) = g.estimate(rate);
-        per_stack[g.stack][0] += b;
-        per_stack[g.stack][1] += c;
+        let v = if g.domain == 0 {
+            &mut per_stack[g.stack]
+        } else {
+            per_domain.entry((g.stack, g.domain)).or_default()
+        };
+        v[at] += b;
+        v[at + 1] += c;
+    };
+    for g in p.allocated.unwrap_or(&[]) {
+        add(g, 0);
     }
     for g in p.inuse {
-        let (b, c) = g.estimate(rate);
-        per_stack[g.stack][2] += b;
-        per_stack[g.stack][3] += c;
+        add(g, 2);
     }
+    let samples: Vec<(usize, u32, [f64; 4])> = per_stack
+        .iter()
+        .enumerate()
+        .map(|(si, &v)| (si, 0, v))
+        .chain(per_domain.into_iter().map(|((si, d), v)| (si, d, v)))
+        .collect();
 
     let mapping: Vec<Mapping> = p
         .modules
@@ -258,11 +274,8 @@ pub fn build(stacks: &Stacks, table: &FrameTable, p: &HeapProfile) -> Profile {
     let mut location: Vec<Location> = Vec::new();
     let mut loc_ids: HashMap<u32, u64> = HashMap::default();
     let mut sample = Vec::new();
-    for (si, st) in stacks.stacks.iter().enumerate() {
-        if !p.kept[si] {
-            continue;
-        }
-        let v = per_stack[si];
+    for (si, domain, v) in samples {
+        let st = &stacks.stacks[si];
         let (ab, ac, ib, ic) = (round(v[0]), round(v[1]), round(v[2]), round(v[3]));
         if ab == 0 && ac == 0 && ib == 0 && ic == 0 {
             continue;
@@ -331,13 +344,14 @@ pub fn build(stacks: &Stacks, table: &FrameTable, p: &HeapProfile) -> Profile {
         }
         value.push(saturate(ic));
         value.push(saturate(ib));
-        // Go's label: the mean size of the stack's blocks.
-        let (b, c) = if p.allocated.is_some() {
+        // Go's label: the mean size of the stack's blocks (a domain's
+        // objects have no totals: their live ones).
+        let (b, c) = if p.allocated.is_some() && ac > 0 {
             (ab, ac)
         } else {
             (ib, ic)
         };
-        let label = match b.checked_div(c) {
+        let mut label = match b.checked_div(c) {
             Some(mean) if mean > 0 => vec![Label {
                 key: bytes_key,
                 str: 0,
@@ -346,6 +360,14 @@ pub fn build(stacks: &Stacks, table: &FrameTable, p: &HeapProfile) -> Profile {
             }],
             _ => vec![],
         };
+        if domain != 0 {
+            label.push(Label {
+                key: domain_key,
+                str: 0,
+                num: domain as i64,
+                num_unit: 0,
+            });
+        }
         sample.push(Sample {
             location_id,
             value,

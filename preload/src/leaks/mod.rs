@@ -6,14 +6,14 @@
 //! 1.3), per stack and class. docs/ARCHITECTURE.md ("The leak check")
 //! says what the roots are and where they fall short.
 
+mod objects;
 pub mod scan;
 mod threads;
 
 pub use threads::note_exiting_thread;
 
-use memtrace_format::leaks::{LeakCheck, LeakClass, LeakRecord, LeakStatus};
+use memtrace_format::leaks::{LeakCheck, LeakStatus};
 use scan::{Block, Class, Params, Reader};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 static OFF: AtomicBool = AtomicBool::new(false);
@@ -363,10 +363,13 @@ fn arena_heap_at<R: Reader>(mem: &mut R, at: u64) -> Option<u64> {
 
 /// The leak check of the exit snapshot, or None when it is off
 /// (`MEMTRACE_LEAK_CHECK=off`, or sampling: most blocks are not known).
-/// `live`: every live block (address, size, stack); `storage`: addresses
-/// inside the writer's tables that hold those addresses (not roots).
+/// `live`: every live block (address, size, stack); `tracked`: the live
+/// objects of custom allocators (address, size, stack, domain; a layer of
+/// their own, scan.rs); `storage`: addresses inside the writer's tables
+/// that hold those addresses (not roots).
 pub fn check(
     live: impl Iterator<Item = (u64, u64, u32)>,
+    tracked: Vec<objects::Object>,
     storage: &[u64],
     beat: fn(),
 ) -> Option<LeakCheck> {
@@ -403,7 +406,15 @@ pub fn check(
     blocks.sort_unstable_by_key(|b| b.0);
     blocks.dedup_by_key(|b| b.0);
     scan_blocks.extend(blocks.iter().map(|&(addr, size, _)| Block { addr, size }));
-    let mut exclude = vec![blocks.as_ptr() as u64, scan_blocks.as_ptr() as u64];
+    let (objects, overlapping) = objects::layer(tracked);
+    let scan_objects = objects::scan_blocks(&objects);
+    let mut exclude = vec![
+        blocks.as_ptr() as u64,
+        scan_blocks.as_ptr() as u64,
+        objects.as_ptr() as u64,
+        scan_objects.as_ptr() as u64,
+        overlapping.as_ptr() as u64,
+    ];
     exclude.extend_from_slice(storage);
     let Some(roots) = roots(&mut mem, &exclude) else {
         return Some(LeakCheck {
@@ -414,7 +425,7 @@ pub fn check(
     let params = Params {
         glibc_chunk_headers: true,
     };
-    let outcome = scan::classify(&scan_blocks, &roots, &mut mem, params);
+    let outcome = scan::classify_layers(&scan_blocks, &scan_objects, &roots, &mut mem, params);
     let scan_ns = crate::sys::now_ns(libc::CLOCK_MONOTONIC) - t0;
     let o = match outcome {
         Ok(o) => o,
@@ -429,29 +440,21 @@ pub fn check(
             })
         }
     };
-    let mut per: HashMap<(u32, u8), LeakRecord, crate::sys::BuildMix> = HashMap::default();
-    for (i, &(_, size, stack)) in blocks.iter().enumerate() {
-        let class = match o.class[i] {
-            Class::Definite => LeakClass::Definite,
-            Class::Indirect => LeakClass::Indirect,
-            Class::Possible => LeakClass::Possible,
-            Class::Reachable => LeakClass::Reachable,
-        };
-        let r = per
-            .entry((stack, class as u8))
-            .or_insert_with(|| LeakRecord {
-                stack: stack as u64,
-                class,
-                blocks: 0,
-                bytes: 0,
-                indirect_bytes: 0,
-            });
-        r.blocks += 1;
-        r.bytes += size;
-        r.indirect_bytes += o.indirect[i];
-    }
-    let mut records: Vec<LeakRecord> = per.into_values().collect();
-    records.sort_unstable_by_key(|r| (r.stack, r.class));
+    let heap = blocks
+        .iter()
+        .enumerate()
+        .map(|(i, &(_, size, stack))| (size, stack, 0, o.class[i], o.indirect[i]));
+    let n = blocks.len();
+    let tracked = objects
+        .iter()
+        .enumerate()
+        .map(|(j, &(_, size, stack, domain))| {
+            (size, stack, domain, o.class[n + j], o.indirect[n + j])
+        });
+    let unscanned = overlapping
+        .iter()
+        .map(|&(_, size, stack, domain)| (size, stack, domain, Class::Reachable, 0));
+    let records = objects::records(heap.chain(tracked).chain(unscanned));
     crate::verbose(&format!(
         "leak check: {} blocks, {} bytes of roots and {} of blocks read in {} ms",
         blocks.len(),

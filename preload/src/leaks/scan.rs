@@ -19,6 +19,18 @@
 //! Conservative and word-sized: words at 8-byte aligned addresses; an
 //! interior lookup is a binary search in the sorted blocks; iterative (an
 //! explicit stack). Unit tests run it on arrays (`tests` below).
+//!
+//! Custom allocators' objects (`memtrace_track`) lie inside heap blocks (a
+//! pool's chunk), so they are a second layer of blocks (`classify_layers`),
+//! each layer sorted and without overlaps of its own: a word marks the
+//! block it points into in *each* layer. The chunk stays a block, reached
+//! by the pool's pointers to it as before; an object is reached only by a
+//! pointer to it (or into it), like a heap block. Scanning a reached chunk
+//! reads its objects' words too, so what a lost object points to may count
+//! as reached through the chunk: the rule errs towards "reachable", never
+//! towards a false leak. memcheck removes a malloc'd block that holds
+//! MALLOCLIKE blocks from its check instead; here its bytes stay accounted
+//! for, as the heap's figures require.
 
 /// Where block contents and roots are read from.
 pub trait Reader {
@@ -111,7 +123,9 @@ const PAGE: u64 = 4096;
 const UNREACHED: u8 = 4;
 
 struct Scanner<'a, R: Reader> {
-    blocks: &'a [Block],
+    /// The heap's blocks, then the custom allocators' objects: block i of
+    /// layer 1 is number `layers[0].len() + i`.
+    layers: [&'a [Block]; 2],
     reader: R,
     params: Params,
     state: Vec<u8>,
@@ -132,37 +146,62 @@ enum Mode {
 }
 
 impl<R: Reader> Scanner<'_, R> {
-    /// The block `ptr` points into, and whether to its start.
+    /// Block number `i` (both layers).
     #[inline]
-    fn lookup(&self, ptr: u64) -> Option<(usize, bool)> {
-        let i = self.blocks.partition_point(|b| b.addr <= ptr);
+    fn block(&self, i: usize) -> Block {
+        let heap = self.layers[0];
+        if i < heap.len() {
+            heap[i]
+        } else {
+            self.layers[1][i - heap.len()]
+        }
+    }
+
+    /// The block of `layer` `ptr` points into (its number), and whether to
+    /// its start.
+    #[inline]
+    fn lookup(&self, layer: usize, ptr: u64) -> Option<(usize, bool)> {
+        let blocks = self.layers[layer];
+        let i = blocks.partition_point(|b| b.addr <= ptr);
         if i == 0 {
             return None;
         }
-        let b = self.blocks[i - 1];
+        let b = blocks[i - 1];
+        let number = i - 1 + if layer == 0 { 0 } else { self.layers[0].len() };
         if ptr == b.addr {
-            return Some((i - 1, true));
+            return Some((number, true));
         }
         if ptr - b.addr >= b.size {
             return None;
         }
-        if self.params.glibc_chunk_headers && ptr - b.addr == glibc_usable(b.size) - 8 {
+        // glibc's chunk headers follow heap blocks only.
+        if layer == 0 && self.params.glibc_chunk_headers && ptr - b.addr == glibc_usable(b.size) - 8
+        {
             return None;
         }
-        Some((i - 1, false))
+        Some((number, false))
     }
 
     #[inline]
     fn visit(&mut self, word: u64, mode: Mode) {
+        self.visit_layer(0, word, mode);
+        if !self.layers[1].is_empty() {
+            self.visit_layer(1, word, mode);
+        }
+    }
+
+    #[inline]
+    fn visit_layer(&mut self, layer: usize, word: u64, mode: Mode) {
+        let blocks = self.layers[layer];
         // Cheap reject: below the first block or past the last one.
-        let (first, last) = match (self.blocks.first(), self.blocks.last()) {
+        let (first, last) = match (blocks.first(), blocks.last()) {
             (Some(f), Some(l)) => (f.addr, l.addr.saturating_add(l.size.max(1))),
             _ => return,
         };
         if word < first || word >= last {
             return;
         }
-        let Some((i, start)) = self.lookup(word) else {
+        let Some((i, start)) = self.lookup(layer, word) else {
             return;
         };
         match mode {
@@ -181,7 +220,7 @@ impl<R: Reader> Scanner<'_, R> {
             Mode::Clique(leader) => {
                 if self.state[i] == UNREACHED && i as u32 != leader {
                     self.state[i] = Class::Indirect as u8;
-                    let absorbed = self.blocks[i].size + std::mem::take(&mut self.indirect[i]);
+                    let absorbed = self.block(i).size + std::mem::take(&mut self.indirect[i]);
                     self.indirect[leader as usize] += absorbed;
                     self.stack.push(i as u32);
                 }
@@ -225,7 +264,7 @@ impl<R: Reader> Scanner<'_, R> {
         let mut batch: Vec<u32> = Vec::new();
         let mut ranges: Vec<(u64, usize)> = Vec::new();
         while let Some(i) = self.stack.pop() {
-            let b = self.blocks[i as usize];
+            let b = self.block(i as usize);
             let (start, n) = words_of(b);
             if n > SMALL_WORDS {
                 let got = self.scan_range(b.addr, b.addr.saturating_add(b.size), mode)?;
@@ -241,7 +280,7 @@ impl<R: Reader> Scanner<'_, R> {
             let mut total = n;
             while batch.len() < BATCH {
                 let Some(&j) = self.stack.last() else { break };
-                let (s2, n2) = words_of(self.blocks[j as usize]);
+                let (s2, n2) = words_of(self.block(j as usize));
                 if n2 > SMALL_WORDS || total + n2 > CHUNK_WORDS {
                     break;
                 }
@@ -290,14 +329,31 @@ fn words_of(b: Block) -> (u64, usize) {
 
 /// Classifies `blocks` (sorted by address, not overlapping) reading memory
 /// through `reader`, from the roots `roots` (`[start, end)` ranges).
+#[cfg(test)]
 pub fn classify<R: Reader>(
     blocks: &[Block],
     roots: &[(u64, u64)],
     reader: R,
     params: Params,
 ) -> Result<Outcome, Incomplete> {
+    classify_layers(blocks, &[], roots, reader, params)
+}
+
+/// `classify` of the heap's `blocks` and the custom allocators' `objects`
+/// (each sorted by address, not overlapping within itself; see the module
+/// doc). The outcome lists the blocks, then the objects.
+pub fn classify_layers<R: Reader>(
+    blocks: &[Block],
+    objects: &[Block],
+    roots: &[(u64, u64)],
+    reader: R,
+    params: Params,
+) -> Result<Outcome, Incomplete> {
     debug_assert!(blocks.windows(2).all(|w| w[0].addr < w[1].addr));
-    let n = blocks.len();
+    debug_assert!(objects
+        .windows(2)
+        .all(|w| w[0].addr.saturating_add(w[0].size) <= w[1].addr));
+    let n = blocks.len() + objects.len();
     // The program's memory is not ours to exhaust: no room, no scan.
     let (mut state, mut indirect, mut stack, mut buf) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -312,7 +368,7 @@ pub fn classify<R: Reader>(
     indirect.resize(n, 0);
     buf.resize(CHUNK_WORDS, 0);
     let mut s = Scanner {
-        blocks,
+        layers: [blocks, objects],
         reader,
         params,
         state,
@@ -328,7 +384,7 @@ pub fn classify<R: Reader>(
         s.root_bytes += n;
         s.drain(Mode::Roots)?;
     }
-    for i in 0..blocks.len() {
+    for i in 0..n {
         if s.state[i] == UNREACHED {
             // A leader stays unreached (definite) unless a later clique
             // takes it in.
@@ -516,6 +572,51 @@ mod tests {
         let o = run(&blocks, &mem);
         assert_eq!(o.class, vec![Class::Reachable; 4]);
         assert_eq!(o.heap_bytes, 3 * 32);
+    }
+
+    /// A pool: one heap chunk holding three objects. The root points to
+    /// the chunk (the pool's pointer), which is also the first object's
+    /// start; nothing points to the second; the second points to the third.
+    /// Chunk and first object reachable, the second definitely lost, the
+    /// third reached through the chunk's words (the rule errs towards
+    /// reachable).
+    #[test]
+    fn objects_inside_a_chunk_are_a_layer_of_their_own() {
+        let chunk = Block {
+            addr: 0x10000,
+            size: 256,
+        };
+        let obj = |k: u64| Block {
+            addr: 0x10000 + 0x40 * k,
+            size: 32,
+        };
+        let mut m = std::collections::BTreeMap::new();
+        for w in 0..32 {
+            m.insert(chunk.addr + 8 * w, 0);
+        }
+        for w in 0..4 {
+            m.insert(ROOT + 8 * w, 0);
+        }
+        m.insert(ROOT, chunk.addr);
+        m.insert(obj(1).addr, obj(2).addr);
+        let o = classify_layers(
+            &[chunk],
+            &[obj(0), obj(1), obj(2)],
+            &[(ROOT, ROOT + 32)],
+            &Fake(m),
+            Params::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            o.class,
+            vec![
+                Class::Reachable,
+                Class::Reachable,
+                Class::Definite,
+                Class::Reachable
+            ]
+        );
+        assert_eq!(o.indirect, vec![0, 0, 0, 0]);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! name, the module map, the header; encoded (format crate) and written
 //! under a temporary name, then linked to its final name.
 
+use super::domains::Domains;
 use super::live::LiveTable;
 use super::requests::beat;
 use crate::sys::{self, BuildMix};
@@ -27,17 +28,26 @@ pub struct Moment {
 /// reported on stderr once (`error_reported`), never fatal.
 pub fn write_snapshot(
     live: &LiveTable,
+    domains: &Domains,
     run: &WholeRun,
     moment: &Moment,
     error_reported: &mut bool,
 ) {
     let pid = std::process::id();
-    let snap = build(live, run, moment, pid);
+    let snap = build(live, domains, run, moment, pid);
     beat();
     let leaks = match moment.kind {
         SnapshotKind::Exit => crate::leaks::check(
             live.live_with_addr().map(|(a, b)| (a, b.size, b.stack)),
-            &live.storage_addr().into_iter().collect::<Vec<_>>(),
+            domains
+                .live()
+                .map(|(d, a, b)| (a, b.size, b.stack, d))
+                .collect(),
+            &live
+                .storage_addr()
+                .into_iter()
+                .chain(domains.storage_addrs())
+                .collect::<Vec<_>>(),
             beat,
         ),
         SnapshotKind::Signal => None,
@@ -64,8 +74,14 @@ pub fn write_snapshot(
     }
 }
 
-fn build(live: &LiveTable, run: &WholeRun, moment: &Moment, pid: u32) -> Snapshot {
-    let traces = trace_groups(live);
+fn build(
+    live: &LiveTable,
+    domains: &Domains,
+    run: &WholeRun,
+    moment: &Moment,
+    pid: u32,
+) -> Snapshot {
+    let (traces, trace_domains) = trace_groups(live, domains);
     let time_ns = if moment.time_ns != 0 {
         moment.time_ns
     } else {
@@ -102,26 +118,38 @@ fn build(live: &LiveTable, run: &WholeRun, moment: &Moment, pid: u32) -> Snapsho
         modules: modules::for_snapshot(&stacks),
         stacks,
         traces,
+        domains: trace_domains,
         run: whole,
     }
 }
 
-/// The live blocks counted by (stack, size), sorted.
-fn trace_groups(live: &LiveTable) -> Vec<TraceGroup> {
-    let mut groups: HashMap<(u32, u64), u64, BuildMix> = HashMap::default();
+/// The live blocks and tracked objects counted by (domain, stack, size),
+/// sorted, and each group's domain (empty when all are the heap's, 0).
+fn trace_groups(live: &LiveTable, domains: &Domains) -> (Vec<TraceGroup>, Vec<u32>) {
+    let mut groups: HashMap<(u32, u32, u64), u64, BuildMix> = HashMap::default();
     for b in live.live_blocks() {
-        *groups.entry((b.stack, b.size)).or_insert(0) += 1;
+        *groups.entry((0, b.stack, b.size)).or_insert(0) += 1;
     }
-    let mut traces: Vec<TraceGroup> = groups
+    for (d, _, b) in domains.live() {
+        *groups.entry((d, b.stack, b.size)).or_insert(0) += 1;
+    }
+    let mut keys: Vec<((u32, u32, u64), u64)> = groups.into_iter().collect();
+    keys.sort_unstable();
+    let tagged = keys.iter().any(|&((d, _, _), _)| d != 0);
+    let trace_domains = if tagged {
+        keys.iter().map(|&((d, _, _), _)| d).collect()
+    } else {
+        Vec::new()
+    };
+    let traces = keys
         .into_iter()
-        .map(|((stack, size), count)| TraceGroup {
+        .map(|((_, stack, size), count)| TraceGroup {
             stack: stack as u64,
             size,
             count,
         })
         .collect();
-    traces.sort_unstable_by_key(|t| (t.stack, t.size));
-    traces
+    (traces, trace_domains)
 }
 
 /// The frames of every stack the groups, the peak's groups and the totals

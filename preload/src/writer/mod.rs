@@ -8,7 +8,9 @@
 //! - `lifecycle.rs`: the last thread, exit, fork;
 //! - `live.rs`: the live table, order-independent (why it may apply events
 //!   in any order is argued there);
-//! - `dump.rs`: building and writing a snapshot file.
+//! - `dump.rs`: building and writing a snapshot file;
+//! - `domains.rs`: the custom allocators' objects (`memtrace_track`), a
+//!   live table per domain, fed below the same cuts.
 //!
 //! A point (signal, exit, or one of the writer's own) is complete when
 //! every ring has shown an event with a key at or above its cut, or is
@@ -36,6 +38,7 @@
 //! (`ring::Consumer`) with what a producer needs from it (a wake-up, the
 //! policy for a full ring, the news of a thread's exit).
 
+mod domains;
 mod dump;
 mod history;
 mod lifecycle;
@@ -58,6 +61,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 struct State {
     live: LiveTable,
+    /// The objects of custom allocators (`memtrace_track`), by domain.
+    domains: domains::Domains,
     /// Drained events not yet applied (at or above the last cut applied),
     /// per ring.
     deferred: Deferred,
@@ -280,12 +285,27 @@ fn wait_for_ring_space(has_space: &mut dyn FnMut() -> bool) -> bool {
     }
 }
 
-/// Queues a drained event; if there is no memory for it, drops it and sets
-/// `oom` (the allocation failure would otherwise abort the program).
-#[inline]
-fn defer(d: &mut Deferred, e: Event, oom: &mut bool) {
-    if d.push(e).is_err() {
-        *oom = true;
+/// Where drained events go: the heap's to `deferred`, the custom
+/// allocators' to `domains`. No memory for one drops it and sets `oom`
+/// (the allocation failure would otherwise abort the program).
+struct Defer<'a> {
+    deferred: &'a mut Deferred,
+    domains: &'a mut domains::Domains,
+    oom: &'a mut bool,
+}
+
+impl ring::Sink for Defer<'_> {
+    #[inline]
+    fn event(&mut self, e: Event) {
+        if self.deferred.push(e).is_err() {
+            *self.oom = true;
+        }
+    }
+
+    fn tracked(&mut self, seq: u64, t: ring::Tracked) {
+        if self.domains.push(seq, t).is_err() {
+            *self.oom = true;
+        }
     }
 }
 
@@ -334,6 +354,7 @@ impl State {
         State {
             history,
             live: LiveTable::new(),
+            domains: domains::Domains::default(),
             deferred: Deferred::default(),
             pending: Vec::new(),
             next_index: 1,
@@ -359,24 +380,32 @@ impl State {
         self.history.fork_child(&mut self.run, parent);
     }
 
+    /// Drained events not applied yet: the heap's and the custom
+    /// allocators'. Both wait for a cut, so both make the writer take one
+    /// (a program that only tracks objects would otherwise never see its
+    /// events applied, and its rings would fill for good).
+    fn waiting(&self) -> usize {
+        self.deferred.len() + self.domains.pending()
+    }
+
     fn step(&mut self) {
         if self.oom {
             return;
         }
-        if self.deferred.len() < BACKLOG_LIMIT {
+        if self.waiting() < BACKLOG_LIMIT {
             self.drain_all();
         }
         requests::collect(&mut self.pending);
         let now = sys::now_ns(libc::CLOCK_MONOTONIC);
         let since = now.saturating_sub(self.last_cut_ns);
-        let backlog = self.deferred.len() >= BACKLOG_LIMIT;
+        let backlog = self.waiting() >= BACKLOG_LIMIT;
         // Over the backlog limit, a point of our own still pending is not
         // superseded: a new one would drain every ring again.
         let own_pending = self.pending.iter().any(|p| p.kind == Kind::Cut);
-        if !self.deferred.is_empty()
+        if self.waiting() > 0
             && (!backlog || !own_pending)
             && (since >= CUT_EVERY_NS
-                || (self.deferred.len() >= CUT_NOW_EVENTS && since >= CUT_EVERY_NS / 4))
+                || (self.waiting() >= CUT_NOW_EVENTS && since >= CUT_EVERY_NS / 4))
         {
             // Everything drained so far is below the new point. Snapshot
             // points below it have claimed their slot already (claim before
@@ -441,6 +470,7 @@ impl State {
                 || self.live.tombstones() > TOMBSTONES_BEFORE_PURGE.max(self.live.entries() / 2)
             {
                 self.live.purge_tombstones(cut);
+                self.domains.purge_tombstones(cut);
             }
             let run = &mut self.run;
             self.gone.retain(|&(thread, last_key)| {
@@ -451,7 +481,7 @@ impl State {
                 pending
             });
         }
-        if self.pending.is_empty() && self.deferred.is_empty() {
+        if self.pending.is_empty() && self.waiting() == 0 {
             self.history.idle(&self.live, &mut self.run);
         }
         self.recycle();
@@ -479,7 +509,13 @@ impl State {
             seq: p.seq,
             time_ns: p.time_ns,
         };
-        dump::write_snapshot(&self.live, &self.run, &moment, &mut self.error_reported);
+        dump::write_snapshot(
+            &self.live,
+            &self.domains,
+            &self.run,
+            &moment,
+            &mut self.error_reported,
+        );
     }
 
     /// The writer ran out of memory (a program under a tight RLIMIT_AS, or
@@ -493,15 +529,25 @@ impl State {
         crate::disable();
         self.deferred = Deferred::default();
         self.live = LiveTable::new();
+        self.domains = domains::Domains::default();
         self.run = WholeRun::default();
         self.pending.clear();
         lifecycle::exit_done();
     }
 
+    /// The rings' sink: borrows the queues apart from the rest of the state.
+    fn sink(&mut self) -> Defer<'_> {
+        Defer {
+            deferred: &mut self.deferred,
+            domains: &mut self.domains,
+            oom: &mut self.oom,
+        }
+    }
+
     fn drain_all(&mut self) {
-        let (d, oom) = (&mut self.deferred, &mut self.oom);
+        let mut sink = self.sink();
         // SAFETY: we are the writer and hold the state lock.
-        ring::for_each(|r| unsafe { r.drain(|e| defer(d, e, oom)) });
+        ring::for_each(|r| unsafe { r.drain(&mut sink) });
     }
 
     fn recycle(&mut self) {
@@ -529,7 +575,7 @@ impl State {
     /// stopped inside one, would otherwise hold every cut back for ever).
     fn progress(&mut self, s: u64, give_up: bool) -> u64 {
         let mut bound = s;
-        let (d, oom) = (&mut self.deferred, &mut self.oom);
+        let mut sink = self.sink();
         ring::for_each(|r| {
             // SAFETY: c_max_seq, c_done and c_stuck are the writer's own
             // fields; we hold the lock.
@@ -539,7 +585,7 @@ impl State {
             let busy = r.busy.load(Ordering::SeqCst);
             // SAFETY: we are the writer and hold the state lock.
             // Only up to the point: see `Ring::drain_until`.
-            unsafe { r.drain_until(s, |e| defer(d, e, oom)) };
+            unsafe { r.drain_until(s, &mut sink) };
             // SAFETY: as for the first read.
             let seen = unsafe { *r.c_max_seq.get() };
             if seen >= s {
@@ -595,6 +641,10 @@ impl State {
     /// completed cut taken at `time_ns`, CLOCK_REALTIME), and passes what
     /// they changed to the whole-run trackers.
     fn apply_below(&mut self, s: u64, time_ns: u64) {
+        if self.domains.apply_below(s).is_err() {
+            self.oom = true;
+            return;
+        }
         if self.deferred.is_empty() {
             return;
         }
