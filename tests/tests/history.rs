@@ -107,6 +107,20 @@ fn sigkill_leaves_the_last_point() {
             n,
             "{top}"
         );
+        // The peak as of the last point: the program only grew, so the
+        // peak is the last point's live set.
+        let peak = s.run.peak.as_ref().unwrap();
+        assert_eq!(peak.traced_bytes, s.header.traced_bytes);
+        assert_eq!(peak.groups, s.traces);
+        let top = memtrace(&["top", "--peak", p]);
+        assert_eq!(
+            count_on_line(
+                &top,
+                &format!("{file}:{}", line_of(file, "grow[i] = touch"))
+            ),
+            n,
+            "{top}"
+        );
         memtrace(&["stats", p]);
         memtrace(&["summary", p]);
         memtrace(&["traceback", p]);
@@ -170,6 +184,7 @@ fn at_gives_each_phase_exactly() {
     }
     // A moment is for a history file; --from/--to for diff; diff of one file needs them.
     let snap = dir.join(format!("hp.{}.exit.snap", out.pid));
+    let secs = |t: u64| format!("{:.6}", (t - start.start_ns) as f64 / 1e9);
     for (args, code) in [
         (vec!["top", "--at", "1", snap.to_str().unwrap()], 1),
         (vec!["top", "--from", "1", path.to_str().unwrap()], 2),
@@ -184,19 +199,36 @@ fn at_gives_each_phase_exactly() {
         );
         assert_eq!(String::from_utf8_lossy(&o.stderr).lines().count(), 1);
     }
-    // A history has the peak's bytes, not its blocks: said so, not "update libtrace.so".
-    let o = Command::new(memtrace_bin())
-        .args(["top", "--peak", path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("no peak blocks in a history"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
+    // The exact peak (history 1.1): the history's last point gives what the
+    // exit snapshot gives; at phase 1 the peak was phase 1's live set.
+    let stat_lines = |top: &str| -> Vec<String> {
+        top.lines()
+            .filter(|l| l.contains("count="))
+            .map(String::from)
+            .collect()
+    };
+    let p = path.to_str().unwrap();
+    let from_history = memtrace(&["top", "--peak", p]);
+    let from_snapshot = memtrace(&["top", "--peak", snap.to_str().unwrap()]);
+    assert_eq!(
+        stat_lines(&from_history),
+        stat_lines(&from_snapshot),
+        "{from_history}\n{from_snapshot}"
     );
+    let file = "history_phases.c";
+    let a_line = format!("{file}:{}", line_of(file, "a[i] = touch"));
+    let b_line = format!("{file}:{}", line_of(file, "b[i] = touch"));
+    // The peak: all 20 of a and the 30 of b, before a's were freed.
+    assert_eq!(count_on_line(&from_history, &a_line), 20, "{from_history}");
+    assert_eq!(count_on_line(&from_history, &b_line), 30, "{from_history}");
+    let at1 = memtrace(&["top", "--peak", "--at", &secs(phases[0].1), p]);
+    assert_eq!(count_on_line(&at1, &a_line), 20, "{at1}");
+    assert!(!at1.contains(&b_line), "{at1}");
+    let peak = read_history(&path, None).run.peak.unwrap();
+    // (Its bytes also hold stdout's buffer.)
+    assert!(peak.traced_bytes >= 20 * 1111 + 30 * 2222);
+    assert_eq!(peak, load(&snap).run.peak.unwrap());
     // diff --from phase 1 --to phase 3.
-    let secs = |t: u64| format!("{:.6}", (t - start.start_ns) as f64 / 1e9);
     let d = memtrace(&[
         "diff",
         path.to_str().unwrap(),

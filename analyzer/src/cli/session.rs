@@ -100,13 +100,12 @@ pub(super) fn missing_view(view: View) -> String {
     format!("{what}: the whole-run sections need a newer libtrace.so (format 1.2)")
 }
 
-/// `missing_view` for the file at `path`: a history holds the peak's bytes
-/// but not its blocks (each point records changes of the live set, not the
-/// set at the peak), which a newer libtrace.so would not change.
+/// `missing_view` for the file at `path`: a history holds the peak's
+/// blocks from history format 1.1 on, once something was allocated.
 pub(super) fn missing_view_in(path: &Path, view: View) -> String {
     if view == View::Peak && crate::history::is_history(path) {
-        return "no peak blocks in a history (it holds the peak's bytes, not its blocks): \
-                use `top --peak` on a snapshot of the same run"
+        return "no peak blocks in this history: nothing allocated yet, or written by a \
+                libtrace.so before history format 1.1 (it holds the peak's bytes only)"
             .to_string();
     }
     missing_view(view)

@@ -44,6 +44,13 @@ pub struct HistoryWriter {
     last_cut: (u64, u64),
 }
 
+/// The trackers stop following events for the history.
+fn stop(run: &mut WholeRun) {
+    run.history.on = false;
+    run.history.clear();
+    run.peak.set_history(false);
+}
+
 impl HistoryWriter {
     pub fn new() -> Self {
         HistoryWriter {
@@ -116,6 +123,7 @@ impl HistoryWriter {
         self.last_cut = (0, 0);
         run.history.clear();
         run.history.on = self.on();
+        run.peak.set_history(self.on());
     }
 
     fn fail(&mut self, what: &str) {
@@ -134,15 +142,22 @@ impl HistoryWriter {
         }
         if run.history.lost {
             self.fail("out of memory in the writer thread for the history");
+            stop(run);
             return;
         }
         let pid = std::process::id();
         if self.fd < 0 && !self.open(pid, run) {
-            run.history.on = false;
-            run.history.clear();
+            stop(run);
             return;
         }
         let changes = run.history.take();
+        // The peak's groups as changes since the last point (docs/FORMAT.md,
+        // history 1.1): a fork child's file starts with the whole peak.
+        let peak = if self.whole_state {
+            run.peak.whole_history()
+        } else {
+            run.peak.take_history()
+        };
         let (groups, stacks): (Vec<(u64, u64, i64)>, Vec<u32>) = if self.whole_state {
             self.whole_state = false;
             let mut g: HashMap<(u32, u64), i64, BuildMix> = HashMap::default();
@@ -165,9 +180,13 @@ impl HistoryWriter {
         };
         let totals: Vec<StackTotals> = stacks.iter().map(|&s| run.totals.of(s)).collect();
         let mut new_stacks = Vec::new();
+        let peak_stacks = peak
+            .iter()
+            .flat_map(|p| p.groups.iter().map(|g| g.0 as u32));
         for &id in groups
             .iter()
             .map(|g| g.0 as u32)
+            .chain(peak_stacks)
             .collect::<Vec<_>>()
             .iter()
             .chain(stacks.iter())
@@ -216,12 +235,12 @@ impl HistoryWriter {
             new_stacks,
             group_changes: groups,
             totals,
+            peak,
         };
         let rec = fmt::encode_point(&pt);
         self.append(&rec);
         if self.failed {
-            run.history.on = false;
-            run.history.clear();
+            stop(run);
         }
     }
 

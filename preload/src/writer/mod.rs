@@ -331,6 +331,7 @@ impl State {
         run.timeline.start(sys::now_ns(libc::CLOCK_REALTIME));
         let history = history::HistoryWriter::new();
         run.history.on = history.on();
+        run.peak.set_history(history.on());
         State {
             history,
             live: LiveTable::new(),
