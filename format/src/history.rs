@@ -14,8 +14,8 @@ use crate::varint::{put_blob, put_u64, unzigzag, zigzag, Reader};
 use crate::whole_run::{decode_totals, encode_totals};
 use crate::{
     decode_modules, decode_stacks, encode_modules, encode_stacks, FormatError, Header, Module,
-    Peak, Snapshot, SnapshotKind, Stack, StackTotals, TimePoint, Timeline, TraceGroup, WholeRun,
-    MAX_POINTS_IN_TIMELINE,
+    Peak, Snapshot, SnapshotKind, SnapshotMark, Stack, StackTotals, TimePoint, Timeline,
+    TraceGroup, WholeRun, MAX_POINTS_IN_TIMELINE,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -80,6 +80,8 @@ pub struct Point {
     /// The peak when it moved since the previous point (1.1; `None`: it
     /// did not, or the file is 1.0).
     pub peak: Option<PeakChange>,
+    /// Snapshots written since the previous point (1.1).
+    pub snapshots: Vec<SnapshotMark>,
 }
 
 /// The exact peak so far (docs/FORMAT.md, PEAK) as changes of its groups
@@ -171,13 +173,21 @@ pub fn encode_point(pt: &Point) -> Vec<u8> {
     p.extend_from_slice(&encode_stacks(&pt.new_stacks));
     put_changes(&mut p, &pt.group_changes);
     p.extend_from_slice(&encode_totals(&pt.totals));
-    // 1.1: a trailing section a 1.0 reader never looks at.
-    if let Some(pk) = &pt.peak {
-        p.push(1);
-        put_u64(&mut p, pk.traced_bytes);
-        put_u64(&mut p, pk.event);
-        put_u64(&mut p, pk.time_ns);
-        put_changes(&mut p, &pk.groups);
+    // 1.1: trailing fields a 1.0 reader never looks at.
+    match &pt.peak {
+        None => p.push(0),
+        Some(pk) => {
+            p.push(1);
+            put_u64(&mut p, pk.traced_bytes);
+            put_u64(&mut p, pk.event);
+            put_u64(&mut p, pk.time_ns);
+            put_changes(&mut p, &pk.groups);
+        }
+    }
+    put_u64(&mut p, pt.snapshots.len() as u64);
+    for m in &pt.snapshots {
+        put_u64(&mut p, m.index);
+        put_u64(&mut p, m.time_ns);
     }
     frame(kind::POINT, &p)
 }
@@ -383,6 +393,16 @@ fn decode_point(b: &[u8]) -> Result<Point, FormatError> {
             _ => return Err(FormatError::Corrupt("bad peak flag")),
         },
     };
+    let mut snapshots = Vec::new();
+    if !r.is_empty() {
+        let n = r.count(2, "snapshot count past end")?;
+        for _ in 0..n {
+            snapshots.push(SnapshotMark {
+                index: r.u64()?,
+                time_ns: r.u64()?,
+            });
+        }
+    }
     Ok(Point {
         time_ns: v[0],
         seq: v[1],
@@ -396,6 +416,7 @@ fn decode_point(b: &[u8]) -> Result<Point, FormatError> {
         group_changes,
         totals,
         peak,
+        snapshots,
     })
 }
 
@@ -460,6 +481,8 @@ pub struct HistoryState {
     modules: Vec<Module>,
     totals: BTreeMap<u64, StackTotals>,
     timeline: Vec<TimePoint>,
+    /// The snapshots' moments (1.1), the latest `MAX_POINTS_IN_TIMELINE`.
+    marks: std::collections::VecDeque<SnapshotMark>,
     /// Keep one point every `stride` in the timeline.
     stride: u64,
 }
@@ -542,6 +565,12 @@ impl HistoryState {
         }
         if let Some(m) = p.modules.take() {
             self.modules = m;
+        }
+        for m in p.snapshots.drain(..) {
+            if self.marks.len() >= MAX_POINTS_IN_TIMELINE {
+                self.marks.pop_front();
+            }
+            self.marks.push_back(m);
         }
         p.group_changes = Vec::new();
         if self.stride == 0 {
@@ -640,7 +669,7 @@ impl HistoryState {
                     start_ns: start.start_ns,
                     interval_ns: start.period_ns.saturating_mul(self.stride.max(1)),
                     points,
-                    snapshots: Vec::new(),
+                    snapshots: self.marks.iter().copied().collect(),
                 }),
                 memory: None,
             },
@@ -914,5 +943,28 @@ mod tests {
             f.extend(point_with_peak(1, vec![stack(1)], vec![], 0, Some(peak)));
             assert!(points_in(&f).is_err());
         }
+    }
+
+    #[test]
+    fn snapshot_marks() {
+        let (mut f, _) = sample_file();
+        f.extend(encode_point(&Point {
+            time_ns: 1_700,
+            traced_bytes: 16 * 15,
+            snapshots: vec![SnapshotMark {
+                index: 1,
+                time_ns: 1_650,
+            }],
+            ..Default::default()
+        }));
+        let s = read_at(&f[..], None).unwrap();
+        let marks = s.run.timeline.unwrap().snapshots;
+        assert_eq!(
+            marks,
+            [SnapshotMark {
+                index: 1,
+                time_ns: 1_650
+            }]
+        );
     }
 }

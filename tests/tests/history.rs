@@ -374,3 +374,97 @@ fn read_while_being_written_and_truncated_anywhere_in_the_last_record() {
         assert_eq!(s.header.time_ns, before.header.time_ns);
     }
 }
+
+/// `name <ns>` on the program's stdout.
+fn stamp(stdout: &str, name: &str) -> u64 {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in {stdout}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn plot_of_a_killed_program_names_its_lines_and_its_peak() {
+    let dir = fresh_dir("history_plot");
+    let out = Run::new(prog("history_plot", Opt::O2), &dir)
+        .out(dir.join("hpl.%p"))
+        .env("MEMTRACE_HISTORY", "50ms")
+        .run();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(libc::SIGKILL),
+        "{}",
+        out.stderr
+    );
+    let path = history_of(&dir.join("hpl"), out.pid);
+    let start = read_start(std::fs::File::open(&path).unwrap()).unwrap();
+    let secs = |t: u64| (t - start.start_ns) as f64 / 1e9;
+    let (spike, unspike) = (stamp(&out.stdout, "SPIKE"), stamp(&out.stdout, "UNSPIKE"));
+    // The peak is the grown line and the spike, made after SPIKE.
+    let s = read_history(&path, None);
+    let peak = s.run.peak.as_ref().unwrap();
+    assert_eq!(peak.traced_bytes, 50 * 20000 + 3_000_000, "{:?}", peak);
+    assert!(peak.time_ns >= spike, "{} before {spike}", peak.time_ns);
+    let file = "history_plot.c";
+    let grown = format!("{file}:{}", line_of(file, "grown[i] = touch"));
+    let spiked = format!("{file}:{}", line_of(file, "spike = touch"));
+    let second = format!("{file}:{}", line_of(file, "second[i] = touch"));
+
+    let svg_path = dir.join("mem.svg");
+    let p = path.to_str().unwrap();
+    memtrace(&["plot", p, "-o", svg_path.to_str().unwrap()]);
+    let svg = std::fs::read_to_string(&svg_path).unwrap();
+    // The peak's mark where the program put it: its bytes, and a moment
+    // between SPIKE and (the writer applies events within milliseconds;
+    // a loaded machine may take longer) UNSPIKE.
+    let label = svg
+        .split("peak 3.8 MiB at ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no peak label in {svg}"));
+    let at: f64 = label.split(" s<").next().unwrap().parse().unwrap();
+    assert!(
+        at >= secs(spike) - 0.005 && at <= secs(unspike) + 2.0,
+        "peak at {at} s, spike {}..{} s",
+        secs(spike),
+        secs(unspike)
+    );
+    // The lines stacked and named: the spike and the grown line (most
+    // bytes at the peak, in that order), then the line that grew after it.
+    assert_eq!(svg.matches("class=\"line-area\"").count(), 3, "{svg}");
+    let legend = svg.split("class=\"lines-legend\"").nth(1).unwrap();
+    let pos = |l: &str| {
+        legend
+            .find(&format!("{l} in main<"))
+            .unwrap_or_else(|| panic!("{l} not in the legend: {legend}"))
+    };
+    assert!(pos(&spiked) < pos(&grown) && pos(&grown) < pos(&second));
+    assert!(legend.contains("The 2 lines with live bytes at the peak, then 1 more"));
+    // The snapshot taken with SIGUSR2 and the last point marked.
+    assert!(svg.contains(">#1</text>"), "{svg}");
+    assert!(svg.contains(">last point</text>"), "{svg}");
+    // `top --peak` agrees.
+    let top = memtrace(&["top", "--peak", p]);
+    assert_eq!(count_on_line(&top, &spiked), 1, "{top}");
+    assert_eq!(count_on_line(&top, &grown), 50, "{top}");
+
+    let Some(chrome) = chromium::chromium() else {
+        eprintln!("SKIPPED: the chart was not rendered: chromium is missing and scripts/install-deps --test could not install it");
+        return;
+    };
+    let h: u32 = svg
+        .split("height=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .parse::<f64>()
+        .unwrap() as u32;
+    let (drawn, blank) = chromium::drawn_and_blank(&chrome, &svg_path, 960, h);
+    assert!(
+        drawn > 8 * blank && drawn > 15_000,
+        "chart {drawn} B vs blank {blank} B"
+    );
+}

@@ -90,6 +90,30 @@ impl Session {
     }
 }
 
+impl Session {
+    /// The top `n` lines of the history at `path` over time, up to the
+    /// point `dump` was read at (`history_lines`); prints its warnings.
+    pub fn history_lines(
+        &mut self,
+        path: &Path,
+        dump: &memtrace_format::Snapshot,
+        n: usize,
+    ) -> Result<Option<crate::history_lines::LineSeries>, String> {
+        let l = crate::history_lines::series(
+            path,
+            dump,
+            n,
+            &mut self.table,
+            &mut self.sym,
+            &self.rules,
+        );
+        for w in self.sym.warnings.drain(..) {
+            eprintln!("memtrace: warning: {w}");
+        }
+        l
+    }
+}
+
 /// Why a file cannot give `view` (it was written before format 1.2).
 pub(super) fn missing_view(view: View) -> String {
     let what = match view {

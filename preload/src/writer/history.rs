@@ -17,7 +17,7 @@ use crate::sys::{self, BuildMix};
 use crate::whole_run::{self, WholeRun};
 use crate::{config, intern, modules};
 use memtrace_format::history::{self as fmt, Point, Start};
-use memtrace_format::{Stack, StackTotals};
+use memtrace_format::{SnapshotMark, Stack, StackTotals};
 use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
 
@@ -42,6 +42,8 @@ pub struct HistoryWriter {
     whole_state: bool,
     /// The last completed cut: (seq, CLOCK_REALTIME ns).
     last_cut: (u64, u64),
+    /// Snapshots written since the last point, for the next one.
+    marks: Vec<SnapshotMark>,
 }
 
 /// The trackers stop following events for the history.
@@ -64,6 +66,15 @@ impl HistoryWriter {
             parent_pid: 0,
             whole_state: false,
             last_cut: (0, 0),
+            marks: Vec::new(),
+        }
+    }
+
+    /// A snapshot was written: its moment goes in the next point (the
+    /// point at its cut was made before it).
+    pub fn snapshot_written(&mut self, index: u64, time_ns: u64) {
+        if self.on() {
+            self.marks.push(SnapshotMark { index, time_ns });
         }
     }
 
@@ -98,7 +109,7 @@ impl HistoryWriter {
     /// changed since the last (a program that stopped allocating still
     /// gets its last changes on disk within a period).
     pub fn idle(&mut self, live: &LiveTable, run: &mut WholeRun) {
-        if (run.history.is_dirty() || self.whole_state)
+        if (run.history.is_dirty() || self.whole_state || !self.marks.is_empty())
             && self.last_cut.1 != 0
             && self.due(sys::now_ns(libc::CLOCK_MONOTONIC))
         {
@@ -121,6 +132,7 @@ impl HistoryWriter {
         self.parent_pid = parent_pid;
         self.whole_state = true;
         self.last_cut = (0, 0);
+        self.marks.clear();
         run.history.clear();
         run.history.on = self.on();
         run.peak.set_history(self.on());
@@ -236,6 +248,7 @@ impl HistoryWriter {
             group_changes: groups,
             totals,
             peak,
+            snapshots: std::mem::take(&mut self.marks),
         };
         let rec = fmt::encode_point(&pt);
         self.append(&rec);

@@ -431,6 +431,7 @@ impl State {
                     self.next_index += 1;
                     self.write_snapshot(SnapshotKind::Signal, index, p);
                     self.run.timeline.mark_snapshot(index, p.time_ns);
+                    self.history.snapshot_written(index, p.time_ns);
                 }
                 Kind::Exit => {
                     self.write_snapshot(SnapshotKind::Exit, 0, p);
