@@ -175,7 +175,9 @@ pub fn series(
         }
         for &(stack, size, delta) in &p.group_changes {
             if let Some(&i) = stack_slot.get(&stack) {
-                now[i] += size as i128 * delta as i128;
+                // Saturating: a file changed since the first pass is
+                // not checked again, and must not overflow.
+                now[i] = now[i].saturating_add(size as i128 * delta as i128);
             }
         }
         if next < wanted.len() && p.time_ns >= wanted[next] {

@@ -424,7 +424,7 @@ fn decode_point(b: &[u8]) -> Result<Point, FormatError> {
 
 /// Σ size × count of `groups` after `changes` (starting from `sum`, their
 /// sum now), checking that each names a known stack, no group changes twice
-/// and no count goes below zero.
+/// and no count leaves 0..2^64.
 fn checked_sum(
     groups: &HashMap<(u64, u64), u64>,
     sum: u128,
@@ -439,10 +439,17 @@ fn checked_sum(
         }
         keys.push((stack, size));
         let now = groups.get(&(stack, size)).copied().unwrap_or(0) as i128;
-        if now + (delta as i128) < 0 {
+        let count = now + delta as i128;
+        if count < 0 {
             return Err(FormatError::Corrupt("group count below zero"));
         }
-        sum += (size as i128) * (delta as i128);
+        if count > u64::MAX as i128 {
+            return Err(FormatError::Corrupt("group count past 2^64"));
+        }
+        // One product fits in i128; their sum may not.
+        sum = sum
+            .checked_add(size as i128 * delta as i128)
+            .ok_or(FormatError::Corrupt("bytes past 2^127"))?;
     }
     keys.sort_unstable();
     if keys.windows(2).any(|w| w[0] == w[1]) {
@@ -928,6 +935,20 @@ mod tests {
         // A 1.0 file (no peak sections) has no peak.
         let (old, _) = sample_file();
         assert!(read_at(&old[..], None).unwrap().run.peak.is_none());
+    }
+
+    #[test]
+    fn bytes_past_i128_refused_not_wrapped() {
+        let mut f = file_header().to_vec();
+        f.extend(encode_start(&Start::default()));
+        f.extend(point_with_peak(
+            1,
+            vec![stack(1), stack(2)],
+            vec![(1, u64::MAX, i64::MAX), (2, u64::MAX, i64::MAX)],
+            0,
+            None,
+        ));
+        assert!(points_in(&f).is_err());
     }
 
     #[test]
