@@ -479,13 +479,16 @@ fn draw(d: &ChartData, history: bool) -> String {
             "peak of traced memory",
         );
     }
-    item(
-        &mut s,
-        format!(
-            r##"<line x1="10" x2="10" y1="-7" y2="7" stroke="{MARK}" stroke-dasharray="4 3"/>"##
-        ),
-        earlier,
-    );
+    // A history without snapshots has nothing to name there.
+    if !(history && d.marks.is_empty()) {
+        item(
+            &mut s,
+            format!(
+                r##"<line x1="10" x2="10" y1="-7" y2="7" stroke="{MARK}" stroke-dasharray="4 3"/>"##
+            ),
+            earlier,
+        );
+    }
     item(
         &mut s,
         format!(r##"<line x1="10" x2="10" y1="-7" y2="7" stroke="{MARK}"/>"##),
