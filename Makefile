@@ -3,7 +3,7 @@ CARGO ?= cargo
 PRELOAD := target/release/libtrace.so
 MEMTRACE := target/release/memtrace
 
-.PHONY: all deps build lint test test-real demo bench fuzz clean
+.PHONY: all deps build lint test test-real demo bench bench-history fuzz clean
 
 all: build
 
@@ -35,6 +35,12 @@ demo: build
 bench: build
 	@scripts/install-deps --bench
 	scripts/bench
+	scripts/bench-history
+
+# The history file's size and cost alone (its own section of docs/BENCHMARKS.md).
+bench-history: build
+	@scripts/install-deps --bench
+	scripts/bench-history
 
 # Runs each fuzz target for FUZZ_SECONDS (default 60).
 fuzz: deps

@@ -27,6 +27,7 @@ pub mod filter;
 pub mod format;
 pub mod frame;
 pub mod history;
+pub mod history_lines;
 pub mod pattern;
 pub mod progress;
 pub mod report;

@@ -14,15 +14,16 @@ use crate::varint::{put_blob, put_u64, unzigzag, zigzag, Reader};
 use crate::whole_run::{decode_totals, encode_totals};
 use crate::{
     decode_modules, decode_stacks, encode_modules, encode_stacks, FormatError, Header, Module,
-    Snapshot, SnapshotKind, Stack, StackTotals, TimePoint, Timeline, TraceGroup, WholeRun,
-    MAX_POINTS_IN_TIMELINE,
+    Peak, Snapshot, SnapshotKind, SnapshotMark, Stack, StackTotals, TimePoint, Timeline,
+    TraceGroup, WholeRun, MAX_POINTS_IN_TIMELINE,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 
 pub const HISTORY_MAGIC: &[u8; 8] = b"MTHISTRY";
 pub const HISTORY_MAJOR: u16 = 1;
-pub const HISTORY_MINOR: u16 = 0;
+/// 1: a point may end with the peak's changes (`Point::peak`).
+pub const HISTORY_MINOR: u16 = 1;
 /// Magic and the two versions.
 pub const FILE_HEADER_LEN: usize = 12;
 /// Length and CRC of a record.
@@ -76,6 +77,25 @@ pub struct Point {
     pub group_changes: Vec<(u64, u64, i64)>,
     /// The totals of the stacks whose totals changed (absolute values).
     pub totals: Vec<StackTotals>,
+    /// The peak when it moved since the previous point (1.1; `None`: it
+    /// did not, or the file is 1.0).
+    pub peak: Option<PeakChange>,
+    /// Snapshots written since the previous point (1.1).
+    pub snapshots: Vec<SnapshotMark>,
+}
+
+/// The exact peak so far (docs/FORMAT.md, PEAK) as changes of its groups
+/// since the peak the previous points gave (1.1).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct PeakChange {
+    /// Traced bytes at the peak: Σ size × count of its groups.
+    pub traced_bytes: u64,
+    /// The key of the event that reached it.
+    pub event: u64,
+    /// When the writer applied that event, ns since the epoch.
+    pub time_ns: u64,
+    /// (stack, size, change of count at the peak), each group at most once.
+    pub groups: Vec<(u64, u64, i64)>,
 }
 
 /// A record read back.
@@ -151,14 +171,47 @@ pub fn encode_point(pt: &Point) -> Vec<u8> {
         }
     }
     p.extend_from_slice(&encode_stacks(&pt.new_stacks));
-    put_u64(&mut p, pt.group_changes.len() as u64);
-    for &(stack, size, delta) in &pt.group_changes {
-        put_u64(&mut p, stack);
-        put_u64(&mut p, size);
-        put_u64(&mut p, zigzag(delta));
-    }
+    put_changes(&mut p, &pt.group_changes);
     p.extend_from_slice(&encode_totals(&pt.totals));
+    // 1.1: trailing fields a 1.0 reader never looks at.
+    match &pt.peak {
+        None => p.push(0),
+        Some(pk) => {
+            p.push(1);
+            put_u64(&mut p, pk.traced_bytes);
+            put_u64(&mut p, pk.event);
+            put_u64(&mut p, pk.time_ns);
+            put_changes(&mut p, &pk.groups);
+        }
+    }
+    put_u64(&mut p, pt.snapshots.len() as u64);
+    for m in &pt.snapshots {
+        put_u64(&mut p, m.index);
+        put_u64(&mut p, m.time_ns);
+    }
     frame(kind::POINT, &p)
+}
+
+/// n, then n × (stack, size, zigzag change).
+fn put_changes(p: &mut Vec<u8>, changes: &[(u64, u64, i64)]) {
+    put_u64(p, changes.len() as u64);
+    for &(stack, size, delta) in changes {
+        put_u64(p, stack);
+        put_u64(p, size);
+        put_u64(p, zigzag(delta));
+    }
+}
+
+fn get_changes(r: &mut Reader) -> Result<Vec<(u64, u64, i64)>, FormatError> {
+    let n = r.count(3, "group count past end")?;
+    let mut changes = Vec::with_capacity(n);
+    for _ in 0..n {
+        let stack = r.u64()?;
+        let size = r.u64()?;
+        let delta = unzigzag(r.u64()?);
+        changes.push((stack, size, delta));
+    }
+    Ok(changes)
 }
 
 // ---------------------------------------------------------------- reading
@@ -324,15 +377,32 @@ fn decode_point(b: &[u8]) -> Result<Point, FormatError> {
         _ => return Err(FormatError::Corrupt("bad modules flag")),
     };
     let new_stacks = decode_stacks(&mut r)?;
-    let n = r.count(3, "group count past end")?;
-    let mut group_changes = Vec::with_capacity(n);
-    for _ in 0..n {
-        let stack = r.u64()?;
-        let size = r.u64()?;
-        let delta = unzigzag(r.u64()?);
-        group_changes.push((stack, size, delta));
-    }
+    let group_changes = get_changes(&mut r)?;
     let totals = decode_totals(&mut r)?;
+    // 1.1's peak; anything after what this reader knows is a later minor's.
+    let peak = match r.is_empty() {
+        true => None,
+        false => match r.u8()? {
+            0 => None,
+            1 => Some(PeakChange {
+                traced_bytes: r.u64()?,
+                event: r.u64()?,
+                time_ns: r.u64()?,
+                groups: get_changes(&mut r)?,
+            }),
+            _ => return Err(FormatError::Corrupt("bad peak flag")),
+        },
+    };
+    let mut snapshots = Vec::new();
+    if !r.is_empty() {
+        let n = r.count(2, "snapshot count past end")?;
+        for _ in 0..n {
+            snapshots.push(SnapshotMark {
+                index: r.u64()?,
+                time_ns: r.u64()?,
+            });
+        }
+    }
     Ok(Point {
         time_ns: v[0],
         seq: v[1],
@@ -345,10 +415,59 @@ fn decode_point(b: &[u8]) -> Result<Point, FormatError> {
         new_stacks,
         group_changes,
         totals,
+        peak,
+        snapshots,
     })
 }
 
 // ---------------------------------------------------------------- state
+
+/// Σ size × count of `groups` after `changes` (starting from `sum`, their
+/// sum now), checking that each names a known stack, no group changes twice
+/// and no count leaves 0..2^64.
+fn checked_sum(
+    groups: &HashMap<(u64, u64), u64>,
+    sum: u128,
+    changes: &[(u64, u64, i64)],
+    known: &dyn Fn(u64) -> bool,
+) -> Result<i128, FormatError> {
+    let mut sum = sum as i128;
+    let mut keys: Vec<(u64, u64)> = Vec::with_capacity(changes.len());
+    for &(stack, size, delta) in changes {
+        if !known(stack) {
+            return Err(FormatError::Corrupt("group names an unknown stack"));
+        }
+        keys.push((stack, size));
+        let now = groups.get(&(stack, size)).copied().unwrap_or(0) as i128;
+        let count = now + delta as i128;
+        if count < 0 {
+            return Err(FormatError::Corrupt("group count below zero"));
+        }
+        if count > u64::MAX as i128 {
+            return Err(FormatError::Corrupt("group count past 2^64"));
+        }
+        // One product fits in i128; their sum may not.
+        sum = sum
+            .checked_add(size as i128 * delta as i128)
+            .ok_or(FormatError::Corrupt("bytes past 2^127"))?;
+    }
+    keys.sort_unstable();
+    if keys.windows(2).any(|w| w[0] == w[1]) {
+        return Err(FormatError::Corrupt("group changed twice in a point"));
+    }
+    Ok(sum)
+}
+
+/// Applies changes `checked_sum` accepted; groups at 0 are dropped.
+fn apply_changes(groups: &mut HashMap<(u64, u64), u64>, changes: &[(u64, u64, i64)]) {
+    for &(stack, size, delta) in changes {
+        let e = groups.entry((stack, size)).or_insert(0);
+        *e = (*e as i128 + delta as i128) as u64;
+        if *e == 0 {
+            groups.remove(&(stack, size));
+        }
+    }
+}
 
 /// The history applied up to some point: what a snapshot of that moment
 /// holds. Memory: the live groups, the stacks and totals named so far, at
@@ -361,10 +480,16 @@ pub struct HistoryState {
     pub points: u64,
     groups: HashMap<(u64, u64), u64>,
     traced: u128,
+    /// The peak's groups and bytes, and its event and time (1.1).
+    peak_groups: HashMap<(u64, u64), u64>,
+    peak_traced: u128,
+    peak: Option<PeakChange>,
     stacks: HashMap<u64, Stack>,
     modules: Vec<Module>,
     totals: BTreeMap<u64, StackTotals>,
     timeline: Vec<TimePoint>,
+    /// The snapshots' moments (1.1), the latest `MAX_POINTS_IN_TIMELINE`.
+    marks: std::collections::VecDeque<SnapshotMark>,
     /// Keep one point every `stride` in the timeline.
     stride: u64,
 }
@@ -413,25 +538,15 @@ impl HistoryState {
         }
         let known = |id: u64| self.stacks.contains_key(&id) || ids.binary_search(&id).is_ok();
         // Check before changing anything.
-        let mut traced = self.traced as i128;
-        let mut keys: Vec<(u64, u64)> = Vec::with_capacity(p.group_changes.len());
-        for &(stack, size, delta) in &p.group_changes {
-            if !known(stack) {
-                return Err(FormatError::Corrupt("group names an unknown stack"));
-            }
-            keys.push((stack, size));
-            let now = self.groups.get(&(stack, size)).copied().unwrap_or(0) as i128;
-            if now + (delta as i128) < 0 {
-                return Err(FormatError::Corrupt("group count below zero"));
-            }
-            traced += (size as i128) * (delta as i128);
-        }
-        keys.sort_unstable();
-        if keys.windows(2).any(|w| w[0] == w[1]) {
-            return Err(FormatError::Corrupt("group changed twice in a point"));
-        }
+        let traced = checked_sum(&self.groups, self.traced, &p.group_changes, &known)?;
         if traced != p.traced_bytes as i128 {
             return Err(FormatError::Corrupt("traced bytes differ from the groups"));
+        }
+        if let Some(pk) = &p.peak {
+            let bytes = checked_sum(&self.peak_groups, self.peak_traced, &pk.groups, &known)?;
+            if bytes != pk.traced_bytes as i128 {
+                return Err(FormatError::Corrupt("peak bytes differ from its groups"));
+            }
         }
         for t in &p.totals {
             if !known(t.stack) {
@@ -443,18 +558,26 @@ impl HistoryState {
         for s in p.new_stacks.drain(..) {
             self.stacks.insert(s.id, s);
         }
-        for &(stack, size, delta) in &p.group_changes {
-            let e = self.groups.entry((stack, size)).or_insert(0);
-            *e = (*e as i128 + delta as i128) as u64;
-            if *e == 0 {
-                self.groups.remove(&(stack, size));
-            }
+        apply_changes(&mut self.groups, &p.group_changes);
+        if let Some(pk) = p.peak.take() {
+            apply_changes(&mut self.peak_groups, &pk.groups);
+            self.peak_traced = pk.traced_bytes as u128;
+            self.peak = Some(PeakChange {
+                groups: Vec::new(),
+                ..pk
+            });
         }
         for t in p.totals.drain(..) {
             self.totals.insert(t.stack, t);
         }
         if let Some(m) = p.modules.take() {
             self.modules = m;
+        }
+        for m in p.snapshots.drain(..) {
+            if self.marks.len() >= MAX_POINTS_IN_TIMELINE {
+                self.marks.pop_front();
+            }
+            self.marks.push_back(m);
         }
         p.group_changes = Vec::new();
         if self.stride == 0 {
@@ -482,27 +605,34 @@ impl HistoryState {
 
     /// The live groups now, sorted.
     pub fn groups(&self) -> Vec<TraceGroup> {
-        let mut g: Vec<TraceGroup> = self
-            .groups
-            .iter()
-            .map(|(&(stack, size), &count)| TraceGroup { stack, size, count })
-            .collect();
-        g.sort_unstable_by_key(|t| (t.stack, t.size));
-        g
+        sorted_groups(&self.groups)
     }
 
-    /// The state at the last point applied, as a snapshot (no peak: the
-    /// history holds only the peak's bytes, in the header). `None` before
-    /// the first point.
+    /// The exact peak so far, when the file holds it (1.1).
+    pub fn peak(&self) -> Option<Peak> {
+        let pk = self.peak.as_ref()?;
+        Some(Peak {
+            time_ns: pk.time_ns,
+            event: pk.event,
+            traced_bytes: pk.traced_bytes,
+            groups: sorted_groups(&self.peak_groups),
+        })
+    }
+
+    /// The state at the last point applied, as a snapshot (its peak only
+    /// when the file holds the peak's groups: 1.1). `None` before the first
+    /// point.
     pub fn snapshot(&self) -> Option<Snapshot> {
         let start = self.start.as_ref()?;
         let last = self.last.as_ref()?;
         let traces = self.groups();
         let totals: Vec<StackTotals> = self.totals.values().cloned().collect();
+        let peak = self.peak();
         let mut ids: Vec<u64> = traces
             .iter()
             .map(|t| t.stack)
             .chain(totals.iter().map(|t| t.stack))
+            .chain(peak.iter().flat_map(|p| p.groups.iter().map(|g| g.stack)))
             .collect();
         ids.sort_unstable();
         ids.dedup();
@@ -527,7 +657,8 @@ impl HistoryState {
                 seq: last.seq,
                 frame_limit: start.frame_limit.max(1),
                 traced_bytes: last.traced_bytes,
-                peak_bytes: last.peak_bytes.max(last.traced_bytes),
+                peak_bytes: (last.peak_bytes.max(last.traced_bytes))
+                    .max(self.peak.as_ref().map_or(0, |p| p.traced_bytes)),
                 alloc_count: last.alloc_count,
                 free_count: last.free_count,
                 sample_rate: start.sample_rate,
@@ -541,18 +672,27 @@ impl HistoryState {
             // History keeps the malloc heap (domain 0) only (docs/HISTORY.md).
             domains: Vec::new(),
             run: WholeRun {
-                peak: None,
+                peak,
                 totals,
                 timeline: Some(Timeline {
                     start_ns: start.start_ns,
                     interval_ns: start.period_ns.saturating_mul(self.stride.max(1)),
                     points,
-                    snapshots: Vec::new(),
+                    snapshots: self.marks.iter().copied().collect(),
                 }),
                 memory: None,
             },
         })
     }
+}
+
+fn sorted_groups(groups: &HashMap<(u64, u64), u64>) -> Vec<TraceGroup> {
+    let mut g: Vec<TraceGroup> = groups
+        .iter()
+        .map(|(&(stack, size), &count)| TraceGroup { stack, size, count })
+        .collect();
+    g.sort_unstable_by_key(|t| (t.stack, t.size));
+    g
 }
 
 /// Reads a history up to the last point at or before `at_ns` (ns since the
@@ -726,5 +866,128 @@ mod tests {
             ..Default::default()
         }));
         assert!(points_in(&f).is_err());
+    }
+
+    type Changes = Vec<(u64, u64, i64)>;
+
+    /// A point with the peak's changes; `peak` as (bytes, changes).
+    fn point_with_peak(
+        time_ns: u64,
+        stacks: Vec<Stack>,
+        groups: Vec<(u64, u64, i64)>,
+        traced: u64,
+        peak: Option<(u64, Changes)>,
+    ) -> Vec<u8> {
+        encode_point(&Point {
+            time_ns,
+            traced_bytes: traced,
+            new_stacks: stacks,
+            group_changes: groups,
+            peak: peak.map(|(bytes, groups)| PeakChange {
+                traced_bytes: bytes,
+                event: time_ns,
+                time_ns,
+                groups,
+            }),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn peak_as_changes() {
+        let mut f = file_header().to_vec();
+        f.extend(encode_start(&Start {
+            frame_limit: 32,
+            ..Default::default()
+        }));
+        f.extend(point_with_peak(
+            1,
+            vec![stack(1), stack(2)],
+            vec![(1, 100, 2), (2, 10, 1)],
+            210,
+            Some((210, vec![(1, 100, 2), (2, 10, 1)])),
+        ));
+        // Below the peak: no peak section, the peak stays.
+        f.extend(point_with_peak(2, vec![], vec![(1, 100, -2)], 10, None));
+        let s = read_at(&f[..], None).unwrap();
+        let p = s.run.peak.as_ref().unwrap();
+        assert_eq!((p.traced_bytes, p.time_ns), (210, 1));
+        assert_eq!(p.groups.len(), 2);
+        assert_eq!(s.header.peak_bytes, 210);
+        // A higher peak made of other blocks.
+        f.extend(point_with_peak(
+            3,
+            vec![stack(3)],
+            vec![(3, 300, 1)],
+            310,
+            Some((310, vec![(1, 100, -2), (3, 300, 1)])),
+        ));
+        let s = read_at(&f[..], None).unwrap();
+        let p = s.run.peak.unwrap();
+        let g: Vec<_> = p
+            .groups
+            .iter()
+            .map(|g| (g.stack, g.size, g.count))
+            .collect();
+        assert_eq!(g, [(2, 10, 1), (3, 300, 1)]);
+        assert_eq!(p.traced_bytes, 310);
+        // The snapshot it makes is a valid one (the peak's stacks in it).
+        let back = crate::decode(&crate::encode(&read_at(&f[..], None).unwrap())).unwrap();
+        assert_eq!(back.run.peak.unwrap().groups.len(), 2);
+        // A 1.0 file (no peak sections) has no peak.
+        let (old, _) = sample_file();
+        assert!(read_at(&old[..], None).unwrap().run.peak.is_none());
+    }
+
+    #[test]
+    fn bytes_past_i128_refused_not_wrapped() {
+        let mut f = file_header().to_vec();
+        f.extend(encode_start(&Start::default()));
+        f.extend(point_with_peak(
+            1,
+            vec![stack(1), stack(2)],
+            vec![(1, u64::MAX, i64::MAX), (2, u64::MAX, i64::MAX)],
+            0,
+            None,
+        ));
+        assert!(points_in(&f).is_err());
+    }
+
+    #[test]
+    fn inconsistent_peak_refused() {
+        for peak in [
+            (20, vec![(1, 10, 1)]),             // bytes differ
+            (10, vec![(9, 10, 1)]),             // unknown stack
+            (0, vec![(1, 10, -1)]),             // below zero
+            (20, vec![(1, 10, 1), (1, 10, 1)]), // twice
+        ] {
+            let mut f = file_header().to_vec();
+            f.extend(encode_start(&Start::default()));
+            f.extend(point_with_peak(1, vec![stack(1)], vec![], 0, Some(peak)));
+            assert!(points_in(&f).is_err());
+        }
+    }
+
+    #[test]
+    fn snapshot_marks() {
+        let (mut f, _) = sample_file();
+        f.extend(encode_point(&Point {
+            time_ns: 1_700,
+            traced_bytes: 16 * 15,
+            snapshots: vec![SnapshotMark {
+                index: 1,
+                time_ns: 1_650,
+            }],
+            ..Default::default()
+        }));
+        let s = read_at(&f[..], None).unwrap();
+        let marks = s.run.timeline.unwrap().snapshots;
+        assert_eq!(
+            marks,
+            [SnapshotMark {
+                index: 1,
+                time_ns: 1_650
+            }]
+        );
     }
 }

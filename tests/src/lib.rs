@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 pub use memtrace_format as format;
 
+pub mod chromium;
+
 /// Where build.rs put the compiled programs.
 pub const PROGRAMS_DIR: &str = env!("OUT_DIR");
 

@@ -107,6 +107,20 @@ fn sigkill_leaves_the_last_point() {
             n,
             "{top}"
         );
+        // The peak as of the last point: the program only grew, so the
+        // peak is the last point's live set.
+        let peak = s.run.peak.as_ref().unwrap();
+        assert_eq!(peak.traced_bytes, s.header.traced_bytes);
+        assert_eq!(peak.groups, s.traces);
+        let top = memtrace(&["top", "--peak", p]);
+        assert_eq!(
+            count_on_line(
+                &top,
+                &format!("{file}:{}", line_of(file, "grow[i] = touch"))
+            ),
+            n,
+            "{top}"
+        );
         memtrace(&["stats", p]);
         memtrace(&["summary", p]);
         memtrace(&["traceback", p]);
@@ -170,6 +184,7 @@ fn at_gives_each_phase_exactly() {
     }
     // A moment is for a history file; --from/--to for diff; diff of one file needs them.
     let snap = dir.join(format!("hp.{}.exit.snap", out.pid));
+    let secs = |t: u64| format!("{:.6}", (t - start.start_ns) as f64 / 1e9);
     for (args, code) in [
         (vec!["top", "--at", "1", snap.to_str().unwrap()], 1),
         (vec!["top", "--from", "1", path.to_str().unwrap()], 2),
@@ -184,19 +199,36 @@ fn at_gives_each_phase_exactly() {
         );
         assert_eq!(String::from_utf8_lossy(&o.stderr).lines().count(), 1);
     }
-    // A history has the peak's bytes, not its blocks: said so, not "update libtrace.so".
-    let o = Command::new(memtrace_bin())
-        .args(["top", "--peak", path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("no peak blocks in a history"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
+    // The exact peak (history 1.1): the history's last point gives what the
+    // exit snapshot gives; at phase 1 the peak was phase 1's live set.
+    let stat_lines = |top: &str| -> Vec<String> {
+        top.lines()
+            .filter(|l| l.contains("count="))
+            .map(String::from)
+            .collect()
+    };
+    let p = path.to_str().unwrap();
+    let from_history = memtrace(&["top", "--peak", p]);
+    let from_snapshot = memtrace(&["top", "--peak", snap.to_str().unwrap()]);
+    assert_eq!(
+        stat_lines(&from_history),
+        stat_lines(&from_snapshot),
+        "{from_history}\n{from_snapshot}"
     );
+    let file = "history_phases.c";
+    let a_line = format!("{file}:{}", line_of(file, "a[i] = touch"));
+    let b_line = format!("{file}:{}", line_of(file, "b[i] = touch"));
+    // The peak: all 20 of a and the 30 of b, before a's were freed.
+    assert_eq!(count_on_line(&from_history, &a_line), 20, "{from_history}");
+    assert_eq!(count_on_line(&from_history, &b_line), 30, "{from_history}");
+    let at1 = memtrace(&["top", "--peak", "--at", &secs(phases[0].1), p]);
+    assert_eq!(count_on_line(&at1, &a_line), 20, "{at1}");
+    assert!(!at1.contains(&b_line), "{at1}");
+    let peak = read_history(&path, None).run.peak.unwrap();
+    // (Its bytes also hold stdout's buffer.)
+    assert!(peak.traced_bytes >= 20 * 1111 + 30 * 2222);
+    assert_eq!(peak, load(&snap).run.peak.unwrap());
     // diff --from phase 1 --to phase 3.
-    let secs = |t: u64| format!("{:.6}", (t - start.start_ns) as f64 / 1e9);
     let d = memtrace(&[
         "diff",
         path.to_str().unwrap(),
@@ -341,4 +373,98 @@ fn read_while_being_written_and_truncated_anywhere_in_the_last_record() {
         assert_eq!(s.traces, before.traces, "cut at {cut}");
         assert_eq!(s.header.time_ns, before.header.time_ns);
     }
+}
+
+/// `name <ns>` on the program's stdout.
+fn stamp(stdout: &str, name: &str) -> u64 {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in {stdout}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn plot_of_a_killed_program_names_its_lines_and_its_peak() {
+    let dir = fresh_dir("history_plot");
+    let out = Run::new(prog("history_plot", Opt::O2), &dir)
+        .out(dir.join("hpl.%p"))
+        .env("MEMTRACE_HISTORY", "50ms")
+        .run();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(libc::SIGKILL),
+        "{}",
+        out.stderr
+    );
+    let path = history_of(&dir.join("hpl"), out.pid);
+    let start = read_start(std::fs::File::open(&path).unwrap()).unwrap();
+    let secs = |t: u64| (t - start.start_ns) as f64 / 1e9;
+    let (spike, unspike) = (stamp(&out.stdout, "SPIKE"), stamp(&out.stdout, "UNSPIKE"));
+    // The peak is the grown line and the spike, made after SPIKE.
+    let s = read_history(&path, None);
+    let peak = s.run.peak.as_ref().unwrap();
+    assert_eq!(peak.traced_bytes, 50 * 20000 + 3_000_000, "{:?}", peak);
+    assert!(peak.time_ns >= spike, "{} before {spike}", peak.time_ns);
+    let file = "history_plot.c";
+    let grown = format!("{file}:{}", line_of(file, "grown[i] = touch"));
+    let spiked = format!("{file}:{}", line_of(file, "spike = touch"));
+    let second = format!("{file}:{}", line_of(file, "second[i] = touch"));
+
+    let svg_path = dir.join("mem.svg");
+    let p = path.to_str().unwrap();
+    memtrace(&["plot", p, "-o", svg_path.to_str().unwrap()]);
+    let svg = std::fs::read_to_string(&svg_path).unwrap();
+    // The peak's mark where the program put it: its bytes, and a moment
+    // between SPIKE and (the writer applies events within milliseconds;
+    // a loaded machine may take longer) UNSPIKE.
+    let label = svg
+        .split("peak 3.8 MiB at ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no peak label in {svg}"));
+    let at: f64 = label.split(" s<").next().unwrap().parse().unwrap();
+    assert!(
+        at >= secs(spike) - 0.005 && at <= secs(unspike) + 2.0,
+        "peak at {at} s, spike {}..{} s",
+        secs(spike),
+        secs(unspike)
+    );
+    // The lines stacked and named: the spike and the grown line (most
+    // bytes at the peak, in that order), then the line that grew after it.
+    assert_eq!(svg.matches("class=\"line-area\"").count(), 3, "{svg}");
+    let legend = svg.split("class=\"lines-legend\"").nth(1).unwrap();
+    let pos = |l: &str| {
+        legend
+            .find(&format!("{l} in main<"))
+            .unwrap_or_else(|| panic!("{l} not in the legend: {legend}"))
+    };
+    assert!(pos(&spiked) < pos(&grown) && pos(&grown) < pos(&second));
+    assert!(legend.contains("The 2 lines with live bytes at the peak, then 1 more"));
+    // The snapshot taken with SIGUSR2 and the last point marked.
+    assert!(svg.contains(">#1</text>"), "{svg}");
+    assert!(svg.contains(">last point</text>"), "{svg}");
+    // `top --peak` agrees.
+    let top = memtrace(&["top", "--peak", p]);
+    assert_eq!(count_on_line(&top, &spiked), 1, "{top}");
+    assert_eq!(count_on_line(&top, &grown), 50, "{top}");
+
+    let Some(chrome) = chromium::chromium() else {
+        eprintln!("SKIPPED: the chart was not rendered: chromium is missing and scripts/install-deps --test could not install it");
+        return;
+    };
+    let h: u32 = svg
+        .split("height=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .parse::<f64>()
+        .unwrap() as u32;
+    let (drawn, blank) = chromium::drawn_and_blank(&chrome, &svg_path, 960, h);
+    assert!(
+        drawn > 8 * blank && drawn > 15_000,
+        "chart {drawn} B vs blank {blank} B"
+    );
 }

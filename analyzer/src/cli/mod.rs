@@ -205,15 +205,17 @@ enum Command {
         common: CommonArgs,
     },
     /// Memory over time as an SVG chart: traced bytes and RSS from the snapshot's timeline
-    /// (format 1.2), the snapshots and the peak marked.
+    /// (format 1.2) or a history's points, the snapshots and the peak marked; for a history
+    /// the top lines stacked by their live bytes over time.
     Plot {
-        /// Snapshot file (format 1.2, with its timeline).
+        /// Snapshot file (format 1.2, with its timeline) or history file (<prefix>.history).
         snapshot: PathBuf,
         /// The SVG file to write (`-`: standard output).
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: PathBuf,
-        /// How many lines to stack over time (needs a history file: a snapshot has the live
-        /// blocks only now and at the peak, so its chart draws the totals).
+        /// How many lines to stack over time: those with the most live bytes at the peak (then
+        /// at the last point). Needs a history file: a snapshot has the live blocks only now and
+        /// at the peak, so its chart draws the totals.
         #[arg(long, default_value_t = 5, value_name = "N")]
         top: usize,
     },

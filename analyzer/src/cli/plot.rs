@@ -1,8 +1,12 @@
-//! `memtrace plot SNAP -o mem.svg`: traced memory and RSS over time from a
-//! snapshot's TIMELINE, the snapshots and the peak marked (report::chart).
+//! `memtrace plot FILE -o mem.svg`: traced memory and RSS over time from a
+//! snapshot's TIMELINE or a history's points, the snapshots and the peak
+//! marked, and for a history the top lines stacked by their live bytes
+//! (`history_lines`, report::chart).
 
+use super::session::Session;
 use super::stats::utc_time;
 use super::Failure;
+use crate::frame::FrameRules;
 use crate::report::chart::{self, ChartData};
 use memtrace_format::SnapshotKind;
 use std::path::Path;
@@ -11,17 +15,17 @@ use std::path::Path;
 /// snapshot and when.
 pub(super) fn titles(dump: &memtrace_format::Snapshot) -> (String, String) {
     let h = &dump.header;
-    let cmd = h
+    let args: Vec<String> = h
         .cmdline
         .iter()
         .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect::<Vec<_>>()
-        .join(" ");
-    let cmd = if cmd.is_empty() {
+        .collect();
+    let cmd = if args.is_empty() {
         String::from_utf8_lossy(&h.exe).into_owned()
     } else {
-        cmd
+        args.join(" ")
     };
+    let cmd = fit_title(cmd, &args);
     let what = match h.kind {
         SnapshotKind::Exit => "exit snapshot".to_string(),
         SnapshotKind::Signal if h.index == 0 => "history".to_string(),
@@ -37,6 +41,31 @@ pub(super) fn titles(dump: &memtrace_format::Snapshot) -> (String, String) {
         ));
     }
     (format!("Memory of {cmd}"), sub)
+}
+
+/// Most characters of the command in a chart's title (≈ its width).
+const TITLE_CHARS: usize = 76;
+
+/// The command as a title fits it: a long program path loses its
+/// directories, then the end of the line gives way to `…`.
+fn fit_title(cmd: String, args: &[String]) -> String {
+    if cmd.chars().count() <= TITLE_CHARS {
+        return cmd;
+    }
+    let mut short = match args.split_first() {
+        Some((prog, rest)) => {
+            let base = prog.rsplit('/').next().unwrap_or(prog);
+            std::iter::once(base.to_string())
+                .chain(rest.iter().cloned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
+        None => cmd,
+    };
+    if short.chars().count() > TITLE_CHARS {
+        short = short.chars().take(TITLE_CHARS - 1).collect::<String>() + "…";
+    }
+    short
 }
 
 /// The footnote for a snapshot: it has no per-line history.
@@ -55,20 +84,35 @@ pub(super) fn chart_of(
     let (title, sub) = titles(dump);
     let mut d = ChartData::of(dump, title, sub)?;
     d.note = top.map(snapshot_note);
-    if dump.header.kind == SnapshotKind::Signal && dump.header.index == 0 {
-        // A history point (analyzer/src/history.rs): the lines over time
-        // are in the file but not drawn yet.
-        d.note = top.map(|n| {
-            format!("The top {n} lines over time are not drawn from a history yet; traced memory and RSS are.")
-        });
+    if d.history {
+        d.note = None;
     }
     Ok(d)
 }
 
+/// The footnote of a history's chart: how its lines were chosen.
+fn history_note(d: &ChartData) -> Option<String> {
+    match &d.lines {
+        None => Some("No line had live bytes to stack: traced memory and RSS are drawn.".into()),
+        Some(l) if !l.peak_known => Some(
+            "This history (format 1.0) holds no peak blocks: the lines are those with the most bytes at its last point."
+                .into(),
+        ),
+        Some(_) => None,
+    }
+}
+
 pub(super) fn plot(path: &Path, output: &Path, top: usize) -> Result<(), Failure> {
+    let mut s = Session::new(FrameRules::default());
     let dump = crate::snapshot::read_dump(path).map_err(|e| Failure::Input(e.to_string()))?;
-    let d = chart_of(&dump, Some(top))
+    let mut d = chart_of(&dump, Some(top))
         .map_err(|m| Failure::Input(format!("{}: {m}", path.display())))?;
+    if d.history && top > 0 {
+        d.lines = s
+            .history_lines(path, &dump, top)
+            .map_err(|m| Failure::Input(format!("{}: {m}", path.display())))?;
+        d.note = history_note(&d);
+    }
     write_output(output, chart::svg(&d).as_bytes())
 }
 

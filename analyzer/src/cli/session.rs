@@ -90,6 +90,30 @@ impl Session {
     }
 }
 
+impl Session {
+    /// The top `n` lines of the history at `path` over time, up to the
+    /// point `dump` was read at (`history_lines`); prints its warnings.
+    pub fn history_lines(
+        &mut self,
+        path: &Path,
+        dump: &memtrace_format::Snapshot,
+        n: usize,
+    ) -> Result<Option<crate::history_lines::LineSeries>, String> {
+        let l = crate::history_lines::series(
+            path,
+            dump,
+            n,
+            &mut self.table,
+            &mut self.sym,
+            &self.rules,
+        );
+        for w in self.sym.warnings.drain(..) {
+            eprintln!("memtrace: warning: {w}");
+        }
+        l
+    }
+}
+
 /// Why a file cannot give `view` (it was written before format 1.2).
 pub(super) fn missing_view(view: View) -> String {
     let what = match view {
@@ -100,13 +124,12 @@ pub(super) fn missing_view(view: View) -> String {
     format!("{what}: the whole-run sections need a newer libtrace.so (format 1.2)")
 }
 
-/// `missing_view` for the file at `path`: a history holds the peak's bytes
-/// but not its blocks (each point records changes of the live set, not the
-/// set at the peak), which a newer libtrace.so would not change.
+/// `missing_view` for the file at `path`: a history holds the peak's
+/// blocks from history format 1.1 on, once something was allocated.
 pub(super) fn missing_view_in(path: &Path, view: View) -> String {
     if view == View::Peak && crate::history::is_history(path) {
-        return "no peak blocks in a history (it holds the peak's bytes, not its blocks): \
-                use `top --peak` on a snapshot of the same run"
+        return "no peak blocks in this history: nothing allocated yet, or written by a \
+                libtrace.so before history format 1.1 (it holds the peak's bytes only)"
             .to_string();
     }
     missing_view(view)

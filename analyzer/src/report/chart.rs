@@ -1,9 +1,12 @@
 //! The memory-over-time chart: traced bytes and RSS from a snapshot's
 //! TIMELINE (format 1.2), the earlier snapshots and this one marked, the
-//! peak of traced memory marked where PEAK puts it, as one self-contained
-//! SVG (hand-written: see the module above for why no plotting crate).
+//! peak of traced memory marked where PEAK puts it, and for a history the
+//! top lines stacked by their live bytes (`history_lines`), as one
+//! self-contained SVG (hand-written: see the module above for why no
+//! plotting crate).
 
 use super::{escape, human_bytes, trim_number};
+use crate::history_lines::LineSeries;
 use memtrace_format::SnapshotKind;
 use std::fmt::Write as _;
 
@@ -26,6 +29,13 @@ pub struct ChartData {
     pub peak: Option<(f64, u64)>,
     /// A footnote.
     pub note: Option<String>,
+    /// The top lines over time (a history), stacked under traced memory.
+    pub lines: Option<LineSeries>,
+    /// The file is a history: its last point is "this" moment.
+    pub history: bool,
+    /// A history's interval between points, seconds: no point for longer
+    /// means nothing changed (`hold`).
+    pub interval: f64,
 }
 
 /// Why a file cannot be plotted.
@@ -71,8 +81,11 @@ impl ChartData {
                 rss.push((now_t, m.rss_bytes));
             }
         }
+        // A history's point is read as a snapshot of index 0.
+        let history = h.kind == SnapshotKind::Signal && h.index == 0;
         let now_label = match h.kind {
             SnapshotKind::Exit => "exit".to_string(),
+            SnapshotKind::Signal if history => "last point".to_string(),
             SnapshotKind::Signal => format!("#{}", h.index),
         };
         Ok(ChartData {
@@ -94,6 +107,9 @@ impl ChartData {
             now: (now_t, now_label),
             peak,
             note: None,
+            lines: None,
+            history,
+            interval: tl.interval_ns as f64 / 1e9,
         })
     }
 }
@@ -194,6 +210,15 @@ const TRACED: &str = "#3b6ea8";
 const RSS: &str = "#e07b24";
 const PEAK: &str = "#c8283c";
 const MARK: &str = "#8a8f98";
+/// The stacked lines' fills, biggest line first (no orange or red: those
+/// are RSS and the peak), and the other lines'.
+const LINE_COLORS: [&str; 10] = [
+    "#4e79a7", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#9c755f", "#ff9da7", "#86bcb6",
+    "#d4a6c8", "#a0cbe8",
+];
+const OTHER: &str = "#c9cdd3";
+/// Height of a row of the lines' legend.
+const LINE_ROW: f64 = 19.0;
 
 /// Seconds with the precision a label needs.
 fn secs_text(t: f64) -> String {
@@ -208,8 +233,36 @@ fn secs_text(t: f64) -> String {
 
 /// The chart as a standalone SVG document (also valid inline in HTML).
 pub fn svg(d: &ChartData) -> String {
+    if d.history {
+        let mut held = d.clone();
+        held.history = false;
+        held.traced = hold(&d.traced, d.interval);
+        if let Some(l) = held.lines.as_mut() {
+            let pts: Vec<(f64, (Vec<u64>, u64))> = l
+                .points
+                .iter()
+                .map(|(t, b, o)| (*t, (b.clone(), *o)))
+                .collect();
+            l.points = hold(&pts, d.interval)
+                .into_iter()
+                .map(|(t, (b, o))| (t, b, o))
+                .collect();
+        }
+        return draw(&held, true);
+    }
+    draw(d, false)
+}
+
+/// `svg` once a history's points are held (`hold`).
+fn draw(d: &ChartData, history: bool) -> String {
     let pw = W - LEFT - RIGHT;
     let ph = H - TOP - BOTTOM;
+    // The lines' legend: two columns below the plot's.
+    let line_rows = d
+        .lines
+        .as_ref()
+        .map_or(0, |l| (l.labels.len() + l.has_other() as usize).div_ceil(2));
+    let hh = H + line_rows as f64 * LINE_ROW + if line_rows > 0 { 10.0 } else { 0.0 };
     let tmax = d
         .traced
         .iter()
@@ -234,9 +287,9 @@ pub fn svg(d: &ChartData) -> String {
     let mut s = String::new();
     let _ = write!(
         s,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" id="memchart" class="memchart" viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" font-family="system-ui, -apple-system, 'Segoe UI', Roboto, 'DejaVu Sans', sans-serif">
+        r##"<svg xmlns="http://www.w3.org/2000/svg" id="memchart" class="memchart" viewBox="0 0 {W} {hh}" width="{W}" height="{hh}" role="img" font-family="system-ui, -apple-system, 'Segoe UI', Roboto, 'DejaVu Sans', sans-serif">
 <title>{}</title>
-<rect width="{W}" height="{H}" fill="#ffffff"/>
+<rect width="{W}" height="{hh}" fill="#ffffff"/>
 <text x="{LEFT}" y="28" font-size="17" font-weight="600" fill="#1d232b">{}</text>
 <text x="{LEFT}" y="50" font-size="12.5" fill="#5a6270">{}</text>
 "##,
@@ -281,7 +334,11 @@ pub fn svg(d: &ChartData) -> String {
         LEFT + pw / 2.0,
         TOP + ph + 38.0
     );
-    // Traced memory: a filled area under its line.
+    if let Some(l) = &d.lines {
+        stacked_areas(&mut s, l, &x, &y);
+    }
+    // Traced memory: a filled area under its line (its outline only over
+    // the stacked lines, which fill it).
     if !d.traced.is_empty() {
         let pts: Vec<String> = d
             .traced
@@ -292,13 +349,14 @@ pub fn svg(d: &ChartData) -> String {
         let last = d.traced[d.traced.len() - 1].0;
         let _ = writeln!(
             s,
-            r##"<path class="traced-area" d="M{:.1},{:.1} L{} L{:.1},{:.1} Z" fill="{TRACED}" fill-opacity="0.16"/>
+            r##"<path class="traced-area" d="M{:.1},{:.1} L{} L{:.1},{:.1} Z" fill="{TRACED}" fill-opacity="{}"/>
 <polyline class="traced" points="{}" fill="none" stroke="{TRACED}" stroke-width="2.2" stroke-linejoin="round"/>"##,
             x(first),
             y(0.0),
             pts.join(" "),
             x(last),
             y(0.0),
+            if d.lines.is_some() { "0" } else { "0.16" },
             pts.join(" ")
         );
     }
@@ -376,6 +434,11 @@ pub fn svg(d: &ChartData) -> String {
     }
     // Legend.
     let ly = H - 42.0;
+    let (earlier, this) = if history {
+        ("snapshots", "last point")
+    } else {
+        ("earlier snapshots", "this snapshot")
+    };
     let mut lx = LEFT;
     let mut item = |s: &mut String, sym: String, text: &str| {
         let _ = write!(
@@ -416,29 +479,165 @@ pub fn svg(d: &ChartData) -> String {
             "peak of traced memory",
         );
     }
-    item(
-        &mut s,
-        format!(
-            r##"<line x1="10" x2="10" y1="-7" y2="7" stroke="{MARK}" stroke-dasharray="4 3"/>"##
-        ),
-        "earlier snapshots",
-    );
+    // A history without snapshots has nothing to name there.
+    if !(history && d.marks.is_empty()) {
+        item(
+            &mut s,
+            format!(
+                r##"<line x1="10" x2="10" y1="-7" y2="7" stroke="{MARK}" stroke-dasharray="4 3"/>"##
+            ),
+            earlier,
+        );
+    }
     item(
         &mut s,
         format!(r##"<line x1="10" x2="10" y1="-7" y2="7" stroke="{MARK}"/>"##),
-        "this snapshot",
+        this,
     );
     s.push_str("</g>\n");
+    if let Some(l) = &d.lines {
+        lines_legend(&mut s, l, H - 20.0);
+    }
     if let Some(note) = &d.note {
         let _ = writeln!(
             s,
             r##"<text class="note" x="{LEFT}" y="{:.1}" font-size="11" fill="#6b7280">{}</text>"##,
-            H - 14.0,
+            hh - 14.0,
             escape(note)
         );
     }
     s.push_str("</svg>\n");
     s
+}
+
+/// A history writes a point only when something changed (or a period has
+/// passed): between two points further apart than an interval, memory
+/// stayed where the first left it until at most an interval before the
+/// second. Drawn so (a flat stretch, then the change) instead of a slope
+/// across the whole gap.
+pub fn hold<V: Clone>(points: &[(f64, V)], interval: f64) -> Vec<(f64, V)> {
+    let mut out: Vec<(f64, V)> = Vec::with_capacity(points.len());
+    for p in points {
+        if let Some(prev) = out.last() {
+            if interval > 0.0 && p.0 - prev.0 > 1.5 * interval {
+                let v = prev.1.clone();
+                out.push((p.0 - interval, v));
+            }
+        }
+        out.push(p.clone());
+    }
+    out
+}
+
+/// The chosen lines' areas stacked from the bottom, biggest first, the
+/// other lines' on top: at each point their sum is traced memory.
+fn stacked_areas(s: &mut String, l: &LineSeries, x: &dyn Fn(f64) -> f64, y: &dyn Fn(f64) -> f64) {
+    let layers = l.labels.len() + l.has_other() as usize;
+    // Cumulative bytes under the top of each layer, per point.
+    let mut below = vec![0u64; l.points.len()];
+    s.push_str("<g class=\"lines\">\n");
+    for k in 0..layers {
+        let top: Vec<u64> = l
+            .points
+            .iter()
+            .zip(&below)
+            .map(|((_, b, other), &under)| under + if k < b.len() { b[k] } else { *other })
+            .collect();
+        let upper: Vec<String> = l
+            .points
+            .iter()
+            .zip(&top)
+            .map(|(p, &t)| format!("{:.1},{:.1}", x(p.0), y(t as f64)))
+            .collect();
+        let lower: Vec<String> = l
+            .points
+            .iter()
+            .zip(&below)
+            .rev()
+            .map(|(p, &u)| format!("{:.1},{:.1}", x(p.0), y(u as f64)))
+            .collect();
+        let (color, name) = match l.labels.get(k) {
+            Some(label) => (LINE_COLORS[k % LINE_COLORS.len()], label.as_str()),
+            None => (OTHER, "other lines"),
+        };
+        let _ = writeln!(
+            s,
+            r##"<path class="line-area" d="M{} L{} Z" fill="{color}" fill-opacity="0.78" stroke="#ffffff" stroke-width="0.6"><title>{}</title></path>"##,
+            upper.join(" L"),
+            lower.join(" L"),
+            escape(name)
+        );
+        below = top;
+    }
+    s.push_str("</g>\n");
+}
+
+/// `file:line` short enough for a legend column: the path's leading
+/// directories give way to `…/`.
+fn short_label(label: &str, max: usize) -> String {
+    if label.chars().count() <= max {
+        return label.to_string();
+    }
+    let mut rest = label;
+    while let Some(i) = rest.find('/') {
+        rest = &rest[i + 1..];
+        if rest.chars().count() + 2 <= max {
+            return format!("…/{rest}");
+        }
+    }
+    let tail: String = rest.chars().rev().take(max - 1).collect();
+    format!("…{}", tail.chars().rev().collect::<String>())
+}
+
+/// The lines' legend: a swatch, `file:line`, the function, and the bytes
+/// each had when chosen; two columns from `top`.
+fn lines_legend(s: &mut String, l: &LineSeries, top: f64) {
+    let col_w = (W - LEFT - RIGHT) / 2.0;
+    let items = l
+        .labels
+        .iter()
+        .enumerate()
+        .map(|(k, label)| {
+            let mut text = short_label(label, 40);
+            if let Some(f) = &l.functions[k] {
+                let f: String = f.chars().take(24).collect();
+                text.push_str(&format!(" in {f}"));
+            }
+            (LINE_COLORS[k % LINE_COLORS.len()], text, label.as_str())
+        })
+        .chain(
+            l.has_other()
+                .then(|| (OTHER, "other lines".to_string(), "other lines")),
+        );
+    let n = l.labels.len();
+    let heading = match l.at_peak {
+        k if k == n => format!("The {n} lines with the most live bytes at the peak"),
+        0 => format!("The {n} lines with the most live bytes at the last point"),
+        k => format!(
+            "The {k} lines with live bytes at the peak, then {} more with the most at the last point",
+            n - k
+        ),
+    };
+    let _ = write!(
+        s,
+        r##"<g class="lines-legend"><text x="{LEFT}" y="{:.1}" font-size="12" font-weight="600" fill="#2b313a">{}, stacked by their live bytes over time:</text>"##,
+        top,
+        escape(&heading)
+    );
+    for (i, (color, text, full)) in items.enumerate() {
+        let (col, row) = (i % 2, i / 2);
+        let (lx, ly) = (
+            LEFT + col as f64 * col_w,
+            top + 8.0 + (row as f64 + 0.5) * LINE_ROW,
+        );
+        let _ = write!(
+            s,
+            r##"<g transform="translate({lx:.1},{ly:.1})"><title>{}</title><rect x="0" y="-6" width="14" height="11" fill="{color}" fill-opacity="0.78"/><text x="20" y="4" font-size="12" fill="#2b313a">{}</text></g>"##,
+            escape(full),
+            escape(&text)
+        );
+    }
+    s.push_str("</g>\n");
 }
 
 #[cfg(test)]

@@ -8,8 +8,15 @@
 //! copies only those. Each event adds at most one entry to the list, so the
 //! copying is O(1) amortized per event; memory is bounded by the groups live
 //! now or at the peak.
+//!
+//! For the history file (`writer/history.rs`) the peak is written the same
+//! way: each group also keeps its count at the peak as last written, and the
+//! groups whose peak count moved since are listed, so a point carries only
+//! the peak's changes since the previous point (`take_history`). Off (and
+//! costing nothing) unless the history is on.
 
 use super::{Allocated, Freed};
+use memtrace_format::history::PeakChange;
 use memtrace_format::{Peak, TraceGroup};
 use std::collections::HashMap;
 
@@ -21,6 +28,10 @@ struct GroupCounts {
     at_peak: u64,
     /// Listed in `changed_since_peak`.
     listed: bool,
+    /// `at_peak` as the history file last recorded it.
+    at_written: u64,
+    /// Listed in `changed_since_written`.
+    written_listed: bool,
 }
 
 #[derive(Default)]
@@ -32,6 +43,12 @@ pub struct PeakTracker {
     /// `groups.len()` after the last `compact`: compacting again once it has
     /// doubled keeps the map bounded at O(1) amortized per event.
     compacted_at: usize,
+    /// Follow the peak's changes for the history file.
+    history: bool,
+    /// Groups whose `at_peak` moved since the history's last point.
+    changed_since_written: Vec<GroupKey>,
+    /// The peak's event as the history last recorded it.
+    written_event: u64,
 }
 
 impl PeakTracker {
@@ -74,9 +91,14 @@ impl PeakTracker {
     fn capture(&mut self, event: u64, time_ns: u64) {
         for key in self.changed_since_peak.drain(..) {
             if let Some(g) = self.groups.get_mut(&key) {
+                if self.history && !g.written_listed && g.at_peak != g.now {
+                    g.written_listed = true;
+                    self.changed_since_written.push(key);
+                }
                 g.at_peak = g.now;
                 g.listed = false;
-                if g.now == 0 {
+                // A group the history still has to write as gone stays.
+                if g.now == 0 && !g.written_listed {
                     self.groups.remove(&key);
                 }
             }
@@ -119,7 +141,8 @@ impl PeakTracker {
     /// changed groups (a group made again is listed again). Called by
     /// `change` when the map has doubled since the last time.
     pub fn compact(&mut self) {
-        self.groups.retain(|_, g| g.now > 0 || g.at_peak > 0);
+        self.groups
+            .retain(|_, g| g.now > 0 || g.at_peak > 0 || g.written_listed);
         let groups = &self.groups;
         self.changed_since_peak.retain(|k| groups.contains_key(k));
         self.compacted_at = self.groups.len();
@@ -128,6 +151,77 @@ impl PeakTracker {
     /// Groups held (live now, at the peak, or changed since).
     pub fn groups_held(&self) -> usize {
         self.groups.len()
+    }
+
+    /// Follow the peak's changes for the history file (`on`), or stop and
+    /// forget them. Turned on before any event, or with `whole` next.
+    pub fn set_history(&mut self, on: bool) {
+        self.history = on;
+        if !on {
+            for key in self.changed_since_written.drain(..) {
+                if let Some(g) = self.groups.get_mut(&key) {
+                    g.written_listed = false;
+                }
+            }
+            self.compact();
+        }
+    }
+
+    /// The peak's changes since the last call (`None`: the peak has not
+    /// moved); what they give is then the peak as written.
+    pub fn take_history(&mut self) -> Option<PeakChange> {
+        if self.peak.event == self.written_event || self.peak.traced_bytes == 0 {
+            return None;
+        }
+        let mut groups = Vec::with_capacity(self.changed_since_written.len());
+        for key in self.changed_since_written.drain(..) {
+            if let Some(g) = self.groups.get_mut(&key) {
+                let delta = g.at_peak as i64 - g.at_written as i64;
+                if delta != 0 {
+                    groups.push((key.0 as u64, key.1, delta));
+                }
+                g.at_written = g.at_peak;
+                g.written_listed = false;
+                if g.now == 0 && g.at_peak == 0 && !g.listed {
+                    self.groups.remove(&key);
+                }
+            }
+        }
+        groups.sort_unstable();
+        Some(self.written(groups))
+    }
+
+    /// The whole peak as changes from nothing (a fork child's first point:
+    /// its file starts empty); what they give is then the peak as written.
+    pub fn whole_history(&mut self) -> Option<PeakChange> {
+        for key in self.changed_since_written.drain(..) {
+            if let Some(g) = self.groups.get_mut(&key) {
+                g.written_listed = false;
+            }
+        }
+        let mut groups = Vec::new();
+        for (&(stack, size), g) in self.groups.iter_mut() {
+            g.at_written = g.at_peak;
+            if g.at_peak > 0 {
+                groups.push((stack as u64, size, g.at_peak as i64));
+            }
+        }
+        self.compact();
+        if self.peak.traced_bytes == 0 {
+            return None;
+        }
+        groups.sort_unstable();
+        Some(self.written(groups))
+    }
+
+    fn written(&mut self, groups: Vec<(u64, u64, i64)>) -> PeakChange {
+        self.written_event = self.peak.event;
+        PeakChange {
+            traced_bytes: self.peak.traced_bytes,
+            event: self.peak.event,
+            time_ns: self.peak.time_ns,
+            groups,
+        }
     }
 }
 
@@ -225,5 +319,84 @@ mod tests {
         t.compact();
         assert_eq!(groups(&t), [(1, 10, 1), (1, 1000, 1)]);
         assert!(t.groups.len() <= 3, "{}", t.groups.len());
+    }
+
+    /// Applies the history's peak changes to `written` as a reader would.
+    fn replay(written: &mut std::collections::BTreeMap<(u64, u64), i64>, c: &PeakChange) {
+        for &(stack, size, d) in &c.groups {
+            let e = written.entry((stack, size)).or_insert(0);
+            *e += d;
+            assert!(*e >= 0);
+            if *e == 0 {
+                written.remove(&(stack, size));
+            }
+        }
+        let bytes: i64 = written.iter().map(|(&(_, z), &n)| z as i64 * n).sum();
+        assert_eq!(bytes as u64, c.traced_bytes);
+    }
+
+    #[test]
+    fn history_gets_the_peak_as_changes() {
+        let mut t = PeakTracker::default();
+        t.set_history(true);
+        let mut w = Default::default();
+        assert!(t.take_history().is_none());
+        alloc(&mut t, 1, 1, 100);
+        alloc(&mut t, 3, 2, 50); // 150
+        let c = t.take_history().unwrap();
+        assert_eq!(c.groups, [(1, 100, 1), (2, 50, 1)]);
+        replay(&mut w, &c);
+        // Below the peak: nothing to write.
+        free(&mut t, 4, 2, 50);
+        alloc(&mut t, 5, 3, 10);
+        assert!(t.take_history().is_none());
+        // A new peak made of other groups: only what moved is written,
+        // including the group gone from the peak.
+        alloc(&mut t, 7, 3, 10);
+        alloc(&mut t, 9, 3, 10);
+        alloc(&mut t, 11, 3, 10);
+        alloc(&mut t, 13, 3, 10);
+        alloc(&mut t, 15, 3, 10); // 160
+        let c = t.take_history().unwrap();
+        assert_eq!(c.groups, [(2, 50, -1), (3, 10, 6)]);
+        assert_eq!((c.traced_bytes, c.event), (160, 15));
+        replay(&mut w, &c);
+        assert_eq!(
+            w.into_iter().collect::<Vec<_>>(),
+            [((1, 100), 1), ((3, 10), 6)]
+        );
+        assert!(t.take_history().is_none());
+        // The group gone everywhere is dropped once written.
+        t.compact();
+        assert_eq!(t.groups_held(), 2);
+    }
+
+    #[test]
+    fn whole_history_is_the_peak_from_nothing() {
+        let mut t = PeakTracker::default();
+        t.set_history(true);
+        alloc(&mut t, 1, 1, 100);
+        alloc(&mut t, 3, 2, 50);
+        free(&mut t, 4, 1, 100);
+        let c = t.whole_history().unwrap();
+        assert_eq!(c.groups, [(1, 100, 1), (2, 50, 1)]);
+        assert!(t.take_history().is_none());
+        alloc(&mut t, 5, 2, 50);
+        alloc(&mut t, 7, 2, 50); // 150 = the old peak: not a new one
+        assert!(t.take_history().is_none());
+        alloc(&mut t, 9, 2, 50);
+        assert_eq!(t.take_history().unwrap().groups, [(1, 100, -1), (2, 50, 3)]);
+    }
+
+    #[test]
+    fn history_off_keeps_nothing_for_it() {
+        let mut t = PeakTracker::default();
+        for k in 0..1000u64 {
+            alloc(&mut t, 4 * k + 1, k as u32, 16);
+            free(&mut t, 4 * k + 2, k as u32, 16);
+        }
+        t.compact();
+        assert_eq!(t.groups_held(), 1);
+        assert!(t.changed_since_written.is_empty());
     }
 }

@@ -17,7 +17,7 @@ use crate::sys::{self, BuildMix};
 use crate::whole_run::{self, WholeRun};
 use crate::{config, intern, modules};
 use memtrace_format::history::{self as fmt, Point, Start};
-use memtrace_format::{Stack, StackTotals};
+use memtrace_format::{SnapshotMark, Stack, StackTotals};
 use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
 
@@ -42,6 +42,15 @@ pub struct HistoryWriter {
     whole_state: bool,
     /// The last completed cut: (seq, CLOCK_REALTIME ns).
     last_cut: (u64, u64),
+    /// Snapshots written since the last point, for the next one.
+    marks: Vec<SnapshotMark>,
+}
+
+/// The trackers stop following events for the history.
+fn stop(run: &mut WholeRun) {
+    run.history.on = false;
+    run.history.clear();
+    run.peak.set_history(false);
 }
 
 impl HistoryWriter {
@@ -57,6 +66,15 @@ impl HistoryWriter {
             parent_pid: 0,
             whole_state: false,
             last_cut: (0, 0),
+            marks: Vec::new(),
+        }
+    }
+
+    /// A snapshot was written: its moment goes in the next point (the
+    /// point at its cut was made before it).
+    pub fn snapshot_written(&mut self, index: u64, time_ns: u64) {
+        if self.on() {
+            self.marks.push(SnapshotMark { index, time_ns });
         }
     }
 
@@ -91,7 +109,7 @@ impl HistoryWriter {
     /// changed since the last (a program that stopped allocating still
     /// gets its last changes on disk within a period).
     pub fn idle(&mut self, live: &LiveTable, run: &mut WholeRun) {
-        if (run.history.is_dirty() || self.whole_state)
+        if (run.history.is_dirty() || self.whole_state || !self.marks.is_empty())
             && self.last_cut.1 != 0
             && self.due(sys::now_ns(libc::CLOCK_MONOTONIC))
         {
@@ -114,8 +132,10 @@ impl HistoryWriter {
         self.parent_pid = parent_pid;
         self.whole_state = true;
         self.last_cut = (0, 0);
+        self.marks.clear();
         run.history.clear();
         run.history.on = self.on();
+        run.peak.set_history(self.on());
     }
 
     fn fail(&mut self, what: &str) {
@@ -134,15 +154,22 @@ impl HistoryWriter {
         }
         if run.history.lost {
             self.fail("out of memory in the writer thread for the history");
+            stop(run);
             return;
         }
         let pid = std::process::id();
         if self.fd < 0 && !self.open(pid, run) {
-            run.history.on = false;
-            run.history.clear();
+            stop(run);
             return;
         }
         let changes = run.history.take();
+        // The peak's groups as changes since the last point (docs/FORMAT.md,
+        // history 1.1): a fork child's file starts with the whole peak.
+        let peak = if self.whole_state {
+            run.peak.whole_history()
+        } else {
+            run.peak.take_history()
+        };
         let (groups, stacks): (Vec<(u64, u64, i64)>, Vec<u32>) = if self.whole_state {
             self.whole_state = false;
             let mut g: HashMap<(u32, u64), i64, BuildMix> = HashMap::default();
@@ -165,9 +192,13 @@ impl HistoryWriter {
         };
         let totals: Vec<StackTotals> = stacks.iter().map(|&s| run.totals.of(s)).collect();
         let mut new_stacks = Vec::new();
+        let peak_stacks = peak
+            .iter()
+            .flat_map(|p| p.groups.iter().map(|g| g.0 as u32));
         for &id in groups
             .iter()
             .map(|g| g.0 as u32)
+            .chain(peak_stacks)
             .collect::<Vec<_>>()
             .iter()
             .chain(stacks.iter())
@@ -216,12 +247,13 @@ impl HistoryWriter {
             new_stacks,
             group_changes: groups,
             totals,
+            peak,
+            snapshots: std::mem::take(&mut self.marks),
         };
         let rec = fmt::encode_point(&pt);
         self.append(&rec);
         if self.failed {
-            run.history.on = false;
-            run.history.clear();
+            stop(run);
         }
     }
 

@@ -351,6 +351,7 @@ impl State {
         run.timeline.start(sys::now_ns(libc::CLOCK_REALTIME));
         let history = history::HistoryWriter::new();
         run.history.on = history.on();
+        run.peak.set_history(history.on());
         State {
             history,
             live: LiveTable::new(),
@@ -459,6 +460,7 @@ impl State {
                     self.next_index += 1;
                     self.write_snapshot(SnapshotKind::Signal, index, p);
                     self.run.timeline.mark_snapshot(index, p.time_ns);
+                    self.history.snapshot_written(index, p.time_ns);
                 }
                 Kind::Exit => {
                     self.write_snapshot(SnapshotKind::Exit, 0, p);
