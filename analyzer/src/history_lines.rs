@@ -61,7 +61,7 @@ fn line_of_stacks(
         modules: dump.modules.clone(),
         stacks: dump.stacks.clone(),
         traces: Vec::new(),
-        run: Default::default(),
+        ..Default::default()
     };
     one_each.traces = dump
         .stacks
