@@ -19,6 +19,7 @@ pub mod history;
 pub mod leaks;
 pub mod naming;
 pub mod signals;
+pub mod tracing_start;
 pub mod varint;
 pub mod whole_run;
 
@@ -34,7 +35,7 @@ pub const MAGIC: &[u8; 8] = b"MEMTRACE";
 /// Files with another major version are refused; minor versions only add
 /// sections or trailing fields.
 pub const VERSION_MAJOR: u16 = 1;
-pub const VERSION_MINOR: u16 = 3;
+pub const VERSION_MINOR: u16 = 4;
 /// Deepest stack a dump may hold (`MEMTRACE_FRAMES` is capped at 256).
 pub const MAX_FRAMES: usize = 256;
 
@@ -283,6 +284,16 @@ pub fn encode(s: &Snapshot) -> Vec<u8> {
 
 /// `encode`, with the exit snapshot's LEAKS section (1.3) when given.
 pub fn encode_with_leaks(s: &Snapshot, leak_check: Option<&leaks::LeakCheck>) -> Vec<u8> {
+    encode_full(s, leak_check, None)
+}
+
+/// `encode_with_leaks`, with the TRACING_START section (1.4) of a process
+/// traced since `memtrace attach` when given.
+pub fn encode_full(
+    s: &Snapshot,
+    leak_check: Option<&leaks::LeakCheck>,
+    start: Option<&tracing_start::TracingStart>,
+) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION_MAJOR.to_le_bytes());
@@ -294,6 +305,13 @@ pub fn encode_with_leaks(s: &Snapshot, leak_check: Option<&leaks::LeakCheck>) ->
     encode_whole_run(&mut out, &s.run);
     if let Some(l) = leak_check {
         section(&mut out, leaks::TAG, &leaks::encode_leaks(l));
+    }
+    if let Some(t) = start {
+        section(
+            &mut out,
+            tracing_start::TAG,
+            &tracing_start::encode_tracing_start(t),
+        );
     }
     let crc = crc32fast::hash(&out);
     out.push(tag::END);
