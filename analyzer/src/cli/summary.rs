@@ -338,6 +338,12 @@ pub(super) fn write_summary(
         )?,
         None => writeln!(out, "Run time:               {missing}")?,
     }
+    if let Some(b) = super::began::tracing_began(path) {
+        writeln!(
+            out,
+            "Tracing began:          {b}: blocks allocated before are not seen"
+        )?;
+    }
     match calls {
         Some(c) => {
             let ps = calls_per_second

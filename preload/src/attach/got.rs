@@ -50,44 +50,47 @@ struct Plan {
 /// the program's threads).
 static PLAN: Locked<Option<Plan>> = Locked::new(None);
 
+/// Our exports that stand in for the program's functions, by pass: frees
+/// first. `memtrace_track`/`untrack` (custom allocators) only if this
+/// libtrace.so has them.
+const FREES: [&[u8]; 4] = [b"free", b"realloc", b"reallocarray", b"memtrace_untrack"];
+const ALLOCS: [&[u8]; 10] = [
+    b"malloc",
+    b"calloc",
+    b"posix_memalign",
+    b"aligned_alloc",
+    b"memalign",
+    b"valloc",
+    b"pvalloc",
+    b"memtrace_track",
+    b"sigaction",
+    b"signal",
+];
+
 /// Which functions, ours and theirs: looked up once, at attach (dlsym
 /// may not be called from inside `dl_iterate_phdr`).
 pub fn prepare() {
-    use crate::{hooks, signal};
-    let frees = [
-        (&b"free"[..], hooks::free as *const () as usize),
-        (b"realloc", hooks::realloc as *const () as usize),
-        (b"reallocarray", hooks::reallocarray as *const () as usize),
-    ];
-    let allocs = [
-        (&b"malloc"[..], hooks::malloc as *const () as usize),
-        (b"calloc", hooks::calloc as *const () as usize),
-        (
-            b"posix_memalign",
-            hooks::posix_memalign as *const () as usize,
-        ),
-        (b"aligned_alloc", hooks::aligned_alloc as *const () as usize),
-        (b"memalign", hooks::memalign as *const () as usize),
-        (b"valloc", hooks::valloc as *const () as usize),
-        (b"pvalloc", hooks::pvalloc as *const () as usize),
-        (b"sigaction", signal::sigaction as *const () as usize),
-        (b"signal", signal::signal as *const () as usize),
-        (b"dlopen", super::load_wrapper::dlopen as *const () as usize),
-        (
-            b"dlmopen",
-            super::load_wrapper::dlmopen as *const () as usize,
-        ),
-    ];
-    let mut frees: Vec<Redirect> = frees.iter().map(|&(n, f)| redirect(n, f)).collect();
-    let mut allocs: Vec<Redirect> = allocs.iter().map(|&(n, f)| redirect(n, f)).collect();
-    // Custom allocators' calls (exported by libtrace.so when it has them).
-    frees.extend(own_export(b"memtrace_untrack"));
-    allocs.extend(own_export(b"memtrace_track"));
-    super::load_wrapper::remember_real(theirs(b"dlopen"), theirs(b"dlmopen"));
+    let Some(own) = OwnHandle::open() else {
+        crate::sys::log("cannot find libtrace.so's own exports; nothing redirected");
+        return;
+    };
+    let lookup = |names: &[&'static [u8]]| -> Vec<Redirect> {
+        names
+            .iter()
+            .filter_map(|&n| own.symbol(n).map(|ours| redirect(n, ours)))
+            .collect()
+    };
+    let frees = lookup(&FREES);
+    let mut allocs = lookup(&ALLOCS);
+    use super::load_wrapper as wrap;
+    allocs.push(redirect(b"dlopen", wrap::dlopen as *const () as usize));
+    allocs.push(redirect(b"dlmopen", wrap::dlmopen as *const () as usize));
+    wrap::remember_real(theirs(b"dlopen"), theirs(b"dlmopen"));
     let r_debug = theirs(b"_r_debug");
     let skip = [
-        hooks::free as *const () as usize,
-        hooks::__libc_free as *const () as usize,
+        // A function of ours that is not exported: its address is ours.
+        prepare as *const () as usize,
+        crate::hooks::__libc_free as *const () as usize,
         // ld.so: the module that holds _r_debug (or nothing if unknown).
         if r_debug != 0 { r_debug } else { usize::MAX },
     ];
@@ -105,12 +108,10 @@ fn c_name(name: &[u8]) -> Vec<u8> {
     c
 }
 
-/// What the program's lookups of `name` find (from a library loaded
-/// RTLD_LOCAL, RTLD_DEFAULT is the program's global scope, without us).
+/// What the program's lookups of `name` find.
 fn theirs(name: &[u8]) -> usize {
     let c = c_name(name);
-    // SAFETY: dlsym with a NUL-terminated name.
-    unsafe { libc::dlsym(libc::RTLD_DEFAULT, c.as_ptr().cast()) as usize }
+    std::ffi::CStr::from_bytes_with_nul(&c).map_or(0, super::global_symbol)
 }
 
 fn redirect(name: &'static [u8], ours: usize) -> Redirect {
@@ -121,24 +122,35 @@ fn redirect(name: &'static [u8], ours: usize) -> Redirect {
     }
 }
 
-/// Our own export `name`, if libtrace.so has it: looked up by name so that
-/// this works whether or not the feature that exports it is built in.
-fn own_export(name: &'static [u8]) -> Option<Redirect> {
-    let me = crate::modules::self_path();
-    let path = std::ffi::CString::new(me).ok()?;
-    let c = c_name(name);
-    // SAFETY: dlopen of our own, loaded, path with RTLD_NOLOAD only takes a
-    // reference (dropped at once); dlsym with a NUL-terminated name.
-    let ours = unsafe {
-        let h = libc::dlopen(path.as_ptr(), libc::RTLD_NOLOAD | libc::RTLD_LAZY);
-        if h.is_null() {
-            return None;
-        }
-        let f = libc::dlsym(h, c.as_ptr().cast()) as usize;
-        libc::dlclose(h);
-        f
-    };
-    (ours != 0).then(|| redirect(name, ours))
+/// Our own exports, looked up in libtrace.so itself. Not `hooks::malloc as
+/// usize`: in a library loaded RTLD_LOCAL, a reference to an exported
+/// function binds through the GOT to the first definition in scope, the
+/// program's (libc's).
+struct OwnHandle(*mut c_void);
+
+impl OwnHandle {
+    fn open() -> Option<OwnHandle> {
+        let path = std::ffi::CString::new(crate::modules::self_path()).ok()?;
+        // SAFETY: dlopen of our own, loaded, path with RTLD_NOLOAD only takes
+        // a reference (dropped with the handle).
+        let h = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOLOAD | libc::RTLD_LAZY) };
+        (!h.is_null()).then_some(OwnHandle(h))
+    }
+
+    fn symbol(&self, name: &[u8]) -> Option<usize> {
+        let c = c_name(name);
+        // SAFETY: dlsym on our handle with a NUL-terminated name: a search
+        // of libtrace.so first.
+        let f = unsafe { libc::dlsym(self.0, c.as_ptr().cast()) } as usize;
+        (f != 0).then_some(f)
+    }
+}
+
+impl Drop for OwnHandle {
+    fn drop(&mut self) {
+        // SAFETY: the handle `open` returned, closed once.
+        unsafe { libc::dlclose(self.0) };
+    }
 }
 
 /// Points every module's entries for the malloc family at our hooks: frees

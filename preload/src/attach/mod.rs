@@ -34,11 +34,27 @@ static PROCESS_START_NS: AtomicU64 = AtomicU64::new(0);
 const NOT_DORMANT: i64 = -1;
 const CANNOT_INIT: i64 = -2;
 
-/// True when we were loaded by `dlopen` (RTLD_LOCAL), not by LD_PRELOAD.
+/// True when we were loaded by `dlopen` (RTLD_LOCAL), not by LD_PRELOAD:
+/// our `memtrace_attach` is then not in the program's global scope.
 pub fn loaded_by_dlopen() -> bool {
-    // SAFETY: dlsym with a valid C string. In a constructor run by dlopen
-    // the loader's lock is ours already (it is recursive).
-    unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"memtrace_attach".as_ptr()).is_null() }
+    global_symbol(c"memtrace_attach") == 0
+}
+
+/// `name` as the program's own lookups find it: in the global scope only.
+/// (RTLD_DEFAULT from a library loaded RTLD_LOCAL would search that
+/// library's own scope too, and find ours.)
+pub fn global_symbol(name: &std::ffi::CStr) -> usize {
+    // SAFETY: dlopen(NULL) returns the main program's handle (its search
+    // list is the global scope); dlsym with a valid C string. In a
+    // constructor run by dlopen the loader's lock is ours already (it is
+    // recursive).
+    unsafe {
+        let main = libc::dlopen(std::ptr::null(), libc::RTLD_LAZY);
+        if main.is_null() {
+            return 0;
+        }
+        libc::dlsym(main, name.as_ptr()) as usize
+    }
 }
 
 /// The constructor of a dlopen()ed copy: every hook passes through until
