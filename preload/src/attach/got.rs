@@ -402,7 +402,7 @@ impl Module {
             return false;
         };
         let slot = self.base.wrapping_add(r.offset as usize);
-        if slot % 8 != 0 || !self.contains(slot) {
+        if !slot.is_multiple_of(8) || !self.contains(slot) {
             return false;
         }
         // SAFETY: an aligned entry inside the module's loaded segments.
