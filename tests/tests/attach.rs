@@ -19,6 +19,8 @@ struct Talk {
 
 impl Talk {
     fn start(exe: &Path, args: &[&Path], dir: &Path) -> Talk {
+        // Built before the program runs: its threads keep two cores busy.
+        memtrace_bin();
         let mut child = Command::new(exe)
             .args(args)
             .current_dir(dir)
@@ -284,6 +286,7 @@ fn refusals_are_one_line() {
 }
 
 fn talk_with(mut c: Command, dir: &Path) -> Talk {
+    memtrace_bin();
     let mut child = c
         .current_dir(dir)
         .stdin(Stdio::piped())
