@@ -226,6 +226,30 @@ fn library_loaded_after_the_attach() {
     assert_eq!((rest.as_str(), code), ("done\n", Some(0)), "{stderr}");
 }
 
+/// A non-PIE executable that takes malloc's address (Debian's python3):
+/// its direct calls and those through the pointer are both seen.
+#[test]
+fn non_pie_executable_taking_malloc_address() {
+    let dir = fresh_dir("attach-nopie");
+    let prefix = dir.join("n");
+    for opt in BOTH {
+        let mut p = Talk::start(&prog("nopie_attach_fnptr", opt), &[], &dir);
+        let pid = p.pid();
+        attach(pid, &prefix);
+        p.say("go");
+        p.expect("quiet");
+        let s = load(snapshot(pid));
+        assert_eq!((s.count_of(5151), s.count_of(5252)), (4, 2), "{}", s.describe());
+        assert_eq!(s.total_count(), 6, "{}", s.describe());
+        p.say("end");
+        let (rest, stderr, code) = p.finish();
+        assert_eq!((rest.as_str(), code), ("done\n", Some(0)), "{stderr}");
+        for f in list_dir(&dir) {
+            std::fs::remove_file(dir.join(f)).unwrap();
+        }
+    }
+}
+
 /// A statically linked program is refused with one line and runs on.
 #[test]
 fn static_binary_is_refused() {

@@ -28,13 +28,18 @@ use libc::{c_int, c_void, dl_phdr_info, Elf64_Phdr};
 use std::sync::atomic::Ordering;
 
 /// One function to redirect: its symbol name, our replacement, and what the
-/// program's entries hold for it now (0 when nothing defines it: a weak
-/// reference, as to `memtrace_track` without libtrace.so).
+/// program's entries may hold for it now: what the program's lookup finds
+/// (0 when nothing defines it: a weak reference, as to `memtrace_track`
+/// without libtrace.so), and libc's definition. They differ when a non-PIE
+/// executable takes the function's address (Debian's python3): the lookup
+/// finds the executable's PLT stub (the canonical address), the
+/// executable's own entry holds libc's function.
 #[derive(Clone, Copy)]
 struct Redirect {
     name: &'static [u8],
     ours: usize,
     theirs: usize,
+    libc: usize,
 }
 
 /// The two passes (see the module doc), and the modules never touched
@@ -70,9 +75,18 @@ const ALLOCS: [&[u8]; 10] = [
 /// Which functions, ours and theirs: looked up once, at attach (dlsym
 /// may not be called from inside `dl_iterate_phdr`).
 pub fn prepare() {
-    let Some(own) = OwnHandle::open() else {
+    let (Some(own), Some(libc)) = (
+        OwnHandle::open(&crate::modules::self_path()),
+        OwnHandle::open(b"libc.so.6"),
+    ) else {
         crate::sys::log("cannot find libtrace.so's own exports; nothing redirected");
         return;
+    };
+    let redirect = |name: &'static [u8], ours: usize| Redirect {
+        name,
+        ours,
+        theirs: theirs(name),
+        libc: libc.symbol(name).unwrap_or(0),
     };
     let lookup = |names: &[&'static [u8]]| -> Vec<Redirect> {
         names
@@ -85,7 +99,12 @@ pub fn prepare() {
     use super::load_wrapper as wrap;
     allocs.push(redirect(b"dlopen", wrap::dlopen as *const () as usize));
     allocs.push(redirect(b"dlmopen", wrap::dlmopen as *const () as usize));
-    wrap::remember_real(theirs(b"dlopen"), theirs(b"dlmopen"));
+    // libc's own functions: the program's lookup may find a PLT stub whose
+    // entry leads back to the wrapper.
+    wrap::remember_real(
+        libc.symbol(b"dlopen").unwrap_or(0),
+        libc.symbol(b"dlmopen").unwrap_or(0),
+    );
     let r_debug = theirs(b"_r_debug");
     let skip = [
         // A function of ours that is not exported: its address is ours.
@@ -114,25 +133,17 @@ fn theirs(name: &[u8]) -> usize {
     std::ffi::CStr::from_bytes_with_nul(&c).map_or(0, super::global_symbol)
 }
 
-fn redirect(name: &'static [u8], ours: usize) -> Redirect {
-    Redirect {
-        name,
-        ours,
-        theirs: theirs(name),
-    }
-}
-
-/// Our own exports, looked up in libtrace.so itself. Not `hooks::malloc as
-/// usize`: in a library loaded RTLD_LOCAL, a reference to an exported
-/// function binds through the GOT to the first definition in scope, the
-/// program's (libc's).
+/// A loaded library's own definitions: libtrace.so's exports (not
+/// `hooks::malloc as usize`: in a library loaded RTLD_LOCAL, a reference to
+/// an exported function binds through the GOT to the first definition in
+/// scope, the program's), and libc's.
 struct OwnHandle(*mut c_void);
 
 impl OwnHandle {
-    fn open() -> Option<OwnHandle> {
-        let path = std::ffi::CString::new(crate::modules::self_path()).ok()?;
-        // SAFETY: dlopen of our own, loaded, path with RTLD_NOLOAD only takes
-        // a reference (dropped with the handle).
+    fn open(path: &[u8]) -> Option<OwnHandle> {
+        let path = std::ffi::CString::new(path).ok()?;
+        // SAFETY: dlopen of a loaded library with RTLD_NOLOAD only takes a
+        // reference (dropped with the handle).
         let h = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOLOAD | libc::RTLD_LAZY) };
         (!h.is_null()).then_some(OwnHandle(h))
     }
@@ -409,7 +420,7 @@ impl Module {
         let now = unsafe { std::ptr::read_volatile(slot as *const usize) };
         // A JUMP_SLOT not bound yet (lazy binding) points into the module.
         let lazy = kind == R_X86_64_JUMP_SLOT && self.contains(now);
-        let ours_to_take = now == w.theirs || w.theirs == 0 || lazy;
+        let ours_to_take = now == w.theirs || now == w.libc || w.theirs == 0 || lazy;
         if now == w.ours || !ours_to_take {
             return false;
         }
