@@ -11,11 +11,18 @@
 
 #define KEEP(p) __asm__ volatile("" : : "r"(p) : "memory")
 
-void *(*volatile alloc_ptr)(size_t) = malloc;
+/* Assigned in code, not data: that is what makes the canonical PLT stub. */
+void *(*volatile alloc_ptr)(size_t);
 
 int main(void) {
     char line[64];
     void *direct[4], *through[2];
+    /* Binds the executable's GOT entry for malloc now (lazy binding would
+     * leave it pointing at its PLT until the first call). */
+    alloc_ptr = malloc;
+    void *first = malloc(10);
+    KEEP(first);
+    free(first);
     printf("ready\n");
     fflush(stdout);
     if (!fgets(line, sizeof line, stdin) || strncmp(line, "go", 2))
