@@ -239,7 +239,12 @@ fn non_pie_executable_taking_malloc_address() {
         p.say("go");
         p.expect("quiet");
         let s = load(snapshot(pid));
-        assert_eq!((s.count_of(5151), s.count_of(5252)), (4, 2), "{}", s.describe());
+        assert_eq!(
+            (s.count_of(5151), s.count_of(5252)),
+            (4, 2),
+            "{}",
+            s.describe()
+        );
         assert_eq!(s.total_count(), 6, "{}", s.describe());
         p.say("end");
         let (rest, stderr, code) = p.finish();
