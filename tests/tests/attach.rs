@@ -166,6 +166,8 @@ fn busy_program(opt: Opt) {
     let j = stats_json(&snap);
     assert_eq!(j["live"]["blocks"], 11);
     assert_eq!(j["live"]["size"], bytes);
+    assert_eq!(j["tracing_began"]["by"], "attach", "{j}");
+    assert!(j["tracing_began"]["seconds_after_start"].as_f64().unwrap() > 0.0);
     // Everything allocated since the attach and freed was allocated since
     // the attach: no frees of blocks memtrace never saw.
     assert_eq!(s.header.alloc_count - s.header.free_count, 11);

@@ -172,6 +172,9 @@ struct SummaryJson<'a> {
     temporary: Option<TemporarySummary>,
     top: TopLists<'a>,
     traced_now: SizeCount,
+    /// (format 1.4) Present when tracing began with `memtrace attach`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tracing_began: Option<super::json::TracingBegan>,
     whole_run: bool,
 }
 
@@ -301,6 +304,13 @@ pub(super) fn write_summary(
                     count: now_blocks,
                     size: now_bytes,
                 },
+                tracing_began: super::began::tracing_start(path).map(|t| {
+                    super::json::TracingBegan {
+                        by: super::began::by_name(&t),
+                        seconds_after_start: t.after_start_ns().map(|ns| ns as f64 / 1e9),
+                        time_ns: t.began_ns,
+                    }
+                }),
                 whole_run: whole,
             },
         );
