@@ -43,6 +43,7 @@ pub fn inspect(pid: i32) -> Result<Target, String> {
         return Err(format!("process {pid} has libtrace.so loaded already"));
     }
     check_dynamic(pid)?;
+    check_seccomp(pid)?;
     let libc = maps
         .iter()
         .find(|m| is_libc(&m.path))
@@ -130,6 +131,22 @@ fn check_dynamic(pid: i32) -> Result<(), String> {
             exe.display()
         ))
     }
+}
+
+/// A process under a seccomp filter (a sandbox) may be killed by the
+/// kernel for a system call dlopen or our writer thread makes: refused.
+fn check_seccomp(pid: i32) -> Result<(), String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let mode = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Seccomp:"))
+        .map(str::trim);
+    if mode.is_some_and(|m| m != "0") {
+        return Err(format!(
+            "process {pid} runs under a seccomp filter: loading libtrace.so into it could get it killed"
+        ));
+    }
+    Ok(())
 }
 
 /// Does the ELF file have a PT_INTERP program header (a loader)? Read from

@@ -29,6 +29,28 @@ fn good_syscall(nr: i64) -> bool {
     !MALLOC_SYSCALLS.contains(&nr)
 }
 
+/// Stack our calls may use below the thread's: dlopen, libtrace.so's start
+/// and the GOT walk need some tens of KiB.
+const STACK_NEEDED: u64 = 256 << 10;
+
+/// Is there room for our calls below `sp`? Yes on the main thread's
+/// `[stack]` (it grows on demand) and in a mapping with that much below
+/// `sp`; no on a small signal stack (sigaltstack) or an unknown one.
+fn stack_room(pid: i32, sp: u64) -> bool {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    maps.lines().any(|l| {
+        let mut f = l.split_whitespace();
+        let Some((lo, hi)) = f.next().and_then(|r| r.split_once('-')) else {
+            return false;
+        };
+        let (Ok(lo), Ok(hi)) = (u64::from_str_radix(lo, 16), u64::from_str_radix(hi, 16)) else {
+            return false;
+        };
+        let main_stack = l.ends_with("[stack]");
+        sp > lo && sp <= hi && (main_stack || sp - lo >= STACK_NEEDED)
+    })
+}
+
 /// The process's threads, the main thread first.
 fn threads(pid: i32) -> Vec<i32> {
     let mut tids: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))
@@ -63,7 +85,8 @@ pub fn stop_a_waiting_thread(pid: i32, timeout: Duration) -> Result<Tracee, Stri
             // Still in that call when it stopped? (orig_rax is the call's
             // number inside one, negative in user code.)
             let r = t.regs()?;
-            if (r.orig_rax as i64) >= 0 && good_syscall(r.orig_rax as i64) {
+            let in_call = (r.orig_rax as i64) >= 0 && good_syscall(r.orig_rax as i64);
+            if in_call && stack_room(pid, r.rsp) {
                 return Ok(t);
             }
             drop(t); // detaches
@@ -78,7 +101,7 @@ pub fn stop_a_waiting_thread(pid: i32, timeout: Duration) -> Result<Tracee, Stri
         }
         if Instant::now() > deadline {
             return Err(format!(
-                "no thread of process {pid} is waiting in a system call (all busy computing?): try again"
+                "no thread of process {pid} is waiting in a system call with stack to spare (all busy computing?): try again"
             ));
         }
         std::thread::sleep(Duration::from_millis(5));
