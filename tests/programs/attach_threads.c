@@ -13,6 +13,7 @@
  *   7 x 4242 B in kept_block()    (still live at exit)
  *   3 x calloc(3, 555) in calloc_block()
  *   1 x realloc(pre-attach, 3333) in realloc_block()
+ *   1 x strdup of 99 characters (100 B, allocated inside libc) in strdup_block()
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -101,6 +102,15 @@ static void *calloc_block(void) {
     return calloc(3, 555); /* ATTACH_CALLOC */
 }
 
+/* 99 characters: strdup makes a 100-byte block, allocated inside libc. */
+static const char text99[] = "0123456789012345678901234567890123456789"
+                             "0123456789012345678901234567890123456789"
+                             "0123456789012345678";
+
+static char *strdup_block(void) {
+    return strdup(text99); /* ATTACH_STRDUP */
+}
+
 static void *realloc_block(void *old) {
     return realloc(old, 3333); /* ATTACH_REALLOC */
 }
@@ -127,6 +137,8 @@ int main(void) {
         KEEP(kept[i] = kept_block());
     for (int i = 0; i < 3; i++)
         KEEP(zeroed[i] = calloc_block());
+    char *dup = strdup_block();
+    KEEP(dup);
     unsigned char *moved = realloc_block(before[0]);
     check(moved, 1000, 0);
     before[0] = NULL;
@@ -148,6 +160,9 @@ int main(void) {
     for (int i = 0; i < 3; i++)
         free(zeroed[i]);
     free(moved);
+    if (strlen(dup) != 99)
+        atomic_fetch_add(&errors, 1);
+    free(dup);
     for (int i = 0; i < 7; i++)
         ((char *)kept[i])[0] = 1; /* still live at exit */
     printf("threads %d, errors %ld\n", THREADS, atomic_load(&errors));

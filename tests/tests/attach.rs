@@ -145,6 +145,7 @@ fn busy_program(opt: Opt) {
         (line_of(src, "ATTACH_KEPT"), 4242u64, 7u64, "29.0 KiB"),
         (line_of(src, "ATTACH_CALLOC"), 1665, 3, "4995 B"),
         (line_of(src, "ATTACH_REALLOC"), 3333, 1, "3333 B"),
+        (line_of(src, "ATTACH_STRDUP"), 100, 1, "100 B"),
     ];
     let mut lines = top(&snap);
     lines.sort();
@@ -161,16 +162,16 @@ fn busy_program(opt: Opt) {
         .collect();
     assert_eq!(got, expect, "{}", s.describe());
     let bytes: u64 = want.iter().map(|w| w.1 * w.2).sum();
-    assert_eq!((s.total_count(), s.total_bytes()), (11, bytes));
+    assert_eq!((s.total_count(), s.total_bytes()), (12, bytes));
     assert_eq!(s.header.traced_bytes, bytes);
     let j = stats_json(&snap);
-    assert_eq!(j["live"]["blocks"], 11);
+    assert_eq!(j["live"]["blocks"], 12);
     assert_eq!(j["live"]["size"], bytes);
     assert_eq!(j["tracing_began"]["by"], "attach", "{j}");
     assert!(j["tracing_began"]["seconds_after_start"].as_f64().unwrap() > 0.0);
     // Everything allocated since the attach and freed was allocated since
     // the attach: no frees of blocks memtrace never saw.
-    assert_eq!(s.header.alloc_count - s.header.free_count, 11);
+    assert_eq!(s.header.alloc_count - s.header.free_count, 12);
     // The snapshot says when tracing began.
     let summary = memtrace(&["summary", snap.to_str().unwrap()]);
     assert!(

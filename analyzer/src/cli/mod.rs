@@ -74,9 +74,9 @@ EXAMPLE:
   Refused with one line (exit 1), the process untouched: no such process, not permitted
   (ptrace), statically linked, already traced, a malloc other than glibc's (jemalloc...).
   Not seen: blocks allocated before the attach (their frees and reallocs are handled: a
-  realloc of one counts as a new allocation), blocks glibc allocates internally (strdup,
-  fopen), and what a library dlopen()ed later allocates in its constructors. _exit and exec
-  write no exit snapshot.
+  realloc of one counts as a new allocation), what ld.so allocates for itself, and what a
+  library dlopen()ed later allocates in its constructors. _exit and exec write no exit
+  snapshot.
 
 EXIT STATUS: 0 attached, 1 cannot attach, 2 bad usage.";
 

@@ -5,11 +5,13 @@
 //!
 //! Written by hand: no crate patches a live process's GOT from inside it.
 //!
-//! Skipped: libtrace.so itself, ld.so, and libc (glibc calls its own malloc
-//! directly, not through its GOT: blocks libc allocates for the program,
-//! strdup's or fopen's, are not seen, as with heaptrack's attach), and
-//! modules of other link-map namespaces (dlmopen), which have their own
-//! libc whose blocks must not reach ours.
+//! libc included: glibc calls its own malloc family through its GOT (so
+//! that a replacement malloc sees every call), so strdup's, getline's and
+//! fopen's blocks are seen, and a block of ours that libc reallocates or
+//! frees is not lost. Skipped: libtrace.so itself; ld.so (it allocates
+//! through pointers it set at start, to glibc's malloc when we were not
+//! preloaded); modules of other link-map namespaces (dlmopen), which have
+//! their own libc whose blocks must not reach ours.
 //!
 //! Order, for exactness while the program's threads run: first every
 //! module's free and realloc, then the allocating functions. A block
@@ -47,7 +49,7 @@ struct Redirect {
 struct Plan {
     frees: Vec<Redirect>,
     allocs: Vec<Redirect>,
-    skip: [usize; 3],
+    skip: [usize; 2],
     r_debug: usize,
 }
 
@@ -109,7 +111,6 @@ pub fn prepare() {
     let skip = [
         // A function of ours that is not exported: its address is ours.
         prepare as *const () as usize,
-        crate::hooks::__libc_free as *const () as usize,
         // ld.so: the module that holds _r_debug (or nothing if unknown).
         if r_debug != 0 { r_debug } else { usize::MAX },
     ];
