@@ -2,7 +2,9 @@
 //! glibc's locks (the loader's, malloc's): a thread stopped while holding
 //! one would deadlock on it. A thread blocked in a system call holds none
 //! of them, unless that call is one malloc makes with its arena locked
-//! (mmap, munmap, brk, mprotect, madvise, mremap): those are passed over.
+//! (mmap, munmap, brk, mprotect, madvise, mremap): those are passed over,
+//! and so is a thread whose call was made by the loader itself (inside a
+//! dlopen, holding the loader's lock: ours would enter it again).
 
 use super::ptrace::Tracee;
 use std::time::{Duration, Instant};
@@ -33,21 +35,35 @@ fn good_syscall(nr: i64) -> bool {
 /// and the GOT walk need some tens of KiB.
 const STACK_NEEDED: u64 = 256 << 10;
 
+/// The mappings of /proc/PID/maps: (start, end, the rest of the line).
+fn mappings(pid: i32) -> Vec<(u64, u64, String)> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    maps.lines()
+        .filter_map(|l| {
+            let (range, rest) = l.split_once(' ')?;
+            let (lo, hi) = range.split_once('-')?;
+            let lo = u64::from_str_radix(lo, 16).ok()?;
+            let hi = u64::from_str_radix(hi, 16).ok()?;
+            Some((lo, hi, rest.to_string()))
+        })
+        .collect()
+}
+
+/// Is `pc` in ld.so's code (a system call of the loader's own)?
+fn in_loader(pid: i32, pc: u64) -> bool {
+    mappings(pid).iter().any(|(lo, hi, rest)| {
+        let name = rest.rsplit('/').next().unwrap_or_default();
+        pc >= *lo && pc < *hi && name.starts_with("ld-linux")
+    })
+}
+
 /// Is there room for our calls below `sp`? Yes on the main thread's
 /// `[stack]` (it grows on demand) and in a mapping with that much below
 /// `sp`; no on a small signal stack (sigaltstack) or an unknown one.
 fn stack_room(pid: i32, sp: u64) -> bool {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
-    maps.lines().any(|l| {
-        let mut f = l.split_whitespace();
-        let Some((lo, hi)) = f.next().and_then(|r| r.split_once('-')) else {
-            return false;
-        };
-        let (Ok(lo), Ok(hi)) = (u64::from_str_radix(lo, 16), u64::from_str_radix(hi, 16)) else {
-            return false;
-        };
-        let main_stack = l.ends_with("[stack]");
-        sp > lo && sp <= hi && (main_stack || sp - lo >= STACK_NEEDED)
+    mappings(pid).iter().any(|(lo, hi, rest)| {
+        let main_stack = rest.ends_with("[stack]");
+        sp > *lo && sp <= *hi && (main_stack || sp - lo >= STACK_NEEDED)
     })
 }
 
@@ -86,7 +102,7 @@ pub fn stop_a_waiting_thread(pid: i32, timeout: Duration) -> Result<Tracee, Stri
             // number inside one, negative in user code.)
             let r = t.regs()?;
             let in_call = (r.orig_rax as i64) >= 0 && good_syscall(r.orig_rax as i64);
-            if in_call && stack_room(pid, r.rsp) {
+            if in_call && stack_room(pid, r.rsp) && !in_loader(pid, r.rip) {
                 return Ok(t);
             }
             drop(t); // detaches
