@@ -258,6 +258,38 @@ fn non_pie_executable_taking_malloc_address() {
     }
 }
 
+/// A thread that never waits in a system call: caught as it enters one
+/// (its non-blocking poll), and traced exactly from then on.
+#[test]
+fn thread_that_never_waits() {
+    let dir = fresh_dir("attach-busy");
+    let prefix = dir.join("b");
+    let mut p = Talk::start(&prog("attach_busy_single", Opt::O2), &[], &dir);
+    let pid = p.pid();
+    attach(pid, &prefix);
+    p.say("go");
+    p.expect("quiet");
+    let snap = snapshot(pid);
+    let s = load(&snap);
+    assert_eq!(
+        (s.total_count(), s.count_of(7373)),
+        (9, 9),
+        "{}",
+        s.describe()
+    );
+    let line = line_of("attach_busy_single.c", "ATTACH_BUSY_BLOCK");
+    let lines = top(&snap);
+    assert!(
+        lines[0].ends_with(&format!(
+            "attach_busy_single.c:{line}: size=64.8 KiB, count=9, average=7373 B"
+        )),
+        "{lines:?}"
+    );
+    p.say("end");
+    let (rest, stderr, code) = p.finish();
+    assert_eq!((rest.as_str(), code), ("done\n", Some(0)), "{stderr}");
+}
+
 /// A statically linked program is refused with one line and runs on.
 #[test]
 fn static_binary_is_refused() {

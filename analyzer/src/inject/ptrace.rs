@@ -26,6 +26,8 @@ pub enum Stop {
     Event,
     /// About to be delivered signal N.
     Signal(i32),
+    /// At the entry or exit of a system call (after `step_to_syscall`).
+    Syscall,
     /// The thread or process is gone.
     Gone,
 }
@@ -34,6 +36,8 @@ pub enum Stop {
 /// is stopped) and detaches, so that every way out leaves it as it was.
 pub struct Tracee {
     pub tid: i32,
+    /// Stopped at the entry of a system call (PTRACE_SYSCALL), not inside one.
+    pub at_syscall_entry: bool,
     stopped: bool,
     saved: Option<(Regs, Vec<u8>)>,
 }
@@ -43,15 +47,18 @@ fn os_err() -> std::io::Error {
 }
 
 impl Tracee {
-    /// PTRACE_SEIZE: the thread runs on until interrupted.
+    /// PTRACE_SEIZE: the thread runs on until interrupted. (TRACESYSGOOD:
+    /// system-call stops tell themselves from a SIGTRAP.)
     pub fn seize(tid: i32) -> Result<Tracee, std::io::Error> {
         // SAFETY: a plain system call; no memory is passed.
-        let r = unsafe { libc::ptrace(libc::PTRACE_SEIZE, tid, 0usize, 0usize) };
+        let opts = libc::PTRACE_O_TRACESYSGOOD as usize;
+        let r = unsafe { libc::ptrace(libc::PTRACE_SEIZE, tid, 0usize, opts) };
         if r != 0 {
             return Err(os_err());
         }
         Ok(Tracee {
             tid,
+            at_syscall_entry: false,
             stopped: false,
             saved: None,
         })
@@ -67,7 +74,7 @@ impl Tracee {
                 return Err(format!("cannot stop thread {}: {}", self.tid, os_err()));
             }
             match self.wait(deadline)? {
-                Stop::Event => return Ok(()),
+                Stop::Event | Stop::Syscall => return Ok(()),
                 Stop::Signal(s) => self.resume(s)?,
                 Stop::Gone => return Err(format!("thread {} ended", self.tid)),
             }
@@ -88,10 +95,13 @@ impl Tracee {
                 }
                 if libc::WIFSTOPPED(status) {
                     self.stopped = true;
+                    let sig = libc::WSTOPSIG(status);
                     return Ok(if status >> 16 == PTRACE_EVENT_STOP {
                         Stop::Event
+                    } else if sig == libc::SIGTRAP | 0x80 {
+                        Stop::Syscall
                     } else {
-                        Stop::Signal(libc::WSTOPSIG(status))
+                        Stop::Signal(sig)
                     });
                 }
             } else if r < 0 {
@@ -112,6 +122,17 @@ impl Tracee {
     pub fn resume(&mut self, sig: i32) -> Result<(), String> {
         // SAFETY: a plain system call on our stopped tracee.
         if unsafe { libc::ptrace(libc::PTRACE_CONT, self.tid, 0usize, sig as usize) } != 0 {
+            return Err(format!("cannot resume thread {}: {}", self.tid, os_err()));
+        }
+        self.stopped = false;
+        Ok(())
+    }
+
+    /// PTRACE_SYSCALL: runs to the next system call entry or exit,
+    /// delivering `sig` (0: none).
+    pub fn step_to_syscall(&mut self, sig: i32) -> Result<(), String> {
+        // SAFETY: a plain system call on our stopped tracee.
+        if unsafe { libc::ptrace(libc::PTRACE_SYSCALL, self.tid, 0usize, sig as usize) } != 0 {
             return Err(format!("cannot resume thread {}: {}", self.tid, os_err()));
         }
         self.stopped = false;
@@ -167,7 +188,15 @@ impl Tracee {
     pub fn save(&mut self) -> Result<Regs, String> {
         let r = self.regs()?;
         let x = self.xstate()?;
-        self.saved = Some((r, x));
+        let mut put_back = r;
+        if self.at_syscall_entry {
+            // Stopped at a system call's entry, which our call replaces:
+            // put the thread back on its `syscall` instruction (2 bytes)
+            // with the call's number, so that it makes the call afterwards.
+            put_back.rip -= 2;
+            put_back.rax = r.orig_rax;
+        }
+        self.saved = Some((put_back, x));
         Ok(r)
     }
 
@@ -183,8 +212,9 @@ impl Tracee {
 
 impl Drop for Tracee {
     fn drop(&mut self) {
-        if !self.stopped && self.saved.is_some() {
-            // Still running our call (a timeout): stop it to put it back.
+        if !self.stopped {
+            // Still running (our call timed out, or no system call came):
+            // stop it to put it back and detach.
             let _ = self.interrupt(Duration::from_secs(2));
         }
         if self.stopped {

@@ -127,7 +127,7 @@ pub fn call(
                 return Err(format!("the call at {func:#x} got signal {s}"))
             }
             Stop::Signal(s) => t.resume(s)?,
-            Stop::Event => t.resume(0)?,
+            Stop::Event | Stop::Syscall => t.resume(0)?,
             Stop::Gone => return Err("the process ended".into()),
         }
     }

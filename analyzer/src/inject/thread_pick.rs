@@ -6,7 +6,7 @@
 //! and so is a thread whose call was made by the loader itself (inside a
 //! dlopen, holding the loader's lock: ours would enter it again).
 
-use super::ptrace::Tracee;
+use super::ptrace::{Stop, Tracee};
 use std::time::{Duration, Instant};
 
 /// The system calls malloc may be in with a lock held.
@@ -79,47 +79,99 @@ fn threads(pid: i32) -> Vec<i32> {
     tids
 }
 
-/// A thread of `pid` seized and stopped inside a harmless system call,
-/// trying for up to `timeout` (threads come and go out of their calls).
+/// How long to look for a thread blocked in a system call before catching
+/// one as it enters a system call.
+const BLOCKED_PHASE: Duration = Duration::from_millis(300);
+
+/// A thread of `pid` seized and stopped inside a harmless system call, or
+/// failing that (every thread busy computing) at the entry of one, trying
+/// for up to `timeout`.
 pub fn stop_a_waiting_thread(pid: i32, timeout: Duration) -> Result<Tracee, String> {
-    let deadline = Instant::now() + timeout;
-    let mut refused = None;
-    loop {
-        for tid in threads(pid) {
-            if !blocked_in(pid, tid).is_some_and(good_syscall) {
-                continue;
-            }
-            let mut t = match Tracee::seize(tid) {
-                Ok(t) => t,
-                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => continue,
-                Err(e) => {
-                    refused = Some(e);
-                    break;
-                }
-            };
-            t.interrupt(Duration::from_secs(5))?;
-            // Still in that call when it stopped? (orig_rax is the call's
-            // number inside one, negative in user code.)
-            let r = t.regs()?;
-            let in_call = (r.orig_rax as i64) >= 0 && good_syscall(r.orig_rax as i64);
-            if in_call && stack_room(pid, r.rsp) && !in_loader(pid, r.rip) {
-                return Ok(t);
-            }
-            drop(t); // detaches
-        }
-        if let Some(e) = refused {
-            return Err(match e.raw_os_error() {
-                Some(libc::EPERM) => format!(
-                    "cannot attach to process {pid}: not permitted (another user's process, a tracer already attached, or kernel.yama.ptrace_scope)"
-                ),
-                _ => format!("cannot attach to process {pid}: {e}"),
-            });
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "no thread of process {pid} is waiting in a system call with stack to spare (all busy computing?): try again"
-            ));
+    let start = Instant::now();
+    while start.elapsed() < BLOCKED_PHASE {
+        if let Some(t) = try_blocked(pid)? {
+            return Ok(t);
         }
         std::thread::sleep(Duration::from_millis(5));
+    }
+    let tids = threads(pid);
+    let each = timeout / tids.len().max(1) as u32;
+    for tid in tids {
+        if let Some(t) = catch_entering(pid, tid, Instant::now() + each)? {
+            return Ok(t);
+        }
+    }
+    Err(format!(
+        "no thread of process {pid} waited in or entered a system call with stack to spare (all busy computing?): try again"
+    ))
+}
+
+/// PTRACE_SEIZE; None if the thread is gone.
+fn seize(pid: i32, tid: i32) -> Result<Option<Tracee>, String> {
+    match Tracee::seize(tid) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => Err(format!(
+            "cannot attach to process {pid}: not permitted (another user's process, a tracer already attached, or kernel.yama.ptrace_scope)"
+        )),
+        Err(e) => Err(format!("cannot attach to process {pid}: {e}")),
+    }
+}
+
+/// Is a thread stopped with registers `r` fit to run our calls?
+fn fit(pid: i32, r: &libc::user_regs_struct) -> bool {
+    let nr = r.orig_rax as i64;
+    nr >= 0 && good_syscall(nr) && stack_room(pid, r.rsp) && !in_loader(pid, r.rip)
+}
+
+/// A thread blocked in a harmless system call, stopped there.
+fn try_blocked(pid: i32) -> Result<Option<Tracee>, String> {
+    for tid in threads(pid) {
+        if !blocked_in(pid, tid).is_some_and(good_syscall) {
+            continue;
+        }
+        let Some(mut t) = seize(pid, tid)? else {
+            continue;
+        };
+        t.interrupt(Duration::from_secs(5))?;
+        // Still in that call when it stopped? (orig_rax is the call's
+        // number inside one, negative in user code.)
+        if fit(pid, &t.regs()?) {
+            return Ok(Some(t));
+        }
+        drop(t); // detaches
+    }
+    Ok(None)
+}
+
+/// Thread `tid` stopped as it enters a harmless system call (PTRACE_SYSCALL
+/// stops), before `until`: then it holds no lock a blocked one would not.
+fn catch_entering(pid: i32, tid: i32, until: Instant) -> Result<Option<Tracee>, String> {
+    let Some(mut t) = seize(pid, tid)? else {
+        return Ok(None);
+    };
+    t.interrupt(Duration::from_secs(5))?;
+    let mut sig = 0;
+    loop {
+        t.step_to_syscall(sig)?;
+        sig = 0;
+        let stop = match t.wait(until) {
+            Ok(s) => s,
+            Err(_) => return Ok(None), // no system call in time: dropped, detached
+        };
+        match stop {
+            Stop::Syscall => {
+                let r = t.regs()?;
+                // At an entry rax holds -ENOSYS; at an exit, the result.
+                let entry = r.rax as i64 == -(libc::ENOSYS as i64);
+                if entry && fit(pid, &r) {
+                    t.at_syscall_entry = true;
+                    return Ok(Some(t));
+                }
+            }
+            Stop::Signal(s) => sig = s,
+            Stop::Event => {}
+            Stop::Gone => return Ok(None),
+        }
     }
 }
