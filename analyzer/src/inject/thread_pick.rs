@@ -4,7 +4,9 @@
 //! of them, unless that call is one malloc makes with its arena locked
 //! (mmap, munmap, brk, mprotect, madvise, mremap): those are passed over,
 //! and so is a thread whose call was made by the loader itself (inside a
-//! dlopen, holding the loader's lock: ours would enter it again).
+//! dlopen, holding the loader's lock: ours would enter it again). When no
+//! thread waits, a thread stopped as it enters a harmless system call is as
+//! good: it is about to make a call that would not hold those locks either.
 
 use super::ptrace::{Stop, Tracee};
 use std::time::{Duration, Instant};
