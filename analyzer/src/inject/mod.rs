@@ -3,7 +3,7 @@
 //!
 //! Steps: check the process (`target.rs`: not traced already, dynamically
 //! linked, glibc's malloc) before touching it; stop one thread that waits
-//! in a system call (`thread_pick.rs`); on it call `dlopen(libtrace.so,
+//! in, or enters, a system call (`thread_pick.rs`); on it call `dlopen(libtrace.so,
 //! RTLD_NOW | RTLD_LOCAL)` (its constructor stays dormant: not preloaded),
 //! `dlsym(handle, "memtrace_attach")`, then `memtrace_attach(settings)`,
 //! which starts the writer and redirects the modules' GOT entries
