@@ -4,7 +4,8 @@
 //! * `NAME-O0`: `-O0 -fno-omit-frame-pointer`
 //! * `NAME-O2`: `-O2 -fomit-frame-pointer`
 //!
-//! (`nopie_NAME.c` adds `-fno-pie -no-pie` to both), and every `libNAME.c`
+//! (`nopie_NAME.c` adds `-fno-pie -no-pie` to both, `static_NAME.c`
+//! `-static`), and every `libNAME.c`
 //! becomes a shared library `libNAME.so`. All are built
 //! with `-g` so that the analyzer can name lines. Nothing is committed: the
 //! binaries live in OUT_DIR only.
@@ -94,6 +95,11 @@ fn main() {
                 // Debian's python3 are built so).
                 if stem.starts_with("nopie_") {
                     args.extend(["-fno-pie", "-no-pie"].map(String::from));
+                }
+                // `static_NAME.c`: statically linked (what `memtrace attach`
+                // and `memtrace run` must refuse).
+                if stem.starts_with("static_") {
+                    args.push("-static".into());
                 }
                 jobs.push(Job {
                     compiler,

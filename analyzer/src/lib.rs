@@ -18,6 +18,7 @@
 //! - [`display`]: the documentation's `display_top`, the sampling notes;
 //! - [`export`]: pprof profiles, tracemalloc pickles, flame graphs;
 //! - [`report`]: the memory chart (SVG) and the HTML report's page, flame graph data;
+//! - [`inject`]: `memtrace attach`: loading libtrace.so into a running process (ptrace);
 //! - [`cli`]: the `memtrace` command line, one file per command.
 
 pub mod cli;
@@ -28,6 +29,7 @@ pub mod format;
 pub mod frame;
 pub mod history;
 pub mod history_lines;
+pub mod inject;
 pub mod pattern;
 pub mod progress;
 pub mod report;

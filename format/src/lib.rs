@@ -20,6 +20,7 @@ pub mod history;
 pub mod leaks;
 pub mod naming;
 pub mod signals;
+pub mod tracing_start;
 pub mod varint;
 pub mod whole_run;
 
@@ -288,6 +289,16 @@ pub fn encode(s: &Snapshot) -> Vec<u8> {
 
 /// `encode`, with the exit snapshot's LEAKS section (1.3) when given.
 pub fn encode_with_leaks(s: &Snapshot, leak_check: Option<&leaks::LeakCheck>) -> Vec<u8> {
+    encode_full(s, leak_check, None)
+}
+
+/// `encode_with_leaks`, with the TRACING_START section (1.4) of a process
+/// traced since `memtrace attach` when given.
+pub fn encode_full(
+    s: &Snapshot,
+    leak_check: Option<&leaks::LeakCheck>,
+    start: Option<&tracing_start::TracingStart>,
+) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION_MAJOR.to_le_bytes());
@@ -305,6 +316,13 @@ pub fn encode_with_leaks(s: &Snapshot, leak_check: Option<&leaks::LeakCheck>) ->
         if let Some(d) = leaks::encode_domain_leaks(l) {
             section(&mut out, leaks::DOMAIN_TAG, &d);
         }
+    }
+    if let Some(t) = start {
+        section(
+            &mut out,
+            tracing_start::TAG,
+            &tracing_start::encode_tracing_start(t),
+        );
     }
     let crc = crc32fast::hash(&out);
     out.push(tag::END);

@@ -48,7 +48,27 @@ pub fn out_prefix() -> Vec<u8> {
     OUT.lock().clone()
 }
 
-fn env(name: &CStr) -> Option<&'static [u8]> {
+/// The settings `memtrace attach` passed (`attach/`): `NAME=value` lines
+/// that stand in for the environment, which a running process cannot be
+/// given. Set once, before `load`.
+static ATTACH_SETTINGS: std::sync::OnceLock<Box<[u8]>> = std::sync::OnceLock::new();
+
+/// From now on settings are read from `text` (`NAME=value` lines), not
+/// from the environment: the process was started without them.
+pub fn use_attach_settings(text: &[u8]) {
+    let _ = ATTACH_SETTINGS.set(text.into());
+}
+
+/// The value of setting `name`: from the attach settings when attached
+/// (the process's own MEMTRACE_* variables, if any, are not ours then),
+/// else from the environment.
+pub fn env(name: &CStr) -> Option<&'static [u8]> {
+    if let Some(text) = ATTACH_SETTINGS.get() {
+        let key = name.to_bytes();
+        return text
+            .split(|&c| c == b'\n')
+            .find_map(|line| line.strip_prefix(key)?.strip_prefix(b"="));
+    }
     // SAFETY: getenv returns NULL or a NUL-terminated string that lives as
     // long as the environment entry; we copy what we keep.
     unsafe {

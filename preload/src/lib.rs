@@ -15,8 +15,10 @@
 //!   and errno; `tls`: the hot per-thread block.
 //! - `process_end`: the exit snapshot on `_exit` and `exec`; `fatal`: says
 //!   so when a fatal signal ends the process (MEMTRACE_VERBOSE=1);
-//! - `beacon`: how `memtrace snapshot PID` finds the signal and prefix.
+//! - `beacon`: how `memtrace snapshot PID` finds the signal and prefix;
+//! - `attach`: loaded into a running process by `memtrace attach`.
 
+mod attach;
 mod beacon;
 mod config;
 mod fatal;
@@ -147,6 +149,20 @@ pub(crate) fn disable() {
     STATE.store(DISABLED, Ordering::Release);
 }
 
+/// A copy loaded by dlopen stays out of the way until `memtrace_attach`:
+/// true if it was not initialised yet (and now passes everything through).
+pub(crate) fn stay_disabled() -> bool {
+    STATE
+        .compare_exchange(UNINIT, DISABLED, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+}
+
+/// `memtrace_attach`: initialises a dormant copy; true if it is ready.
+pub(crate) fn wake_from_dormant() -> bool {
+    let _ = STATE.compare_exchange(DISABLED, UNINIT, Ordering::AcqRel, Ordering::Acquire);
+    ensure_ready()
+}
+
 /// The part of initialisation that is safe from inside the very first
 /// malloc (possibly during the dynamic loader's start-up): no threads, no
 /// loader locks. Other threads calling in meanwhile pass through unrecorded.
@@ -180,15 +196,30 @@ fn init() {
 /// yet, and does what must not happen inside the first malloc (signal
 /// handler, atexit, atfork, the writer thread).
 extern "C" fn constructor() {
+    if attach::loaded_by_dlopen() {
+        attach::stay_dormant();
+        return;
+    }
     let _g = guard::NoTrace::new();
     if !ensure_ready() {
         return;
     }
+    start();
+}
+
+/// What follows initialisation: at start from the constructor, or when
+/// `memtrace attach` wakes a dormant copy (`attach::memtrace_attach`). Runs
+/// under the re-entrancy guard.
+fn start() {
     unwind::load_libunwind();
     modules::init();
-    modules::check_malloc_owner();
-    if !config::follow_exec() {
-        fork::drop_self_from_ld_preload();
+    // Attached: the CLI checked the malloc owner before loading us, and
+    // LD_PRELOAD does not name us.
+    if !attach::attached() {
+        modules::check_malloc_owner();
+        if !config::follow_exec() {
+            fork::drop_self_from_ld_preload();
+        }
     }
     signal::install();
     process_end::init();

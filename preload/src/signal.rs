@@ -141,6 +141,21 @@ pub unsafe extern "C" fn sigaction(
     act: *const libc::sigaction,
     old: *mut libc::sigaction,
 ) -> c_int {
+    // SAFETY: our contract, passed on.
+    unsafe { sigaction_for(sig, act, old) }
+}
+
+/// `sigaction`'s work, called by `signal` too: not through the export,
+/// which in a library loaded by `memtrace attach` (RTLD_LOCAL) would bind
+/// to glibc's.
+///
+/// # Safety
+/// As `sigaction`.
+unsafe fn sigaction_for(
+    sig: c_int,
+    act: *const libc::sigaction,
+    old: *mut libc::sigaction,
+) -> c_int {
     if !ours(sig) {
         // SAFETY: the caller's arguments, as glibc's sigaction takes them.
         return unsafe { __sigaction(sig, act, old) };
@@ -191,7 +206,7 @@ pub unsafe extern "C" fn signal(sig: c_int, h: sighandler_t) -> sighandler_t {
         libc::sigemptyset(&mut sa.sa_mask);
         libc::sigaddset(&mut sa.sa_mask, sig);
         let mut old: libc::sigaction = std::mem::zeroed();
-        sigaction(sig, &sa, &mut old);
+        sigaction_for(sig, &sa, &mut old);
         old.sa_sigaction
     }
 }

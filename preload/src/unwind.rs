@@ -136,16 +136,8 @@ pub fn load_libunwind() {
         }
         UNW_BACKTRACE.store(f as usize, Ordering::Release);
     }
-    // SAFETY: getenv with a valid C string; the result is only read here,
-    // in the constructor, before the program's own code can setenv.
-    let mode = unsafe {
-        let v = libc::getenv(c"MEMTRACE_UNWIND".as_ptr());
-        if v.is_null() {
-            &b"fast"[..]
-        } else {
-            std::ffi::CStr::from_ptr(v).to_bytes()
-        }
-    };
+    // Read in the constructor, before the program's own code can setenv.
+    let mode = crate::config::env(c"MEMTRACE_UNWIND").unwrap_or(b"fast");
     let mode = match mode {
         b"" | b"fast" => MODE_FAST,
         b"check" => MODE_CHECK,

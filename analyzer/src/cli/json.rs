@@ -341,6 +341,20 @@ pub(super) struct StatsJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub totals: Option<StatsTotals>,
     pub traced_memory: TracedMemory,
+    /// (format 1.4) Present when tracing began with `memtrace attach`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tracing_began: Option<TracingBegan>,
+}
+
+/// When tracing began, for a process traced since `memtrace attach`.
+#[derive(Serialize)]
+pub(super) struct TracingBegan {
+    /// "attach".
+    pub by: &'static str,
+    /// Null when the process's start is unknown.
+    pub seconds_after_start: Option<f64>,
+    /// Wall clock, ns since the Unix epoch.
+    pub time_ns: u64,
 }
 
 #[cfg(test)]
@@ -546,6 +560,11 @@ mod tests {
                 current: 1,
                 peak: 1,
             },
+            tracing_began: Some(TracingBegan {
+                by: "attach",
+                seconds_after_start: Some(1.0),
+                time_ns: 1,
+            }),
         });
     }
 }

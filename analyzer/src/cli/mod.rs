@@ -5,6 +5,8 @@
 //! Exit codes: 0 ok, 1 bad input (a snapshot that cannot be read, a rank
 //! that does not exist), 2 bad usage.
 
+mod attach;
+mod began;
 mod diff;
 mod export;
 mod flamegraph;
@@ -64,6 +66,19 @@ EXAMPLE:
 
 EXIT STATUS: CMD's exit code, or 128+N when signal N ended it; 127 CMD not found, 126 CMD cannot
   be executed, 1 CMD cannot be traced (nothing run), 2 bad usage.";
+
+const ATTACH_HELP: &str = "\
+EXAMPLE:
+  memtrace attach 1234 && memtrace snapshot 1234   # then memtrace top memtrace.1234.1.snap
+
+  Refused with one line (exit 1), the process untouched: no such process, not permitted
+  (ptrace), statically linked, already traced, a malloc other than glibc's (jemalloc...).
+  Not seen: blocks allocated before the attach (their frees and reallocs are handled: a
+  realloc of one counts as a new allocation), what ld.so allocates for itself, and what a
+  library dlopen()ed later allocates in its constructors. _exit and exec write no exit
+  snapshot.
+
+EXIT STATUS: 0 attached, 1 cannot attach, 2 bad usage.";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -182,6 +197,27 @@ enum Command {
         suppressions: Option<PathBuf>,
         #[command(flatten)]
         common: CommonArgs,
+    },
+    /// Start tracing a running process: load libtrace.so into it (ptrace), redirect its
+    /// malloc-family calls to it. Blocks allocated before are unknown; snapshots (memtrace
+    /// snapshot PID) hold what was allocated since and say when tracing began.
+    #[command(after_help = ATTACH_HELP)]
+    Attach {
+        /// The process id.
+        pid: u32,
+        /// Snapshot file prefix (MEMTRACE_OUT), relative to this directory; `%p` is the pid.
+        /// Default memtrace.%p.
+        #[arg(long, value_name = "PREFIX", value_parser = clap::value_parser!(std::ffi::OsString))]
+        out: Option<std::ffi::OsString>,
+        /// Stack depth kept (MEMTRACE_FRAMES), 1-256. Default 32.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+        frames: Option<u32>,
+        /// Sample one allocation per B bytes on average (MEMTRACE_SAMPLE): 512K, 1M, 4096.
+        #[arg(long, value_name = "B")]
+        sample: Option<String>,
+        /// Snapshot signal (MEMTRACE_SIGNAL): USR1, USR2, a number, or off. Default USR2.
+        #[arg(long, value_name = "SIG")]
+        signal: Option<String>,
     },
     /// Ask a traced process (memtrace run or LD_PRELOAD) for a snapshot now, whatever signal it
     /// uses; waits until the file is complete and prints its path.
@@ -553,6 +589,22 @@ fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             suppressions,
             common,
         } => leaks::leaks(out, &snapshot, &show, suppressions.as_deref(), &common),
+        Command::Attach {
+            pid,
+            out: o,
+            frames,
+            sample,
+            signal,
+        } => attach::attach(
+            out,
+            attach::AttachOptions {
+                pid,
+                out: o,
+                frames,
+                sample,
+                signal,
+            },
+        ),
         Command::Snapshot { pid, timeout } => snapshot::snapshot(out, pid, timeout),
         Command::Summary {
             snapshot,

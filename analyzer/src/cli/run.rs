@@ -77,7 +77,7 @@ fn err(msg: impl Into<String>) -> RunError {
 }
 
 /// The libtrace.so to preload: `$MEMTRACE_PRELOAD`, else next to this binary.
-fn find_preload() -> Result<PathBuf, RunError> {
+pub(super) fn find_preload() -> Result<PathBuf, RunError> {
     let p = match std::env::var_os("MEMTRACE_PRELOAD").filter(|v| !v.is_empty()) {
         Some(v) => {
             let p = PathBuf::from(v);

@@ -3,7 +3,7 @@
 
 use super::json::{
     write_json, CountSize, Live, Sampled, StatsJson, StatsMemory, StatsPeak, StatsTimeline,
-    StatsTotals, StatsTotalsSampled, TracedMemory,
+    StatsTotals, StatsTotalsSampled, TracedMemory, TracingBegan,
 };
 use super::session::malloc_owner_warning;
 use super::summary::RunNumbers;
@@ -11,6 +11,7 @@ use super::Failure;
 use crate::format::format_size;
 use crate::sampling;
 use crate::snapshot::{self, has_whole_run};
+use memtrace_format::tracing_start::TracingStart;
 use memtrace_format::SnapshotKind;
 use std::io::Write;
 use std::path::Path;
@@ -24,7 +25,8 @@ pub(super) fn stats(out: &mut dyn Write, path: &Path, as_json: bool) -> Result<(
             malloc_owner_warning(&path.display().to_string(), &owner)
         );
     }
-    print_stats(out, &path.display().to_string(), &dump, as_json)
+    let began = super::began::tracing_start(path);
+    print_stats(out, &path.display().to_string(), &dump, began, as_json)
 }
 
 /// An argument as a shell would need it: bare when it is plain, else in single quotes.
@@ -69,6 +71,7 @@ fn print_stats(
     out: &mut dyn Write,
     path: &str,
     d: &memtrace_format::Snapshot,
+    began: Option<TracingStart>,
     as_json: bool,
 ) -> Result<(), Failure> {
     let h = &d.header;
@@ -188,6 +191,11 @@ fn print_stats(
                     current: h.traced_bytes,
                     peak: h.peak_bytes,
                 },
+                tracing_began: began.as_ref().map(|t| TracingBegan {
+                    by: super::began::by_name(t),
+                    seconds_after_start: t.after_start_ns().map(|ns| ns as f64 / 1e9),
+                    time_ns: t.began_ns,
+                }),
             },
         );
     }
@@ -249,6 +257,13 @@ fn print_stats(
     }
     writeln!(out, "Allocations:    {} seen", h.alloc_count)?;
     writeln!(out, "Frees:          {} seen", h.free_count)?;
+    if let Some(t) = &began {
+        writeln!(
+            out,
+            "Tracing began:  {}: blocks allocated before are not seen",
+            super::began::describe(t)
+        )?;
+    }
     print_whole_run(out, d, &nums, &raw)?;
     writeln!(
         out,

@@ -175,6 +175,9 @@ struct SummaryJson<'a> {
     temporary: Option<TemporarySummary>,
     top: TopLists<'a>,
     traced_now: SizeCount,
+    /// (format 1.4) Present when tracing began with `memtrace attach`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tracing_began: Option<super::json::TracingBegan>,
     whole_run: bool,
 }
 
@@ -306,6 +309,13 @@ pub(super) fn write_summary(
                     count: now_blocks,
                     size: now_bytes,
                 },
+                tracing_began: super::began::tracing_start(path).map(|t| {
+                    super::json::TracingBegan {
+                        by: super::began::by_name(&t),
+                        seconds_after_start: t.after_start_ns().map(|ns| ns as f64 / 1e9),
+                        time_ns: t.began_ns,
+                    }
+                }),
                 whole_run: whole,
             },
         );
@@ -342,6 +352,12 @@ pub(super) fn write_summary(
             "Run time:               {t:.3} s (from the start of tracing to this snapshot)"
         )?,
         None => writeln!(out, "Run time:               {missing}")?,
+    }
+    if let Some(b) = super::began::tracing_began(path) {
+        writeln!(
+            out,
+            "Tracing began:          {b}: blocks allocated before are not seen"
+        )?;
     }
     match calls {
         Some(c) => {

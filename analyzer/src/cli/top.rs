@@ -79,7 +79,10 @@ pub(super) fn top(
             &notes(view, rate),
         )?);
     }
-    writeln!(out, "[ Top {} ]{}", stat.limit, notes(view, rate))?;
+    let began = super::began::tracing_began(path)
+        .map(|b| format!(" (tracing began {b})"))
+        .unwrap_or_default();
+    writeln!(out, "[ Top {} ]{}{began}", stat.limit, notes(view, rate))?;
     for st in stats.iter().take(stat.limit) {
         writeln!(out, "{}", st.format(&s.table))?;
     }

@@ -76,11 +76,7 @@ fn subtract(ranges: Vec<(u64, u64)>, holes: &[(u64, u64)]) -> Vec<(u64, u64)> {
 
 /// Reads `MEMTRACE_LEAK_CHECK` (at start, as every setting).
 pub fn load_config() {
-    // SAFETY: getenv with a NUL-terminated name; the value is read at once.
-    let v = unsafe { libc::getenv(c"MEMTRACE_LEAK_CHECK".as_ptr()) };
-    if !v.is_null() {
-        // SAFETY: getenv's non-NULL result is a C string.
-        let v = unsafe { std::ffi::CStr::from_ptr(v) }.to_bytes();
+    if let Some(v) = crate::config::env(c"MEMTRACE_LEAK_CHECK") {
         let off = matches!(v, b"off" | b"0" | b"no" | b"false");
         OFF.store(off, Ordering::Relaxed);
     }

@@ -53,7 +53,8 @@ pub fn write_snapshot(
         SnapshotKind::Signal => None,
     };
     beat();
-    let bytes = memtrace_format::encode_with_leaks(&snap, leaks.as_ref());
+    let start = crate::attach::tracing_start();
+    let bytes = memtrace_format::encode_full(&snap, leaks.as_ref(), start.as_ref());
     beat();
     let path = file_name(moment, pid);
     match write_file(&path, &bytes, pid) {

@@ -148,7 +148,6 @@ impl LiveTable {
             }
             Op::Free => {
                 debug_assert!(seq & 1 == 0, "free keys are even");
-                self.frees += 1;
                 Entry {
                     seq,
                     size: 0,
@@ -161,7 +160,10 @@ impl LiveTable {
             Slot::Occupied(mut o) => {
                 let cur = *o.get();
                 if cur.seq > seq {
-                    return Change::Nothing; // a later event of this address was applied already
+                    // A later event of this address was applied already: an
+                    // allocation below it has ended (its free came between).
+                    self.frees += new.live() as u64;
+                    return Change::Nothing;
                 }
                 o.insert(new);
                 self.account(cur, false);
@@ -173,6 +175,8 @@ impl LiveTable {
             }
         };
         self.account(new, true);
+        let ended = old.is_some_and(|e| e.live());
+        self.frees += ended as u64;
         match (old.filter(|e| e.live()), new.live()) {
             (None, false) => Change::Nothing,
             (None, true) => Change::Allocated(new.block()),
@@ -269,7 +273,10 @@ impl LiveTable {
         self.allocs
     }
 
-    /// Free events applied.
+    /// Allocations that have ended (freed, or reallocated elsewhere), each
+    /// counted once whatever the order events came in. A free of a block
+    /// the table never held (allocated before `memtrace attach`, or before
+    /// initialisation) is not one: it changes nothing.
     pub fn frees(&self) -> u64 {
         self.frees
     }
@@ -343,6 +350,25 @@ mod tests {
             (t.traced_bytes(), t.peak_bytes(), t.tombstones()),
             (0, 0, 1)
         );
+    }
+
+    /// Frees of blocks allocated before tracing began (`memtrace attach`)
+    /// change nothing, in any order with the address's later events: no
+    /// negative bytes, no frees counted, the later block live.
+    #[test]
+    fn free_of_an_unknown_block_changes_nothing() {
+        let events = [(2, P, Op::Free), (3, P, Op::Alloc(A)), (6, Q, Op::Free)];
+        for order in permutations(events.len()) {
+            let mut t = LiveTable::new();
+            for &i in &order {
+                let (seq, addr, op) = events[i];
+                t.apply(seq, addr, op);
+            }
+            assert_eq!(live(&t), vec![A], "order {order:?}");
+            assert_eq!((t.traced_bytes(), t.allocs(), t.frees()), (16, 1, 0));
+            t.purge_tombstones(7);
+            assert_eq!((t.tombstones(), t.live_count()), (0, 1));
+        }
     }
 
     /// Alloc 1 and alloc 3 of one address before free 2: the later block
