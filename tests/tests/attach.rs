@@ -51,8 +51,11 @@ impl Talk {
         assert_eq!(line.trim(), word, "the program said {line:?}");
     }
 
+    /// One write(2) for the whole line: `writeln!` writes the word and the
+    /// newline separately, and a program that acts on the word alone may
+    /// have exited (closing the pipe) before the newline follows.
     fn say(&mut self, word: &str) {
-        writeln!(self.stdin, "{word}").unwrap();
+        self.stdin.write_all(format!("{word}\n").as_bytes()).unwrap();
         self.stdin.flush().unwrap();
     }
 
