@@ -55,7 +55,9 @@ impl Talk {
     /// newline separately, and a program that acts on the word alone may
     /// have exited (closing the pipe) before the newline follows.
     fn say(&mut self, word: &str) {
-        self.stdin.write_all(format!("{word}\n").as_bytes()).unwrap();
+        self.stdin
+            .write_all(format!("{word}\n").as_bytes())
+            .unwrap();
         self.stdin.flush().unwrap();
     }
 

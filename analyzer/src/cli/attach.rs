@@ -5,7 +5,8 @@
 //! `MEMTRACE_NAME=value` lines to libtrace.so's `memtrace_attach`. A
 //! relative `--out` is taken from memtrace's own directory, not the
 //! process's. MEMTRACE_VERBOSE, MEMTRACE_HISTORY, MEMTRACE_LEAK_CHECK and
-//! MEMTRACE_UNWIND set for memtrace are passed on too.
+//! MEMTRACE_UNWIND set for memtrace are passed on too; without
+//! MEMTRACE_HISTORY the history is on at 1 s, as under `memtrace run`.
 
 use super::Failure;
 use memtrace_format::{naming, signals};
@@ -33,12 +34,16 @@ pub(super) fn attach(out: &mut dyn std::io::Write, o: AttachOptions) -> Result<(
     let settings = settings(&o, &prefix)?;
     let lib = super::run::find_preload().map_err(|e| Failure::Input(e.0))?;
     let n = crate::inject::attach(o.pid as i32, &lib, &settings).map_err(Failure::Input)?;
+    let shown = String::from_utf8_lossy(&naming::expand_pid(&prefix, o.pid)).into_owned();
+    let history = if settings.contains("MEMTRACE_HISTORY=off\n") {
+        String::new()
+    } else {
+        format!(", the history to {shown}.history")
+    };
     writeln!(
         out,
-        "attached to process {} ({n} call sites redirected): snapshots go to {}.<n>.snap (memtrace snapshot {})",
-        o.pid,
-        String::from_utf8_lossy(&naming::expand_pid(&prefix, o.pid)),
-        o.pid
+        "attached to process {} ({n} call sites redirected): snapshots go to {shown}.<n>.snap (memtrace snapshot {}){history}",
+        o.pid, o.pid
     )?;
     Ok(())
 }
@@ -96,6 +101,12 @@ fn settings(o: &AttachOptions, prefix: &[u8]) -> Result<String, Failure> {
             return Err(Failure::Usage(format!("--signal {sig}: {why}")));
         }
         s += &format!("MEMTRACE_SIGNAL={sig}\n");
+    }
+    // As `memtrace run`: a history on disk from now on (issue 13), what is
+    // left if the process is then killed. The user's MEMTRACE_HISTORY
+    // (`off` too) wins: it is passed on below.
+    if std::env::var_os("MEMTRACE_HISTORY").is_none() {
+        s += "MEMTRACE_HISTORY=1s\n";
     }
     for name in PASSED_ON {
         if let Some(v) = std::env::var_os(name).filter(|v| !v.as_bytes().contains(&b'\n')) {
