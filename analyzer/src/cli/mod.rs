@@ -90,16 +90,6 @@ EXIT STATUS: 0 attached, 1 cannot attach, 2 bad usage.";
 struct Cli {
     #[command(subcommand)]
     command: Command,
-    /// For a history file (`<prefix>.history`): the point at or before SECONDS from the
-    /// program's start, instead of the last point on disk.
-    #[arg(long, global = true, value_name = "SECONDS")]
-    at: Option<f64>,
-    /// `diff` of one history file: the older moment, seconds from the program's start.
-    #[arg(long, global = true, value_name = "SECONDS")]
-    from: Option<f64>,
-    /// `diff` of one history file: the newer moment (default: the last point).
-    #[arg(long, global = true, value_name = "SECONDS")]
-    to: Option<f64>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -118,6 +108,8 @@ enum Command {
         view: ViewArgs,
         #[command(flatten)]
         common: CommonArgs,
+        #[command(flatten)]
+        moment: AtArgs,
     },
     /// What grew between two snapshots: `[ Top N differences ]` then str(StatisticDiff) lines.
     #[command(after_help = system_help())]
@@ -130,6 +122,12 @@ enum Command {
         stat: StatArgs,
         #[command(flatten)]
         common: CommonArgs,
+        /// With one history file: the older moment, seconds from the program's start.
+        #[arg(long, value_name = "SECONDS")]
+        from: Option<f64>,
+        /// With one history file: the newer moment (default: the last point).
+        #[arg(long, value_name = "SECONDS")]
+        to: Option<f64>,
     },
     /// The traceback of the R-th biggest group by traceback.
     #[command(after_help = system_help())]
@@ -149,6 +147,8 @@ enum Command {
         view: ViewArgs,
         #[command(flatten)]
         common: CommonArgs,
+        #[command(flatten)]
+        moment: AtArgs,
     },
     /// Run CMD under libtrace.so (found next to this binary, or $MEMTRACE_PRELOAD), wait for it,
     /// list the snapshots it wrote on stderr and exit with its status (128+N if signal N killed it).
@@ -239,6 +239,8 @@ enum Command {
         limit: usize,
         #[command(flatten)]
         common: CommonArgs,
+        #[command(flatten)]
+        moment: AtArgs,
     },
     /// Memory over time as an SVG chart: traced bytes and RSS from the snapshot's timeline
     /// (format 1.2) or a history's points, the snapshots and the peak marked; for a history
@@ -254,6 +256,8 @@ enum Command {
         /// at the peak, so its chart draws the totals.
         #[arg(long, default_value_t = 5, value_name = "N")]
         top: usize,
+        #[command(flatten)]
+        moment: AtArgs,
     },
     /// One self-contained HTML page: the summary, memory over time, an interactive flame graph
     /// of the live blocks and the peak's, and the top lines live, at the peak, allocated and
@@ -270,6 +274,8 @@ enum Command {
         /// Keep toolchain and system frames (operator new, malloc, std::, alloc::, libc ...).
         #[arg(long, alias = "keep-system-frames")]
         raw: bool,
+        #[command(flatten)]
+        moment: AtArgs,
     },
     /// Header facts: traced memory now and at peak, blocks, allocations, frees, process.
     Stats {
@@ -277,6 +283,8 @@ enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        moment: AtArgs,
     },
     /// Write the snapshot for another tool: a gzip'd pprof heap profile (go tool pprof) or the
     /// pickle tracemalloc's Snapshot.load() reads.
@@ -294,6 +302,8 @@ enum Command {
         peak: bool,
         #[command(flatten)]
         common: CommonArgs,
+        #[command(flatten)]
+        moment: AtArgs,
     },
     /// Draw the live blocks as a flame graph (SVG), or write its folded text (--collapsed).
     #[command(after_help = system_help())]
@@ -319,6 +329,8 @@ enum Command {
         temporary: bool,
         #[command(flatten)]
         common: CommonArgs,
+        #[command(flatten)]
+        moment: AtArgs,
     },
 }
 
@@ -383,6 +395,15 @@ impl ViewArgs {
             View::Live
         }
     }
+}
+
+/// Which moment of a history file the command reads.
+#[derive(Args, Debug)]
+struct AtArgs {
+    /// For a history file (`<prefix>.history`): the point at or before SECONDS from the
+    /// program's start, instead of the last point on disk.
+    #[arg(long, value_name = "SECONDS")]
+    at: Option<f64>,
 }
 
 #[derive(Args, Debug)]
@@ -515,21 +536,7 @@ pub fn main() -> i32 {
 }
 
 fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
-    if cli.from.is_some() || cli.to.is_some() {
-        if let Command::Diff { new: None, .. } = &cli.command {
-        } else {
-            return Err(Failure::Usage(
-                "--from and --to are for `memtrace diff HISTORY --from T1 --to T2`".into(),
-            ));
-        }
-        crate::history::select(&[cli.from, cli.to]);
-    } else if let Command::Diff { new: None, .. } = &cli.command {
-        return Err(Failure::Usage(
-            "diff needs two snapshots, or one history file with --from and --to".into(),
-        ));
-    } else {
-        crate::history::select(&[cli.at, cli.at]);
-    }
+    select_moments(&cli.command)?;
     match cli.command {
         Command::Top {
             snapshot,
@@ -537,12 +544,14 @@ fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             pretty,
             view,
             common,
+            ..
         } => top::top(out, &snapshot, &stat, pretty, view.view(), &common),
         Command::Diff {
             old,
             new,
             stat,
             common,
+            ..
         } => {
             let new = new.unwrap_or_else(|| old.clone());
             diff::diff(out, &old, &new, &stat, &common)
@@ -554,6 +563,7 @@ fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             oldest_first,
             view,
             common,
+            ..
         } => traceback::traceback(
             out,
             &snapshot,
@@ -610,14 +620,16 @@ fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             snapshot,
             limit,
             common,
+            ..
         } => summary::summary(out, &snapshot, limit, &common),
-        Command::Stats { snapshot, json } => stats::stats(out, &snapshot, json),
+        Command::Stats { snapshot, json, .. } => stats::stats(out, &snapshot, json),
         Command::Export {
             snapshot,
             format,
             output,
             peak,
             common,
+            ..
         } => export::export(out, &snapshot, format, &output, peak, &common),
         Command::Flamegraph {
             snapshot,
@@ -628,6 +640,7 @@ fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             allocated,
             temporary,
             common,
+            ..
         } => flamegraph::flamegraph(
             out,
             &flamegraph::FlameArgs {
@@ -648,12 +661,14 @@ fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             snapshot,
             output,
             top,
+            ..
         } => plot::plot(&snapshot, &output, top),
         Command::Report {
             snapshot,
             output,
             limit,
             raw,
+            ..
         } => report::report(
             &snapshot,
             &output,
@@ -671,6 +686,60 @@ fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             },
         ),
     }
+}
+
+/// Tells the history reader which moments the command reads (`--at` for
+/// one file, `--from`/`--to` for `diff` of one history file).
+fn select_moments(command: &Command) -> Result<(), Failure> {
+    let at = match command {
+        Command::Diff {
+            new: None,
+            from: None,
+            to: None,
+            ..
+        } => {
+            return Err(Failure::Usage(
+                "diff needs two snapshots, or one history file with --from and --to".into(),
+            ))
+        }
+        Command::Diff {
+            new: None,
+            from,
+            to,
+            ..
+        } => {
+            crate::history::select(&[*from, *to]);
+            return Ok(());
+        }
+        Command::Diff { new: Some(_), .. } => None,
+        Command::Top { moment, .. }
+        | Command::Traceback { moment, .. }
+        | Command::Summary { moment, .. }
+        | Command::Plot { moment, .. }
+        | Command::Report { moment, .. }
+        | Command::Stats { moment, .. }
+        | Command::Export { moment, .. }
+        | Command::Flamegraph { moment, .. } => moment.at,
+        Command::Run { .. }
+        | Command::Leaks { .. }
+        | Command::Attach { .. }
+        | Command::Snapshot { .. } => None,
+    };
+    if let Command::Diff {
+        new: Some(_),
+        from,
+        to,
+        ..
+    } = command
+    {
+        if from.is_some() || to.is_some() {
+            return Err(Failure::Usage(
+                "--from and --to are for `memtrace diff HISTORY --from T1 --to T2`".into(),
+            ));
+        }
+    }
+    crate::history::select(&[at, at]);
+    Ok(())
 }
 
 #[cfg(test)]
