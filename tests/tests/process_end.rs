@@ -142,7 +142,7 @@ fn memtrace_snapshot_refuses_an_untraced_process() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{stderr}");
-    assert_eq!(stderr, format!("memtrace: process {} is not traced by memtrace (libtrace.so is not loaded in it; start it with `memtrace run` or LD_PRELOAD)\n", r.pid));
+    assert_eq!(stderr, format!("memtrace: process {} is not traced by memtrace (libtrace.so is not loaded in it; start it with `memtrace run` or LD_PRELOAD, or `memtrace attach PID`)\n", r.pid));
     r.wait().assert_ok();
 }
 

@@ -60,7 +60,7 @@ pub fn inspect(pid: u32) -> Result<TracedProcess, String> {
     })?;
     let Some((signal, prefix)) = maps.split(|&c| c == b'\n').find_map(naming::parse_beacon) else {
         return Err(format!(
-            "process {pid} is not traced by memtrace (libtrace.so is not loaded in it; start it with `memtrace run` or LD_PRELOAD)"
+            "process {pid} is not traced by memtrace (libtrace.so is not loaded in it; start it with `memtrace run` or LD_PRELOAD, or `memtrace attach PID`)"
         ));
     };
     let full = PathBuf::from(OsStr::from_bytes(&naming::expand_pid(prefix, pid)));
