@@ -23,7 +23,7 @@ use std::io::Read;
 pub const HISTORY_MAGIC: &[u8; 8] = b"MTHISTRY";
 pub const HISTORY_MAJOR: u16 = 1;
 /// 1: a point may end with the peak's changes (`Point::peak`).
-pub const HISTORY_MINOR: u16 = 1;
+pub const HISTORY_MINOR: u16 = 2;
 /// Magic and the two versions.
 pub const FILE_HEADER_LEN: usize = 12;
 /// Length and CRC of a record.
@@ -54,6 +54,9 @@ pub struct Start {
     /// A fork child: its parent's pid (its first point holds every group
     /// inherited); 0 otherwise.
     pub parent_pid: u32,
+    /// (1.2, trailing) A process traced since `memtrace attach`: when
+    /// tracing began, as a snapshot's TRACING_START section says it.
+    pub tracing_start: Option<crate::tracing_start::TracingStart>,
 }
 
 /// One point: the state at a completed cut, as changes since the previous
@@ -147,6 +150,9 @@ pub fn encode_start(s: &Start) -> Vec<u8> {
     put_blob(&mut p, &s.exe);
     put_blob(&mut p, &s.malloc_owner);
     put_u64(&mut p, s.parent_pid as u64);
+    if let Some(t) = &s.tracing_start {
+        put_blob(&mut p, &crate::tracing_start::encode_tracing_start(t));
+    }
     frame(kind::START, &p)
 }
 
@@ -352,6 +358,14 @@ fn decode_start(b: &[u8]) -> Result<Start, FormatError> {
     let exe = r.blob()?.to_vec();
     let malloc_owner = r.blob()?.to_vec();
     let parent_pid = r.bounded(u32::MAX as u64, "pid out of range")? as u32;
+    // Absent before 1.2, and for a process traced from its start.
+    let tracing_start = if r.is_empty() {
+        None
+    } else {
+        Some(crate::tracing_start::decode_tracing_start_payload(
+            r.blob()?,
+        )?)
+    };
     Ok(Start {
         pid,
         start_ns,
@@ -362,6 +376,7 @@ fn decode_start(b: &[u8]) -> Result<Start, FormatError> {
         exe,
         malloc_owner,
         parent_pid,
+        tracing_start,
     })
 }
 
@@ -806,6 +821,29 @@ mod tests {
         assert_eq!(s.header.time_ns, 1_200);
         assert_eq!(s.traces.len(), 2);
         assert!(read_at(&f[..], Some(1_050)).is_err());
+    }
+
+    #[test]
+    fn start_carries_the_tracing_start_of_an_attach() {
+        use crate::tracing_start::{StartedBy, TracingStart};
+        let plain = Start {
+            pid: 7,
+            cmdline: vec![b"prog".to_vec()],
+            ..Default::default()
+        };
+        let attached = Start {
+            tracing_start: Some(TracingStart {
+                by: StartedBy::Attach,
+                began_ns: 5_000,
+                process_start_ns: 2_000,
+            }),
+            ..plain.clone()
+        };
+        for start in [plain, attached] {
+            let mut f = file_header().to_vec();
+            f.extend(encode_start(&start));
+            assert_eq!(read_start(&f[..]).unwrap(), start);
+        }
     }
 
     #[test]

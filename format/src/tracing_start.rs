@@ -57,6 +57,12 @@ fn decode_payload(r: &mut Reader) -> Result<TracingStart, FormatError> {
 }
 
 /// The TRACING_START section of the dump `bytes`, if it has one.
+/// The section's payload alone (a history's START record carries it too).
+pub fn decode_tracing_start_payload(payload: &[u8]) -> Result<TracingStart, FormatError> {
+    let mut r = Reader::new(payload);
+    decode_payload(&mut r)
+}
+
 pub fn decode_tracing_start(bytes: &[u8]) -> Result<Option<TracingStart>, FormatError> {
     let body = crate::check_envelope(bytes)?;
     let mut r = Reader::new(body);

@@ -293,6 +293,15 @@ fn thread_that_never_waits() {
     p.say("end");
     let (rest, stderr, code) = p.finish();
     assert_eq!((rest.as_str(), code), ("done\n", Some(0)), "{stderr}");
+    // The history (on by default, as under `memtrace run`) says so too.
+    let history = dir.join("b.history");
+    let out = memtrace(&["summary", history.to_str().unwrap()]);
+    let summary = text(&out.stdout);
+    assert!(
+        summary.contains("Tracing began:") && summary.contains("(memtrace attach)"),
+        "{summary}{}",
+        text(&out.stderr)
+    );
 }
 
 /// A statically linked program is refused with one line and runs on.

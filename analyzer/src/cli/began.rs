@@ -1,5 +1,5 @@
 //! When tracing began, for a process traced since `memtrace attach`
-//! (format 1.4's TRACING_START section): `summary`, `top` and `stats` say
+//! (format 1.4's TRACING_START section, history 1.2's START record): `summary`, `top` and `stats` say
 //! so, since the snapshot then holds nothing allocated before that moment.
 
 use memtrace_format::tracing_start::{decode_tracing_start, StartedBy, TracingStart};
@@ -9,6 +9,13 @@ use std::path::Path;
 /// (or a file that is not a snapshot: the caller reads it and reports what
 /// is wrong with it).
 pub(super) fn tracing_start(path: &Path) -> Option<TracingStart> {
+    if crate::history::is_history(path) {
+        // Its first record only: a history can be far bigger than memory.
+        let file = std::fs::File::open(path).ok()?;
+        return memtrace_format::history::read_start(std::io::BufReader::new(file))
+            .ok()?
+            .tracing_start;
+    }
     let bytes = std::fs::read(path).ok()?;
     decode_tracing_start(&bytes).ok()?
 }

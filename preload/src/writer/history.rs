@@ -316,6 +316,7 @@ impl HistoryWriter {
             exe: modules::exe(),
             malloc_owner: modules::malloc_owner(),
             parent_pid: self.parent_pid,
+            tracing_start: crate::attach::tracing_start(),
         };
         let mut bytes = fmt::file_header().to_vec();
         bytes.extend_from_slice(&fmt::encode_start(&start));
