@@ -382,3 +382,40 @@ fn talk_with(mut c: Command, dir: &Path) -> Talk {
     t.expect("ready");
     t
 }
+
+/// Without the right to ptrace the process (another user's, here root's
+/// process attached from `nobody`): one line, and the process runs on.
+#[test]
+fn no_permission_is_refused() {
+    let dir = fresh_dir("attach-eperm");
+    // memtrace and libtrace.so where `nobody` can reach them (the build
+    // directory may not be).
+    let copies = std::env::temp_dir().join(format!("memtrace-eperm-{}", std::process::id()));
+    std::fs::create_dir_all(&copies).unwrap();
+    for from in [memtrace_bin(), libtrace()] {
+        std::fs::copy(&from, copies.join(from.file_name().unwrap())).unwrap();
+    }
+    let mut p = Talk::start(&prog("attach_busy_single", Opt::O0), &[], &dir);
+    let out = Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .arg(copies.join("memtrace"))
+        .args(["attach", &p.pid().to_string(), "--out", "/tmp/never"])
+        .output()
+        .expect("setpriv (util-linux) runs");
+    let _ = std::fs::remove_dir_all(&copies);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err,
+        format!(
+            "memtrace: cannot attach to process {}: permission denied\n",
+            p.pid()
+        )
+    );
+    p.say("go");
+    p.expect("quiet");
+    p.say("end");
+    let (rest, stderr, code) = p.finish();
+    assert_eq!((rest.as_str(), code), ("done\n", Some(0)), "{stderr}");
+    assert!(list_dir(&dir).is_empty(), "{:?}", list_dir(&dir));
+}
