@@ -18,13 +18,20 @@ struct Talk {
 }
 
 impl Talk {
+    /// `exe ARGS` started without libtrace.so, once it said "ready".
     fn start(exe: &Path, args: &[&Path], dir: &Path) -> Talk {
+        let mut c = Command::new(exe);
+        c.args(args).env_remove("LD_PRELOAD");
+        Talk::spawn(c, dir)
+    }
+
+    /// `c` started in `dir` with its stdin and stdout ours, once it said
+    /// "ready".
+    fn spawn(mut c: Command, dir: &Path) -> Talk {
         // Built before the program runs: its threads keep two cores busy.
         memtrace_bin();
-        let mut child = Command::new(exe)
-            .args(args)
+        let mut child = c
             .current_dir(dir)
-            .env_remove("LD_PRELOAD")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -339,7 +346,7 @@ fn refusals_are_one_line() {
         .arg("/nonexistent.so")
         .env("LD_PRELOAD", libtrace())
         .env("MEMTRACE_OUT", dir.join("t"));
-    let mut p = talk_with(traced, &dir);
+    let mut p = Talk::spawn(traced, &dir);
     let out = memtrace(&["attach", &p.pid().to_string()]);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -350,7 +357,7 @@ fn refusals_are_one_line() {
 
     let mut own = Command::new(prog("attach_own_malloc", Opt::O0));
     own.env_remove("LD_PRELOAD");
-    let mut p = talk_with(own, &dir);
+    let mut p = Talk::spawn(own, &dir);
     let out = memtrace(&["attach", &p.pid().to_string()]);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -361,26 +368,6 @@ fn refusals_are_one_line() {
     p.say("x");
     let (rest, _, code) = p.finish();
     assert_eq!((rest.as_str(), code), ("done\n", Some(0)));
-}
-
-fn talk_with(mut c: Command, dir: &Path) -> Talk {
-    memtrace_bin();
-    let mut child = c
-        .current_dir(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdin = child.stdin.take().unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut t = Talk {
-        child,
-        stdin,
-        stdout,
-    };
-    t.expect("ready");
-    t
 }
 
 /// Without the right to ptrace the process (another user's, here root's
