@@ -17,6 +17,7 @@ use crate::report::html::{self, Page, Row, Table};
 use crate::snapshot::{Snapshot, View};
 use crate::stats::{self, KeyType, Statistic};
 use serde_json::json;
+use std::borrow::Cow;
 use std::path::Path;
 
 /// What a view's size and count are, for the tables' notes.
@@ -44,27 +45,16 @@ pub(super) struct Sizes {
 /// apart here so that a row never mixes them with heap blocks (whose bytes
 /// already hold them) and can say which domain it is.
 fn statistics_by_domain(snap: &Snapshot, s: &Session) -> Vec<(u32, Statistic)> {
-    let mut domains: Vec<u32> = snap.traces.iter().map(|t| t.domain).collect();
-    domains.sort_unstable();
-    domains.dedup();
+    let lineno =
+        |x: &Snapshot| stats::statistics(x, &s.table, KeyType::Lineno, false).unwrap_or_default();
+    let domains = domains_of(snap);
     if domains.len() <= 1 {
         let d = domains.first().copied().unwrap_or(0);
-        let st = stats::statistics(snap, &s.table, KeyType::Lineno, false).unwrap_or_default();
-        return st.into_iter().map(|x| (d, x)).collect();
+        return lineno(snap).into_iter().map(|x| (d, x)).collect();
     }
     let mut all = Vec::new();
     for d in domains {
-        let one = Snapshot {
-            traces: snap
-                .traces
-                .iter()
-                .filter(|t| t.domain == d)
-                .copied()
-                .collect(),
-            ..snap.clone()
-        };
-        let st = stats::statistics(&one, &s.table, KeyType::Lineno, false).unwrap_or_default();
-        all.extend(st.into_iter().map(|x| (d, x)));
+        all.extend(lineno(&of_domain(snap, d)).into_iter().map(|x| (d, x)));
     }
     // `statistics`' order (size, then count, descending) over the domains.
     all.sort_by(|a, b| b.1.size.cmp(&a.1.size).then(b.1.count.cmp(&a.1.count)));
@@ -147,49 +137,54 @@ fn table(
 /// The flame graph's views: the live blocks (the heap's, and each custom
 /// allocator's domain apart: its objects lie inside heap blocks, one tree
 /// holding both would count them twice), and the peak's when recorded.
-fn flame_views(
-    live: Option<&Snapshot>,
-    peak: Option<&Snapshot>,
-) -> Vec<(String, String, Snapshot)> {
+fn flame_views<'a>(
+    live: Option<&'a Snapshot>,
+    peak: Option<&'a Snapshot>,
+) -> Vec<(String, String, Cow<'a, Snapshot>)> {
     let mut v = Vec::new();
     if let Some(live) = live {
-        let mut domains: Vec<u32> = live
-            .traces
-            .iter()
-            .map(|t| t.domain)
-            .filter(|&d| d != 0)
-            .collect();
-        domains.sort_unstable();
-        domains.dedup();
-        let only = |d: u32| Snapshot {
-            traces: live
-                .traces
-                .iter()
-                .filter(|t| t.domain == d)
-                .copied()
-                .collect(),
-            ..live.clone()
-        };
-        if domains.is_empty() {
-            v.push(("live".to_string(), "Live now".to_string(), live.clone()));
+        let domains = domains_of(live);
+        if domains.iter().all(|&d| d == 0) {
+            v.push(("live".into(), "Live now".into(), Cow::Borrowed(live)));
         } else {
-            let heap = only(0);
-            if !heap.traces.is_empty() {
-                v.push(("live".to_string(), "Live now (heap)".to_string(), heap));
-            }
             for d in domains {
-                v.push((
-                    format!("domain-{d}"),
-                    format!("Domain {d} objects"),
-                    only(d),
-                ));
+                let (name, title) = match d {
+                    0 => ("live".to_string(), "Live now (heap)".to_string()),
+                    d => (format!("domain-{d}"), format!("Domain {d} objects")),
+                };
+                v.push((name, title, Cow::Owned(of_domain(live, d))));
             }
         }
     }
     if let Some(peak) = peak {
-        v.push(("peak".to_string(), "At the peak".to_string(), peak.clone()));
+        v.push(("peak".into(), "At the peak".into(), Cow::Borrowed(peak)));
     }
     v
+}
+
+/// The domains of `snap`'s traces, in order.
+fn domains_of(snap: &Snapshot) -> Vec<u32> {
+    let mut d: Vec<u32> = snap.traces.iter().map(|t| t.domain).collect();
+    d.sort_unstable();
+    d.dedup();
+    d
+}
+
+/// `snap` with the traces of `domain` only.
+fn of_domain(snap: &Snapshot, domain: u32) -> Snapshot {
+    Snapshot {
+        path: snap.path.clone(),
+        header: snap.header.clone(),
+        module_count: snap.module_count,
+        traces: snap
+            .traces
+            .iter()
+            .filter(|t| t.domain == domain)
+            .copied()
+            .collect(),
+        tracebacks: snap.tracebacks.clone(),
+        view: snap.view,
+    }
 }
 
 /// The header's note on custom allocators' objects, when the file has any:
@@ -242,10 +237,15 @@ pub(super) fn report(
     };
     let mut filters = common.filters();
     let filtered = !filters.is_empty();
-    let snaps: Vec<Option<Snapshot>> = snaps
-        .iter()
-        .map(|x| x.as_ref().map(|x| x.filter_traces(&s.table, &mut filters)))
-        .collect();
+    // Unfiltered, the views are used as read (filter_traces would copy them).
+    let snaps: Vec<Option<Snapshot>> = if filtered {
+        snaps
+            .iter()
+            .map(|x| x.as_ref().map(|x| x.filter_traces(&s.table, &mut filters)))
+            .collect()
+    } else {
+        snaps
+    };
     let (peak, allocated, temporary, live) = (&snaps[0], &snaps[1], &snaps[2], &snaps[3]);
 
     let mut frames = FrameIndex::default();
