@@ -81,3 +81,54 @@ pub fn drawn_and_blank(chrome: &Path, svg: &Path, w: u32, h: u32) -> (u64, u64) 
         size(screenshot(chrome, &blank, w, h)),
     )
 }
+
+/// The DOM of `html` after its scripts ran (`--dump-dom`, 5 s of virtual
+/// time) and the console messages and script errors Chromium logged, for
+/// pages with a script (the report); killed after 90 s.
+pub fn rendered_dom(chrome: &Path, html: &Path) -> (String, Vec<String>) {
+    let profile = html.with_extension("dom-profile");
+    let mut child = Command::new(chrome)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--dump-dom",
+            "--virtual-time-budget=5000",
+            "--window-size=1280,1000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("file://{}", html.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Both pipes drained while it runs: a full pipe would stall it.
+    let out = child.stdout.take().unwrap();
+    let err = child.stderr.take().unwrap();
+    let ro = std::thread::spawn(move || std::io::read_to_string(out).unwrap_or_default());
+    let re = std::thread::spawn(move || std::io::read_to_string(err).unwrap_or_default());
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(90) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chromium did not finish on {} in 90 s", html.display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = std::fs::remove_dir_all(&profile);
+    let stderr = re.join().unwrap();
+    let console = stderr
+        .lines()
+        .filter(|l| l.contains("CONSOLE") || l.contains("Uncaught"))
+        .map(str::to_string)
+        .collect();
+    (ro.join().unwrap(), console)
+}

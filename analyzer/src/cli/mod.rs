@@ -261,9 +261,11 @@ enum Command {
     },
     /// One self-contained HTML page: the summary, memory over time, an interactive flame graph
     /// of the live blocks and the peak's, and the top lines live, at the peak, allocated and
-    /// temporary with their source lines.
+    /// temporary with their source lines; for a history file the top lines over time.
+    #[command(after_help = system_help())]
     Report {
-        /// Snapshot file (format 1.2 holds the whole run; an older one gives what it can).
+        /// Snapshot file (format 1.2 holds the whole run; an older one gives what it can) or
+        /// history file (<prefix>.history).
         snapshot: PathBuf,
         /// The HTML file to write (`-`: standard output).
         #[arg(short = 'o', long = "output", value_name = "FILE")]
@@ -271,9 +273,11 @@ enum Command {
         /// How many lines each table shows.
         #[arg(long, default_value_t = 50, value_name = "N")]
         limit: usize,
-        /// Keep toolchain and system frames (operator new, malloc, std::, alloc::, libc ...).
-        #[arg(long, alias = "keep-system-frames")]
-        raw: bool,
+        /// How many lines the chart of a history file stacks over time (as `plot --top`).
+        #[arg(long, default_value_t = 5, value_name = "N")]
+        top: usize,
+        #[command(flatten)]
+        filter: FilterArgs,
         #[command(flatten)]
         moment: AtArgs,
     },
@@ -406,8 +410,19 @@ struct AtArgs {
     at: Option<f64>,
 }
 
-#[derive(Args, Debug)]
+/// The filter and frame options of every command that lists groups.
+#[derive(Args, Debug, Default)]
 struct CommonArgs {
+    #[command(flatten)]
+    filter: FilterArgs,
+    /// Print JSON instead of text (schema in docs/CLI.md).
+    #[arg(long)]
+    json: bool,
+}
+
+/// `CommonArgs` without `--json`: what `report` (an HTML page) takes.
+#[derive(Args, Debug, Default)]
+struct FilterArgs {
     /// Keep only traces matching PATTERN (tracemalloc Filter(True, ...)): fnmatch on the file
     /// name, module or function of the most recent kept frame; `PATTERN:LINENO` also requires
     /// that line. Several --include are or-ed.
@@ -435,9 +450,6 @@ struct CommonArgs {
     /// Treat frames matching PATTERN as system frames and drop them too.
     #[arg(long, value_name = "PATTERN")]
     system: Vec<String>,
-    /// Print JSON instead of text (schema in docs/CLI.md).
-    #[arg(long)]
-    json: bool,
 }
 
 impl StatArgs {
@@ -451,6 +463,16 @@ impl StatArgs {
 }
 
 impl CommonArgs {
+    fn rules(&self) -> FrameRules {
+        self.filter.rules()
+    }
+
+    fn filters(&self) -> FilterSet {
+        self.filter.filters()
+    }
+}
+
+impl FilterArgs {
     fn rules(&self) -> FrameRules {
         FrameRules {
             keep_all: self.raw,
@@ -667,21 +689,15 @@ fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             snapshot,
             output,
             limit,
-            raw,
+            top,
+            filter,
             ..
         } => report::report(
             &snapshot,
             &output,
-            limit,
+            report::Sizes { limit, top },
             &CommonArgs {
-                include: Vec::new(),
-                exclude: Vec::new(),
-                domain: Vec::new(),
-                exclude_domain: Vec::new(),
-                all_frames: false,
-                raw,
-                user: Vec::new(),
-                system: Vec::new(),
+                filter,
                 json: false,
             },
         ),

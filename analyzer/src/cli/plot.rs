@@ -107,13 +107,28 @@ pub(super) fn plot(path: &Path, output: &Path, top: usize) -> Result<(), Failure
     let dump = crate::snapshot::read_dump(path).map_err(|e| Failure::Input(e.to_string()))?;
     let mut d = chart_of(&dump, Some(top))
         .map_err(|m| Failure::Input(format!("{}: {m}", path.display())))?;
+    stack_lines(&mut s, path, &dump, &mut d, top)?;
+    write_output(output, chart::svg(&d).as_bytes())
+}
+
+/// For a history and `top` > 0, the top lines stacked over time into `d`
+/// (a second, streaming pass over the file, keyed with the session's frame
+/// rules) and the footnote saying how they were chosen; `plot` and `report`
+/// share it so that both draw the same chart.
+pub(super) fn stack_lines(
+    s: &mut Session,
+    path: &Path,
+    dump: &memtrace_format::Snapshot,
+    d: &mut ChartData,
+    top: usize,
+) -> Result<(), Failure> {
     if d.history && top > 0 {
         d.lines = s
-            .history_lines(path, &dump, top)
+            .history_lines(path, dump, top)
             .map_err(|m| Failure::Input(format!("{}: {m}", path.display())))?;
-        d.note = history_note(&d);
+        d.note = history_note(d);
     }
-    write_output(output, chart::svg(&d).as_bytes())
+    Ok(())
 }
 
 /// Writes `bytes` to `output` (`-`: standard output).

@@ -528,17 +528,8 @@ fn leak_report(path: &Path, lc: &LeakCheckOptions) -> Option<bool> {
         },
         None => super::leaks::Suppressions::none(),
     };
-    let common = super::CommonArgs {
-        include: Vec::new(),
-        exclude: Vec::new(),
-        domain: Vec::new(),
-        exclude_domain: Vec::new(),
-        all_frames: false,
-        raw: false,
-        user: Vec::new(),
-        system: Vec::new(),
-        json: false,
-    };
+    // No filter, the system frames dropped: memcheck's report of everything.
+    let common = super::CommonArgs::default();
     let opts = super::leaks::Options {
         show: super::leaks::parse_show(super::leaks::DEFAULT_SHOW).unwrap_or_default(),
         suppressions: &sup,

@@ -15,6 +15,9 @@ const JS: &str = include_str!("report.js");
 pub struct Row {
     pub size: u64,
     pub count: u64,
+    /// The traces' domain: 0 the malloc heap, other a custom allocator's
+    /// objects (memtrace.h).
+    pub domain: u32,
     /// `file:line` (the statistic's label).
     pub location: String,
     pub function: Option<String>,
@@ -36,6 +39,9 @@ pub struct Table {
     /// How many lines the view has in all (the table may show fewer).
     pub groups: usize,
     pub rows: Vec<Row>,
+    /// Some group is a custom allocator's objects: the table has a domain
+    /// column.
+    pub domains: bool,
     /// Why the view is not there (a file before format 1.2).
     pub missing: Option<String>,
 }
@@ -51,8 +57,8 @@ pub struct Page {
     /// The flame graph's JSON (`{"frames": …, "views": …}`).
     pub flame_json: String,
     pub tables: Vec<Table>,
-    /// A note under the page's title (sampling), if any.
-    pub note: Option<String>,
+    /// Notes under the page's title (sampling, domains, filters).
+    pub notes: Vec<String>,
 }
 
 /// The summary's text as table rows: `Label:   value` lines become two
@@ -130,8 +136,12 @@ fn table_html(t: &Table) -> String {
     }
     s.push_str(
         "<table class=\"top\"><thead><tr><th>#</th><th class=\"num\">size</th><th class=\"num\">%</th>\
-         <th class=\"num\">count</th><th class=\"num\">average</th><th>line</th></tr></thead><tbody>\n",
+         <th class=\"num\">count</th><th class=\"num\">average</th>",
     );
+    if t.domains {
+        s.push_str("<th class=\"num\">domain</th>");
+    }
+    s.push_str("<th>line</th></tr></thead><tbody>\n");
     for (i, r) in t.rows.iter().enumerate() {
         let pct = if t.total.0 > 0 {
             r.size as f64 * 100.0 / t.total.0 as f64
@@ -157,7 +167,7 @@ fn table_html(t: &Table) -> String {
             s,
             "<tr><td class=\"rank\">{}</td><td class=\"num\">{}</td>\
              <td class=\"num pct\"><span class=\"bar\" style=\"width:{:.1}%\"></span><span>{:.1}</span></td>\
-             <td class=\"num\">{}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td><td class=\"num\">{}</td>{}\
              <td class=\"where\"><span class=\"loc\">{}</span>{func}{src}</td></tr>",
             i + 1,
             escape(&format_size(r.size as f64, false)),
@@ -165,11 +175,22 @@ fn table_html(t: &Table) -> String {
             pct,
             r.count,
             escape(&avg),
+            domain_cell(t.domains, r.domain),
             escape(&r.location),
         );
     }
     s.push_str("</tbody></table></section>\n");
     s
+}
+
+/// A row's domain cell, in a table that has the column: empty for the
+/// heap's groups, so the custom allocators' stand out.
+fn domain_cell(column: bool, domain: u32) -> String {
+    match (column, domain) {
+        (false, _) => String::new(),
+        (true, 0) => "<td class=\"num domain\"></td>".to_string(),
+        (true, d) => format!("<td class=\"num domain\">{d}</td>"),
+    }
 }
 
 /// The whole page.
@@ -190,10 +211,10 @@ pub fn render(p: &Page) -> String {
          <a href=\"#flame\">Flame graph</a>",
         escape(&p.title),
         escape(&p.subtitle),
-        p.note
-            .as_deref()
+        p.notes
+            .iter()
             .map(|n| format!("<p class=\"warn\">{}</p>", escape(n)))
-            .unwrap_or_default()
+            .collect::<String>()
     );
     for t in &p.tables {
         let _ = write!(s, "<a href=\"#{}\">{}</a>", t.id, escape(t.nav));
