@@ -11,9 +11,9 @@ use memtrace_format::{
     encode, Header, MemoryUse, Peak, SnapshotKind, SnapshotMark, Stack, StackTotals, TimePoint,
     Timeline, TraceGroup, WholeRun,
 };
+use memtrace_tests::chromium::{self, browse, chromium, console_lines, screenshot};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 mod common;
 use common::*;
@@ -227,122 +227,6 @@ fn ok(args: &[&str]) {
     assert_eq!(o.stderr, "", "{args:?}");
 }
 
-/// Debian's chromium, installed by `scripts/install-deps --test` when
-/// missing (as `make test` does first); `None` only when that fails.
-fn chromium() -> Option<PathBuf> {
-    let find = || {
-        ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.exists())
-    };
-    if let Some(p) = find() {
-        return Some(p);
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/install-deps");
-    let st = Command::new(&script).arg("--test").status();
-    eprintln!(
-        "report tests: chromium missing, ran {}: {st:?}",
-        script.display()
-    );
-    find()
-}
-
-/// What one headless Chromium run gave.
-struct Browser {
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs headless Chromium on `file` with `extra` arguments, in a fresh
-/// profile, with console messages logged to stderr; killed after 90 s.
-fn browse(chrome: &Path, file: &Path, extra: &[String]) -> Browser {
-    browse_at(chrome, file, "", extra)
-}
-
-/// `browse` at `file` + `fragment` (`#…`).
-fn browse_at(chrome: &Path, file: &Path, fragment: &str, extra: &[String]) -> Browser {
-    let profile = tmpdir(&format!(
-        "chromium-profile-{}",
-        file.file_name().unwrap().to_str().unwrap()
-    ));
-    let mut child = Command::new(chrome)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            "--hide-scrollbars",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(extra)
-        .arg(format!("file://{}{fragment}", file.display()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let err = child.stderr.take().unwrap();
-    let ro = std::thread::spawn(move || std::io::read_to_string(out).unwrap_or_default());
-    let re = std::thread::spawn(move || std::io::read_to_string(err).unwrap_or_default());
-    let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        if start.elapsed() > Duration::from_secs(90) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chromium did not finish on {} in 90 s", file.display());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = std::fs::remove_dir_all(&profile);
-    Browser {
-        stdout: ro.join().unwrap(),
-        stderr: re.join().unwrap(),
-    }
-}
-
-/// The console messages and script errors Chromium logged.
-fn console_lines(stderr: &str) -> Vec<&str> {
-    stderr
-        .lines()
-        .filter(|l| l.contains("CONSOLE") || l.contains("Uncaught"))
-        .collect()
-}
-
-/// A screenshot of `file` at `w`×`h`; returns the PNG's path.
-fn screenshot(chrome: &Path, file: &Path, w: u32, h: u32) -> PathBuf {
-    let png = file.with_extension(format!(
-        "{}.png",
-        file.extension().unwrap().to_str().unwrap()
-    ));
-    let _ = std::fs::remove_file(&png);
-    let b = browse(
-        chrome,
-        file,
-        &[
-            format!("--screenshot={}", png.display()),
-            format!("--window-size={w},{h}"),
-        ],
-    );
-    assert!(
-        png.exists(),
-        "no screenshot of {}: {}",
-        file.display(),
-        b.stderr
-    );
-    png
-}
-
 #[test]
 fn plot_without_timeline_is_one_line() {
     let f = fixture("plot-no-tl");
@@ -438,18 +322,9 @@ fn plot_svg_shows_the_run() {
 /// Renders `html` and returns the DOM, asserting the script finished and
 /// logged nothing.
 fn rendered_dom(chrome: &Path, html: &Path) -> String {
-    let b = browse(
-        chrome,
-        html,
-        &[
-            "--dump-dom".to_string(),
-            "--virtual-time-budget=5000".to_string(),
-            "--window-size=1280,1000".to_string(),
-        ],
-    );
-    let console = console_lines(&b.stderr);
+    let (dom, console) = chromium::rendered_dom(chrome, html);
     assert!(console.is_empty(), "console: {console:#?}");
-    b.stdout
+    dom
 }
 
 #[test]
@@ -523,16 +398,7 @@ fn report_renders_in_chromium() {
     assert!(dom.contains("At the peak</button>"));
     assert!(dom.contains("Search functions and files"));
     // Click to zoom and search, driven by the page's own self-test.
-    let b = browse_at(
-        &chrome,
-        &html,
-        "#fg-selftest",
-        &[
-            "--dump-dom".to_string(),
-            "--virtual-time-budget=5000".to_string(),
-            "--window-size=1280,1000".to_string(),
-        ],
-    );
+    let b = browse(&chrome, &html, "#fg-selftest", &chromium::dom_args());
     assert!(console_lines(&b.stderr).is_empty(), "{}", b.stderr);
     let st = b
         .stdout
@@ -576,20 +442,13 @@ fn report_renders_in_chromium() {
         format!("{}{{oops{}", &page[..start], &page[start..]),
     )
     .unwrap();
-    let b = browse(
-        &chrome,
-        &broken,
-        &[
-            "--dump-dom".to_string(),
-            "--virtual-time-budget=5000".to_string(),
-        ],
-    );
+    let b = browse(&chrome, &broken, "", &chromium::dom_args());
     assert!(b.stdout.contains("id=\"report-error\""));
     assert!(!b.stdout.contains("id=\"report-ready\""));
     assert!(!console_lines(&b.stderr).is_empty(), "{}", b.stderr);
 }
 
-/// 50 000 distinct stacks: the report stays quick and small (the tree is
+/// 50 000 distinct stacks: the report stays small (the tree is
 /// aggregated and pruned, the tables capped) and still renders.
 #[test]
 fn report_on_50k_stacks() {
@@ -626,12 +485,12 @@ fn report_on_50k_stacks() {
     s.header.traced_bytes = sum(&s.traces);
     let p = write(&f, "big.snap", &s);
     let html = f.dir.join("big.html");
-    let t = Instant::now();
+    // Its time is make bench's business (tests assert no time): printed only.
+    let t = std::time::Instant::now();
     ok(&["report", &p, "-o", html.to_str().unwrap()]);
     let took = t.elapsed();
     let size = std::fs::metadata(&html).unwrap().len();
     eprintln!("report on {n} stacks: {took:?}, {size} B");
-    assert!(took < Duration::from_secs(60), "{took:?}");
     assert!(size < 8 << 20, "{size} B");
     if let Some(chrome) = chromium() {
         let dom = rendered_dom(&chrome, &html);
