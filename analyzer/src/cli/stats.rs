@@ -98,10 +98,7 @@ fn print_stats(
     let run = &d.run;
     let nums = RunNumbers::of(d);
     let raw = RunNumbers::with_rate(d, 0);
-    let cs = |v: Option<(u64, u64)>| {
-        let (size, count) = v.unwrap_or((0, 0));
-        CountSize { count, size }
-    };
+    let cs = |v: Option<(u64, u64)>| CountSize::of(v.unwrap_or((0, 0)));
     if as_json {
         return write_json(
             out,
