@@ -355,7 +355,8 @@ pub fn symbolize_views(
     views: &[View],
 ) -> Vec<Option<Snapshot>> {
     let mut stacks = StackSymbolizer::new(dump, table, sym, rules);
-    let mut tb_ids: HashMap<Vec<FrameId>, u32> = HashMap::default();
+    // Keyed by the traceback's own frames (one copy of each).
+    let mut tb_ids: HashMap<Rc<[FrameId]>, u32> = HashMap::default();
     let mut tracebacks: Vec<Traceback> = Vec::new();
     let mut stack_tb: HashMap<u64, u32> = HashMap::default();
     // The views' groups; only the stacks they name are symbolized (a 1.2
@@ -376,13 +377,14 @@ pub fn symbolize_views(
     for st in dump.stacks.iter().filter(|st| needed.contains(&st.id)) {
         progress.step();
         let mut frames: Vec<FrameId> = Vec::with_capacity(st.frames.len() * 2);
-        stacks.locations(&st.frames, |_, _, _, ids| frames.extend_from_slice(ids));
+        stacks.locations(&st.frames, |_, _, ids| frames.extend_from_slice(ids));
         // Identical kept frames with different truncation flags stay apart.
-        let idx = match tb_ids.get(&frames) {
+        let idx = match tb_ids.get(frames.as_slice()) {
             Some(&i) if tracebacks[i as usize].truncated == st.truncated => i,
             _ => {
+                let frames: Rc<[FrameId]> = frames.into();
                 tracebacks.push(Traceback {
-                    frames: frames.clone().into(),
+                    frames: frames.clone(),
                     truncated: st.truncated,
                 });
                 let i = tracebacks.len() as u32 - 1;

@@ -122,12 +122,12 @@ impl Stacks {
             progress.step();
             let mut locs: Vec<u32> = Vec::new();
             let mut frames: Vec<FrameId> = Vec::new();
-            symbolizer.locations(&st.frames, |place, address, module, ids| {
+            symbolizer.locations(&st.frames, |place, address, ids| {
                 frames.extend_from_slice(ids);
                 locs.push(*loc_ids.entry((place, address)).or_insert_with(|| {
                     locations.push(Location {
                         address,
-                        module,
+                        module: dump.modules.iter().position(|m| m.contains(address)),
                         frames: ids.to_vec(),
                     });
                     locations.len() as u32 - 1

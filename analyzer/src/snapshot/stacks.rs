@@ -24,16 +24,6 @@ pub enum Place {
     Unknown,
 }
 
-/// One return address, symbolized once per dump.
-struct Address {
-    /// Index into the dump's modules, if the address is in one.
-    module: Option<usize>,
-    /// Every frame, innermost inline frame first.
-    all: Rc<[FrameId]>,
-    /// The frames the rules keep.
-    kept: Rc<[FrameId]>,
-}
-
 /// Symbolizes the stacks of one dump under one set of rules, each address
 /// once.
 pub struct StackSymbolizer<'a> {
@@ -41,7 +31,15 @@ pub struct StackSymbolizer<'a> {
     table: &'a mut FrameTable,
     sym: &'a mut Symbolizer,
     rules: &'a FrameRules,
-    by_addr: HashMap<u64, Address>,
+    /// Per address, the frames the rules keep, innermost inline frame
+    /// first (a large dump has millions of addresses: the slice is the
+    /// symbolized frames' own, or the shared empty one, where it can be).
+    by_addr: HashMap<u64, Rc<[FrameId]>>,
+    /// The kept frames of an address that keeps none.
+    none: Rc<[FrameId]>,
+    /// The innermost frame of each address that keeps none: a stack made
+    /// only of those shows it.
+    dropped: HashMap<u64, FrameId>,
     memo: HashMap<u64, FrameId>,
     by_ptr: HashMap<[usize; 6], FrameId>,
 }
@@ -59,47 +57,45 @@ impl<'a> StackSymbolizer<'a> {
             sym,
             rules,
             by_addr: HashMap::default(),
+            none: Rc::from([]),
+            dropped: HashMap::default(),
             memo: HashMap::default(),
             by_ptr: HashMap::default(),
         }
     }
 
-    /// Calls `visit(place, address, module, frames)` for each location of
+    /// Calls `visit(place, address, frames)` for each location of
     /// the stack `addrs` (most recent call first) as memtrace shows it:
     /// every address with frames kept, in order; if there is none, the
     /// first frame of the first address that has any, or `<unknown>` (as
     /// tracemalloc names a trace without frames).
-    pub fn locations(
-        &mut self,
-        addrs: &[u64],
-        mut visit: impl FnMut(Place, u64, Option<usize>, &[FrameId]),
-    ) {
+    pub fn locations(&mut self, addrs: &[u64], mut visit: impl FnMut(Place, u64, &[FrameId])) {
         let mut any = false;
         for &addr in addrs {
-            let a = self.address(addr);
-            if !a.kept.is_empty() {
+            let kept = self.address(addr);
+            if !kept.is_empty() {
                 any = true;
-                visit(Place::Kept, addr, a.module, &a.kept);
+                visit(Place::Kept, addr, kept);
             }
         }
         if any {
             return;
         }
-        let innermost = addrs.iter().find_map(|x| {
-            let a = &self.by_addr[x];
-            a.all.first().map(|&f| (*x, a.module, f))
-        });
+        // Every address kept none here: those with frames are in `dropped`.
+        let innermost = addrs
+            .iter()
+            .find_map(|x| self.dropped.get(x).map(|&f| (*x, f)));
         match innermost {
-            Some((addr, module, f)) => visit(Place::Innermost, addr, module, &[f]),
+            Some((addr, f)) => visit(Place::Innermost, addr, &[f]),
             None => {
                 let unknown = self.table.intern_location("<unknown>", 0);
-                visit(Place::Unknown, 0, None, &[unknown]);
+                visit(Place::Unknown, 0, &[unknown]);
             }
         }
     }
 
     /// `addr` symbolized, from the cache after the first time.
-    fn address(&mut self, addr: u64) -> &Address {
+    fn address(&mut self, addr: u64) -> &[FrameId] {
         if !self.by_addr.contains_key(&addr) {
             let a = self.symbolize(addr);
             self.by_addr.insert(addr, a);
@@ -107,25 +103,22 @@ impl<'a> StackSymbolizer<'a> {
         &self.by_addr[&addr]
     }
 
-    fn symbolize(&mut self, addr: u64) -> Address {
+    fn symbolize(&mut self, addr: u64) -> Rc<[FrameId]> {
         let all: Rc<[FrameId]> = self
             .sym
             .symbolize(self.modules, addr)
             .iter()
             .map(|f| memo_intern(&mut self.memo, &mut self.by_ptr, self.table, f, self.rules))
             .collect();
-        let kept = if self.rules.keep_all {
-            all.clone()
+        let system = |id: &FrameId| self.table.frame(*id).system;
+        // Most addresses keep all their frames or none.
+        if self.rules.keep_all || !all.iter().any(system) {
+            all
+        } else if all.iter().all(system) {
+            self.dropped.insert(addr, all[0]);
+            self.none.clone()
         } else {
-            all.iter()
-                .copied()
-                .filter(|&id| !self.table.frame(id).system)
-                .collect()
-        };
-        Address {
-            module: self.modules.iter().position(|m| m.contains(addr)),
-            all,
-            kept,
+            all.iter().copied().filter(|id| !system(id)).collect()
         }
     }
 }
