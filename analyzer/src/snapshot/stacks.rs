@@ -210,3 +210,73 @@ fn memo_by_hash(
     memo.entry(h).or_insert(id);
     id
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pattern::Pattern;
+
+    /// Each stack's locations as (place, address, frame file names), for
+    /// addresses in no module (frames `<unknown 0x…>`).
+    fn locations(rules: &FrameRules, stacks: &[&[u64]]) -> Vec<Vec<(Place, u64, Vec<String>)>> {
+        let dump = memtrace_format::Snapshot::default();
+        let mut table = FrameTable::new();
+        let mut sym = Symbolizer::new();
+        let mut out = Vec::new();
+        let mut ids = Vec::new();
+        let mut s = StackSymbolizer::new(&dump, &mut table, &mut sym, rules);
+        for addrs in stacks {
+            let mut locs = Vec::new();
+            s.locations(addrs, |place, addr, frames| {
+                locs.push((place, addr, frames.to_vec()))
+            });
+            ids.push(locs);
+        }
+        for locs in ids {
+            let name = |f: &FrameId| table.frame(*f).filename.clone();
+            out.push(
+                locs.into_iter()
+                    .map(|(p, a, f)| (p, a, f.iter().map(name).collect()))
+                    .collect(),
+            );
+        }
+        out
+    }
+
+    fn rules(system: &[&str]) -> FrameRules {
+        FrameRules {
+            system: system.iter().map(|p| Pattern::new(p)).collect(),
+            ..FrameRules::default()
+        }
+    }
+
+    #[test]
+    fn kept_frames_then_innermost_then_unknown() {
+        let names = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let got = locations(
+            &rules(&["<unknown 0x1*"]),
+            &[&[0x10, 0x20], &[0x11, 0x12], &[]],
+        );
+        assert_eq!(
+            got,
+            vec![
+                // 0x10 is a system frame: only 0x20 stays.
+                vec![(Place::Kept, 0x20, names(&["<unknown 0x20>"]))],
+                // Nothing kept: the innermost frame stands for the stack.
+                vec![(Place::Innermost, 0x11, names(&["<unknown 0x11>"]))],
+                vec![(Place::Unknown, 0, names(&["<unknown>"]))],
+            ]
+        );
+        let all = FrameRules {
+            keep_all: true,
+            ..rules(&["*"])
+        };
+        assert_eq!(
+            locations(&all, &[&[0x10, 0x20]]),
+            vec![vec![
+                (Place::Kept, 0x10, names(&["<unknown 0x10>"])),
+                (Place::Kept, 0x20, names(&["<unknown 0x20>"])),
+            ]]
+        );
+    }
+}
