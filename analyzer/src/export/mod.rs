@@ -127,7 +127,9 @@ impl Stacks {
                 locs.push(*loc_ids.entry((place, address)).or_insert_with(|| {
                     locations.push(Location {
                         address,
-                        module: dump.modules.iter().position(|m| m.contains(address)),
+                        module: (place != Place::Unknown)
+                            .then(|| dump.modules.iter().position(|m| m.contains(address)))
+                            .flatten(),
                         frames: ids.to_vec(),
                     });
                     locations.len() as u32 - 1
