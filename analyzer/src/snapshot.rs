@@ -11,11 +11,14 @@
 //! "`allocs` blocks of `alloc_bytes` bytes in all", so every statistic,
 //! key, filter and cumulative mode works on it unchanged.
 
+mod stacks;
+
 pub use crate::frame::{Frame, FrameId, FrameRules, FrameTable};
 use crate::sampling;
-use crate::symbolize::{SymFrame, Symbolizer};
+use crate::symbolize::Symbolizer;
 use crate::util::FxHashMap as HashMap;
-use memtrace_format::{Header, Module};
+use memtrace_format::Header;
+pub use stacks::{Place, StackSymbolizer};
 use std::path::Path;
 use std::rc::Rc;
 
@@ -123,8 +126,9 @@ impl View {
         }
     }
 
-    /// The view's groups as `(stack, trace)` with the trace's traceback unset.
-    fn groups(self, dump: &memtrace_format::Snapshot) -> Vec<(u64, Trace)> {
+    /// The view's groups as `(stack, trace)` with the trace's traceback
+    /// unset, empty ones included (the dump's order: the exports keep it).
+    pub fn groups(self, dump: &memtrace_format::Snapshot) -> Vec<(u64, Trace)> {
         let live = |g: &memtrace_format::TraceGroup| (g.stack, Trace::blocks(g.size, g.count, 0));
         match self {
             View::Live => dump
@@ -326,94 +330,6 @@ pub fn read_dump(path: &Path) -> Result<memtrace_format::Snapshot, LoadError> {
     memtrace_format::decode(&bytes).map_err(|e| err(e.to_string()))
 }
 
-/// The hash of what `FrameTable::intern_sym` keys a symbolized frame by.
-fn sym_key_hash(f: &SymFrame) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = crate::util::FxHasher::default();
-    let has_line = f.has_line();
-    has_line.hash(&mut h);
-    f.function.hash(&mut h);
-    f.module.hash(&mut h);
-    if has_line {
-        f.file.hash(&mut h);
-        f.line.hash(&mut h);
-    } else {
-        f.module_offset.hash(&mut h);
-    }
-    h.finish()
-}
-
-/// Whether interned `frame` is the frame `intern_sym` makes of `f` (the
-/// intern key: file and line, or for a line-less frame the module offset its
-/// `<…>` name is made of; function; module).
-fn same_sym(frame: &Frame, f: &SymFrame) -> bool {
-    let has_line = f.has_line();
-    frame.has_line == has_line
-        && frame.function.as_deref() == f.function.as_deref()
-        && frame.module.as_deref() == f.module.as_deref()
-        && if has_line {
-            frame.lineno == f.line && f.file.as_deref() == Some(frame.filename.as_str())
-        } else {
-            frame.module_offset == f.module_offset
-        }
-}
-
-/// The identity of a symbolized frame's intern key by the addresses of its
-/// shared strings: equal identities mean equal keys (the symbolizer keeps
-/// those strings alive and gives the same `Rc` for the same name).
-fn sym_ptr_key(f: &SymFrame) -> [usize; 6] {
-    let p = |s: &Option<Rc<str>>| s.as_ref().map(|s| s.as_ptr() as usize).unwrap_or(0);
-    let has_line = f.has_line();
-    [
-        p(&f.function),
-        p(&f.file),
-        p(&f.module),
-        f.line as usize,
-        has_line as usize,
-        if has_line {
-            0
-        } else {
-            f.module_offset as usize
-        },
-    ]
-}
-
-/// `table.intern_sym(f, rules)`, memoized for one dump (rules
-/// are fixed there, so a frame interned once in it needs no second look):
-/// first by the addresses of its strings, then by the hash of its key.
-fn memo_intern(
-    memo: &mut HashMap<u64, FrameId>,
-    by_ptr: &mut HashMap<[usize; 6], FrameId>,
-    table: &mut FrameTable,
-    f: &SymFrame,
-    rules: &FrameRules,
-) -> FrameId {
-    let k = sym_ptr_key(f);
-    if let Some(&id) = by_ptr.get(&k) {
-        return id;
-    }
-    let id = memo_by_hash(memo, table, f, rules);
-    by_ptr.insert(k, id);
-    id
-}
-
-fn memo_by_hash(
-    memo: &mut HashMap<u64, FrameId>,
-    table: &mut FrameTable,
-    f: &SymFrame,
-    rules: &FrameRules,
-) -> FrameId {
-    let h = sym_key_hash(f);
-    if let Some(&id) = memo.get(&h) {
-        if same_sym(table.frame(id), f) {
-            return id;
-        }
-    }
-    let id = table.intern_sym(f, rules);
-    memo.entry(h).or_insert(id);
-    id
-}
-
 /// Symbolizes a decoded dump into a `Snapshot` of its live blocks.
 pub fn symbolize_dump(
     path: &str,
@@ -438,13 +354,11 @@ pub fn symbolize_views(
     rules: &FrameRules,
     views: &[View],
 ) -> Vec<Option<Snapshot>> {
-    let modules: &[Module] = &dump.modules;
-    let mut by_addr: HashMap<u64, Rc<[FrameId]>> = HashMap::default();
-    let mut tb_ids: HashMap<Vec<FrameId>, u32> = HashMap::default();
+    let mut stacks = StackSymbolizer::new(dump, table, sym, rules);
+    // Keyed by the traceback's own frames (one copy of each).
+    let mut tb_ids: HashMap<Rc<[FrameId]>, u32> = HashMap::default();
     let mut tracebacks: Vec<Traceback> = Vec::new();
     let mut stack_tb: HashMap<u64, u32> = HashMap::default();
-    let mut memo: HashMap<u64, FrameId> = HashMap::default();
-    let mut by_ptr: HashMap<[usize; 6], FrameId> = HashMap::default();
     // The views' groups; only the stacks they name are symbolized (a 1.2
     // file also holds the stacks of the peak and of the totals, which can
     // be many more than the live ones).
@@ -462,45 +376,19 @@ pub fn symbolize_views(
     let mut progress = crate::progress::Progress::new("symbolizing stacks", needed.len() as u64);
     for st in dump.stacks.iter().filter(|st| needed.contains(&st.id)) {
         progress.step();
-        let mut raw: Vec<FrameId> = Vec::with_capacity(st.frames.len() * 2);
-        for &addr in &st.frames {
-            let ids = by_addr.entry(addr).or_insert_with(|| {
-                sym.symbolize(modules, addr)
-                    .iter()
-                    .map(|f| memo_intern(&mut memo, &mut by_ptr, table, f, rules))
-                    .collect()
-            });
-            raw.extend_from_slice(ids);
-        }
-        if raw.is_empty() {
-            // As tracemalloc does for a trace with no frame at all.
-            raw.push(table.intern_location("<unknown>", 0));
-        }
-        let frames: Vec<FrameId> = if rules.keep_all {
-            raw
-        } else {
-            let user: Vec<FrameId> = raw
-                .iter()
-                .copied()
-                .filter(|&id| !table.frame(id).system)
-                .collect();
-            if user.is_empty() {
-                raw.into_iter().take(1).collect()
-            } else {
-                user
-            }
-        };
+        let mut frames: Vec<FrameId> = Vec::with_capacity(st.frames.len() * 2);
+        stacks.locations(&st.frames, |_, _, ids| frames.extend_from_slice(ids));
         // Identical kept frames with different truncation flags stay apart.
-        let key_frames = frames;
-        let idx = match tb_ids.get(&key_frames) {
+        let idx = match tb_ids.get(frames.as_slice()) {
             Some(&i) if tracebacks[i as usize].truncated == st.truncated => i,
             _ => {
+                let frames: Rc<[FrameId]> = frames.into();
                 tracebacks.push(Traceback {
-                    frames: key_frames.clone().into(),
+                    frames: frames.clone(),
                     truncated: st.truncated,
                 });
                 let i = tracebacks.len() as u32 - 1;
-                tb_ids.insert(key_frames, i);
+                tb_ids.insert(frames, i);
                 i
             }
         };
@@ -521,7 +409,7 @@ pub fn symbolize_views(
             Some(Snapshot {
                 path: path.to_string(),
                 header: Some(dump.header.clone()),
-                module_count: modules.len(),
+                module_count: dump.modules.len(),
                 traces,
                 tracebacks: tracebacks.clone(),
                 view,

@@ -1,7 +1,7 @@
 //! `memtrace diff OLD NEW`: `[ Top N differences ]` and one
 //! str(StatisticDiff) line per group (`new.compare_to(old)`).
 
-use super::json::{write_json, DiffJson, StatisticDiffJson, Total};
+use super::json::{write_json, CountSize, DiffJson, StatisticJson};
 use super::session::Session;
 use super::{CommonArgs, Failure, StatArgs};
 use crate::display::diff_sampling_note;
@@ -31,7 +31,6 @@ pub(super) fn diff(
         .map_err(|e| Failure::Usage(e.0))?;
     let (old_rate, new_rate) = (old_snap.sample_rate(), new_snap.sample_rate());
     if common.json {
-        let total = |(size, count)| Total { count, size };
         return write_json(
             out,
             &DiffJson {
@@ -44,16 +43,16 @@ pub(super) fn diff(
                 new: new.display().to_string(),
                 new_malloc_owner: new_snap.malloc_owner(),
                 new_sample_rate: new_rate,
-                new_total: total(new_snap.totals()),
+                new_total: CountSize::of(new_snap.totals()),
                 old: old.display().to_string(),
                 old_malloc_owner: old_snap.malloc_owner(),
                 old_sample_rate: old_rate,
-                old_total: total(old_snap.totals()),
+                old_total: CountSize::of(old_snap.totals()),
                 statistics: diffs
                     .iter()
                     .take(stat.limit)
                     .enumerate()
-                    .map(|(i, d)| StatisticDiffJson::new(&s.table, i + 1, d))
+                    .map(|(i, d)| StatisticJson::diff(&s.table, i + 1, d))
                     .collect(),
             },
         );

@@ -112,7 +112,7 @@ pub(super) fn export(
     let h = &l.dump.header;
     match format {
         ExportFormat::Pprof => {
-            let allocated = l.stacks.allocated(&l.dump).map(|g| l.filter(g));
+            let allocated = l.stacks.view(&l.dump, View::Allocated).map(|g| l.filter(g));
             let time_ns = match (&l.dump.run.peak, peak) {
                 (Some(p), true) => p.time_ns,
                 _ => h.time_ns,

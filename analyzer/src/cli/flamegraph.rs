@@ -102,25 +102,7 @@ pub(super) fn flamegraph(
 
 /// Nanoseconds since the epoch → `YYYY-MM-DD HH:MM:SS UTC`.
 fn utc_seconds(ns: u64) -> String {
-    let secs = ns / 1_000_000_000;
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
-    // civil_from_days (Howard Hinnant)
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + (m <= 2) as i64;
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{} UTC", super::stats::utc_date_time(ns))
 }
 
 #[cfg(test)]

@@ -72,72 +72,83 @@ impl<'a> FrameJson<'a> {
 }
 
 #[derive(Serialize)]
-pub(super) struct Total {
-    pub count: u64,
-    pub size: u64,
-}
-
-#[derive(Serialize)]
 pub(super) struct OtherGroups {
     pub count: u64,
     pub groups: usize,
     pub size: u64,
 }
 
-/// One element of `top`'s `statistics`.
+/// One element of `top`'s or `diff`'s `statistics`: the same line, with
+/// `truncated` in `top`'s and the two `_diff` fields in `diff`'s.
 #[derive(Serialize)]
 pub(super) struct StatisticJson<'a> {
     average: Option<f64>,
     count: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    count_diff: Option<i64>,
     frames: Vec<FrameJson<'a>>,
     label: String,
     rank: usize,
     size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    size_diff: Option<i64>,
     text: String,
-    truncated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    truncated: Option<bool>,
 }
 
 impl<'a> StatisticJson<'a> {
+    /// `top`'s line `rank` (1 the biggest).
     pub fn new(table: &'a FrameTable, rank: usize, st: &Statistic) -> StatisticJson<'a> {
         StatisticJson {
-            average: average_or_null(st.size, st.count),
-            count: st.count,
-            frames: FrameJson::list(table, &st.frames),
-            label: st.label(table),
-            rank,
-            size: st.size,
-            text: st.format(table),
-            truncated: st.truncated,
+            truncated: Some(st.truncated),
+            ..StatisticJson::line(
+                table,
+                rank,
+                (st.size, st.count),
+                &st.frames,
+                st.label(table),
+                st.format(table),
+            )
         }
     }
-}
 
-/// One element of `diff`'s `statistics`.
-#[derive(Serialize)]
-pub(super) struct StatisticDiffJson<'a> {
-    average: Option<f64>,
-    count: u64,
-    count_diff: i64,
-    frames: Vec<FrameJson<'a>>,
-    label: String,
-    rank: usize,
-    size: u64,
-    size_diff: i64,
-    text: String,
-}
+    /// `diff`'s line `rank`.
+    pub fn diff(table: &'a FrameTable, rank: usize, d: &StatisticDiff) -> StatisticJson<'a> {
+        StatisticJson {
+            count_diff: Some(d.count_diff),
+            size_diff: Some(d.size_diff),
+            ..StatisticJson::line(
+                table,
+                rank,
+                (d.size, d.count),
+                &d.frames,
+                d.label(table),
+                d.format(table),
+            )
+        }
+    }
 
-impl<'a> StatisticDiffJson<'a> {
-    pub fn new(table: &'a FrameTable, rank: usize, d: &StatisticDiff) -> StatisticDiffJson<'a> {
-        StatisticDiffJson {
-            average: average_or_null(d.size, d.count),
-            count: d.count,
-            count_diff: d.count_diff,
-            frames: FrameJson::list(table, &d.frames),
-            label: d.label(table),
+    /// What both lines have.
+    fn line(
+        table: &'a FrameTable,
+        rank: usize,
+        (size, count): (u64, u64),
+        frames: &[FrameId],
+        label: String,
+        text: String,
+    ) -> StatisticJson<'a> {
+        StatisticJson {
+            average: average_or_null(size, count),
+            count,
+            count_diff: None,
+            frames: FrameJson::list(table, frames),
+            label,
             rank,
-            size: d.size,
-            size_diff: d.size_diff,
-            text: d.format(table),
+            size,
+            size_diff: None,
+            text,
+            truncated: None,
         }
     }
 }
@@ -159,7 +170,7 @@ pub(super) struct TopJson<'a> {
     pub sample_rate: u64,
     pub snapshot: &'a str,
     pub statistics: Vec<StatisticJson<'a>>,
-    pub total: Total,
+    pub total: CountSize,
     /// "peak", "allocated" or "temporary"; absent for the live blocks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub view: Option<&'static str>,
@@ -203,12 +214,12 @@ pub(super) struct DiffJson<'a> {
     pub new: String,
     pub new_malloc_owner: Option<String>,
     pub new_sample_rate: u64,
-    pub new_total: Total,
+    pub new_total: CountSize,
     pub old: String,
     pub old_malloc_owner: Option<String>,
     pub old_sample_rate: u64,
-    pub old_total: Total,
-    pub statistics: Vec<StatisticDiffJson<'a>>,
+    pub old_total: CountSize,
+    pub statistics: Vec<StatisticJson<'a>>,
 }
 
 #[derive(Serialize)]
@@ -268,6 +279,13 @@ pub(super) struct StatsPeak {
 pub(super) struct CountSize {
     pub count: u64,
     pub size: u64,
+}
+
+impl CountSize {
+    /// From a `(size, count)` pair, the order `Snapshot::totals` returns.
+    pub fn of((size, count): (u64, u64)) -> CountSize {
+        CountSize { count, size }
+    }
 }
 
 /// `stats`' TOTALS object (format 1.2).
@@ -382,7 +400,7 @@ mod tests {
             false,
         );
         let frame = || FrameJson::new(&table, id);
-        let total = || Total { count: 1, size: 2 };
+        let total = || CountSize { count: 1, size: 2 };
         sorted(&frame());
         sorted(&FrameJson {
             source: Some(None),
@@ -408,12 +426,14 @@ mod tests {
             statistics: vec![StatisticJson {
                 average: Some(1.5),
                 count: 2,
+                count_diff: None,
                 frames: vec![frame()],
                 label: "l".into(),
                 rank: 1,
                 size: 3,
+                size_diff: None,
                 text: "t".into(),
-                truncated: false,
+                truncated: Some(false),
             }],
             total: total(),
             view: None,
@@ -459,16 +479,17 @@ mod tests {
             old_malloc_owner: Some("x".into()),
             old_sample_rate: 0,
             old_total: total(),
-            statistics: vec![StatisticDiffJson {
+            statistics: vec![StatisticJson {
                 average: None,
                 count: 0,
-                count_diff: -1,
+                count_diff: Some(-1),
                 frames: vec![frame()],
                 label: "l".into(),
                 rank: 1,
                 size: 0,
-                size_diff: -3,
+                size_diff: Some(-3),
                 text: "t".into(),
+                truncated: None,
             }],
         });
         sorted(&TracebackJson {

@@ -44,8 +44,13 @@ fn shell_quote(arg: &[u8]) -> String {
 
 /// Nanoseconds since the epoch → `YYYY-MM-DD HH:MM:SS.nnnnnnnnn UTC`.
 pub(super) fn utc_time(ns: u64) -> String {
+    format!("{}.{:09} UTC", utc_date_time(ns), ns % 1_000_000_000)
+}
+
+/// Nanoseconds since the epoch → `YYYY-MM-DD HH:MM:SS` in UTC, the
+/// fraction of a second dropped.
+pub(super) fn utc_date_time(ns: u64) -> String {
     let secs = ns / 1_000_000_000;
-    let frac = ns % 1_000_000_000;
     let days = (secs / 86400) as i64;
     let rem = secs % 86400;
     // Howard Hinnant's civil_from_days
@@ -53,14 +58,13 @@ pub(super) fn utc_time(ns: u64) -> String {
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
     let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
+    let y = yoe + era * 400 + (m <= 2) as i64;
     format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{frac:09} UTC",
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60
@@ -101,10 +105,7 @@ fn print_stats(
     let run = &d.run;
     let nums = RunNumbers::of(d);
     let raw = RunNumbers::with_rate(d, 0);
-    let cs = |v: Option<(u64, u64)>| {
-        let (size, count) = v.unwrap_or((0, 0));
-        CountSize { count, size }
-    };
+    let cs = |v: Option<(u64, u64)>| CountSize::of(v.unwrap_or((0, 0)));
     if as_json {
         return write_json(
             out,

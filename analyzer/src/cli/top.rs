@@ -3,7 +3,7 @@
 //! `display_top`.
 
 use super::json::PeakJson;
-use super::json::{write_json, OtherGroups, StatisticJson, TopJson, Total};
+use super::json::{write_json, CountSize, OtherGroups, StatisticJson, TopJson};
 use super::session::{missing_view_in, Session};
 use super::{CommonArgs, Failure, StatArgs};
 use crate::display::{display_top, notes, total_count, total_size};
@@ -39,7 +39,6 @@ pub(super) fn top(
     let rate = snap.sample_rate();
     if common.json {
         let other = &stats[stat.limit.min(stats.len())..];
-        let (size, count) = snap.totals();
         return write_json(
             out,
             &TopJson {
@@ -65,7 +64,7 @@ pub(super) fn top(
                     .enumerate()
                     .map(|(i, st)| StatisticJson::new(&s.table, i + 1, st))
                     .collect(),
-                total: Total { count, size },
+                total: CountSize::of(snap.totals()),
                 view: (view != View::Live).then(|| view.name()),
             },
         );
