@@ -133,7 +133,7 @@ impl LiveTable {
 
     /// Applies the event with key `seq` at `addr`, in any order relative to
     /// the other events (see the module doc), and says what changed.
-    #[inline]
+    #[inline(always)]
     pub fn apply(&mut self, seq: u64, addr: u64, op: Op) -> Change {
         let new = match op {
             Op::Alloc(b) => {

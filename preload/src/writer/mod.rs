@@ -295,7 +295,7 @@ struct Defer<'a> {
 }
 
 impl ring::Sink for Defer<'_> {
-    #[inline]
+    #[inline(always)]
     fn event(&mut self, e: Event) {
         if self.deferred.push(e).is_err() {
             *self.oom = true;
