@@ -944,3 +944,20 @@ pub fn parse_dhat(text: &str, label: &str) -> (u64, u64) {
     assert!(nums.len() >= 2, "cannot read {line:?}");
     (nums[0], nums[1])
 }
+
+/// tests/programs/history_plot.c run to its own SIGKILL with a history every
+/// 50 ms (prefix `dir/NAME.%p`): its output and its history file.
+pub fn killed_history_plot(dir: &Path, name: &str) -> (Output, PathBuf) {
+    let out = Run::new(prog("history_plot", Opt::O2), dir)
+        .out(dir.join(format!("{name}.%p")))
+        .env("MEMTRACE_HISTORY", "50ms")
+        .run();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(9), // SIGKILL
+        "{}",
+        out.stderr
+    );
+    let history = dir.join(format!("{name}.{}.history", out.pid));
+    (out, history)
+}

@@ -394,17 +394,7 @@ fn stamp(stdout: &str, name: &str) -> u64 {
 #[test]
 fn plot_of_a_killed_program_names_its_lines_and_its_peak() {
     let dir = fresh_dir("history_plot");
-    let out = Run::new(prog("history_plot", Opt::O2), &dir)
-        .out(dir.join("hpl.%p"))
-        .env("MEMTRACE_HISTORY", "50ms")
-        .run();
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&out.status),
-        Some(libc::SIGKILL),
-        "{}",
-        out.stderr
-    );
-    let path = history_of(&dir.join("hpl"), out.pid);
+    let (out, path) = killed_history_plot(&dir, "hpl");
     let start = read_start(std::fs::File::open(&path).unwrap()).unwrap();
     let secs = |t: u64| (t - start.start_ns) as f64 / 1e9;
     let (spike, unspike) = (stamp(&out.stdout, "SPIKE"), stamp(&out.stdout, "UNSPIKE"));

@@ -88,17 +88,7 @@ fn renders(html: &Path) -> Option<String> {
 #[test]
 fn report_of_a_history_stacks_its_lines_as_plot_does() {
     let dir = fresh_dir("report_history");
-    let out = Run::new(prog("history_plot", Opt::O2), &dir)
-        .out(dir.join("hr.%p"))
-        .env("MEMTRACE_HISTORY", "50ms")
-        .run();
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&out.status),
-        Some(libc::SIGKILL),
-        "{}",
-        out.stderr
-    );
-    let history = dir.join(format!("hr.{}.history", out.pid));
+    let (_, history) = killed_history_plot(&dir, "hr");
     let h = history.to_str().unwrap();
     let (page, html) = report(&dir, "r.html", &[h]);
     let svg_path = dir.join("mem.svg");
