@@ -216,16 +216,7 @@ fn put(b: &mut [u8], off: usize, v: &[u8]) {
 #[test]
 fn corrupt_module_files_never_crash() {
     let dir = tmpdir("elf");
-    let src = dir.join("p.c");
-    std::fs::write(&src, SRC).unwrap();
-    let prog = dir.join("p");
-    let st = Command::new("gcc")
-        .args(["-g", "-O1", "-o"])
-        .arg(&prog)
-        .arg(&src)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let (src, prog) = compile_c(&dir, "p", SRC, &["-g", "-O1"]);
     let elf = std::fs::read(&prog).unwrap();
     let addrs = addresses(&elf, &prog);
     assert!(addrs.len() > 8);

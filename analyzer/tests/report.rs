@@ -57,16 +57,12 @@ fn fixture(tag: &str) -> Fixture {
     let dir = tmpdir(tag);
     let srcdir = dir.join(ODD_DIR);
     std::fs::create_dir_all(&srcdir).unwrap();
-    let srcp = srcdir.join("app.c");
-    std::fs::write(&srcp, SRC).unwrap();
-    let exe = srcdir.join("app");
-    let st = Command::new("gcc")
-        .args(["-g", "-O0", "-fno-omit-frame-pointer", "-o"])
-        .arg(&exe)
-        .arg(&srcp)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let (srcp, exe) = compile_c(
+        &srcdir,
+        "app",
+        SRC,
+        &["-g", "-O0", "-fno-omit-frame-pointer"],
+    );
     let site = |f: &str, t: &str| rets(&exe, f, t)[0];
     let buf = site("make_buffer", "malloc");
     let row = site("parse_row", "make_buffer");

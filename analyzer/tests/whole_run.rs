@@ -10,7 +10,6 @@ use memtrace_format::{
 };
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 mod common;
 use common::*;
@@ -50,16 +49,7 @@ struct Fixture {
 
 fn fixture(tag: &str) -> Fixture {
     let dir = tmpdir(tag);
-    let srcp = dir.join("prog.c");
-    std::fs::write(&srcp, SRC).unwrap();
-    let exe = dir.join("prog");
-    let st = Command::new("gcc")
-        .args(["-g", "-O0", "-fno-omit-frame-pointer", "-o"])
-        .arg(&exe)
-        .arg(&srcp)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let (srcp, exe) = compile_c(&dir, "prog", SRC, &["-g", "-O0", "-fno-omit-frame-pointer"]);
     let site = |f: &str, t: &str| rets(&exe, f, t)[0];
     let churn_calls = rets(&exe, "main", "churn_site");
     assert_eq!(churn_calls.len(), 2);

@@ -961,3 +961,18 @@ pub fn killed_history_plot(dir: &Path, name: &str) -> (Output, PathBuf) {
     let history = dir.join(format!("{name}.{}.history", out.pid));
     (out, history)
 }
+
+/// `memtrace ARGS…`, which must succeed: its stdout.
+pub fn memtrace_ok(args: &[&str]) -> String {
+    let out = Command::new(memtrace_bin())
+        .args(args)
+        .output()
+        .expect("run memtrace");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "memtrace {args:?} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}

@@ -26,18 +26,6 @@ use std::process::Command;
 
 const SRC: &str = "pool_track.c";
 
-/// `memtrace ARGS…`: stdout, which must succeed.
-fn memtrace(args: &[&str]) -> String {
-    let out = Command::new(memtrace_bin()).args(args).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "memtrace {args:?} failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
 /// Runs pool_track traced; its directory (removed when dropped) and exit
 /// snapshot.
 fn traced(opt: Opt, name: &str) -> (TestDir, PathBuf) {
@@ -91,7 +79,7 @@ fn pool_objects_are_blocks_of_their_domain_at_their_call_sites() {
 
         // By the innermost frame, the objects are the pool's line; without
         // the pool's frame, the lines that called it.
-        let top = memtrace(&["top", snap_s, "--domain", "7"]);
+        let top = memtrace_ok(&["top", snap_s, "--domain", "7"]);
         assert_eq!(
             top.lines().skip(1).collect::<Vec<_>>(),
             vec![format!(
@@ -99,7 +87,7 @@ fn pool_objects_are_blocks_of_their_domain_at_their_call_sites() {
                 at("POOL TRACK")
             )]
         );
-        let sites = memtrace(&["top", snap_s, "--domain", "7", "--system", "pool_alloc"]);
+        let sites = memtrace_ok(&["top", snap_s, "--domain", "7", "--system", "pool_alloc"]);
         assert_eq!(
             sites.lines().skip(1).collect::<Vec<_>>(),
             vec![
@@ -109,7 +97,7 @@ fn pool_objects_are_blocks_of_their_domain_at_their_call_sites() {
             ]
         );
         // The traceback of the biggest group: the pool's line, then its caller's.
-        let tb = memtrace(&["traceback", snap_s, "--domain", "7"]);
+        let tb = memtrace_ok(&["traceback", snap_s, "--domain", "7"]);
         let line = |m: &str| format!("line {}", line_of(SRC, m));
         let (pool, widgets) = (
             tb.find(&line("POOL TRACK")).expect("pool line"),
@@ -119,19 +107,19 @@ fn pool_objects_are_blocks_of_their_domain_at_their_call_sites() {
         assert!(tb.starts_with("8 memory blocks: 0.4 KiB"), "{tb}");
 
         // Domain 0: malloc's blocks only, however asked.
-        let heap_top = memtrace(&["top", snap_s, "--domain", "0", "--limit", "50"]);
+        let heap_top = memtrace_ok(&["top", snap_s, "--domain", "0", "--limit", "50"]);
         assert_eq!(
             heap_top,
-            memtrace(&["top", snap_s, "--exclude-domain", "7", "--limit", "50"])
+            memtrace_ok(&["top", snap_s, "--exclude-domain", "7", "--limit", "50"])
         );
         assert!(heap_top.contains(&format!("{}: size=64.0 KiB, count=1", at("SITE chunk"))));
         assert!(heap_top.contains(&format!("{}: size=333 B, count=1", at("SITE heap"))));
         assert!(!heap_top.contains(&at("POOL TRACK")), "{heap_top}");
         // Everything: both.
-        let all = memtrace(&["top", snap_s, "--limit", "50"]);
+        let all = memtrace_ok(&["top", snap_s, "--limit", "50"]);
         assert!(all.contains(&at("POOL TRACK")) && all.contains(&at("SITE chunk")));
 
-        let stats = memtrace(&["stats", snap_s]);
+        let stats = memtrace_ok(&["stats", snap_s]);
         assert!(
             stats.contains("Domain 7:       14 objects (656 B, 656 B) from 3 stacks"),
             "{stats}"
@@ -171,7 +159,7 @@ fn without_memtrace_the_program_runs_unchanged() {
 fn the_dropped_pool_object_is_definitely_lost_in_its_domain() {
     let (_dir, snap) = traced(Opt::O2, "domains_leaks");
     let snap_s = snap.to_str().unwrap();
-    let text = memtrace(&["leaks", snap_s, "--domain", "7", "--show", "all"]);
+    let text = memtrace_ok(&["leaks", snap_s, "--domain", "7", "--show", "all"]);
     let record = text
         .lines()
         .find(|l| l.contains("definitely lost"))
@@ -192,7 +180,7 @@ fn the_dropped_pool_object_is_definitely_lost_in_its_domain() {
         "{text}"
     );
     // The heap's own records: the chunk is reachable, nothing lost.
-    let heap = memtrace(&["leaks", snap_s, "--domain", "0"]);
+    let heap = memtrace_ok(&["leaks", snap_s, "--domain", "0"]);
     assert!(
         heap.contains("definitely lost: 0 bytes in 0 blocks"),
         "{heap}"
@@ -204,7 +192,7 @@ fn exports_carry_the_domain() {
     let (_dir, snap) = traced(Opt::O2, "domains_export");
     let dir = snap.parent().unwrap();
     let pickle = dir.join("p.pickle");
-    memtrace(&[
+    memtrace_ok(&[
         "export",
         snap.to_str().unwrap(),
         "--format",
@@ -239,7 +227,7 @@ fn exports_carry_the_domain() {
     );
 
     let profile = dir.join("p.pb.gz");
-    memtrace(&[
+    memtrace_ok(&[
         "export",
         snap.to_str().unwrap(),
         "--format",

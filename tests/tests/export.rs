@@ -24,21 +24,8 @@ fn p(s: &Path) -> &str {
     s.to_str().unwrap()
 }
 
-fn memtrace(args: &[&str]) -> String {
-    let out = Command::new(memtrace_bin())
-        .args(args)
-        .output()
-        .expect("run memtrace");
-    assert!(
-        out.status.success(),
-        "memtrace {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn json(args: &[&str]) -> Value {
-    let text = memtrace(args);
+    let text = memtrace_ok(args);
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("memtrace {args:?}: {e}\n{text}"))
 }
 
@@ -223,7 +210,7 @@ fn pprof_profiles_read_by_go_tool_pprof_equal_memtrace() {
     for t in programs() {
         let dir = t.s1.parent().unwrap().to_path_buf();
         let pb1 = dir.join("k1.pb.gz");
-        memtrace(&["export", p(&t.s1), "--format", "pprof", "-o", p(&pb1)]);
+        memtrace_ok(&["export", p(&t.s1), "--format", "pprof", "-o", p(&pb1)]);
         // gzip'd, as pprof and the continuous profilers expect.
         let bytes = std::fs::read(&pb1).unwrap();
         assert_eq!(&bytes[..2], &[0x1f, 0x8b], "{}: not gzip", t.name);
@@ -246,7 +233,7 @@ fn pprof_profiles_read_by_go_tool_pprof_equal_memtrace() {
 
         if let Some(s2) = &t.s2 {
             let pb2 = dir.join("k2.pb.gz");
-            memtrace(&["export", p(s2), "--format", "pprof", "-o", p(&pb2)]);
+            memtrace_ok(&["export", p(s2), "--format", "pprof", "-o", p(&pb2)]);
             check_pprof_live(&t, s2, &pb2);
             // -base OLD NEW is memtrace diff.
             for (gran, key, keyfn) in [
@@ -362,7 +349,7 @@ fn pprof_alloc_figures_are_the_totals_and_peak_exports_the_peak() {
         let made = dir.join("whole.snap");
         with_whole_run(&snap, &made);
         let pb = dir.join("whole.pb.gz");
-        memtrace(&["export", p(&made), "--format", "pprof", "-o", p(&pb)]);
+        memtrace_ok(&["export", p(&made), "--format", "pprof", "-o", p(&pb)]);
         // The biggest group's line, by its stack (the copy's line).
         let tb = json(&[
             "top",
@@ -422,7 +409,7 @@ fn pprof_alloc_figures_are_the_totals_and_peak_exports_the_peak() {
         );
         // --peak: twice the live blocks.
         let pk = dir.join("peak.pb.gz");
-        memtrace(&[
+        memtrace_ok(&[
             "export",
             p(&made),
             "--format",
@@ -451,7 +438,7 @@ fn pprof_of_a_sampled_snapshot_carries_the_estimates() {
     out.assert_ok();
     let snap = snap_path(&prefix, "2");
     let pb = dir.join("s.pb.gz");
-    memtrace(&["export", p(&snap), "--format", "pprof", "-o", p(&pb)]);
+    memtrace_ok(&["export", p(&snap), "--format", "pprof", "-o", p(&pb)]);
     let mt = top_json(&snap, "lineno", &[]);
     assert!(mt["estimated"].as_bool().unwrap());
     let out = Command::new(go())
@@ -600,7 +587,7 @@ fn tracemalloc_pickle_runs_the_documentation_recipes_as_memtrace_prints() {
                 let out = dir.join(name);
                 let mut a = vec!["export", p(snap), "--format", "tracemalloc", "-o", p(&out)];
                 a.extend_from_slice(flag);
-                memtrace(&a);
+                memtrace_ok(&a);
                 out
             };
             let pn = export(&new, "new.pickle");
@@ -609,7 +596,7 @@ fn tracemalloc_pickle_runs_the_documentation_recipes_as_memtrace_prints() {
             let with = |a: &[&str]| {
                 let mut v = a.to_vec();
                 v.extend_from_slice(flag);
-                memtrace(&v)
+                memtrace_ok(&v)
             };
             let what = format!("{} raw={raw}", t.name);
             assert_eq!(got[0], with(&["top", p(&new)]), "{what}: the top 10");
@@ -662,7 +649,7 @@ fn json_loc(f: &Value) -> String {
 /// `memtrace flamegraph … --collapsed -o -`: width per stack of locations.
 fn folded_widths(args: &[&str]) -> BTreeMap<String, i64> {
     let mut got: BTreeMap<String, i64> = BTreeMap::new();
-    for line in memtrace(args).lines() {
+    for line in memtrace_ok(args).lines() {
         let (stack, w) = line.rsplit_once(' ').unwrap();
         let key: Vec<String> = stack.split(';').map(folded_loc).collect();
         *got.entry(key.join(" ; ")).or_insert(0) += w.parse::<i64>().unwrap();
@@ -779,7 +766,7 @@ fn flamegraph_widths_are_the_statistics_by_traceback() {
         }
         // Nothing through the filters: a titled, empty picture, and no folded line.
         let empty = dir.join("empty.svg");
-        memtrace(&[
+        memtrace_ok(&[
             "flamegraph",
             p(&snap),
             "--include",
@@ -793,7 +780,7 @@ fn flamegraph_widths_are_the_statistics_by_traceback() {
             "{svg}"
         );
         assert_eq!(
-            memtrace(&[
+            memtrace_ok(&[
                 "flamegraph",
                 p(&snap),
                 "--include",
@@ -806,7 +793,7 @@ fn flamegraph_widths_are_the_statistics_by_traceback() {
         );
         // The SVG: titled, the system's frames (with --raw) coloured apart.
         let svg_path = dir.join("f.svg");
-        memtrace(&["flamegraph", p(&snap), "--raw", "-o", p(&svg_path)]);
+        memtrace_ok(&["flamegraph", p(&snap), "--raw", "-o", p(&svg_path)]);
         let svg = std::fs::read_to_string(&svg_path).unwrap();
         assert!(
             svg.starts_with("<?xml") && svg.contains("<svg"),

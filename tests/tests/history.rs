@@ -25,16 +25,6 @@ fn read_history(path: &Path, at_ns: Option<u64>) -> Snapshot {
     read_at(std::io::BufReader::new(f), at_ns).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn memtrace(args: &[&str]) -> String {
-    let o = Command::new(memtrace_bin()).args(args).output().unwrap();
-    assert!(
-        o.status.success(),
-        "memtrace {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
-
 /// `count=N` on the `top` line of `file:line`.
 fn count_on_line(top: &str, marker: &str) -> u64 {
     let l = top
@@ -89,7 +79,7 @@ fn sigkill_leaves_the_last_point() {
         assert_eq!(s.header.traced_bytes, 10 * 3001 + n * 1003);
         // The CLI's top: the kept line exactly, the growing line as at the last point.
         let p = path.to_str().unwrap();
-        let top = memtrace(&["top", p]);
+        let top = memtrace_ok(&["top", p]);
         let file = "history_kill.c";
         assert_eq!(
             count_on_line(
@@ -112,7 +102,7 @@ fn sigkill_leaves_the_last_point() {
         let peak = s.run.peak.as_ref().unwrap();
         assert_eq!(peak.traced_bytes, s.header.traced_bytes);
         assert_eq!(peak.groups, s.traces);
-        let top = memtrace(&["top", "--peak", p]);
+        let top = memtrace_ok(&["top", "--peak", p]);
         assert_eq!(
             count_on_line(
                 &top,
@@ -121,9 +111,9 @@ fn sigkill_leaves_the_last_point() {
             n,
             "{top}"
         );
-        memtrace(&["stats", p]);
-        memtrace(&["summary", p]);
-        memtrace(&["traceback", p]);
+        memtrace_ok(&["stats", p]);
+        memtrace_ok(&["summary", p]);
+        memtrace_ok(&["traceback", p]);
     }
 }
 
@@ -162,7 +152,7 @@ fn at_gives_each_phase_exactly() {
         }
         // The same through the CLI's --at (seconds from the start).
         let secs = (*t - start.start_ns) as f64 / 1e9;
-        let top = memtrace(&["top", "--at", &format!("{secs:.6}"), path.to_str().unwrap()]);
+        let top = memtrace_ok(&["top", "--at", &format!("{secs:.6}"), path.to_str().unwrap()]);
         let file = "history_phases.c";
         for (marker, size) in [
             ("a[i] = touch", 1111u64),
@@ -214,8 +204,8 @@ fn at_gives_each_phase_exactly() {
             .collect()
     };
     let p = path.to_str().unwrap();
-    let from_history = memtrace(&["top", "--peak", p]);
-    let from_snapshot = memtrace(&["top", "--peak", snap.to_str().unwrap()]);
+    let from_history = memtrace_ok(&["top", "--peak", p]);
+    let from_snapshot = memtrace_ok(&["top", "--peak", snap.to_str().unwrap()]);
     assert_eq!(
         stat_lines(&from_history),
         stat_lines(&from_snapshot),
@@ -227,7 +217,7 @@ fn at_gives_each_phase_exactly() {
     // The peak: all 20 of a and the 30 of b, before a's were freed.
     assert_eq!(count_on_line(&from_history, &a_line), 20, "{from_history}");
     assert_eq!(count_on_line(&from_history, &b_line), 30, "{from_history}");
-    let at1 = memtrace(&["top", "--peak", "--at", &secs(phases[0].1), p]);
+    let at1 = memtrace_ok(&["top", "--peak", "--at", &secs(phases[0].1), p]);
     assert_eq!(count_on_line(&at1, &a_line), 20, "{at1}");
     assert!(!at1.contains(&b_line), "{at1}");
     let peak = read_history(&path, None).run.peak.unwrap();
@@ -235,7 +225,7 @@ fn at_gives_each_phase_exactly() {
     assert!(peak.traced_bytes >= 20 * 1111 + 30 * 2222);
     assert_eq!(peak, load(&snap).run.peak.unwrap());
     // diff --from phase 1 --to phase 3.
-    let d = memtrace(&[
+    let d = memtrace_ok(&[
         "diff",
         path.to_str().unwrap(),
         "--from",
@@ -410,7 +400,7 @@ fn plot_of_a_killed_program_names_its_lines_and_its_peak() {
 
     let svg_path = dir.join("mem.svg");
     let p = path.to_str().unwrap();
-    memtrace(&["plot", p, "-o", svg_path.to_str().unwrap()]);
+    memtrace_ok(&["plot", p, "-o", svg_path.to_str().unwrap()]);
     let svg = std::fs::read_to_string(&svg_path).unwrap();
     // The peak's mark where the program put it: its bytes, and a moment
     // between SPIKE and (the writer applies events within milliseconds;
@@ -441,7 +431,7 @@ fn plot_of_a_killed_program_names_its_lines_and_its_peak() {
     assert!(svg.contains(">#1</text>"), "{svg}");
     assert!(svg.contains(">last point</text>"), "{svg}");
     // `top --peak` agrees.
-    let top = memtrace(&["top", "--peak", p]);
+    let top = memtrace_ok(&["top", "--peak", p]);
     assert_eq!(count_on_line(&top, &spiked), 1, "{top}");
     assert_eq!(count_on_line(&top, &grown), 50, "{top}");
 

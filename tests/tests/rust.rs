@@ -24,19 +24,6 @@ fn build(dir: &Path, opt: Opt) -> std::path::PathBuf {
     exe
 }
 
-fn memtrace(args: &[&str]) -> String {
-    let out = Command::new(memtrace_bin())
-        .args(args)
-        .output()
-        .expect("run memtrace");
-    assert!(
-        out.status.success(),
-        "memtrace {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn rust_program_top_and_diff_name_its_line() {
     let line = line_of("rust_prog.rs", "MARK: alloc");
@@ -50,13 +37,13 @@ fn rust_program_top_and_diff_name_its_line() {
         assert_eq!(load(&a).count_of(1000), 1000, "{opt:?}");
         assert_eq!(load(&b).count_of(4000), 500, "{opt:?}");
         let site = format!("{}:{line}", source("rust_prog.rs").display());
-        let top = memtrace(&["top", a.to_str().unwrap()]);
+        let top = memtrace_ok(&["top", a.to_str().unwrap()]);
         let want = format!("{site}: size=977 KiB, count=1000, average=1000 B");
         assert!(
             top.lines().any(|l| l == want),
             "{opt:?}: no line {want:?} in\n{top}"
         );
-        let diff = memtrace(&["diff", a.to_str().unwrap(), b.to_str().unwrap()]);
+        let diff = memtrace_ok(&["diff", a.to_str().unwrap(), b.to_str().unwrap()]);
         // Both fills allocate at the same line: 1000 x 1000 + 500 x 4000 B.
         let want = format!("{site}: size=2930 KiB (+1953 KiB), count=1500 (+500), average=2000 B");
         assert!(

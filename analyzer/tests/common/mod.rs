@@ -9,6 +9,28 @@ use std::process::Command;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_memtrace");
 
+/// Writes `src` to `dir/name.c` and compiles it with gcc `flags` into
+/// `dir/name`; returns (source path, executable).
+pub fn compile_c(dir: &Path, name: &str, src: &str, flags: &[&str]) -> (PathBuf, PathBuf) {
+    let srcp = dir.join(format!("{name}.c"));
+    std::fs::write(&srcp, src).unwrap();
+    let exe = dir.join(name);
+    let o = Command::new("gcc")
+        .args(flags)
+        .arg("-o")
+        .arg(&exe)
+        .arg(&srcp)
+        .output()
+        .expect("gcc runs");
+    assert!(
+        o.status.success(),
+        "gcc {flags:?} {}: {}",
+        srcp.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (srcp, exe)
+}
+
 /// A fresh, empty scratch directory for this test process.
 pub fn tmpdir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("memtrace-test-{tag}-{}", std::process::id()));
