@@ -151,6 +151,24 @@ pub fn byte_ticks(max: f64) -> (f64, Vec<(f64, String)>) {
     if unit == 0 {
         step = step.max(1.0);
     }
+    scaled_ticks(v, step, scale, |x| {
+        if x == "0" {
+            x.to_string()
+        } else {
+            format!("{x} {}", UNITS[unit])
+        }
+    })
+}
+
+/// Ticks every `step` from 0 to the first multiple of `step` at or above
+/// `v` (axis units), as (value × `scale`, `label` of the number printed
+/// with the step's decimals); returns (top × `scale`, ticks).
+fn scaled_ticks(
+    v: f64,
+    step: f64,
+    scale: f64,
+    label: impl Fn(&str) -> String,
+) -> (f64, Vec<(f64, String)>) {
     let top = (v / step).ceil().max(1.0) * step;
     let digits = if step >= 1.0 {
         0
@@ -161,12 +179,7 @@ pub fn byte_ticks(max: f64) -> (f64, Vec<(f64, String)>) {
     let ticks = (0..=n)
         .map(|i| {
             let x = i as f64 * step;
-            let label = if i == 0 {
-                "0".to_string()
-            } else {
-                format!("{} {}", trim_number(x, digits), UNITS[unit])
-            };
-            (x * scale, label)
+            (x * scale, label(&trim_number(x, digits)))
         })
         .collect();
     (top * scale, ticks)
@@ -184,20 +197,7 @@ pub fn time_ticks(max: f64) -> (f64, Vec<(f64, String)>) {
     };
     let v = max / scale;
     let step = nice_step(v, 8.0);
-    let top = (v / step).ceil().max(1.0) * step;
-    let digits = if step >= 1.0 {
-        0
-    } else {
-        (-step.log10().floor()) as usize
-    };
-    let n = (top / step).round() as usize;
-    let ticks = (0..=n)
-        .map(|i| {
-            let x = i as f64 * step;
-            (x * scale, format!("{} {unit}", trim_number(x, digits)))
-        })
-        .collect();
-    (top * scale, ticks)
+    scaled_ticks(v, step, scale, |x| format!("{x} {unit}"))
 }
 
 const W: f64 = 960.0;
